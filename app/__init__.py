@@ -1,0 +1,3 @@
+"""authmd: agent registration and discovery server (auth.md protocol, temporary accounts)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""create_app: the only place things are wired (settings → keys, store, clock → context → routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.types import Message, Scope
+
+from app.clock import Clock, SystemClock
+from app.config import Settings, load_settings
+from app.context import Context, max_token_lifetime
+from app.flows.expire import run_key_watch, run_sweeper
+from app.flows.issue import VerifiedCache
+from app.keys import KeyRing, ensure_keys
+from app.routes import health, identity, notes, oauth
+from app.routes.discovery import Documents, discovery_handlers
+from app.routes.errors import EXCEPTION_HANDLERS
+from app.store import open_store
+from app.store.port import Store
+
+log = logging.getLogger("authmd")
+access_log = logging.getLogger("authmd.access")
+
+
+async def log_access(message: Message, scope: Scope) -> None:
+    # The path only, never the query string: a URL may carry a secret (a claim link).
+    if message["type"] == "http.response.start":
+        client = scope.get("client") or ("-", 0)
+        access_log.info("%s %s %s %s", client[0], scope.get("method"), scope.get("path"), message["status"])
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, clock: Clock | None = None, background: bool = True
+) -> Litestar:
+    """Build the app from resolved settings. Tests inject a store and a ManualClock; ``background``
+    starts the sweeper and the key watcher (tests that move the clock drive the sweeper by hand)."""
+    if settings.issuer is None:
+        settings = settings.resolve()
+    clock = clock or SystemClock()
+    ensure_keys(settings.data_dir, settings.signing_alg)
+    keys = KeyRing.load(settings.data_dir, max_token_lifetime=max_token_lifetime(settings), now=clock.now())
+    ctx = Context(
+        settings=settings,
+        store=store or open_store(settings.store_url_str),
+        clock=clock,
+        keys=keys,
+        access_cache=VerifiedCache(),
+    )
+    docs = Documents(ctx)
+    under_issuer, at_root = discovery_handlers(docs)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await ctx.store.open()
+        tasks = []
+        if background:
+            tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await ctx.store.close()
+
+    service = Router(
+        path=ctx.endpoints.base_path or "/",
+        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS],
+    )
+    return Litestar(
+        route_handlers=[service, *at_root, *health.HANDLERS],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+        debug=False,
+        before_send=[log_access] if settings.access_log else [],
+        state=State({"ctx": ctx, "docs": docs}),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ASGI servers and worker processes: settings from AUTHMD_CONFIG and AUTHMD_*.
+
+    `authmd serve` resolves the issuer (host/port) and exports it before workers start, so every
+    worker sees the same exact issuer string.
+    """
+    host = os.environ.get("AUTHMD_SERVE_HOST", "127.0.0.1")
+    port = int(os.environ.get("AUTHMD_SERVE_PORT", "8000"))
+    return create_app(load_settings().resolve(host, port))

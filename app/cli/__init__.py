@@ -1,0 +1,163 @@
+"""The `authmd` command: serve, keys, config, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from app.config import ConfigError, Settings, describe, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None)).resolve(
+        getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000)
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.asgi import create_app
+    from app.keys import ensure_keys
+    from app.store import open_store
+
+    settings = _settings(args)
+    workers = args.workers or settings.workers
+    configure_logging(settings.log_level)
+    log = logging.getLogger("authmd")
+    # Keys and schema are settled once, here, before any worker starts.
+    if ensure_keys(settings.data_dir, settings.signing_alg):
+        log.info("created a new %s signing key in %s", settings.signing_alg, os.path.abspath(settings.data_dir))
+
+    async def migrate() -> None:
+        store = open_store(settings.store_url_str)
+        await store.open()
+        await store.close()
+
+    asyncio.run(migrate())
+    mode = "dev mode (http on loopback)" if settings.dev_mode else "production mode"
+    log.info(
+        "authmd %s on %s:%s, issuer %s, %s, %d worker(s)",
+        mode,
+        args.host,
+        args.port,
+        settings.issuer,
+        settings.store_url_str.split("?")[0],
+        workers,
+    )
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "on",
+        "server_header": False,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        # Workers rebuild the same settings from the environment (see app.asgi.app_from_env).
+        os.environ.update(
+            {
+                "AUTHMD_ISSUER": settings.issuer_str,
+                "AUTHMD_RESOURCE": settings.resource_str,
+                "AUTHMD_STORE_URL": settings.store_url_str,
+                "AUTHMD_SERVE_HOST": args.host,
+                "AUTHMD_SERVE_PORT": str(args.port),
+            }
+        )
+        if args.config:
+            os.environ["AUTHMD_CONFIG"] = os.path.abspath(args.config)
+        uvicorn.run("app.asgi:app_from_env", factory=True, workers=workers, **common)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(describe(_settings(args)), indent=2))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from app import keys
+
+    if args.keys_cmd == "hash-secret":
+        secret = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("client secret: ")
+        if len(secret) < 16:
+            print("refusing a secret shorter than 16 characters", file=sys.stderr)
+            return 2
+        print(keys.hash_secret(secret))
+        return 0
+    settings = _settings(args)
+    if args.keys_cmd == "init":
+        created = keys.ensure_keys(settings.data_dir, settings.signing_alg)
+        print("created" if created else "keys already present")
+    elif args.keys_cmd == "rotate":
+        keys.ensure_keys(settings.data_dir, settings.signing_alg)
+        kid = keys.rotate(settings.data_dir, args.alg or settings.signing_alg)
+        print(f"new current key {kid}; running servers pick it up within {settings.key_check_interval_seconds:g} s")
+    else:
+        print(json.dumps(keys.list_keys(settings.data_dir), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from app.cli.bench import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authmd", description="Agent registration and discovery server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def server_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML file (default: $AUTHMD_CONFIG)")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+
+    serve = sub.add_parser("serve", help="run the server")
+    server_opts(serve)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: settings.workers)")
+    serve.set_defaults(func=cmd_serve)
+
+    config = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    server_opts(config)
+    config.set_defaults(func=cmd_config)
+
+    keys = sub.add_parser("keys", help="signing keys and client-secret hashes")
+    server_opts(keys)
+    keys.add_argument("keys_cmd", choices=["list", "init", "rotate", "hash-secret"])
+    keys.add_argument("--alg", choices=["ES256", "RS256"], help="algorithm of the new key (rotate)")
+    keys.add_argument("--stdin", action="store_true", help="read the secret from stdin (hash-secret)")
+    keys.set_defaults(func=cmd_keys)
+
+    bench = sub.add_parser("bench", help="benchmark a local server against a bare Litestar app")
+    from app.cli.bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"authmd: configuration error: {exc}", file=sys.stderr)
+        return 2

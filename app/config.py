@@ -1,0 +1,290 @@
+"""Typed settings: defaults < TOML file < environment. Unknown keys are an error at start-up.
+
+Naming rule: the environment variable ``AUTHMD_X_Y`` is the TOML top-level key ``x_y``. Lists of
+scalars are comma-separated in the environment; lists of tables (``[[introspection_clients]]``) live
+only in TOML. ``create_app`` receives a resolved ``Settings`` and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+ENV_PREFIX = "AUTHMD_"
+# Variables that share the prefix but are not server configuration.
+NON_SETTING_ENV = frozenset({"AUTHMD_CONFIG", "AUTHMD_HOME", "AUTHMD_SERVE_HOST", "AUTHMD_SERVE_PORT"})
+
+
+class ConfigError(Exception):
+    """Configuration that must not start a server. The message names the key and never a secret."""
+
+
+class Secret:
+    """A string that never shows itself in repr/str, logs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class IntrospectionClient(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A resource server allowed to call RFC 7662 introspection with client_secret_basic.
+
+    ``client_secret`` holds a hash made by ``authmd keys hash-secret`` (``scrypt$…`` or ``sha256$…``).
+    """
+
+    client_id: str
+    client_secret: Secret
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Identity of the service
+    issuer: str | None = None
+    resource: str | None = None
+    service_name: str = "authmd"
+    # Where state lives
+    data_dir: str = "./authmd-data"
+    store_url: str | None = None
+    # Lifetimes
+    anonymous_ttl_seconds: int = 3600
+    access_token_ttl_seconds: int = 600
+    # Signing
+    signing_alg: Literal["ES256", "RS256"] = "ES256"
+    # Anonymous registration and its layered controls
+    anonymous_enabled: bool = True
+    pow_mode: Literal["off", "adaptive", "always"] = "adaptive"
+    pow_difficulty: int = 20
+    pow_max_difficulty: int = 28
+    pow_challenge_ttl_seconds: int = 300
+    pow_free_per_source: int = 10
+    pow_free_global: int = 1000
+    rate_window_seconds: int = 600
+    register_limit_per_source: int = 200
+    register_limit_global: int = 100_000
+    challenge_limit_per_source: int = 400
+    challenge_limit_global: int = 200_000
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # Scopes and quotas
+    pre_claim_scopes: list[str] = msgspec.field(default_factory=lambda: ["notes:read", "notes:write"])
+    post_claim_scopes: list[str] = msgspec.field(default_factory=lambda: ["notes:read", "notes:write", "notes:delete"])
+    quota_notes: int = 25
+    quota_note_bytes: int = 4096
+    claimed_quota_notes: int = 10_000
+    claimed_quota_note_bytes: int = 32_768
+    max_body_bytes: int = 65_536
+    # Operations
+    sweep_interval_seconds: float = 30.0
+    key_check_interval_seconds: float = 10.0
+    workers: int = 1
+    access_log: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+
+    # ---- derived values (valid after resolve()) ----
+    @property
+    def dev_mode(self) -> bool:
+        """Exactly: the issuer is http:// on a loopback address (PROTOCOL.md § Resource)."""
+        assert self.issuer is not None
+        parts = urlsplit(self.issuer)
+        return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+
+    @property
+    def issuer_str(self) -> str:
+        assert self.issuer is not None, "Settings.resolve() was not called"
+        return self.issuer
+
+    @property
+    def resource_str(self) -> str:
+        assert self.resource is not None, "Settings.resolve() was not called"
+        return self.resource
+
+    @property
+    def store_url_str(self) -> str:
+        assert self.store_url is not None, "Settings.resolve() was not called"
+        return self.store_url
+
+    def resolve(self, host: str = "127.0.0.1", port: int = 8000) -> Settings:
+        """Fill the defaults that depend on where the server runs, then validate the whole."""
+        issuer = self.issuer or f"http://{_url_host(host)}:{port}"
+        resolved = msgspec.structs.replace(
+            self,
+            issuer=issuer,
+            resource=self.resource or f"{issuer}/api",
+            store_url=self.store_url or "sqlite:///" + str(Path(self.data_dir) / "authmd.sqlite3"),
+        )
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        _check_issuer(self.issuer_str)
+        _check_resource(self.resource_str)
+        if not (
+            self.store_url_str.startswith("sqlite:///") or self.store_url_str.startswith(("redis://", "rediss://"))
+        ):
+            raise ConfigError("store_url: expected sqlite:///PATH (redis:// comes with the Redis adapter)")
+        positive = (
+            "anonymous_ttl_seconds",
+            "access_token_ttl_seconds",
+            "pow_challenge_ttl_seconds",
+            "rate_window_seconds",
+            "quota_note_bytes",
+            "claimed_quota_note_bytes",
+            "max_body_bytes",
+            "workers",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        for name in ("quota_notes", "claimed_quota_notes", "pow_free_per_source", "pow_free_global"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative")
+        if not 1 <= self.pow_difficulty <= self.pow_max_difficulty <= 40:
+            raise ConfigError("pow_difficulty/pow_max_difficulty: need 1 <= difficulty <= max <= 40")
+        if self.sweep_interval_seconds <= 0 or self.key_check_interval_seconds <= 0:
+            raise ConfigError("sweep_interval_seconds/key_check_interval_seconds: must be positive")
+        for scope in (*self.pre_claim_scopes, *self.post_claim_scopes):
+            # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if not scope or any(c in scope for c in ' "\\') or not all(0x21 <= ord(c) <= 0x7E for c in scope):
+                raise ConfigError(f"scopes: {scope!r} is not a valid RFC 6749 scope token")
+        if not set(self.pre_claim_scopes) <= set(self.post_claim_scopes):
+            raise ConfigError("pre_claim_scopes: must be a subset of post_claim_scopes (a claim never narrows)")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"trusted_proxies: {cidr!r} is not an address or network") from exc
+        seen: set[str] = set()
+        for client in self.introspection_clients:
+            if client.client_id in seen:
+                raise ConfigError(f"introspection_clients: duplicate client_id {client.client_id!r}")
+            seen.add(client.client_id)
+            if not client.client_secret.reveal().startswith(("scrypt$", "sha256$")):
+                raise ConfigError(
+                    f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
+                    "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
+                )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_issuer(issuer: str) -> None:
+    # RFC 8414 §2: https URL with no query or fragment; one exact string everywhere (no trailing slash).
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"issuer: {issuer!r} must be an absolute http(s) URL")
+    if parts.query or parts.fragment or issuer.endswith("/") or "#" in issuer:
+        raise ConfigError(f"issuer: {issuer!r} must have no query, fragment or trailing slash")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"issuer: {issuer!r} is plain http on a non-loopback host; use https "
+            "(http is only allowed on loopback, which is dev mode)"
+        )
+
+
+def _check_resource(resource: str) -> None:
+    # RFC 9728 §1.2: the resource identifier is a URL with no fragment.
+    parts = urlsplit(resource)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment or parts.query:
+        raise ConfigError(f"resource: {resource!r} must be an http(s) URL without query or fragment")
+    if resource.endswith("/"):
+        raise ConfigError(f"resource: {resource!r} must not end with a slash")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+
+_FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+_TABLE_LISTS = frozenset({"introspection_clients"})
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is Secret:
+        if isinstance(obj, str):
+            return Secret(obj)
+        raise msgspec.ValidationError("expected a string")
+    raise NotImplementedError(typ)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var in NON_SETTING_ENV:
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS or key in _TABLE_LISTS:
+            hint = " (lists of tables live only in the TOML file)" if key in _TABLE_LISTS else ""
+            raise ConfigError(f"{var}: unknown setting{hint}")
+        field_type = _FIELDS[key].type
+        if "list[str]" in str(field_type) or field_type == list[str]:
+            out[key] = [item.strip() for item in raw.split(",") if item.strip()]
+        elif raw == "" and "None" in str(field_type):
+            out[key] = None
+        else:
+            out[key] = raw
+    return out
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < TOML (``config_path`` or ``AUTHMD_CONFIG``) < ``AUTHMD_*`` environment variables."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("AUTHMD_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    data.update(_from_env(env))
+    try:
+        return msgspec.convert(data, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        # msgspec names the key ("… - at `$.pow_mode`"), never echoes the value.
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The effective configuration for logs and `authmd config`: secrets masked."""
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(settings, name)
+        if name == "introspection_clients":
+            value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        out[name] = value
+    return out

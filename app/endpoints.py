@@ -1,0 +1,65 @@
+"""Every URL the service publishes, derived from the issuer and the resource (one exact issuer string)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Paths relative to the issuer (the app is mounted under the issuer's path, if it has one).
+AS_METADATA = "/.well-known/oauth-authorization-server"
+PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
+JWKS = "/.well-known/jwks.json"
+AUTH_MD = "/auth.md"
+IDENTITY = "/agent/identity"
+CHALLENGE = "/agent/identity/challenge"
+CLAIM = "/agent/identity/claim"
+TOKEN = "/oauth2/token"
+REVOKE = "/oauth2/revoke"
+INTROSPECT = "/oauth2/introspect"
+NOTES = "/api/notes"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def well_known(url: str, suffix: str) -> str:
+    """RFC 8414 §3.1 / RFC 9728 §3.1: insert the well-known segment between host and path."""
+    return origin(url) + suffix + urlsplit(url).path
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    issuer: str
+    resource: str
+
+    @property
+    def base_path(self) -> str:
+        return urlsplit(self.issuer).path
+
+    def url(self, path: str) -> str:
+        return self.issuer + path
+
+    @property
+    def resource_metadata(self) -> str:
+        """Where the protected resource's RFC 9728 metadata lives (path-inserted)."""
+        return well_known(self.resource, PROTECTED_RESOURCE)
+
+    @property
+    def resource_metadata_path(self) -> str:
+        return urlsplit(self.resource_metadata).path
+
+    @property
+    def resource_is_local(self) -> bool:
+        return origin(self.resource) == origin(self.issuer)
+
+    @property
+    def issuer_resource_metadata_path(self) -> str:
+        """RFC 9728 metadata describing the issuer itself as a resource (the root document)."""
+        return urlsplit(well_known(self.issuer, PROTECTED_RESOURCE)).path
+
+    @property
+    def as_metadata_inserted_path(self) -> str:
+        """RFC 8414 §3.1 path-inserted form; equals the appended form when the issuer has no path."""
+        return urlsplit(well_known(self.issuer, AS_METADATA)).path

@@ -1,0 +1,129 @@
+"""One error type, a closed set of codes, the HTTP status from one table.
+
+Raise sites read like the spec: ``raise AuthError("invalid_grant", "assertion expired")``.
+Anything that is not an AuthError becomes ``server_error`` with a fixed text; details go to logs only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# PROTOCOL.md § Errors, plus the two HTTP-level codes every server needs (404/405).
+STATUS: dict[str, int] = {
+    # 400
+    "invalid_request": 400,
+    "invalid_login_hint": 400,
+    "invalid_refresh_token": 400,
+    "invalid_claim": 400,
+    "invalid_grant": 400,
+    "unsupported_grant_type": 400,
+    "invalid_target": 400,
+    "invalid_scope": 400,
+    "proof_of_work_required": 400,
+    "invalid_proof_of_work": 400,
+    "anonymous_not_enabled": 400,
+    "service_auth_not_enabled": 400,
+    "invalid_issuer": 400,
+    "invalid_signature": 400,
+    "invalid_audience": 400,
+    "expired": 400,
+    "replay_detected": 400,
+    "missing_verified_email": 400,
+    "invalid_client_id": 400,
+    # 401
+    "interaction_required": 401,
+    "login_required": 401,
+    "invalid_claim_token": 401,
+    "invalid_user_code": 401,
+    "invalid_token": 401,
+    "invalid_client": 401,
+    # 403
+    "insufficient_scope": 403,
+    "quota_exceeded": 403,
+    # 404 / 405
+    "not_found": 404,
+    "method_not_allowed": 405,
+    # 409 / 410
+    "already_claimed": 409,
+    "claim_not_confirmed": 409,
+    "claim_expired": 410,
+    "user_code_expired": 410,
+    # 413 / 415 / 429
+    "request_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    # 5xx
+    "server_error": 500,
+    "temporarily_unavailable": 503,
+}
+
+# The next step, in one sentence, when a raise site has nothing more specific to say.
+DEFAULT_HINTS: dict[str, str] = {
+    "invalid_request": "Fix the request as the description says; the contract is at /auth.md.",
+    "invalid_grant": "Register again at the identity endpoint to get a fresh identity assertion.",
+    "unsupported_grant_type": "Use grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.",
+    "invalid_target": "Omit `resource` or name the resource from the protected-resource metadata.",
+    "invalid_scope": "Ask for a subset of the scopes the registration was granted, or omit `scope`.",
+    "proof_of_work_required": "Solve the challenge in `challenge` and resend with `proof_of_work`.",
+    "invalid_proof_of_work": "Solve the fresh challenge in `challenge` and resend with `proof_of_work`.",
+    "anonymous_not_enabled": "This service does not offer anonymous registration; see /auth.md.",
+    "service_auth_not_enabled": "This service does not offer service_auth registration; see /auth.md.",
+    "invalid_token": "Exchange your identity assertion at the token endpoint for a new access token.",
+    "invalid_client": "Authenticate with HTTP Basic using a configured introspection client.",
+    "insufficient_scope": "Ask a human to claim the account to get the post-claim scopes.",
+    "quota_exceeded": "Ask a human to claim the account; claimed accounts have higher limits.",
+    "not_found": "Check the path; the contract is at /auth.md.",
+    "method_not_allowed": "Check the method; the contract is at /auth.md.",
+    "request_too_large": "Send a smaller body.",
+    "unsupported_media_type": "Send the body with the content type the endpoint documents in /auth.md.",
+    "rate_limited": "Wait for the Retry-After seconds, then retry.",
+    "temporarily_unavailable": "Retry after the Retry-After seconds.",
+    "server_error": "Retry later; if it persists, report it to the operator.",
+}
+
+
+class AuthError(Exception):
+    """The only error type. ``code`` must be in STATUS; ``extra`` adds body fields (e.g. `challenge`)."""
+
+    __slots__ = ("code", "description", "extra", "headers", "hint")
+
+    def __init__(
+        self,
+        code: str,
+        description: str,
+        hint: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if code not in STATUS:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.hint = hint if hint is not None else DEFAULT_HINTS.get(code, "See /auth.md for the contract.")
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "error_description": self.description, "hint": self.hint, **self.extra}
+
+
+class StoreUnavailable(Exception):
+    """The store could not answer (locked, I/O error, connection lost): a 503, never a 500 or a success."""
+
+
+def server_error() -> AuthError:
+    return AuthError("server_error", "The server failed to handle the request.")
+
+
+def unavailable(retry_after: int = 1) -> AuthError:
+    return AuthError(
+        "temporarily_unavailable",
+        "The service's store is unavailable; nothing was changed.",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -1,0 +1,160 @@
+"""Proof of work that prices abuse, not use (authmd extension; PROTOCOL.md § Proof of work).
+
+A challenge is ``v1.<id>.<expires_at>.<difficulty>.<mac>``: opaque to clients, HMAC-SHA256 protected
+with a key derived from the server secret, carrying its own expiry and difficulty (the difficulty is
+read only from inside it). A solution is a decimal ``nonce`` such that SHA-256 of the UTF-8 bytes
+``challenge + ":" + nonce`` has at least ``difficulty`` leading zero bits. The server spends one MAC
+and one hash per check, then redeems the challenge id once (store ``consume_once``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from typing import Any
+
+import msgspec
+
+from app.clock import rfc3339
+from app.context import Context
+from app.errors import AuthError
+from app.flows.limits import enforce, source_key
+from app.keys import b64url
+from app.store.port import WindowHit
+from app.wire import Challenge
+
+VERSION = "v1"
+MAX_NONCE_DIGITS = 32
+MAX_CHALLENGE_LENGTH = 200
+
+
+def _mac(key: bytes, body: str) -> str:
+    return b64url(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def mint(key: bytes, difficulty: int, expires_at: int) -> str:
+    body = f"{VERSION}.{secrets.token_urlsafe(16)}.{expires_at}.{difficulty}"
+    return f"{body}.{_mac(key, body)}"
+
+
+def parse(key: bytes, challenge: str) -> tuple[str, int, int] | None:
+    """(id, expires_at, difficulty) of a challenge we signed, or None if forged or malformed."""
+    if len(challenge) > MAX_CHALLENGE_LENGTH or not challenge.isascii():
+        return None
+    parts = challenge.split(".")
+    if len(parts) != 5 or parts[0] != VERSION:
+        return None
+    body, mac = challenge.rsplit(".", 1)
+    if not hmac.compare_digest(_mac(key, body), mac):
+        return None
+    try:
+        return parts[1], int(parts[2]), int(parts[3])
+    except ValueError:
+        return None
+
+
+def leading_zero_bits(digest: bytes) -> int:
+    value = int.from_bytes(digest, "big")
+    return len(digest) * 8 - value.bit_length()
+
+
+def meets(challenge: str, nonce: str, difficulty: int) -> bool:
+    digest = hashlib.sha256(f"{challenge}:{nonce}".encode()).digest()
+    return leading_zero_bits(digest) >= difficulty
+
+
+def solve(challenge: str, difficulty: int, start: int = 0) -> str:
+    """Client side (tests, `authmd agent`): the first nonce from ``start`` that meets the difficulty."""
+    prefix = f"{challenge}:".encode()
+    target = 1 << (256 - difficulty)
+    nonce = start
+    while True:
+        if int.from_bytes(hashlib.sha256(prefix + str(nonce).encode()).digest(), "big") < target:
+            return str(nonce)
+        nonce += 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Policy: when a proof is required and how hard it is
+# ---------------------------------------------------------------------------------------------------
+
+
+def difficulty_for(ctx: Context, source_volume: float) -> int:
+    """Base difficulty, plus one bit per doubling of the source's volume past its free allowance,
+    so a sparse agent pays the base price and a farm pays exponentially."""
+    s = ctx.settings
+    free = max(s.pow_free_per_source, 1)
+    extra = math.ceil(math.log2(source_volume / free)) if source_volume > free else 0
+    return min(s.pow_difficulty + extra, s.pow_max_difficulty)
+
+
+def required(ctx: Context, source_volume: float, global_volume: float) -> int | None:
+    """The difficulty a registration must prove now, or None when it is free."""
+    s = ctx.settings
+    if s.pow_mode == "off":
+        return None
+    if s.pow_mode == "adaptive" and source_volume <= s.pow_free_per_source and global_volume <= s.pow_free_global:
+        return None
+    return difficulty_for(ctx, source_volume)
+
+
+def new_challenge(ctx: Context, difficulty: int) -> Challenge:
+    expires_at = int(ctx.clock.now()) + ctx.settings.pow_challenge_ttl_seconds
+    return Challenge(
+        challenge=mint(ctx.pow_key, difficulty, expires_at),
+        algorithm="sha256",
+        difficulty=difficulty,
+        expires_at=rfc3339(expires_at),
+    )
+
+
+def challenge_body(ctx: Context, difficulty: int) -> dict[str, Any]:
+    """The `challenge` member of a proof_of_work_required / invalid_proof_of_work error body."""
+    return msgspec.structs.asdict(new_challenge(ctx, difficulty))
+
+
+async def issue_challenge(ctx: Context, source: str) -> Challenge:
+    """POST {challenge_endpoint}: rate-limited; difficulty from the source's recent volume, which
+    counts challenges fetched as well as registrations (stockpiling challenges gets dearer)."""
+    s = ctx.settings
+    src = source_key(source)
+    chal_src, _chal_all, reg_src = await enforce(
+        ctx,
+        [
+            WindowHit(f"chal:src:{src}", s.challenge_limit_per_source),
+            WindowHit("chal:all", s.challenge_limit_global),
+            WindowHit(f"reg:src:{src}", None, increment=False),
+        ],
+    )
+    return new_challenge(ctx, difficulty_for(ctx, max(chal_src.count, reg_src.count)))
+
+
+async def redeem(ctx: Context, proof: Any, fresh_difficulty: int) -> None:
+    """Check a submitted proof: our MAC, not expired, hash meets the signed difficulty, first use.
+
+    Every failure is ``invalid_proof_of_work`` carrying a fresh challenge (one round trip teaches).
+    """
+
+    def fail(description: str) -> AuthError:
+        return AuthError(
+            "invalid_proof_of_work", description, extra={"challenge": challenge_body(ctx, fresh_difficulty)}
+        )
+
+    challenge, nonce = proof.challenge, proof.nonce
+    if not (nonce.isascii() and nonce.isdigit() and 0 < len(nonce) <= MAX_NONCE_DIGITS):
+        raise fail("proof_of_work.nonce must be a decimal string of at most 32 digits")
+    parsed = parse(ctx.pow_key, challenge)
+    if parsed is None:
+        raise fail("the challenge was not issued by this service")
+    challenge_id, expires_at, difficulty = parsed
+    now = ctx.clock.now()
+    if expires_at <= now:
+        raise fail("the challenge has expired")
+    if difficulty < ctx.settings.pow_difficulty:
+        raise fail("the challenge is easier than this service now accepts")
+    if not meets(challenge, nonce, difficulty):
+        raise fail(f"sha256(challenge:nonce) does not have {difficulty} leading zero bits")
+    if not await ctx.store.consume_once("pow", challenge_id, expires_at, now):
+        raise fail("the challenge was already used")

@@ -1,0 +1,311 @@
+"""Discovery: pure functions of the settings and keys (RFC 8414, RFC 9728, JWKS, /auth.md).
+
+The examples in /auth.md are built from the same wire types the endpoints return, so a reader (or a
+test) can rely on them having the real keys and value types.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from markdown_it import MarkdownIt
+
+from app import endpoints as ep
+from app.context import Context
+from app.errors import STATUS, AuthError
+from app.flows.exchange import JWT_BEARER
+from app.wire import (
+    AccountView,
+    AnonymousRegistered,
+    Challenge,
+    ClaimBlock,
+    ClaimScopes,
+    Identity,
+    NoteList,
+    NoteView,
+    Quotas,
+    TokenIssued,
+)
+
+
+def scopes_supported(ctx: Context) -> list[str]:
+    return list(dict.fromkeys([*ctx.settings.pre_claim_scopes, *ctx.settings.post_claim_scopes]))
+
+
+def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
+    """RFC 8414 §2 metadata with the `agent_auth` block of PROTOCOL.md (authmd extensions marked)."""
+    s, e = ctx.settings, ctx.endpoints
+    identity_types = ["anonymous"] if s.anonymous_enabled else []
+    return {
+        "issuer": s.issuer,
+        "jwks_uri": e.url(ep.JWKS),
+        "token_endpoint": e.url(ep.TOKEN),
+        "revocation_endpoint": e.url(ep.REVOKE),
+        "introspection_endpoint": e.url(ep.INTROSPECT),
+        # No authorization endpoint: agents never see a browser. RFC 8414 §2 requires the member.
+        "response_types_supported": [],
+        "grant_types_supported": [JWT_BEARER],
+        "scopes_supported": scopes_supported(ctx),
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "service_documentation": e.url(ep.AUTH_MD),
+        "agent_auth": {
+            "skill": e.url(ep.AUTH_MD),
+            "identity_endpoint": e.url(ep.IDENTITY),
+            "claim_endpoint": e.url(ep.CLAIM),
+            "identity_types_supported": identity_types,
+            # authmd extensions (additive; a plain auth.md client ignores them):
+            "challenge_endpoint": e.url(ep.CHALLENGE),
+            "proof_of_work": {
+                "mode": s.pow_mode,
+                "algorithm": "sha256",
+                "difficulty": s.pow_difficulty,
+                "max_difficulty": s.pow_max_difficulty,
+                "free_per_source": s.pow_free_per_source,
+                "window_seconds": s.rate_window_seconds,
+            },
+            "anonymous": {
+                "enabled": s.anonymous_enabled,
+                "lifetime_seconds": s.anonymous_ttl_seconds,
+                "quotas": {"notes": s.quota_notes, "note_bytes": s.quota_note_bytes},
+                "claimed_quotas": {"notes": s.claimed_quota_notes, "note_bytes": s.claimed_quota_note_bytes},
+            },
+            "scopes": {"pre_claim": list(s.pre_claim_scopes), "post_claim": list(s.post_claim_scopes)},
+            "access_token_lifetime_seconds": s.access_token_ttl_seconds,
+        },
+    }
+
+
+def protected_resource_metadata(ctx: Context, resource: str) -> dict[str, Any]:
+    """RFC 9728 §2; `resource` must equal the identifier the metadata URL was derived from (§3.3)."""
+    s, e = ctx.settings, ctx.endpoints
+    return {
+        "resource": resource,
+        "authorization_servers": [s.issuer],
+        "jwks_uri": e.url(ep.JWKS),
+        "scopes_supported": scopes_supported(ctx),
+        "bearer_methods_supported": ["header"],
+        "resource_signing_alg_values_supported": [ctx.keys.current.alg],
+        "resource_name": s.service_name,
+        "resource_documentation": e.url(ep.AUTH_MD),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# /auth.md: the prose contract for agents that read
+# ---------------------------------------------------------------------------------------------------
+
+_T = "2030-01-01T00:00:00Z"  # example times; the structure, not the value, is the contract
+_JWT = "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl"
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.to_builtins(value)
+    return json.dumps(value, indent=2)
+
+
+def _block(name: str, value: Any) -> str:
+    return f"```json example={name}\n{_json(value)}\n```"
+
+
+def examples(ctx: Context) -> dict[str, Any]:
+    """One example per response the contract describes, named for the fence info string."""
+    s, e = ctx.settings, ctx.endpoints
+    challenge = Challenge(challenge="v1.…", algorithm="sha256", difficulty=s.pow_difficulty, expires_at=_T)
+    note = NoteView(id="note_…", text="hello", created_at=_T)
+    return {
+        "authorization-server-metadata": authorization_server_metadata(ctx),
+        "protected-resource-metadata": protected_resource_metadata(ctx, s.resource_str),
+        "challenge": challenge,
+        "registration": AnonymousRegistered(
+            id="reg_…",
+            type="anonymous",
+            identity=Identity(assertion=_JWT, expires_at=_T),
+            scopes=ClaimScopes(pre_claim=list(s.pre_claim_scopes), post_claim=list(s.post_claim_scopes)),
+            claim=ClaimBlock(token="clm_…", expires_at=_T, url=e.url(ep.CLAIM)),
+            account=AccountView(
+                id="acct_…",
+                type="temporary",
+                expires_at=_T,
+                quotas=Quotas(notes=s.quota_notes, note_bytes=s.quota_note_bytes),
+            ),
+        ),
+        "proof-of-work-required": AuthError(
+            "proof_of_work_required",
+            "this service asks for a proof of work before it creates an account",
+            extra={"challenge": msgspec.to_builtins(challenge)},
+        ).body(),
+        "token": TokenIssued(
+            access_token=_JWT,
+            token_type="Bearer",
+            expires_in=s.access_token_ttl_seconds,
+            scope=" ".join(s.pre_claim_scopes),
+        ),
+        "note": note,
+        "notes": NoteList(notes=[note], count=1, limit=s.quota_notes),
+        "quota-exceeded": AuthError(
+            "quota_exceeded", f"this account may hold at most {s.quota_notes} notes", "Ask a human to claim …"
+        ).body(),
+        "invalid-token": AuthError("invalid_token", "the access token has expired").body(),
+        "rate-limited": AuthError("rate_limited", "too many requests", "Wait 30 seconds …").body(),
+    }
+
+
+def auth_md(ctx: Context) -> str:
+    s, e = ctx.settings, ctx.endpoints
+    ex = examples(ctx)
+    minutes = s.anonymous_ttl_seconds // 60
+    pow_line = {
+        "off": "This service does not ask for proof of work.",
+        "always": f"This service always asks for a proof of work (difficulty {s.pow_difficulty} bits or more).",
+        "adaptive": (
+            f"This service asks for a proof of work only when your source registers more than "
+            f"{s.pow_free_per_source} times in {s.rate_window_seconds // 60} minutes, or the service as a "
+            f"whole is busy; the difficulty starts at {s.pow_difficulty} bits and grows with your volume."
+        ),
+    }[s.pow_mode]
+    error_rows = "\n".join(
+        f"| {status} | {', '.join(f'`{c}`' for c, st in STATUS.items() if st == status)} |"
+        for status in sorted(set(STATUS.values()))
+    )
+    anon = (
+        f"Anonymous registration is **on**: you get a temporary account that lives {minutes} minutes."
+        if s.anonymous_enabled
+        else "Anonymous registration is **off** on this service."
+    )
+    return f"""# auth.md — {s.service_name}
+
+This service lets an AI agent sign itself up, with no human in the loop, and hand the account to a
+human later. It speaks the **auth.md agent-registration protocol**. Everything below is generated
+from the live configuration; every JSON example has the keys and value types of the real response.
+
+- Issuer: `{s.issuer}`
+- Protected resource: `{s.resource}`
+- {anon}
+- Scopes before a human claims the account: `{" ".join(s.pre_claim_scopes)}`; after: `{" ".join(s.post_claim_scopes)}`.
+- Quotas of a temporary account: {s.quota_notes} notes of at most {s.quota_note_bytes} bytes.
+
+All timestamps are UTC RFC 3339 with a `Z`. Request bodies are JSON (`Content-Type: application/json`)
+except at the OAuth endpoints, which take forms (`application/x-www-form-urlencoded`). Unknown request
+fields are ignored. Responses that carry a credential send `Cache-Control: no-store`.
+
+## 1. Discover
+
+Start from any 401 of the API: its `WWW-Authenticate: Bearer resource_metadata="…"` names the
+protected-resource metadata (RFC 9728), which names this issuer. The authorization-server metadata
+(RFC 8414) lives at `{e.url(ep.AS_METADATA)}`:
+
+{_block("authorization-server-metadata", ex["authorization-server-metadata"])}
+
+`agent_auth` is the auth.md block. `challenge_endpoint`, `proof_of_work`, `anonymous`, `scopes` and
+`access_token_lifetime_seconds` are authmd extensions; a plain auth.md client may ignore them.
+The protected-resource metadata (`{e.resource_metadata}`):
+
+{_block("protected-resource-metadata", ex["protected-resource-metadata"])}
+
+## 2. Proof of work (when asked)
+
+{pow_line} Get a challenge with `POST {e.url(ep.CHALLENGE)}` (no body):
+
+{_block("challenge", ex["challenge"])}
+
+Find a decimal `nonce` such that SHA-256 of the UTF-8 bytes `challenge + ":" + nonce` starts with at
+least `difficulty` zero bits, and send it with the registration as
+`"proof_of_work": {{"challenge": "…", "nonce": "12345"}}`. A challenge works once and until its
+`expires_at`. If you register without a proof when one is needed, the 400 error carries a fresh
+challenge, so one round trip teaches you:
+
+{_block("proof-of-work-required", ex["proof-of-work-required"])}
+
+## 3. Register
+
+`POST {e.url(ep.IDENTITY)}` with `{{"type": "anonymous"}}` (optional: `"proof_of_work"` as above, and
+`"agent": {{"name": "…", "platform": "…"}}` to tell the human who is asking). The answer:
+
+{_block("registration", ex["registration"])}
+
+- `identity.assertion` is a JWT signed by this service; treat it as opaque and keep it secret. It is
+  good until `identity.expires_at` (the end of the temporary account).
+- `claim.token` is a secret that lets a human take over this account; keep it until you hand over.
+- `account` tells you what the temporary account may hold and when it (with everything in it) is deleted.
+
+## 4. Get an access token
+
+`POST {e.url(ep.TOKEN)}` with the form
+`grant_type={JWT_BEARER}&assertion=<identity.assertion>` (RFC 7523; no client authentication;
+optional `scope` to narrow, `resource` = `{s.resource}`):
+
+{_block("token", ex["token"])}
+
+The access token is an RFC 9068 JWT (`typ: at+jwt`) for `{s.resource}`. It never outlives the
+account. When it expires, exchange the assertion again.
+
+## 5. Use the API
+
+Send `Authorization: Bearer <access_token>`. The demo API:
+
+- `GET {e.url(ep.NOTES)}` lists your notes (`notes:read`):
+
+{_block("notes", ex["notes"])}
+
+- `POST {e.url(ep.NOTES)}` with `{{"text": "…"}}` creates one (`notes:write`; 201):
+
+{_block("note", ex["note"])}
+
+- `GET {e.url(ep.NOTES)}/{{id}}` reads one; `DELETE {e.url(ep.NOTES)}/{{id}}` deletes one (`notes:delete`,
+  which only a claimed account has; 204).
+
+Over the quota you get 403 `quota_exceeded`:
+
+{_block("quota-exceeded", ex["quota-exceeded"])}
+
+A missing, expired or revoked token gets 401 with `WWW-Authenticate: Bearer resource_metadata="…"`:
+
+{_block("invalid-token", ex["invalid-token"])}
+
+## 6. Hand the account to a human
+
+The `claim` block is what a human needs to make this account theirs and lift its limits. Until then
+the account is temporary: when `account.expires_at` passes it is deleted with everything it owns.
+
+## 7. Revoke
+
+`POST {e.url(ep.REVOKE)}` with the form `token=<token>` (RFC 7009) always answers 200. Revoking an
+access token kills it; revoking your identity assertion ends the registration, and for a temporary
+account deletes the account and everything in it.
+
+## Errors
+
+Every error body is JSON with `error`, `error_description` and `hint` (the next step, in one sentence).
+Too many requests get 429 with `Retry-After`:
+
+{_block("rate-limited", ex["rate-limited"])}
+
+| status | error codes |
+| --- | --- |
+{error_rows}
+"""
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>auth.md — {title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}}
+pre{{background:#f4f4f4;padding:.8rem;overflow:auto}}code{{font-size:.9em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def auth_md_html(ctx: Context, markdown: str) -> str:
+    # html=False: nothing in the Markdown is passed through as raw HTML.
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    from html import escape
+
+    return _HTML.format(title=escape(ctx.settings.service_name), body=md.render(markdown))

@@ -1,0 +1,124 @@
+"""Minting and verifying the JWTs authmd signs.
+
+Two token types, never interchangeable (RFC 8725 §3.11 explicit typing, checked by hand because
+PyJWT does not look at ``typ``):
+  - identity assertion, ``typ: authmd-identity+jwt``: ``aud`` = our issuer; presented only to our
+    token endpoint (RFC 7523 §3). It is not an ID-JAG (``oauth-id-jag+jwt``): an issuer must not
+    accept its own assertions as provider attestations.
+  - access token, ``typ: at+jwt`` (RFC 9068 §2.1): ``aud`` = the protected resource.
+All time checks read the injected clock; PyJWT's own (wall-clock) time checks are switched off.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+import jwt
+
+from app.context import Context
+from app.errors import AuthError
+
+TYP_IDENTITY = "authmd-identity+jwt"
+TYP_ACCESS = "at+jwt"
+
+# Clock skew we tolerate on `iat`/`nbf` of our own tokens (several instances, several clocks).
+MAX_SKEW_SECONDS = 60
+
+_JWS = jwt.PyJWT(
+    options={
+        "verify_signature": True,
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_aud": False,
+        "verify_iss": False,
+        "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
+    }
+)
+
+
+def new_id(prefix: str, nbytes: int = 16) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def mint(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
+    key = ctx.keys.current
+    return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"typ": typ, "kid": key.kid})
+
+
+def verify(ctx: Context, token: str, *, typ: str, audiences: tuple[str, ...], error: str) -> dict[str, Any]:
+    """Verify one of our own JWTs; any failure raises ``AuthError(error, …)`` with a safe description."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise AuthError(error, "the token is not a well-formed JWT") from exc
+    # RFC 8725 §3.11: the type decides what a token may be used for; compare case-insensitively
+    # (RFC 7515 §4.1.9 media types are case-insensitive).
+    if str(header.get("typ", "")).lower() != typ:
+        raise AuthError(error, f"the token is not of type {typ}")
+    # RFC 8725 §3.1 / §2.1: the algorithm comes from our key, never from the token; `none` and HMAC
+    # can never match an asymmetric key we hold.
+    kid = header.get("kid")
+    key = ctx.keys.verification_key(kid) if isinstance(kid, str) else None
+    if key is None:
+        ctx.reload_keys_if_changed()
+        key = ctx.keys.verification_key(kid) if isinstance(kid, str) else None
+    if key is None or header.get("alg") != key.alg:
+        raise AuthError(error, "the token was not signed by a key of this service")
+    try:
+        claims: dict[str, Any] = _JWS.decode(token, key.public_key, algorithms=[key.alg])
+    except jwt.InvalidSignatureError as exc:
+        raise AuthError(error, "the token signature is invalid") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(error, f"the token lacks the {exc.claim} claim") from exc
+    except jwt.PyJWTError as exc:
+        raise AuthError(error, "the token could not be decoded") from exc
+    now = ctx.clock.now()
+    if claims.get("iss") != ctx.settings.issuer:
+        raise AuthError(error, "the token was issued by another issuer")
+    aud = claims.get("aud")
+    aud_list = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(a in audiences for a in aud_list):
+        raise AuthError(error, "the token is not meant for this audience")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        raise AuthError(error, "the token's exp/iat are not numbers")
+    if exp <= now:
+        raise AuthError(error, "the token has expired")
+    if iat > now + MAX_SKEW_SECONDS:
+        raise AuthError(error, "the token was issued in the future")
+    nbf = claims.get("nbf")
+    if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + MAX_SKEW_SECONDS):
+        raise AuthError(error, "the token is not valid yet")
+    return claims
+
+
+class VerifiedCache:
+    """Verified access-token claims by token string, until their ``exp``.
+
+    A signature is checked once per token per process; revocation stays exact because every use
+    still asks the store whether the grant and the token id are live.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, token: str, now: float) -> dict[str, Any] | None:
+        claims = self._items.get(token)
+        if claims is None:
+            return None
+        if claims["exp"] <= now:
+            del self._items[token]
+            return None
+        return claims
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        self._items[token] = claims
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -1,0 +1,72 @@
+"""Layered limits: who the caller is (its source) and sliding-window allowances per source and overall."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+from collections.abc import Sequence
+
+from app.context import Context
+from app.errors import AuthError
+from app.store.port import WindowHit, WindowResult
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=64)
+def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_source(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[str]) -> str:
+    """The address we attribute a request to.
+
+    Only a peer in ``trusted_proxies`` may speak for the client, through ``X-Forwarded-For``; the list
+    is read from the right, skipping trusted hops, so a client cannot spoof by prepending entries.
+    """
+    try:
+        addr = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return peer or "unknown"
+    nets = _networks(tuple(trusted_proxies))
+    if not nets or not any(addr in n for n in nets) or not forwarded_for:
+        return str(addr)
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            hop_addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return str(addr)  # garbage in the chain: stop believing it at the last trusted hop
+        if not any(hop_addr in n for n in nets):
+            return str(hop_addr)
+        addr = hop_addr
+    return str(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def source_key(source: str) -> str:
+    """Counting unit for a source: an IPv4 address, or an IPv6 /64 (one subscriber's prefix)."""
+    try:
+        addr = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+async def enforce(ctx: Context, hits: Sequence[WindowHit]) -> list[WindowResult]:
+    """Count the hits; if any limited one is over, nothing is counted and the caller gets a 429."""
+    results = await ctx.store.hit_windows(hits, ctx.clock.now(), ctx.settings.rate_window_seconds)
+    refused = [r for r in results if not r.allowed]
+    if refused:
+        wait = max(1, math.ceil(max(r.retry_after for r in refused)))
+        raise AuthError(
+            "rate_limited",
+            "too many requests from this source or to this service",
+            f"Wait {wait} seconds (Retry-After), then retry.",
+            headers={"Retry-After": str(wait)},
+        )
+    return results

@@ -1,0 +1,16 @@
+"""Form parameters of the OAuth endpoints (application/x-www-form-urlencoded)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app.errors import AuthError
+
+
+def single(form: Mapping[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    if not values:
+        return None
+    if len(values) > 1:  # RFC 6749 §3.2: parameters MUST NOT be included more than once
+        raise AuthError("invalid_request", f"the {name} parameter appears more than once")
+    return values[0]

@@ -1,0 +1,127 @@
+"""RFC 7009 revocation and RFC 7662 introspection.
+
+Revocation semantics (PROTOCOL.md § Revocation): an access token kills that token; an identity
+assertion kills its grant and everything derived from it; for an unclaimed temporary account it
+deletes the account with everything it owns. Unknown, invalid or already-dead tokens get the same
+200 (RFC 7009 §2.2), so the endpoint reveals nothing about which tokens exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+import jwt
+
+from app.context import Context
+from app.errors import AuthError
+from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, verify
+from app.flows.params import single
+from app.flows.use import authenticate
+from app.keys import verify_secret
+from app.store.port import AuditEvent
+
+log = logging.getLogger("authmd.revoke")
+
+
+def _token_type(token: str) -> str | None:
+    try:
+        return str(jwt.get_unverified_header(token).get("typ", "")).lower()
+    except jwt.PyJWTError:
+        return None
+
+
+async def revoke(ctx: Context, form: Mapping[str, list[str]]) -> None:
+    token = single(form, "token")
+    if not token:
+        raise AuthError("invalid_request", "token is missing (RFC 7009 §2.1)")
+    # token_type_hint is only a hint (RFC 7009 §2.1); the token's own `typ` decides.
+    typ = _token_type(token)
+    try:
+        if typ == TYP_ACCESS:
+            claims = verify(ctx, token, typ=TYP_ACCESS, audiences=(ctx.settings.resource_str,), error="invalid_token")
+            await ctx.store.revoke_token(claims["jti"], claims["exp"], ctx.clock.now())
+        elif typ == TYP_IDENTITY:
+            claims = verify(ctx, token, typ=TYP_IDENTITY, audiences=(ctx.settings.issuer_str,), error="invalid_grant")
+            await _revoke_grant(ctx, claims)
+    except AuthError:
+        log.debug("revocation of an invalid or expired token ignored")
+
+
+async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
+    reg_id = claims.get("reg")
+    if not isinstance(reg_id, str):
+        return
+    now = ctx.clock.now()
+    state = await ctx.store.access_state(reg_id, None, now)
+    if state is None or state.registration.generation != claims.get("gen"):
+        return
+    reg, account = state.registration, state.account
+    if account.kind == "temporary" and reg.type == "anonymous":
+        event = AuditEvent(
+            at=now, type="account.deleted", account_id=account.id, registration_id=reg.id, data={"reason": "revoked"}
+        )
+        await ctx.store.delete_account(account.id, now, event)
+    else:
+        event = AuditEvent(at=now, type="registration.revoked", account_id=account.id, registration_id=reg.id)
+        await ctx.store.revoke_registration(reg.id, now, event)
+
+
+# ---------------------------------------------------------------------------------------------------
+# RFC 7662 introspection, for resource servers that cannot run the authmd guard
+# ---------------------------------------------------------------------------------------------------
+
+
+async def _authenticate_client(ctx: Context, authorization: str | None) -> str:
+    """RFC 7662 §2.1 requires client authentication; we take client_secret_basic (RFC 6749 §2.3.1)."""
+    challenge = {"WWW-Authenticate": 'Basic realm="authmd introspection"'}
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise AuthError("invalid_client", "introspection needs HTTP Basic client authentication", headers=challenge)
+    try:
+        raw_id, _, raw_secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthError("invalid_client", "malformed Basic credentials", headers=challenge) from exc
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+    client = next((c for c in ctx.settings.introspection_clients if c.client_id == client_id), None)
+    memo = (client_id, hashlib.sha256(secret.encode()).hexdigest())
+    if client is not None and memo in ctx.verified_clients:
+        return client_id
+    # scrypt is slow by design: keep it off the event loop.
+    ok = client is not None and await asyncio.to_thread(verify_secret, secret, client.client_secret.reveal())
+    if not ok:
+        raise AuthError("invalid_client", "unknown client or wrong secret", headers=challenge)
+    ctx.verified_clients.add(memo)
+    return client_id
+
+
+async def introspect(ctx: Context, authorization: str | None, form: Mapping[str, list[str]]) -> dict[str, Any]:
+    await _authenticate_client(ctx, authorization)
+    token = single(form, "token")
+    if not token:
+        raise AuthError("invalid_request", "token is missing (RFC 7662 §2.1)")
+    try:
+        principal = await authenticate(ctx, token)
+    except AuthError:
+        return {"active": False}  # RFC 7662 §2.2: nothing more for an inactive token
+    c = principal.claims
+    return {
+        "active": True,
+        "scope": c.get("scope", ""),
+        "client_id": c["client_id"],
+        "sub": c["sub"],
+        "aud": c["aud"],
+        "iss": c["iss"],
+        "exp": c["exp"],
+        "iat": c["iat"],
+        "jti": c["jti"],
+        "token_type": "Bearer",
+        "account_type": principal.account.kind,
+    }

@@ -1,0 +1,1 @@
+"""Thin Litestar controllers: decode → one flow call → encode."""

@@ -1,0 +1,52 @@
+"""The bearer-token guard, reusable on any Litestar route of an operator's own app:
+
+@get("/reports", guards=[requires("reports:read")])
+async def reports(request: Request) -> ...:
+    principal = principal_of(request)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from app.context import Context
+from app.errors import AuthError
+from app.flows.use import Principal, authenticate, require_scopes
+from app.routes.errors import bearer_challenge
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    # RFC 6750 §2.1: `Bearer` (case-insensitive) and one b64token; tokens in query strings are refused.
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def requires(*scopes: str) -> Guard:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        ctx: Context = connection.app.state.ctx
+        token = _bearer_token(connection.headers.get("authorization"))
+        if token is None:
+            raise AuthError(
+                "invalid_token",
+                "this request needs an access token (Authorization: Bearer …)",
+                "Follow resource_metadata in WWW-Authenticate to learn how to register and get one.",
+                headers={"WWW-Authenticate": bearer_challenge(ctx)},
+            )
+        principal = await authenticate(ctx, token)
+        require_scopes(principal, scopes)
+        connection.state.authmd_principal = principal
+
+    return guard
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal: Principal = connection.state.authmd_principal
+    return principal

@@ -1,0 +1,63 @@
+"""Request decoding and response encoding shared by the thin route handlers."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import msgspec
+from litestar import Request, Response
+
+from app.context import Context
+from app.errors import AuthError
+from app.flows.limits import client_source
+
+T = TypeVar("T")
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+# RFC 6749 §5.1 / PROTOCOL.md: anything carrying a credential is never cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def ctx_of(request: Request[Any, Any, Any]) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def media_type(request: Request[Any, Any, Any]) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    if media_type(request) != JSON:
+        raise AuthError("unsupported_media_type", "send the body as application/json")
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        raise AuthError("invalid_request", f"the JSON body does not match the contract: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise AuthError("invalid_request", "the body is not valid JSON") from exc
+
+
+async def form_body(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    if media_type(request) != FORM:
+        raise AuthError("unsupported_media_type", f"send the body as {FORM}")
+    raw = await request.body()
+    try:
+        return parse_qs(raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False, max_num_fields=50)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AuthError("invalid_request", "the form body is malformed") from exc
+
+
+def source_of(request: Request[Any, Any, Any], ctx: Context) -> str:
+    peer = request.client.host if request.client else None
+    return client_source(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_proxies)
+
+
+def json_response(
+    obj: Any, status: int = 200, *, no_store: bool = False, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    merged = {**(NO_STORE if no_store else {}), **(headers or {})}
+    return Response(content=msgspec.json.encode(obj), status_code=status, media_type=JSON, headers=merged)

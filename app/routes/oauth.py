@@ -1,0 +1,36 @@
+"""OAuth endpoints: token (RFC 7523 → RFC 9068), revocation (RFC 7009), introspection (RFC 7662)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+
+from app import endpoints as ep
+from app.flows import exchange, revoke
+from app.routes.http import NO_STORE, ctx_of, form_body, json_response
+
+
+@post(ep.TOKEN, status_code=200)
+async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = ctx_of(request)
+    issued = await exchange.exchange(ctx, await form_body(request))
+    return json_response(issued, no_store=True)
+
+
+@post(ep.REVOKE, status_code=200)
+async def revoke_token(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = ctx_of(request)
+    await revoke.revoke(ctx, await form_body(request))
+    # RFC 7009 §2.2: 200 with an empty body, for unknown tokens too.
+    return Response(content=b"", status_code=200, headers=NO_STORE)
+
+
+@post(ep.INTROSPECT, status_code=200)
+async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = ctx_of(request)
+    result = await revoke.introspect(ctx, request.headers.get("authorization"), await form_body(request))
+    return json_response(result, no_store=True)
+
+
+HANDLERS = [token, revoke_token, introspect]

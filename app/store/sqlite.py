@@ -1,0 +1,482 @@
+"""The embedded store: one SQLite file in WAL mode, durable across restarts, safe for several processes.
+
+All work for one store instance runs on one dedicated thread with one connection, so the event loop
+never blocks on a lock wait or an fsync, and each port method is a single transaction (one hop).
+Write transactions start with BEGIN IMMEDIATE so that two processes never deadlock on a lock upgrade.
+``synchronous`` defaults to FULL (a committed revocation survives power loss); ``?synchronous=normal``
+on the store URL trades that for speed (still durable across process crashes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from app.errors import StoreUnavailable
+from app.store import window as win
+from app.store.port import (
+    AccessState,
+    Account,
+    AddNoteOutcome,
+    AuditEvent,
+    Deleted,
+    Note,
+    Registration,
+    WindowHit,
+    WindowResult,
+    expired_event,
+)
+
+T = TypeVar("T")
+
+_SYNC_MODES = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("app.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def parse_sqlite_url(url: str) -> tuple[Path, str]:
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (+ ``?synchronous=full|normal``)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError("not a sqlite:/// URL")
+    parts = urlsplit(url)
+    raw_path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not raw_path:
+        raise ValueError("sqlite URL has no path")
+    sync = parse_qs(parts.query).get("synchronous", ["full"])[0].lower()
+    if sync not in _SYNC_MODES:
+        raise ValueError("synchronous must be full or normal")
+    return Path(raw_path), _SYNC_MODES[sync]
+
+
+_REG_COLS = (
+    "id, type, account_id, scopes, created_at, expires_at, generation, revoked_at, "
+    "claim_token_hash, claim_expires_at, agent_name, agent_platform"
+)
+_ACCT_COLS = "id, kind, created_at, expires_at, quota_notes, quota_note_bytes, note_count, owner"
+
+
+def _registration(row: Sequence[Any]) -> Registration:
+    return Registration(
+        id=row[0],
+        type=row[1],
+        account_id=row[2],
+        scopes=tuple(row[3].split()),
+        created_at=row[4],
+        expires_at=row[5],
+        generation=row[6],
+        revoked_at=row[7],
+        claim_token_hash=row[8],
+        claim_expires_at=row[9],
+        agent_name=row[10],
+        agent_platform=row[11],
+    )
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(
+        id=row[0],
+        kind=row[1],
+        created_at=row[2],
+        expires_at=row[3],
+        quota_notes=row[4],
+        quota_note_bytes=row[5],
+        note_count=row[6],
+        owner=row[7],
+    )
+
+
+# A row is live when it has no expiry or its expiry is after now.
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authmd-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        path, sync = parse_sqlite_url(url)
+        return cls(path, sync)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # "database is locked", I/O errors, a vanished file: the request must fail as 503.
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("store is not open")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        self._conn = conn
+        self._migrate_sync()
+
+    def _migrate_sync(self) -> None:
+        # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.
+        lock_path = self.path.with_name(self.path.name + ".migrate-lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                for version, sql in _migrations():
+                    current = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version <= current:
+                        continue
+                    if version != current + 1:
+                        raise RuntimeError(f"migration {version} skips a version after {current}")
+                    # executescript commits first, so the script carries its own transaction.
+                    self.conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
+
+    # ---- limits ------------------------------------------------------------------------------
+    def _hit_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
+        with self._write() as conn:
+            states = []
+            for hit in hits:
+                row = conn.execute(
+                    "SELECT bucket, count, prev FROM windows WHERE key = ? AND expires_at > ?", (hit.key, now)
+                ).fetchone()
+                bucket, count, prev = row or (0, 0, 0)
+                states.append(win.roll(bucket, count, prev, now, window))
+            estimates = [win.estimate(*state, now, window) for state in states]
+            refused = [
+                hit.limit is not None and est + hit.increment > hit.limit
+                for hit, est in zip(hits, estimates, strict=True)
+            ]
+            if any(refused):  # all-or-nothing: no counter moves
+                return [
+                    WindowResult(
+                        count=est,
+                        allowed=not no,
+                        retry_after=win.retry_after(*state, now, window, hit.limit)
+                        if no and hit.limit is not None
+                        else 0.0,
+                    )
+                    for hit, state, est, no in zip(hits, states, estimates, refused, strict=True)
+                ]
+            for hit, (bucket, count, prev) in zip(hits, states, strict=True):
+                if hit.increment:
+                    conn.execute(
+                        "INSERT INTO windows (key, bucket, count, prev, expires_at) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET bucket = excluded.bucket, count = excluded.count, "
+                        "prev = excluded.prev, expires_at = excluded.expires_at",
+                        (hit.key, bucket, count + 1, prev, (bucket + 2) * window),
+                    )
+            return [
+                WindowResult(count=est + hit.increment, allowed=True, retry_after=0.0)
+                for hit, est in zip(hits, estimates, strict=True)
+            ]
+
+    async def hit_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
+        return await self._run(self._hit_windows, list(hits), now, window)
+
+    # ---- one-time marks ----------------------------------------------------------------------
+    def _consume_once(self, namespace: str, key: str, expires_at: float, now: float) -> bool:
+        with self._write() as conn:
+            # A lapsed mark counts as absent: replace it (first writer of the new period wins).
+            cur = conn.execute(
+                "INSERT INTO marks (namespace, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE marks.expires_at <= ?",
+                (namespace, key, expires_at, now),
+            )
+            return cur.rowcount == 1
+
+    async def consume_once(self, namespace: str, key: str, expires_at: float, now: float) -> bool:
+        return await self._run(self._consume_once, namespace, key, expires_at, now)
+
+    # ---- accounts and registrations ----------------------------------------------------------
+    def _append(self, conn: sqlite3.Connection, event: AuditEvent) -> None:
+        conn.execute(
+            "INSERT INTO audit_events (at, type, account_id, registration_id, data) VALUES (?, ?, ?, ?, ?)",
+            (event.at, event.type, event.account_id, event.registration_id, json.dumps(event.data)),
+        )
+
+    def _create_registration(self, account: Account, reg: Registration, event: AuditEvent) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO accounts ({_ACCT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account.id,
+                    account.kind,
+                    account.created_at,
+                    account.expires_at,
+                    account.quota_notes,
+                    account.quota_note_bytes,
+                    account.note_count,
+                    account.owner,
+                ),
+            )
+            conn.execute(
+                f"INSERT INTO registrations ({_REG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reg.id,
+                    reg.type,
+                    reg.account_id,
+                    " ".join(reg.scopes),
+                    reg.created_at,
+                    reg.expires_at,
+                    reg.generation,
+                    reg.revoked_at,
+                    reg.claim_token_hash,
+                    reg.claim_expires_at,
+                    reg.agent_name,
+                    reg.agent_platform,
+                ),
+            )
+            self._append(conn, event)
+
+    async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
+        await self._run(self._create_registration, account, registration, event)
+
+    def _get_registration(self, registration_id: str, now: float) -> Registration | None:
+        row = self.conn.execute(
+            f"SELECT {_REG_COLS} FROM registrations WHERE id = ? AND {_LIVE}", (registration_id, now)
+        ).fetchone()
+        return _registration(row) if row else None
+
+    async def get_registration(self, registration_id: str, now: float) -> Registration | None:
+        return await self._run(self._get_registration, registration_id, now)
+
+    def _get_account(self, account_id: str, now: float) -> Account | None:
+        row = self.conn.execute(
+            f"SELECT {_ACCT_COLS} FROM accounts WHERE id = ? AND {_LIVE}", (account_id, now)
+        ).fetchone()
+        return _account(row) if row else None
+
+    async def get_account(self, account_id: str, now: float) -> Account | None:
+        return await self._run(self._get_account, account_id, now)
+
+    def _access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
+        conn = self.conn
+        conn.execute("BEGIN")  # one consistent snapshot for the three reads
+        try:
+            reg = self._get_registration(registration_id, now)
+            acct = self._get_account(reg.account_id, now) if reg else None
+            revoked = False
+            if token_id is not None and acct is not None:
+                revoked = (
+                    conn.execute(
+                        "SELECT 1 FROM marks WHERE namespace = 'revoked' AND key = ? AND expires_at > ?",
+                        (token_id, now),
+                    ).fetchone()
+                    is not None
+                )
+        finally:
+            conn.execute("COMMIT")
+        if reg is None or acct is None:
+            return None
+        return AccessState(registration=reg, account=acct, token_revoked=revoked)
+
+    async def access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
+        return await self._run(self._access_state, registration_id, token_id, now)
+
+    async def revoke_token(self, token_id: str, expires_at: float, now: float) -> bool:
+        return await self._run(self._consume_once, "revoked", token_id, expires_at, now)
+
+    def _revoke_registration(self, registration_id: str, now: float, event: AuditEvent) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE registrations SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND {_LIVE}",
+                (int(now), registration_id, now),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._append(conn, event)
+            return True
+
+    async def revoke_registration(self, registration_id: str, now: float, event: AuditEvent) -> bool:
+        return await self._run(self._revoke_registration, registration_id, now, event)
+
+    def _delete_accounts(self, conn: sqlite3.Connection, ids: list[str]) -> list[Deleted]:
+        out = []
+        for account_id in ids:
+            regs = conn.execute("SELECT count(*) FROM registrations WHERE account_id = ?", (account_id,)).fetchone()
+            row = conn.execute("DELETE FROM accounts WHERE id = ? RETURNING note_count", (account_id,)).fetchone()
+            if row is not None:  # ON DELETE CASCADE removes registrations and notes
+                out.append(Deleted(account_id=account_id, registrations=regs[0], notes=row[0]))
+        return out
+
+    def _delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
+        with self._write() as conn:
+            deleted = self._delete_accounts(conn, [account_id])
+            if not deleted:
+                return None
+            data = {**event.data, "registrations": deleted[0].registrations, "notes": deleted[0].notes}
+            self._append(
+                conn,
+                AuditEvent(
+                    at=event.at,
+                    type=event.type,
+                    account_id=account_id,
+                    registration_id=event.registration_id,
+                    data=data,
+                ),
+            )
+            return deleted[0]
+
+    async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
+        return await self._run(self._delete_account, account_id, now, event)
+
+    # ---- notes -------------------------------------------------------------------------------
+    def _add_note(self, note: Note, now: float) -> AddNoteOutcome:
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE accounts SET note_count = note_count + 1 WHERE id = ? AND {_LIVE} "
+                "AND note_count < quota_notes",
+                (note.account_id, now),
+            )
+            if cur.rowcount != 1:
+                live = conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (note.account_id, now))
+                return "quota_exceeded" if live.fetchone() else "account_gone"
+            conn.execute(
+                "INSERT INTO notes (account_id, id, text, created_at) VALUES (?, ?, ?, ?)",
+                (note.account_id, note.id, note.text, note.created_at),
+            )
+            return "created"
+
+    async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
+        return await self._run(self._add_note, note, now)
+
+    def _list_notes(self, account_id: str, now: float) -> list[Note]:
+        rows = self.conn.execute(
+            "SELECT n.id, n.text, n.created_at FROM notes n JOIN accounts a ON a.id = n.account_id "
+            "WHERE n.account_id = ? AND (a.expires_at IS NULL OR a.expires_at > ?) ORDER BY n.created_at, n.id",
+            (account_id, now),
+        ).fetchall()
+        return [Note(id=r[0], account_id=account_id, text=r[1], created_at=r[2]) for r in rows]
+
+    async def list_notes(self, account_id: str, now: float) -> list[Note]:
+        return await self._run(self._list_notes, account_id, now)
+
+    def _get_note(self, account_id: str, note_id: str, now: float) -> Note | None:
+        row = self.conn.execute(
+            "SELECT n.text, n.created_at FROM notes n JOIN accounts a ON a.id = n.account_id "
+            "WHERE n.account_id = ? AND n.id = ? AND (a.expires_at IS NULL OR a.expires_at > ?)",
+            (account_id, note_id, now),
+        ).fetchone()
+        return Note(id=note_id, account_id=account_id, text=row[0], created_at=row[1]) if row else None
+
+    async def get_note(self, account_id: str, note_id: str, now: float) -> Note | None:
+        return await self._run(self._get_note, account_id, note_id, now)
+
+    def _delete_note(self, account_id: str, note_id: str, now: float) -> bool:
+        with self._write() as conn:
+            live = conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (account_id, now)).fetchone()
+            if not live:
+                return False
+            cur = conn.execute("DELETE FROM notes WHERE account_id = ? AND id = ?", (account_id, note_id))
+            if cur.rowcount != 1:
+                return False
+            conn.execute("UPDATE accounts SET note_count = note_count - 1 WHERE id = ?", (account_id,))
+            return True
+
+    async def delete_note(self, account_id: str, note_id: str, now: float) -> bool:
+        return await self._run(self._delete_note, account_id, note_id, now)
+
+    # ---- expiry and audit --------------------------------------------------------------------
+    def _sweep(self, now: float, limit: int) -> list[Deleted]:
+        with self._write() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM accounts WHERE kind = 'temporary' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+                    (now, limit),
+                )
+            ]
+            deleted = self._delete_accounts(conn, ids)
+            for d in deleted:
+                self._append(conn, expired_event(d, now))
+            # Space reclamation only: expired marks and counters are already absent to every read.
+            conn.execute(
+                "DELETE FROM marks WHERE (namespace, key) IN "
+                "(SELECT namespace, key FROM marks WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (now, limit),
+            )
+            conn.execute(
+                "DELETE FROM windows WHERE key IN "
+                "(SELECT key FROM windows WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (now, limit),
+            )
+            return deleted
+
+    async def sweep(self, now: float, limit: int) -> list[Deleted]:
+        return await self._run(self._sweep, now, limit)
+
+    def _audit_events(self, after_id: int, limit: int) -> list[AuditEvent]:
+        rows = self.conn.execute(
+            "SELECT id, at, type, account_id, registration_id, data FROM audit_events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [
+            AuditEvent(id=r[0], at=r[1], type=r[2], account_id=r[3], registration_id=r[4], data=json.loads(r[5]))
+            for r in rows
+        ]
+
+    async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]:
+        return await self._run(self._audit_events, after_id, limit)

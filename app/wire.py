@@ -1,0 +1,99 @@
+"""Request and response shapes on the wire (PROTOCOL.md). Requests ignore unknown fields (RFC 6749
+§3.2's forward-compatibility habit); responses are encoded once with msgspec."""
+
+from __future__ import annotations
+
+import msgspec
+
+# ---- requests -------------------------------------------------------------------------------------
+
+
+class Typed(msgspec.Struct):
+    """Read only the discriminator first, so an unknown ``type`` gets its own clear error."""
+
+    type: str | None = None
+
+
+class ProofOfWork(msgspec.Struct):
+    challenge: str
+    nonce: str
+
+
+class AgentInfo(msgspec.Struct):
+    name: str | None = None
+    platform: str | None = None
+
+
+class AnonymousRegistration(msgspec.Struct, tag_field="type", tag="anonymous"):
+    proof_of_work: ProofOfWork | None = None
+    agent: AgentInfo | None = None
+
+
+class NoteCreate(msgspec.Struct):
+    text: str
+
+
+# ---- responses ------------------------------------------------------------------------------------
+
+
+class Identity(msgspec.Struct):
+    assertion: str
+    expires_at: str
+
+
+class ClaimScopes(msgspec.Struct):
+    pre_claim: list[str]
+    post_claim: list[str]
+
+
+class ClaimBlock(msgspec.Struct):
+    token: str
+    expires_at: str
+    url: str
+
+
+class Quotas(msgspec.Struct):
+    notes: int
+    note_bytes: int
+
+
+class AccountView(msgspec.Struct):
+    id: str
+    type: str
+    expires_at: str | None
+    quotas: Quotas
+
+
+class AnonymousRegistered(msgspec.Struct):
+    id: str
+    type: str
+    identity: Identity
+    scopes: ClaimScopes
+    claim: ClaimBlock
+    account: AccountView
+
+
+class Challenge(msgspec.Struct):
+    challenge: str
+    algorithm: str
+    difficulty: int
+    expires_at: str
+
+
+class TokenIssued(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class NoteView(msgspec.Struct):
+    id: str
+    text: str
+    created_at: str
+
+
+class NoteList(msgspec.Struct):
+    notes: list[NoteView]
+    count: int
+    limit: int
