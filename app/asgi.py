@@ -51,6 +51,7 @@ def create_app(
         clock=clock,
         keys=keys,
         access_cache=VerifiedCache(),
+        assertion_cache=VerifiedCache(),
     )
     docs = Documents(ctx)
     under_issuer, at_root = discovery_handlers(docs)

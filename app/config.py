@@ -205,7 +205,7 @@ def _check_issuer(issuer: str) -> None:
     parts = urlsplit(issuer)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"issuer: {issuer!r} must be an absolute http(s) URL")
-    if parts.query or parts.fragment or issuer.endswith("/") or "#" in issuer:
+    if parts.query or parts.fragment or issuer.endswith("/") or "#" in issuer or "?" in issuer:
         raise ConfigError(f"issuer: {issuer!r} must have no query, fragment or trailing slash")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ConfigError(
@@ -275,7 +275,8 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, env: Mappin
     try:
         return msgspec.convert(data, Settings, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        # msgspec names the key ("… - at `$.pow_mode`"), never echoes the value.
+        # msgspec names the key ("… - at `$.pow_mode`"); it echoes a value only for enum-like fields,
+        # and Secret fields are decoded by _dec_hook, whose errors never include the value.
         raise ConfigError(f"invalid configuration: {exc}") from exc
 
 

@@ -27,6 +27,7 @@ class Context:
     clock: Clock
     keys: KeyRing
     access_cache: VerifiedCache
+    assertion_cache: VerifiedCache
     pow_key: bytes = b""
     endpoints: Endpoints = field(init=False)
     # (client_id, sha256(secret)) pairs that passed the slow hash once in this process.

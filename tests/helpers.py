@@ -25,7 +25,9 @@ class Agent:
         assert r.status_code == 200, r.text
         ch = r.json()
         nonce = solve(ch["challenge"], ch["difficulty"])
-        return await self.register({"type": "anonymous", "proof_of_work": {"challenge": ch["challenge"], "nonce": nonce}})
+        return await self.register(
+            {"type": "anonymous", "proof_of_work": {"challenge": ch["challenge"], "nonce": nonce}}
+        )
 
     async def token(self, assertion: str, *, expect: int = 200, **extra: str) -> dict[str, Any]:
         form = {"grant_type": JWT_BEARER, "assertion": assertion, **extra}

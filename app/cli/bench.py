@@ -1,8 +1,365 @@
-"""Placeholder replaced below."""
+"""`authmd bench`: start a bare Litestar app and authmd side by side, drive the agent scenarios over
+loopback, and report requests/s, p50 and p99, each as a ratio to the bare app measured in the same
+run (this machine is noisy; only ratios within one run compare).
+
+Each scenario runs twice: closed-loop at full speed (peak), then open-loop at 70% of that peak, where
+latency is measured from each request's scheduled start (no coordinated omission).
+Proof of work is off and rate limits are raised for the run; the output says so.
+"""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None: ...
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per phase (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
+    p.add_argument("--scenarios", default="discovery,register,api", help="comma list of discovery, register, api")
+    p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
+    p.add_argument("--no-paced", action="store_true", help="skip the 70%%-of-peak latency phase")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A minimal HTTP/1.1 keep-alive client: the load generator must cost far less than the server.
+# ---------------------------------------------------------------------------------------------------
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, f"{host}:{port}")
+
+    def build(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length) if length else b""
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Result:
+    name: str
+    steps: int = 0
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+# A scenario step sends one or more requests on a connection and returns (requests, errors, latencies).
+Step = Callable[[Conn, float], Awaitable[tuple[int, int, list[float]]]]
+
+
+async def _drive(name: str, port: int, step: Step, connections: int, duration: float, rate: float | None) -> Result:
+    conns = [await Conn.open("127.0.0.1", port) for _ in range(connections)]
+    result = Result(name)
+    start = time.perf_counter()
+    stop = start + duration
+
+    next_slot = 0
+
+    async def loop(conn: Conn) -> None:
+        nonlocal next_slot
+        while True:
+            if rate is None:
+                scheduled = time.perf_counter()
+            else:
+                # Open loop: arrivals are due at fixed times (slot k at start + k/rate) and any idle
+                # connection takes the next one, like a load balancer's pool. Latency counts from the
+                # due time, so a stalled server cannot hide its queueing delay.
+                scheduled = start + next_slot / rate
+                next_slot += 1
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if scheduled >= stop:
+                return
+            reqs, errs, lats = await step(conn, scheduled)
+            result.steps += 1
+            result.requests += reqs
+            result.errors += errs
+            result.latencies.extend(lats)
+
+    await asyncio.gather(*(loop(c) for c in conns))
+    result.seconds = time.perf_counter() - start
+    for c in conns:
+        c.close()
+    return result
+
+
+def _get(path: str, headers: dict[str, str] | None = None) -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, _ = await conn.send(conn.build("GET", path, headers=headers))
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+def _register_and_exchange() -> Step:
+    reg_body = json.dumps({"type": "anonymous"}).encode()
+
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, body = await conn.send(
+            conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"})
+        )
+        t1 = time.perf_counter()
+        if status != 200:
+            return 1, 1, [t1 - scheduled]
+        assertion = json.loads(body)["identity"]["assertion"]
+        form = urlencode({"grant_type": JWT_BEARER, "assertion": assertion}).encode()
+        status2, _ = await conn.send(
+            conn.build("POST", "/oauth2/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        )
+        return 2, int(status2 != 200), [t1 - scheduled, time.perf_counter() - t1]
+
+    return step
+
+
+async def _api_token(port: int) -> str:
+    conn = await Conn.open("127.0.0.1", port)
+    try:
+        reg_body = json.dumps({"type": "anonymous"}).encode()
+        _, body = await conn.send(conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"}))
+        form = urlencode({"grant_type": JWT_BEARER, "assertion": json.loads(body)["identity"]["assertion"]}).encode()
+        _, body = await conn.send(
+            conn.build("POST", "/oauth2/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        )
+        token = str(json.loads(body)["access_token"])
+        note = json.dumps({"text": "benchmark"}).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        await conn.send(conn.build("POST", "/api/notes", note, headers))
+        return token
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(12).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)  # polling a subprocess we do not control; bounded by the deadline
+    raise RuntimeError(f"server on port {port} not ready after {deadline} s")
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path) -> Iterator[None]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(port, ready_path, proc)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _authmd_env(data_dir: str, store_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
+    env.update(
+        {
+            "AUTHMD_DATA_DIR": data_dir,
+            "AUTHMD_POW_MODE": "off",
+            "AUTHMD_ACCESS_LOG": "false",
+            "AUTHMD_LOG_LEVEL": "warning",
+            "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1000000000",
+            "AUTHMD_REGISTER_LIMIT_GLOBAL": "1000000000",
+            "AUTHMD_CHALLENGE_LIMIT_PER_SOURCE": "1000000000",
+            "AUTHMD_CHALLENGE_LIMIT_GLOBAL": "1000000000",
+        }
+    )
+    if store_url:
+        env["AUTHMD_STORE_URL"] = store_url
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) -> dict[str, Result]:
+    peak = await _drive(name, port, step, args.connections, args.duration, None)
+    out = {"peak": peak}
+    if not args.no_paced and peak.steps:
+        # Paced in steps (a register step is two requests) at 70% of the peak step rate.
+        rate = 0.7 * peak.steps / peak.seconds
+        out["paced"] = await _drive(name, port, step, args.connections, args.duration, rate)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    return 1
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - {"discovery", "register", "api"}
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp:
+        bare_port, authmd_port = _free_port(), _free_port()
+        py = sys.executable
+        bare_cmd = [
+            py,
+            "-m",
+            "uvicorn",
+            "app.cli.bare:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bare_port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        authmd_cmd = [
+            py,
+            "-m",
+            "app",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(authmd_port),
+            "--workers",
+            str(args.workers),
+        ]
+        env = _authmd_env(str(Path(tmp) / "data"), args.store_url)
+        results: dict[str, dict[str, Result]] = {}
+        with (
+            _server(bare_cmd, env, bare_port, "/const", Path(tmp) / "bare.log"),
+            _server(authmd_cmd, env, authmd_port, "/readyz", Path(tmp) / "authmd.log"),
+        ):
+            results = asyncio.run(_all(bare_port, authmd_port, scenarios, args))
+    _report(results, args)
+    return 0
+
+
+async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    results = {"bare": await _phases("bare", bare_port, _get("/const"), args)}
+    for name in scenarios:
+        if name == "discovery":
+            step = _get("/.well-known/oauth-authorization-server")
+        elif name == "register":
+            step = _register_and_exchange()
+        else:
+            token = await _api_token(authmd_port)
+            step = _get("/api/notes", {"Authorization": f"Bearer {token}"})
+        results[name] = await _phases(name, authmd_port, step, args)
+    return results
+
+
+def _report(results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
+    bare = results["bare"]["peak"].rps
+    rows = []
+    for name, phases in results.items():
+        peak = phases["peak"]
+        paced = phases.get("paced")
+        rows.append(
+            {
+                "scenario": name,
+                "requests_per_s": round(peak.rps),
+                "ratio_to_bare": round(peak.rps / bare, 3) if bare else None,
+                "p50_ms": round(peak.pct(0.50), 2),
+                "p99_ms": round(peak.pct(0.99), 2),
+                "paced_requests_per_s": round(paced.rps) if paced else None,
+                "paced_p50_ms": round(paced.pct(0.50), 2) if paced else None,
+                "paced_p99_ms": round(paced.pct(0.99), 2) if paced else None,
+                "errors": peak.errors + (paced.errors if paced else 0),
+            }
+        )
+    meta = {
+        "workers": args.workers,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+        "note": "proof of work off and rate limits raised for the run",
+    }
+    if args.json:
+        print(json.dumps({"meta": meta, "results": rows}, indent=2))
+        return
+    print(
+        f"authmd bench: {meta['note']}; {args.workers} workers per server, {args.connections} connections, "
+        f"{args.duration:g} s per phase, {meta['cpus']} CPUs"
+    )
+    print(
+        f"{'scenario':<10} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
+        f"{'70% req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
+    for r in rows:
+        print(
+            f"{r['scenario']:<10} {r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
+            f"{r['paced_requests_per_s'] or '-':>9} {r['paced_p50_ms'] or '-':>8} {r['paced_p99_ms'] or '-':>8} "
+            f"{r['errors']:>6}"
+        )

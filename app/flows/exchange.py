@@ -41,7 +41,7 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     if resource is not None and resource != ctx.settings.resource:
         raise AuthError("invalid_target", "this service issues tokens only for its own resource")
     # RFC 7523 §3: iss, sub, aud (our issuer or the token endpoint URL), exp, signature.
-    claims = verify(
+    claims = ctx.assertion_cache.get(assertion, ctx.clock.now()) or verify(
         ctx,
         assertion,
         typ=TYP_IDENTITY,

@@ -43,9 +43,20 @@ def new_id(prefix: str, nbytes: int = 16) -> str:
     return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
 
 
-def mint(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
+def sign(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
     key = ctx.keys.current
     return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"typ": typ, "kid": key.kid})
+
+
+def mint(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
+    """Sign a token this service issues, and remember it as verified in this process."""
+    token = sign(ctx, typ, claims)
+    # What we just signed needs no signature check when it comes back to this process.
+    if typ == TYP_ACCESS:
+        ctx.access_cache.put(token, claims)
+    elif typ == TYP_IDENTITY:
+        ctx.assertion_cache.put(token, claims)
+    return token
 
 
 def verify(ctx: Context, token: str, *, typ: str, audiences: tuple[str, ...], error: str) -> dict[str, Any]:

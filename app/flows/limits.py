@@ -26,7 +26,7 @@ def client_source(peer: str | None, forwarded_for: str | None, trusted_proxies: 
     is read from the right, skipping trusted hops, so a client cannot spoof by prepending entries.
     """
     try:
-        addr = ipaddress.ip_address(peer or "")
+        addr = _unmapped(ipaddress.ip_address(peer or ""))
     except ValueError:
         return peer or "unknown"
     nets = _networks(tuple(trusted_proxies))
@@ -34,7 +34,7 @@ def client_source(peer: str | None, forwarded_for: str | None, trusted_proxies: 
         return str(addr)
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
         try:
-            hop_addr = ipaddress.ip_address(hop)
+            hop_addr = _unmapped(ipaddress.ip_address(hop))
         except ValueError:
             return str(addr)  # garbage in the chain: stop believing it at the last trusted hop
         if not any(hop_addr in n for n in nets):
@@ -55,6 +55,13 @@ def source_key(source: str) -> str:
             return str(addr.ipv4_mapped)
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)
+
+
+def _unmapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 async def enforce(ctx: Context, hits: Sequence[WindowHit]) -> list[WindowResult]:

@@ -32,7 +32,10 @@ def media_type(request: Request[Any, Any, Any]) -> str:
 async def json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
     if media_type(request) != JSON:
         raise AuthError("unsupported_media_type", "send the body as application/json")
-    raw = await request.body()
+    return decode_json(await request.body(), type_)
+
+
+def decode_json(raw: bytes, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
@@ -42,9 +45,9 @@ async def json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
 
 
 async def form_body(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
-    if media_type(request) != FORM:
-        raise AuthError("unsupported_media_type", f"send the body as {FORM}")
     raw = await request.body()
+    if media_type(request) != FORM and not (raw == b"" and not media_type(request)):
+        raise AuthError("unsupported_media_type", f"send the body as {FORM}")
     try:
         return parse_qs(raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False, max_num_fields=50)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.errors import AuthError
 from app.flows import challenge, register
-from app.routes.http import ctx_of, json_body, json_response, source_of
+from app.routes.http import ctx_of, decode_json, json_body, json_response, source_of
 from app.wire import AnonymousRegistration, Typed
 
 SUPPORTED_TYPES = ("anonymous",)
@@ -29,7 +28,7 @@ async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
     if typed.type is None:
         raise AuthError("invalid_request", 'the body needs a `type`, e.g. {"type": "anonymous"}')
     if typed.type == "anonymous":
-        req = msgspec.json.decode(await request.body(), type=AnonymousRegistration)
+        req = decode_json(await request.body(), AnonymousRegistration)
         result = await register.register_anonymous(ctx, req, source_of(request, ctx))
         return json_response(result, no_store=True)
     raise AuthError(

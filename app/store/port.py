@@ -146,7 +146,8 @@ class Store(Protocol):
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
         """Create a note unless the account is gone or at its ``quota_notes``; atomic with the count."""
 
-    async def list_notes(self, account_id: str, now: float) -> list[Note]: ...
+    async def list_notes(self, account_id: str, now: float) -> list[Note]:
+        """The account's notes in creation order; empty when the account is gone."""
 
     async def get_note(self, account_id: str, note_id: str, now: float) -> Note | None: ...
 

@@ -1,10 +1,14 @@
 """The embedded store: one SQLite file in WAL mode, durable across restarts, safe for several processes.
 
-All work for one store instance runs on one dedicated thread with one connection, so the event loop
-never blocks on a lock wait or an fsync, and each port method is a single transaction (one hop).
-Write transactions start with BEGIN IMMEDIATE so that two processes never deadlock on a lock upgrade.
-``synchronous`` defaults to FULL (a committed revocation survives power loss); ``?synchronous=normal``
-on the store URL trades that for speed (still durable across process crashes).
+Each port method is one short transaction on one connection, run inline on the event loop: a
+statement costs microseconds, far less than a hop to a thread (measured: a thread hop cost ~60 µs,
+more than the queries it carried). Lock waits never block the loop: SQLite's busy handler is off and
+a write that finds another process holding the lock (SQLITE_BUSY at BEGIN IMMEDIATE, before any
+work) yields to the loop and retries until ``busy_timeout_ms``, then fails as StoreUnavailable.
+
+Durability: ``synchronous=normal`` (default) makes every commit durable across process crashes and
+restarts; a power loss may drop the last commits (never corrupt the file). ``?synchronous=full`` on
+the store URL fsyncs every commit (about 0.6 ms each on this machine's disk, on the event loop).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import contextlib
 import fcntl
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,18 +54,26 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def parse_sqlite_url(url: str) -> tuple[Path, str]:
-    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (+ ``?synchronous=full|normal``)."""
+def parse_sqlite_url(url: str) -> tuple[Path, str, int]:
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path``, with optional query parameters
+    ``synchronous=full|normal`` and ``busy_timeout_ms=N`` (how long a write waits for another process)."""
     if not url.startswith("sqlite:///"):
         raise ValueError("not a sqlite:/// URL")
     parts = urlsplit(url)
     raw_path = url[len("sqlite:///") :].split("?", 1)[0]
     if not raw_path:
         raise ValueError("sqlite URL has no path")
-    sync = parse_qs(parts.query).get("synchronous", ["full"])[0].lower()
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"synchronous", "busy_timeout_ms"}
+    if unknown:
+        raise ValueError(f"unknown sqlite URL parameter(s): {', '.join(sorted(unknown))}")
+    sync = query.get("synchronous", ["normal"])[0].lower()
     if sync not in _SYNC_MODES:
         raise ValueError("synchronous must be full or normal")
-    return Path(raw_path), _SYNC_MODES[sync]
+    busy = query.get("busy_timeout_ms", ["5000"])[0]
+    if not busy.isdigit():
+        raise ValueError("busy_timeout_ms must be a whole number of milliseconds")
+    return Path(raw_path), _SYNC_MODES[sync], int(busy)
 
 
 _REG_COLS = (
@@ -106,29 +118,36 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._synchronous = synchronous
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authmd-sqlite")
+        self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        path, sync = parse_sqlite_url(url)
-        return cls(path, sync)
+        return cls(*parse_sqlite_url(url))
 
     # ---- plumbing ----------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.OperationalError as exc:
-            # "database is locked", I/O errors, a vanished file: the request must fail as 503.
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.0002
+        while True:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                # Another process holds the write lock: the transaction did not start, so retrying
+                # is safe. Yield to the loop meanwhile instead of sleeping inside SQLite.
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY and time.monotonic() < deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.01)
+                    continue
+                # "database is locked" past the deadline, I/O errors, a vanished file: a 503.
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            except sqlite3.IntegrityError:
                 raise
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -150,13 +169,22 @@ class SQLiteStore:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        self._conn = conn
-        self._migrate_sync()
+        # At start-up blocking is fine: let SQLite wait for other processes while we migrate.
+        # check_same_thread=False: the owner is the event loop, which may differ from the opening thread.
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=max(self._busy_timeout_ms / 1000, 5.0), check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate_sync()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+        conn.execute("PRAGMA busy_timeout=0")  # from now on waits happen in _run, off the loop's back
 
     def _migrate_sync(self) -> None:
         # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.
@@ -179,7 +207,10 @@ class SQLiteStore:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     async def open(self) -> None:
-        await self._run(self._open_sync)
+        try:
+            self._open_sync()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     async def close(self) -> None:
         def _close() -> None:
@@ -188,7 +219,6 @@ class SQLiteStore:
                 self._conn = None
 
         await self._run(_close)
-        self._executor.shutdown(wait=True)
 
     async def ping(self) -> None:
         await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
@@ -364,6 +394,9 @@ class SQLiteStore:
 
     def _delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
         with self._write() as conn:
+            # An expired account is already absent: its deletion belongs to the sweeper (and its event).
+            if not conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (account_id, now)).fetchone():
+                return None
             deleted = self._delete_accounts(conn, [account_id])
             if not deleted:
                 return None
@@ -406,7 +439,7 @@ class SQLiteStore:
     def _list_notes(self, account_id: str, now: float) -> list[Note]:
         rows = self.conn.execute(
             "SELECT n.id, n.text, n.created_at FROM notes n JOIN accounts a ON a.id = n.account_id "
-            "WHERE n.account_id = ? AND (a.expires_at IS NULL OR a.expires_at > ?) ORDER BY n.created_at, n.id",
+            "WHERE n.account_id = ? AND (a.expires_at IS NULL OR a.expires_at > ?) ORDER BY n.seq",
             (account_id, now),
         ).fetchall()
         return [Note(id=r[0], account_id=account_id, text=r[1], created_at=r[2]) for r in rows]

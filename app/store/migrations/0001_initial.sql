@@ -31,12 +31,13 @@ CREATE TABLE registrations (
 CREATE INDEX registrations_by_account ON registrations (account_id);
 
 CREATE TABLE notes (
+    seq        INTEGER PRIMARY KEY,  -- creation order, for listing
     account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     id         TEXT NOT NULL,
     text       TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    PRIMARY KEY (account_id, id)
-) WITHOUT ROWID;
+    UNIQUE (account_id, id)
+);
 
 -- One-time marks: redeemed challenges, replay caches, revoked token ids.
 CREATE TABLE marks (

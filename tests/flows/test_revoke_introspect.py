@@ -1,0 +1,95 @@
+"""RFC 7009 revocation semantics and RFC 7662 introspection with client_secret_basic."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from app.config import IntrospectionClient, Secret
+from app.keys import hash_secret
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cr3t-introspection-password"
+
+
+async def _revoke(h, token: str | None, **extra: str):
+    data = {"token": token, **extra} if token is not None else extra
+    r = await h.client.post(f"{h.settings.issuer}/oauth2/revoke", data=data)
+    return r
+
+
+async def test_revoking_an_access_token_kills_only_that_token(harness):
+    agent = harness.agent()
+    reg, token = await agent.start()
+    other = (await agent.token(reg["identity"]["assertion"]))["access_token"]
+    r = await _revoke(harness, token, token_type_hint="access_token")
+    assert r.status_code == 200 and r.content == b"" and r.headers["cache-control"] == "no-store"
+    assert (await agent.api("GET", "/notes", token)).status_code == 401
+    assert (await agent.api("GET", "/notes", other)).status_code == 200
+    assert (await _revoke(harness, token)).status_code == 200  # idempotent
+
+
+async def test_revoking_the_assertion_of_a_temporary_account_deletes_it(harness):
+    agent = harness.agent()
+    reg, token = await agent.start()
+    await agent.api("POST", "/notes", token, json={"text": "x"})
+    # a wrong hint does not matter: the token's own type decides
+    assert (await _revoke(harness, reg["identity"]["assertion"], token_type_hint="access_token")).status_code == 200
+    assert (await agent.api("GET", "/notes", token)).status_code == 401
+    assert (await agent.token(reg["identity"]["assertion"], expect=400))["error"] == "invalid_grant"
+    conn = harness.ctx.store.conn
+    assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
+    events = [e for e in await harness.ctx.store.audit_events() if e.type == "account.deleted"]
+    assert len(events) == 1 and events[0].data["reason"] == "revoked" and events[0].data["notes"] == 1
+    assert (await _revoke(harness, reg["identity"]["assertion"])).status_code == 200
+    assert len([e for e in await harness.ctx.store.audit_events() if e.type == "account.deleted"]) == 1
+
+
+async def test_unknown_invalid_and_forged_tokens_get_the_same_200(harness):
+    agent = harness.agent()
+    reg, token = await agent.start()
+    h, p, s = token.split(".")
+    for junk in ("nope", "a.b.c", f"{h}.{p}.{s[:-2]}xx", reg["claim"]["token"]):
+        r = await _revoke(harness, junk)
+        assert (r.status_code, r.content) == (200, b"")
+    assert (await agent.api("GET", "/notes", token)).status_code == 200
+    r = await _revoke(harness, None)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+async def test_introspection(harness_factory):
+    clients = [IntrospectionClient(client_id="api-gw", client_secret=Secret(hash_secret(SECRET)))]
+    async with harness_factory(introspection_clients=clients) as h:
+        agent = h.agent()
+        url = f"{h.settings.issuer}/oauth2/introspect"
+        _, token = await agent.start()
+        for headers in (
+            {},
+            _basic("api-gw", "wrong-secret-000000"),
+            _basic("other", SECRET),
+            {"Authorization": "Basic !!!"},
+        ):
+            r = await h.client.post(url, data={"token": token}, headers=headers)
+            assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
+            assert r.headers["www-authenticate"].startswith("Basic ")
+        r = await h.client.post(url, data={"token": token}, headers=_basic("api-gw", SECRET))
+        body = r.json()
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        assert body["active"] is True and body["scope"] == "notes:read notes:write"
+        assert body["aud"] == h.settings.resource and body["iss"] == h.settings.issuer
+        assert body["sub"].startswith("acct_") and body["client_id"].startswith("reg_")
+        # second call takes the memoised path; still correct
+        r = await h.client.post(url, data={"token": "garbage"}, headers=_basic("api-gw", SECRET))
+        assert r.json() == {"active": False}
+        await _revoke(h, token)
+        r = await h.client.post(url, data={"token": token}, headers=_basic("api-gw", SECRET))
+        assert r.json() == {"active": False}
+        r = await h.client.post(url, data={}, headers=_basic("api-gw", SECRET))
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_request")

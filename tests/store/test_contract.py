@@ -1,0 +1,728 @@
+"""The store contract (app/store/port.py), written only against the port: every adapter passes it.
+
+Time is always an explicit ``now``: nothing here reads a clock or sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import msgspec
+import pytest
+
+from app.store.port import (
+    AccessState,
+    Account,
+    AuditEvent,
+    Deleted,
+    Note,
+    Registration,
+    Store,
+    WindowHit,
+)
+from tests.store.conftest import Reopen, StoreInstances
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_800_000_000  # a multiple of every window used below, so bucket boundaries fall on round numbers
+TTL = 3600
+
+
+def make_account(
+    account_id: str = "acct_1",
+    *,
+    kind: str = "temporary",
+    created_at: int = T0,
+    expires_at: int | None = T0 + TTL,
+    quota_notes: int = 25,
+    quota_note_bytes: int = 4096,
+    owner: str | None = None,
+) -> Account:
+    return Account(
+        id=account_id,
+        kind=kind,  # type: ignore[arg-type]
+        created_at=created_at,
+        expires_at=expires_at,
+        quota_notes=quota_notes,
+        quota_note_bytes=quota_note_bytes,
+        owner=owner,
+    )
+
+
+def make_registration(
+    registration_id: str = "reg_1",
+    account_id: str = "acct_1",
+    *,
+    expires_at: int | None = T0 + TTL,
+    **extra: object,
+) -> Registration:
+    values: dict[str, object] = {
+        "id": registration_id,
+        "type": "anonymous",
+        "account_id": account_id,
+        "scopes": ("notes:read", "notes:write"),
+        "created_at": T0,
+        "expires_at": expires_at,
+    }
+    values.update(extra)
+    return Registration(**values)  # type: ignore[arg-type]
+
+
+def created_event(account: Account, registration: Registration) -> AuditEvent:
+    return AuditEvent(
+        at=float(account.created_at),
+        type="registration.created",
+        account_id=account.id,
+        registration_id=registration.id,
+        data={"type": registration.type},
+    )
+
+
+async def seed(
+    store: Store,
+    account_id: str = "acct_1",
+    registration_id: str | None = None,
+    *,
+    account_expires_at: int | None = T0 + TTL,
+    registration_expires_at: int | None = None,
+    kind: str = "temporary",
+    quota_notes: int = 25,
+) -> tuple[Account, Registration]:
+    account = make_account(account_id, kind=kind, expires_at=account_expires_at, quota_notes=quota_notes)
+    registration = make_registration(
+        registration_id or f"reg_of_{account_id}",
+        account_id,
+        expires_at=account_expires_at if registration_expires_at is None else registration_expires_at,
+    )
+    await store.create_registration(account, registration, created_event(account, registration))
+    return account, registration
+
+
+def note(note_id: str, account_id: str = "acct_1", *, created_at: int = T0, text: str | None = None) -> Note:
+    return Note(id=note_id, account_id=account_id, text=text or f"text of {note_id}", created_at=created_at)
+
+
+async def all_events(store: Store) -> list[AuditEvent]:
+    return await store.audit_events(0, 10_000)
+
+
+# ---------------------------------------------------------------------------------------------------
+# consume_once
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_consume_once_first_writer_wins(store: Store) -> None:
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is False
+    assert await store.consume_once("pow", "c1", T0 + 900, T0 + 1) is False  # a later expiry changes nothing
+
+
+async def test_consume_once_keys_and_namespaces_are_independent(store: Store) -> None:
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    assert await store.consume_once("pow", "c2", T0 + 300, T0) is True
+    assert await store.consume_once("jti", "c1", T0 + 300, T0) is True
+    assert await store.consume_once("jti", "c1", T0 + 300, T0) is False
+
+
+async def test_consume_once_mark_holds_until_expiry_then_is_reconsumable(store: Store) -> None:
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    assert await store.consume_once("pow", "c1", T0 + 600, T0 + 299.999) is False
+    # At exactly expires_at the mark is gone: the first writer of the new period wins, once.
+    assert await store.consume_once("pow", "c1", T0 + 600, T0 + 300) is True
+    assert await store.consume_once("pow", "c1", T0 + 600, T0 + 300) is False
+    assert await store.consume_once("pow", "c1", T0 + 600, T0 + 599.5) is False
+    assert await store.consume_once("pow", "c1", T0 + 900, T0 + 600) is True
+
+
+async def test_consume_once_races_between_two_instances_have_one_winner(stores: StoreInstances) -> None:
+    first, second = await stores.open(), await stores.open()
+    keys = [f"k{i}" for i in range(40)]
+    calls = [(k, s) for k in keys for s in (first, second)]
+    results = await asyncio.gather(*(s.consume_once("race", k, T0 + 60, T0) for k, s in calls))
+    wins = Counter(k for (k, _s), won in zip(calls, results, strict=True) if won)
+    assert wins == Counter(keys)  # every key won exactly once
+
+
+# ---------------------------------------------------------------------------------------------------
+# hit_windows
+# ---------------------------------------------------------------------------------------------------
+
+WINDOW = 100.0
+
+
+async def test_hit_windows_counts_each_hit(store: Store) -> None:
+    for expected in (1.0, 2.0, 3.0):
+        [result] = await store.hit_windows([WindowHit("a", 10)], T0, WINDOW)
+        assert result.allowed is True
+        assert result.count == pytest.approx(expected)
+        assert result.retry_after == 0
+    [other] = await store.hit_windows([WindowHit("b", 10)], T0, WINDOW)
+    assert other.count == pytest.approx(1.0)
+
+
+async def test_hit_windows_refuses_past_the_limit(store: Store) -> None:
+    for _ in range(3):
+        [ok] = await store.hit_windows([WindowHit("a", 3)], T0 + 10, WINDOW)
+        assert ok.allowed
+    [refused] = await store.hit_windows([WindowHit("a", 3)], T0 + 10, WINDOW)
+    assert refused.allowed is False
+    assert refused.count == pytest.approx(3.0)  # the refused hit is not counted
+    assert refused.retry_after > 0
+    [peek] = await store.hit_windows([WindowHit("a", None, increment=False)], T0 + 10, WINDOW)
+    assert peek.count == pytest.approx(3.0)
+
+
+async def test_hit_windows_is_all_or_nothing(store: Store) -> None:
+    [full] = await store.hit_windows([WindowHit("tight", 1)], T0, WINDOW)
+    assert full.allowed
+    results = await store.hit_windows(
+        [WindowHit("loose", 100), WindowHit("tight", 1), WindowHit("counted", None)], T0 + 1, WINDOW
+    )
+    assert [r.allowed for r in results] == [True, False, True]
+    assert results[1].retry_after > 0
+    peeks = await store.hit_windows(
+        [WindowHit(k, None, increment=False) for k in ("loose", "tight", "counted")], T0 + 1, WINDOW
+    )
+    assert [p.count for p in peeks] == pytest.approx([0.0, 1.0, 0.0])  # no counter moved
+
+
+async def test_hit_windows_without_limit_never_refuses(store: Store) -> None:
+    for i in range(1, 61):
+        [result] = await store.hit_windows([WindowHit("global", None)], T0, WINDOW)
+        assert result.allowed is True
+        assert result.retry_after == 0
+        assert result.count == pytest.approx(float(i))
+
+
+async def test_hit_windows_peek_does_not_count(store: Store) -> None:
+    await store.hit_windows([WindowHit("a", 10), WindowHit("a2", 10)], T0, WINDOW)
+    for _ in range(3):
+        results = await store.hit_windows(
+            [WindowHit("a", None, increment=False), WindowHit("z", None, False)], T0, WINDOW
+        )
+        assert [r.count for r in results] == pytest.approx([1.0, 0.0])
+        assert all(r.allowed for r in results)
+    [counted] = await store.hit_windows([WindowHit("a", 10)], T0, WINDOW)
+    assert counted.count == pytest.approx(2.0)
+
+
+async def test_hit_windows_estimate_slides_across_buckets(store: Store) -> None:
+    for _ in range(10):
+        await store.hit_windows([WindowHit("a", None)], T0, WINDOW)  # T0 starts a bucket
+
+    async def peek(now: float) -> float:
+        [r] = await store.hit_windows([WindowHit("a", None, increment=False)], now, WINDOW)
+        return r.count
+
+    assert await peek(T0 + 50) == pytest.approx(10.0)  # same bucket: no decay yet
+    assert await peek(T0 + 100) == pytest.approx(10.0)  # the next bucket starts with the whole previous one
+    assert await peek(T0 + 125) == pytest.approx(7.5)
+    assert await peek(T0 + 150) == pytest.approx(5.0)
+    assert await peek(T0 + 190) == pytest.approx(1.0)
+    assert await peek(T0 + 200) == pytest.approx(0.0)  # two buckets on: nothing left
+    assert await peek(T0 + 10_000) == pytest.approx(0.0)
+    [hit] = await store.hit_windows([WindowHit("a", None)], T0 + 150, WINDOW)
+    assert hit.count == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    ("limit", "prior", "offset"),
+    [(1, 1, 0.0), (3, 3, 10.0), (5, 5, 99.0), (4, 6, 30.0), (10, 10, 0.5)],
+)
+async def test_hit_windows_retry_after_when_waited_out_allows_the_hit(
+    store: Store, limit: int, prior: int, offset: float
+) -> None:
+    # ``prior`` hits land in the bucket before, then the window is filled to the limit at ``now``.
+    for _ in range(prior):
+        await store.hit_windows([WindowHit("k", None)], T0 + offset, WINDOW)
+    now = T0 + WINDOW + offset
+    while True:
+        [r] = await store.hit_windows([WindowHit("k", limit)], now, WINDOW)
+        if not r.allowed:
+            break
+    assert r.retry_after > 0
+    assert r.retry_after <= 2 * WINDOW
+    [still] = await store.hit_windows([WindowHit("k", limit)], now + r.retry_after * 0.5, WINDOW)
+    assert still.allowed is False
+    [after] = await store.hit_windows([WindowHit("k", limit)], now + r.retry_after + 1e-3, WINDOW)
+    assert after.allowed is True
+
+
+# ---------------------------------------------------------------------------------------------------
+# accounts and registrations
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_create_registration_round_trips_every_field(store: Store) -> None:
+    account = Account(
+        id="acct_rt",
+        kind="persistent",
+        created_at=T0 - 5,
+        expires_at=None,
+        quota_notes=10_000,
+        quota_note_bytes=32_768,
+        note_count=0,
+        owner="user:alice@example.com",
+    )
+    registration = Registration(
+        id="reg_rt",
+        type="identity_assertion",
+        account_id="acct_rt",
+        scopes=("notes:read", "notes:write", "notes:delete"),
+        created_at=T0 - 5,
+        expires_at=T0 + 86_400,
+        generation=3,
+        revoked_at=None,
+        claim_token_hash="sha256:" + "ab" * 32,
+        claim_expires_at=T0 + 900,
+        agent_name="Test Agent ✓",
+        agent_platform="pytest/9",
+    )
+    await store.create_registration(account, registration, created_event(account, registration))
+    assert await store.get_account("acct_rt", T0) == account
+    assert await store.get_registration("reg_rt", T0) == registration
+    state = await store.access_state("reg_rt", None, T0)
+    assert state == AccessState(registration=registration, account=account, token_revoked=False)
+
+
+async def test_create_registration_minimal_fields(store: Store) -> None:
+    account, registration = await seed(store)
+    assert await store.get_account(account.id, T0) == account
+    got = await store.get_registration(registration.id, T0)
+    assert got == registration
+    assert got is not None
+    assert got.agent_name is None
+    assert got.claim_token_hash is None
+    assert got.revoked_at is None
+
+
+async def test_create_registration_writes_its_audit_event(store: Store) -> None:
+    account, registration = await seed(store)
+    [event] = await all_events(store)
+    assert event.id is not None
+    assert (event.type, event.account_id, event.registration_id, event.data) == (
+        "registration.created",
+        account.id,
+        registration.id,
+        {"type": "anonymous"},
+    )
+    assert event.at == pytest.approx(float(T0))
+
+
+async def test_missing_records_are_none(store: Store) -> None:
+    assert await store.get_account("nope", T0) is None
+    assert await store.get_registration("nope", T0) is None
+    assert await store.access_state("nope", None, T0) is None
+    assert await store.access_state("nope", "tok", T0) is None
+
+
+async def test_expiry_hides_accounts_and_registrations_at_exactly_expires_at(store: Store) -> None:
+    account, registration = await seed(store, account_expires_at=T0 + 100)
+    for now in (T0, T0 + 99, T0 + 99.999):
+        assert await store.get_account(account.id, now) == account
+        assert await store.get_registration(registration.id, now) == registration
+        assert await store.access_state(registration.id, None, now) is not None
+    for now in (T0 + 100, T0 + 100.001, T0 + 10_000):
+        assert await store.get_account(account.id, now) is None
+        assert await store.get_registration(registration.id, now) is None
+        assert await store.access_state(registration.id, None, now) is None
+
+
+async def test_persistent_account_never_expires(store: Store) -> None:
+    account, registration = await seed(store, kind="persistent", account_expires_at=None)
+    far = T0 + 10 * 365 * 86_400
+    assert await store.get_account(account.id, far) == account
+    assert await store.get_registration(registration.id, far) == registration
+
+
+async def test_access_state_is_none_when_the_account_expired(store: Store) -> None:
+    # The registration outlives its account: the account is gone, so is the access state.
+    _account, registration = await seed(store, account_expires_at=T0 + 100, registration_expires_at=T0 + 1000)
+    assert await store.access_state(registration.id, None, T0 + 99) is not None
+    assert await store.get_registration(registration.id, T0 + 100) == registration
+    assert await store.access_state(registration.id, None, T0 + 100) is None
+    assert await store.access_state(registration.id, "tok", T0 + 100) is None
+
+
+async def test_access_state_is_none_when_the_registration_expired(store: Store) -> None:
+    account, registration = await seed(
+        store, account_expires_at=None, kind="persistent", registration_expires_at=T0 + 50
+    )
+    assert await store.access_state(registration.id, None, T0 + 49) is not None
+    assert await store.access_state(registration.id, None, T0 + 50) is None
+    assert await store.get_account(account.id, T0 + 50) == account
+
+
+async def test_access_state_reports_revoked_token_ids(store: Store) -> None:
+    _account, registration = await seed(store)
+    state = await store.access_state(registration.id, "tok_1", T0)
+    assert state is not None
+    assert state.token_revoked is False
+    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
+    assert await store.revoke_token("tok_1", T0 + 600, T0 + 1) is False  # already marked
+    revoked = await store.access_state(registration.id, "tok_1", T0 + 1)
+    assert revoked is not None
+    assert revoked.token_revoked is True
+    other = await store.access_state(registration.id, "tok_2", T0 + 1)
+    assert other is not None
+    assert other.token_revoked is False
+    no_token = await store.access_state(registration.id, None, T0 + 1)
+    assert no_token is not None
+    assert no_token.token_revoked is False
+    # The mark lasts until the token would have expired anyway, not a moment beyond.
+    at_boundary = await store.access_state(registration.id, "tok_1", T0 + 600)
+    assert at_boundary is not None
+    assert at_boundary.token_revoked is False
+    just_before = await store.access_state(registration.id, "tok_1", T0 + 599.9)
+    assert just_before is not None
+    assert just_before.token_revoked is True
+
+
+async def test_revoke_token_is_independent_of_consume_once_namespaces(store: Store) -> None:
+    assert await store.consume_once("jti", "tok_1", T0 + 600, T0) is True
+    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
+
+
+async def test_revoke_registration_true_once_with_one_audit_event(store: Store) -> None:
+    account, registration = await seed(store)
+    before = await all_events(store)
+    event = AuditEvent(
+        at=float(T0 + 10), type="registration.revoked", account_id=account.id, registration_id=registration.id
+    )
+    assert await store.revoke_registration(registration.id, T0 + 10, event) is True
+    assert await store.revoke_registration(registration.id, T0 + 11, event) is False
+    new = (await all_events(store))[len(before) :]
+    assert [(e.type, e.account_id, e.registration_id) for e in new] == [
+        ("registration.revoked", account.id, registration.id)
+    ]
+    got = await store.get_registration(registration.id, T0 + 12)
+    assert got is not None
+    assert got.revoked_at == T0 + 10
+    state = await store.access_state(registration.id, None, T0 + 12)
+    assert state is not None
+    assert state.registration.revoked_at == T0 + 10
+    assert await store.get_account(account.id, T0 + 12) == account  # the account stays
+
+
+async def test_revoke_registration_of_missing_or_expired_is_false_without_event(store: Store) -> None:
+    _account, registration = await seed(store, account_expires_at=T0 + 100)
+    before = await all_events(store)
+    event = AuditEvent(at=float(T0 + 100), type="registration.revoked", registration_id=registration.id)
+    assert await store.revoke_registration("reg_missing", T0, event) is False
+    assert await store.revoke_registration(registration.id, T0 + 100, event) is False
+    assert await all_events(store) == before
+
+
+async def test_delete_account_cascades_and_reports_counts(store: Store) -> None:
+    account, registration = await seed(store)
+    for i in range(3):
+        assert await store.add_note(note(f"n{i}"), T0) == "created"
+    await seed(store, "acct_other")
+    assert await store.add_note(note("keep", "acct_other"), T0) == "created"
+    before = await all_events(store)
+    event = AuditEvent(
+        at=float(T0 + 5),
+        type="account.deleted",
+        account_id=account.id,
+        registration_id=registration.id,
+        data={"reason": "revoked"},
+    )
+    deleted = await store.delete_account(account.id, T0 + 5, event)
+    assert deleted == Deleted(account_id=account.id, registrations=1, notes=3)
+    assert await store.get_account(account.id, T0 + 5) is None
+    assert await store.get_registration(registration.id, T0 + 5) is None
+    assert await store.access_state(registration.id, None, T0 + 5) is None
+    assert await store.list_notes(account.id, T0 + 5) == []
+    assert await store.get_note(account.id, "n0", T0 + 5) is None
+    [written] = (await all_events(store))[len(before) :]
+    assert (written.type, written.account_id, written.registration_id) == (
+        "account.deleted",
+        account.id,
+        registration.id,
+    )
+    assert written.data["reason"] == "revoked"
+    assert (written.data["registrations"], written.data["notes"]) == (1, 3)
+    # Someone else's things are untouched.
+    assert [n.id for n in await store.list_notes("acct_other", T0 + 5)] == ["keep"]
+    assert await store.get_account("acct_other", T0 + 5) is not None
+    # Gone means gone: a second delete reports nothing and writes nothing.
+    assert await store.delete_account(account.id, T0 + 6, event) is None
+    assert len(await all_events(store)) == len(before) + 1
+
+
+async def test_delete_account_of_missing_account_is_none(store: Store) -> None:
+    event = AuditEvent(at=float(T0), type="account.deleted", account_id="nope")
+    assert await store.delete_account("nope", T0, event) is None
+    assert await all_events(store) == []
+
+
+async def test_delete_account_of_expired_account_is_none_and_the_sweeper_reports_it(store: Store) -> None:
+    # An expired account is absent (port rule 1): deleting it reports nothing; its expiry is the sweeper's.
+    account, _registration = await seed(store, account_expires_at=T0 + 100)
+    before = await all_events(store)
+    event = AuditEvent(at=float(T0 + 100), type="account.deleted", account_id=account.id)
+    assert await store.delete_account(account.id, T0 + 100, event) is None
+    assert await all_events(store) == before
+    swept = await store.sweep(T0 + 100, 10)
+    assert [d.account_id for d in swept] == [account.id]
+
+
+# ---------------------------------------------------------------------------------------------------
+# notes
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_add_note_respects_quota_exactly(store: Store) -> None:
+    account, _ = await seed(store, quota_notes=3)
+    for i in range(3):
+        assert await store.add_note(note(f"n{i}", created_at=T0 + i), T0 + i) == "created"
+    assert await store.add_note(note("n3", created_at=T0 + 3), T0 + 3) == "quota_exceeded"
+    got = await store.get_account(account.id, T0 + 3)
+    assert got is not None
+    assert got.note_count == 3
+    assert [n.id for n in await store.list_notes(account.id, T0 + 3)] == ["n0", "n1", "n2"]
+    assert await store.get_note(account.id, "n3", T0 + 3) is None
+
+
+async def test_add_note_with_zero_quota_is_refused(store: Store) -> None:
+    account, _ = await seed(store, quota_notes=0)
+    assert await store.add_note(note("n0"), T0) == "quota_exceeded"
+    assert await store.list_notes(account.id, T0) == []
+
+
+async def test_delete_note_frees_a_slot(store: Store) -> None:
+    account, _ = await seed(store, quota_notes=2)
+    assert await store.add_note(note("a"), T0) == "created"
+    assert await store.add_note(note("b"), T0) == "created"
+    assert await store.add_note(note("c"), T0) == "quota_exceeded"
+    assert await store.delete_note(account.id, "a", T0) is True
+    got = await store.get_account(account.id, T0)
+    assert got is not None
+    assert got.note_count == 1
+    assert await store.add_note(note("c"), T0) == "created"
+    assert await store.add_note(note("d"), T0) == "quota_exceeded"
+
+
+async def test_delete_note_of_missing_note_is_false_and_keeps_count(store: Store) -> None:
+    account, _ = await seed(store, quota_notes=2)
+    assert await store.add_note(note("a"), T0) == "created"
+    assert await store.delete_note(account.id, "zzz", T0) is False
+    assert await store.delete_note(account.id, "a", T0) is True
+    assert await store.delete_note(account.id, "a", T0) is False
+    got = await store.get_account(account.id, T0)
+    assert got is not None
+    assert got.note_count == 0
+    assert await store.delete_note("acct_missing", "a", T0) is False
+
+
+async def test_notes_are_scoped_to_their_account(store: Store) -> None:
+    await seed(store, "acct_1")
+    await seed(store, "acct_2")
+    assert await store.add_note(note("same", "acct_1", text="one"), T0) == "created"
+    assert await store.add_note(note("same", "acct_2", text="two"), T0) == "created"
+    one = await store.get_note("acct_1", "same", T0)
+    assert one is not None
+    assert one.text == "one"
+    assert await store.delete_note("acct_1", "same", T0) is True
+    two = await store.get_note("acct_2", "same", T0)
+    assert two == note("same", "acct_2", text="two")
+    assert await store.get_note("acct_1", "same", T0) is None
+
+
+async def test_add_note_for_missing_or_expired_account_is_account_gone(store: Store) -> None:
+    assert await store.add_note(note("n", "acct_missing"), T0) == "account_gone"
+    await seed(store, account_expires_at=T0 + 100)
+    assert await store.add_note(note("n0"), T0 + 99.9) == "created"
+    assert await store.add_note(note("n1"), T0 + 100) == "account_gone"
+    assert await store.add_note(note("n2"), T0 + 500) == "account_gone"
+
+
+async def test_note_round_trip_and_listing_in_creation_order(store: Store) -> None:
+    account, _ = await seed(store)
+    # Ids and texts in no sorted order, equal timestamps: the listing follows the order of creation.
+    notes = [
+        note("n_c", created_at=T0, text="first ✓ unicode"),
+        note("n_a", created_at=T0, text="second"),
+        note("n_d", created_at=T0, text="third"),
+        note("n_b", created_at=T0 + 1, text="fourth"),
+    ]
+    for n in notes:
+        assert await store.add_note(n, T0 + 1) == "created"
+    assert await store.list_notes(account.id, T0 + 1) == notes
+    assert await store.get_note(account.id, "n_a", T0 + 1) == notes[1]
+    # A deleted note leaves the order; a new one goes last.
+    assert await store.delete_note(account.id, "n_c", T0 + 2) is True
+    newest = note("n_0", created_at=T0 + 2, text="fifth")
+    assert await store.add_note(newest, T0 + 2) == "created"
+    assert await store.list_notes(account.id, T0 + 2) == [*notes[1:], newest]
+
+
+async def test_expiry_hides_notes_at_exactly_the_account_expiry(store: Store) -> None:
+    account, _ = await seed(store, account_expires_at=T0 + 100)
+    assert await store.add_note(note("n0"), T0) == "created"
+    assert [n.id for n in await store.list_notes(account.id, T0 + 99.999)] == ["n0"]
+    assert await store.get_note(account.id, "n0", T0 + 99.999) == note("n0")
+    assert await store.list_notes(account.id, T0 + 100) == []
+    assert await store.get_note(account.id, "n0", T0 + 100) is None
+    assert await store.delete_note(account.id, "n0", T0 + 100) is False
+
+
+async def test_add_note_races_between_two_instances_respect_quota(stores: StoreInstances) -> None:
+    first, second = await stores.open(), await stores.open()
+    account, _ = await seed(first, quota_notes=5)
+    outcomes = await asyncio.gather(
+        *(s.add_note(note(f"n{i}-{j}"), T0) for i in range(6) for j, s in enumerate((first, second)))
+    )
+    assert Counter(outcomes) == Counter({"created": 5, "quota_exceeded": 7})
+    got = await second.get_account(account.id, T0)
+    assert got is not None
+    assert got.note_count == 5
+    assert len(await first.list_notes(account.id, T0)) == 5
+
+
+# ---------------------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_sweep_deletes_only_expired_temporary_accounts(store: Store) -> None:
+    await seed(store, "expired_a", account_expires_at=T0 + 10)
+    await seed(store, "expired_b", account_expires_at=T0 + 20)
+    await seed(store, "at_boundary", account_expires_at=T0 + 30)
+    await seed(store, "live", account_expires_at=T0 + 31)
+    await seed(store, "persistent", kind="persistent", account_expires_at=None)
+    for account_id, count in (("expired_a", 2), ("expired_b", 0), ("at_boundary", 1), ("live", 1), ("persistent", 1)):
+        for i in range(count):
+            assert await store.add_note(note(f"{account_id}-{i}", account_id), T0) == "created"
+    before = await all_events(store)
+
+    swept = await store.sweep(T0 + 30, 100)
+
+    assert sorted(swept, key=lambda d: d.account_id) == [
+        Deleted(account_id="at_boundary", registrations=1, notes=1),
+        Deleted(account_id="expired_a", registrations=1, notes=2),
+        Deleted(account_id="expired_b", registrations=1, notes=0),
+    ]
+    new = (await all_events(store))[len(before) :]
+    assert sorted((e.type, e.account_id, e.data["registrations"], e.data["notes"]) for e in new) == [
+        ("account.expired", "at_boundary", 1, 1),
+        ("account.expired", "expired_a", 1, 2),
+        ("account.expired", "expired_b", 1, 0),
+    ]
+    assert all(e.at == pytest.approx(T0 + 30) for e in new)
+    # The live and the persistent account keep everything; a later sweep at the same time is a no-op.
+    for account_id in ("live", "persistent"):
+        assert await store.get_account(account_id, T0 + 30) is not None
+        assert len(await store.list_notes(account_id, T0 + 30)) == 1
+    assert await store.sweep(T0 + 30, 100) == []
+    assert len(await all_events(store)) == len(before) + 3
+    far = T0 + 10 * 365 * 86_400
+    assert [d.account_id for d in await store.sweep(far, 100)] == ["live"]
+    assert await store.get_account("persistent", far) is not None
+
+
+async def test_sweep_respects_limit(store: Store) -> None:
+    for i in range(5):
+        await seed(store, f"acct_{i}", account_expires_at=T0 + i)
+    batches = []
+    while True:
+        batch = await store.sweep(T0 + 100, 2)
+        assert len(batch) <= 2
+        if not batch:
+            break
+        batches.append(batch)
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert sorted(d.account_id for b in batches for d in b) == [f"acct_{i}" for i in range(5)]
+    expired_events = [e for e in await all_events(store) if e.type == "account.expired"]
+    assert sorted(e.account_id or "" for e in expired_events) == [f"acct_{i}" for i in range(5)]
+
+
+async def test_concurrent_sweeps_report_each_account_once(stores: StoreInstances) -> None:
+    first, second = await stores.open(), await stores.open()
+    ids = [f"acct_{i:02d}" for i in range(30)]
+    for account_id in ids:
+        await seed(first, account_id, account_expires_at=T0 + 10)
+        assert await first.add_note(note("n", account_id), T0) == "created"
+
+    async def drain(store: Store) -> list[Deleted]:
+        out: list[Deleted] = []
+        while batch := await store.sweep(T0 + 10, 4):
+            out.extend(batch)
+        return out
+
+    a, b = await asyncio.gather(drain(first), drain(second))
+    assert Counter(d.account_id for d in a + b) == Counter(ids)
+    assert all(d.registrations == 1 and d.notes == 1 for d in a + b)
+    expired_events = [e for e in await second.audit_events(0, 10_000) if e.type == "account.expired"]
+    assert Counter(e.account_id for e in expired_events) == Counter(ids)
+
+
+# ---------------------------------------------------------------------------------------------------
+# audit events
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_audit_events_page_with_after_id(store: Store) -> None:
+    for i in range(5):
+        await seed(store, f"acct_{i}")
+    everything = await store.audit_events()
+    assert [e.account_id for e in everything] == [f"acct_{i}" for i in range(5)]
+    ids = [e.id for e in everything]
+    assert all(isinstance(i, int) for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    pages, after = [], 0
+    while page := await store.audit_events(after_id=after, limit=2):
+        assert len(page) <= 2
+        pages.append(page)
+        last = page[-1].id
+        assert last is not None
+        after = last
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [e for p in pages for e in p] == everything
+    third, last_id = ids[2], ids[-1]
+    assert third is not None
+    assert last_id is not None
+    assert await store.audit_events(after_id=third) == everything[3:]
+    assert await store.audit_events(after_id=last_id) == []
+
+
+async def test_audit_events_keep_data(store: Store) -> None:
+    account, _registration = await seed(store)
+    data = {"reason": "revoked", "nested": {"n": [1, 2]}, "flag": True}
+    event = AuditEvent(at=T0 + 0.25, type="account.deleted", account_id=account.id, data=data)
+    await store.delete_account(account.id, T0 + 1, event)
+    last = (await all_events(store))[-1]
+    assert last.at == pytest.approx(T0 + 0.25)
+    assert last.type == "account.deleted"
+    assert last.registration_id is None
+    assert {k: last.data[k] for k in data} == data
+
+
+# ---------------------------------------------------------------------------------------------------
+# durability: a fresh adapter instance sees everything a closed one committed
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_state_survives_reopen(store: Store, reopen: Reopen) -> None:
+    account, registration = await seed(store)
+    assert await store.add_note(note("n0"), T0) == "created"
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
+    await store.hit_windows([WindowHit("w", 5)], T0, WINDOW)
+    events = await all_events(store)
+
+    fresh = await reopen(store)
+
+    assert await fresh.get_account(account.id, T0 + 1) == msgspec.structs.replace(account, note_count=1)
+    assert await fresh.get_registration(registration.id, T0 + 1) == registration
+    assert await fresh.list_notes(account.id, T0 + 1) == [note("n0")]
+    assert await fresh.consume_once("pow", "c1", T0 + 300, T0 + 1) is False
+    state = await fresh.access_state(registration.id, "tok_1", T0 + 1)
+    assert state is not None
+    assert state.token_revoked is True
+    [peek] = await fresh.hit_windows([WindowHit("w", None, increment=False)], T0 + 1, WINDOW)
+    assert peek.count == pytest.approx(1.0)
+    assert await all_events(fresh) == events
+    await fresh.ping()

@@ -1,0 +1,253 @@
+"""What only the SQLite adapter promises: migrations, WAL, its URL, and safety across processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from app.errors import StoreUnavailable
+from app.store.port import Account, AuditEvent, Note, Registration
+from app.store.sqlite import SQLiteStore, parse_sqlite_url
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_800_000_000
+
+
+def migration_count() -> int:
+    folder = resources.files("app.store") / "migrations"
+    return sum(1 for entry in folder.iterdir() if entry.name.endswith(".sql"))
+
+
+def raw_pragma(path: Path, name: str) -> object:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def open_store(path: Path) -> SQLiteStore:
+    store = SQLiteStore(path)
+    await store.open()
+    return store
+
+
+async def seed(store: SQLiteStore) -> None:
+    account = Account(
+        id="acct_1", kind="temporary", created_at=T0, expires_at=T0 + 3600, quota_notes=5, quota_note_bytes=100
+    )
+    registration = Registration(
+        id="reg_1", type="anonymous", account_id="acct_1", scopes=("notes:read",), created_at=T0, expires_at=T0 + 3600
+    )
+    await store.create_registration(account, registration, AuditEvent(at=T0, type="registration.created"))
+    assert await store.add_note(Note(id="n1", account_id="acct_1", text="hello", created_at=T0), T0) == "created"
+
+
+async def test_open_migrates_to_the_number_of_migration_files(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    try:
+        assert migration_count() >= 1
+        assert store.schema_version() == migration_count()
+        assert raw_pragma(path, "user_version") == migration_count()
+    finally:
+        await store.close()
+
+
+async def test_reopening_does_not_rerun_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    await seed(store)
+    await store.close()
+    # Re-running a migration would fail (its tables exist) or wipe data; neither happens.
+    for _ in range(2):
+        store = await open_store(path)
+        try:
+            assert store.schema_version() == migration_count()
+            assert [n.id for n in await store.list_notes("acct_1", T0)] == ["n1"]
+        finally:
+            await store.close()
+    assert raw_pragma(path, "user_version") == migration_count()
+
+
+async def test_wal_journal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    try:
+        assert raw_pragma(path, "journal_mode") == "wal"
+    finally:
+        await store.close()
+
+
+async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "a.sqlite3"  # parent directories are created
+    store = await open_store(path)
+    await seed(store)
+    assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    await store.close()
+
+    store = await open_store(path)
+    try:
+        account = await store.get_account("acct_1", T0)
+        assert account is not None
+        assert account.note_count == 1
+        assert await store.get_registration("reg_1", T0) is not None
+        assert await store.consume_once("pow", "c1", T0 + 300, T0) is False
+        assert [e.type for e in await store.audit_events()] == ["registration.created"]
+    finally:
+        await store.close()
+
+
+async def test_from_url_opens_the_named_file(tmp_path: Path) -> None:
+    path = tmp_path / "by-url.sqlite3"
+    store = SQLiteStore.from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await seed(store)
+    finally:
+        await store.close()
+    assert path.exists()
+    assert raw_pragma(path, "user_version") == migration_count()
+
+
+async def test_write_while_another_process_holds_the_lock_is_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = SQLiteStore.from_url(f"sqlite:///{path}?busy_timeout_ms=50")
+    await store.open()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreUnavailable):
+            await store.consume_once("pow", "c1", T0 + 300, T0)
+        blocker.execute("ROLLBACK")
+        # Nothing was half-written: the mark is still free.
+        assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
+    finally:
+        blocker.close()
+        await store.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# URLs
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_relative_url() -> None:
+    parsed = parse_sqlite_url("sqlite:///rel/x.db")
+    assert parsed[0] == Path("rel/x.db")
+    assert not parsed[0].is_absolute()
+    assert parsed[1] in ("FULL", "NORMAL")
+
+
+def test_absolute_url() -> None:
+    parsed = parse_sqlite_url("sqlite:////abs/x.db")
+    assert parsed[0] == Path("/abs/x.db")
+    assert parsed[0].is_absolute()
+
+
+@pytest.mark.parametrize(("value", "mode"), [("full", "FULL"), ("normal", "NORMAL"), ("NORMAL", "NORMAL")])
+def test_synchronous_parameter(value: str, mode: str) -> None:
+    parsed = parse_sqlite_url(f"sqlite:////abs/x.db?synchronous={value}")
+    assert parsed[0] == Path("/abs/x.db")  # the query is not part of the path
+    assert parsed[1] == mode
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////abs/x.db?synchronous=off",
+        "sqlite:///rel/x.db?synchronous=extra",
+        "sqlite:///",
+        "sqlite:///?synchronous=full",
+        "sqlite://x.db",
+        "postgres:///x.db",
+        "",
+    ],
+)
+def test_bad_urls_raise_value_error(url: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_sqlite_url(url)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several processes on one file
+# ---------------------------------------------------------------------------------------------------
+
+RACER = """
+import asyncio, json, sys
+from app.store.sqlite import SQLiteStore
+
+async def main(path, keys, reverse):
+    store = SQLiteStore(path)
+    await store.open()
+    order = list(range(keys))[::-1] if reverse else list(range(keys))
+    print(json.dumps({"ready": store.schema_version()}), flush=True)
+    sys.stdin.readline()  # the start line: every racer is open before any of them writes
+    won = [i for i in order if await store.consume_once("race", f"k{i}", 2.0e9, 1.8e9)]
+    await store.close()
+    print(json.dumps({"won": won}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"))
+"""
+
+
+def run_racers(path: Path, count: int, keys: int) -> list[dict[str, object]]:
+    procs = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter running our own script
+            [sys.executable, "-c", RACER, str(path), str(keys), str(i % 2)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+    try:
+        ready = []
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                _out, err = proc.communicate(timeout=60)
+                pytest.fail(f"racer exited before it was ready: {err}")
+            ready.append(json.loads(line)["ready"])
+        assert ready == [migration_count()] * count
+        results = []
+        for proc in procs:
+            out, err = proc.communicate("go\n", timeout=60)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+async def test_processes_racing_on_consume_once_have_one_winner_per_key(tmp_path: Path) -> None:
+    path = tmp_path / "race.sqlite3"
+    store = await open_store(path)  # migrated up front: the race is on the marks alone
+    await store.close()
+    results = run_racers(path, count=3, keys=200)
+    wins = Counter(i for r in results for i in r["won"])  # type: ignore[attr-defined]
+    assert sum(wins.values()) == 200
+    assert wins == Counter(range(200))
+
+
+async def test_processes_opening_a_new_file_together_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.sqlite3"
+    results = run_racers(path, count=3, keys=20)  # each racer checks it saw the full schema version
+    wins = Counter(i for r in results for i in r["won"])  # type: ignore[attr-defined]
+    assert wins == Counter(range(20))
+    assert raw_pragma(path, "user_version") == migration_count()
