@@ -214,7 +214,7 @@ def _wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], deadline: f
 @contextlib.contextmanager
 def _server(cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path) -> Iterator[None]:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 (our own argv)
     try:
         _wait_ready(port, ready_path, proc)
         yield

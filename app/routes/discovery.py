@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
 from app import endpoints as ep
 from app.context import Context
@@ -32,15 +32,15 @@ class Document:
         common = [(b"etag", self.etag.encode()), (b"cache-control", CACHE_CONTROL.encode())]
         if vary:
             common.append((b"vary", b"Accept"))
-        self._full = {
+        self._full: HTTPResponseStartEvent = {
             "type": "http.response.start",
             "status": 200,
             "headers": [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode()), *common],
         }
         # RFC 9110 §15.4.5: a 304 carries the validators and caching headers it would have sent.
-        self._not_modified = {"type": "http.response.start", "status": 304, "headers": common}
-        self._body_msg = {"type": "http.response.body", "body": body}
-        self._empty_msg = {"type": "http.response.body", "body": b""}
+        self._not_modified: HTTPResponseStartEvent = {"type": "http.response.start", "status": 304, "headers": common}
+        self._body_msg: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+        self._empty_msg: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
 
     @classmethod
     def json(cls, value: Any) -> Document:
@@ -53,7 +53,7 @@ class Document:
         tags = [t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")]
         return b"*" in tags or self.etag.encode() in tags
 
-    async def send(self, scope: Scope, send: Send) -> None:
+    async def send(self, scope: HTTPScope, send: Send) -> None:
         if self.matches(_header(scope, b"if-none-match")):
             await send(self._not_modified)
             await send(self._empty_msg)
@@ -62,7 +62,7 @@ class Document:
         await send(self._empty_msg if scope["method"] == "HEAD" else self._body_msg)
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def _header(scope: HTTPScope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
             return bytes(value)
@@ -74,19 +74,21 @@ _METHOD_NOT_ALLOWED = msgspec.json.encode(
 )
 
 
+_REFUSE_START: HTTPResponseStartEvent = {
+    "type": "http.response.start",
+    "status": 405,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_METHOD_NOT_ALLOWED)).encode()),
+        (b"allow", b"GET, HEAD"),
+    ],
+}
+_REFUSE_BODY: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _METHOD_NOT_ALLOWED, "more_body": False}
+
+
 async def _refuse_method(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 405,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_METHOD_NOT_ALLOWED)).encode()),
-                (b"allow", b"GET, HEAD"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _METHOD_NOT_ALLOWED})
+    await send(_REFUSE_START)
+    await send(_REFUSE_BODY)
 
 
 class Documents:
@@ -133,16 +135,17 @@ def _prefers_html(accept: str | None) -> bool:
     return html > 0 and html > text
 
 
-def _document_route(path: str, name: str, pick: Callable[[Scope], Document]) -> ASGIRouteHandler:
+def _document_route(path: str, name: str, pick: Callable[[HTTPScope], Document]) -> ASGIRouteHandler:
     """A GET/HEAD route that writes a pre-encoded document straight to ASGI (measured: a third of the
     cost of building a Response per request; discovery must keep up with a bare constant endpoint)."""
 
     @asgi(path, name=name, copy_scope=False)
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
+        http = cast("HTTPScope", scope)  # asgi routes are only reached by http requests here
+        if http["method"] not in ("GET", "HEAD"):
             await _refuse_method(send)
             return
-        await pick(scope).send(scope, send)
+        await pick(http).send(http, send)
 
     return handler
 
@@ -151,7 +154,7 @@ def discovery_handlers(docs: Documents) -> tuple[list[ASGIRouteHandler], list[AS
     """(handlers under the issuer path, handlers at the origin root for path-inserted well-knowns)."""
     e = docs.ctx.endpoints
 
-    def auth_md(scope: Scope) -> Document:
+    def auth_md(scope: HTTPScope) -> Document:
         accept = _header(scope, b"accept")
         return docs.auth_md_html if _prefers_html(accept.decode("latin-1") if accept else None) else docs.auth_md
 

@@ -343,25 +343,22 @@ class SQLiteStore:
         return await self._run(self._get_account, account_id, now)
 
     def _access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
-        conn = self.conn
-        conn.execute("BEGIN")  # one consistent snapshot for the three reads
-        try:
-            reg = self._get_registration(registration_id, now)
-            acct = self._get_account(reg.account_id, now) if reg else None
-            revoked = False
-            if token_id is not None and acct is not None:
-                revoked = (
-                    conn.execute(
-                        "SELECT 1 FROM marks WHERE namespace = 'revoked' AND key = ? AND expires_at > ?",
-                        (token_id, now),
-                    ).fetchone()
-                    is not None
-                )
-        finally:
-            conn.execute("COMMIT")
-        if reg is None or acct is None:
+        # One statement is one consistent snapshot: registration, account and the token's mark.
+        row = self.conn.execute(
+            f"SELECT {', '.join('r.' + c.strip() for c in _REG_COLS.split(','))}, "
+            f"{', '.join('a.' + c.strip() for c in _ACCT_COLS.split(','))}, "
+            "EXISTS (SELECT 1 FROM marks m WHERE m.namespace = 'revoked' AND m.key = ? AND m.expires_at > ?) "
+            "FROM registrations r JOIN accounts a ON a.id = r.account_id "
+            "WHERE r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
+            "AND (a.expires_at IS NULL OR a.expires_at > ?)",
+            (token_id, now, registration_id, now, now),
+        ).fetchone()
+        if row is None:
             return None
-        return AccessState(registration=reg, account=acct, token_revoked=revoked)
+        nr, na = _REG_COLS.count(",") + 1, _ACCT_COLS.count(",") + 1
+        return AccessState(
+            registration=_registration(row[:nr]), account=_account(row[nr : nr + na]), token_revoked=bool(row[-1])
+        )
 
     async def access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
         return await self._run(self._access_state, registration_id, token_id, now)

@@ -134,3 +134,16 @@ async def test_unknown_paths_and_methods_get_our_error_shape(harness):
 async def test_health(harness):
     assert (await harness.client.get(f"{harness.settings.issuer}/healthz")).json() == {"status": "ok"}
     assert (await harness.client.get(f"{harness.settings.issuer}/readyz")).json() == {"status": "ready"}
+
+
+async def test_documents_answer_head_and_refuse_other_methods(harness):
+    url = f"{harness.settings.issuer}/.well-known/oauth-authorization-server"
+    get = await harness.client.get(url)
+    head = await harness.client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+    assert int(head.headers["content-length"]) == len(get.content)
+    for method in ("POST", "PUT", "DELETE"):
+        r = await harness.client.request(method, url)
+        assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+        assert r.headers["allow"] == "GET, HEAD"

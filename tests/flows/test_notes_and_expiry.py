@@ -12,7 +12,7 @@ pytestmark = pytest.mark.anyio
 async def test_notes_crud_and_quota(harness_factory):
     async with harness_factory(quota_notes=3, quota_note_bytes=10) as h:
         agent = h.agent()
-        reg, token = await agent.start()
+        _reg, token = await agent.start()
         ids = []
         for i in range(3):
             r = await agent.api("POST", "/notes", token, json={"text": f"note {i}"})

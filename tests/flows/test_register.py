@@ -85,7 +85,7 @@ async def test_forged_expired_reused_and_too_easy_proofs(harness_factory):
             assert await _counts(h) == before
 
         # forged: a different difficulty under the old MAC, or a MAC from another key
-        v, cid, exp, diff, mac = ch["challenge"].split(".")
+        v, cid, exp, _diff, mac = ch["challenge"].split(".")
         await refused(f"{v}.{cid}.{exp}.1.{mac}", "0", "not issued by this service")
         await refused(mint(b"k" * 32, 8, int(exp)), "0", "not issued by this service")
         # too easy: a nonce that misses the difficulty; and a genuine challenge below the floor

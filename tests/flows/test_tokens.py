@@ -50,7 +50,7 @@ async def test_valid_token_works_then_tampered_payload_fails(harness):
     agent = harness.agent()
     _, token = await agent.start()
     assert (await agent.api("GET", "/notes", token)).status_code == 200
-    header, payload, sig = _parts(token)
+    _header, payload, sig = _parts(token)
     payload["scope"] = "notes:read notes:write notes:delete"
     forged = f"{token.split('.')[0]}.{_b64(payload)}.{sig}"
     await _expect_api_401(agent, forged, "signature")
@@ -170,7 +170,7 @@ async def test_wrong_issuer_missing_claims_and_future_iat(harness):
 
 async def test_token_for_an_older_generation_or_other_account_is_refused(harness):
     agent = harness.agent()
-    reg_a, token_a = await agent.start()
+    _reg_a, token_a = await agent.start()
     reg_b, _ = await agent.start()
     claims = jwt.decode(token_a, options={"verify_signature": False})
     # A validly signed token that pairs account A's registration with account B's subject.

@@ -58,13 +58,12 @@ CREATE TABLE windows (
 ) WITHOUT ROWID;
 CREATE INDEX windows_by_expiry ON windows (expires_at);
 
--- Append-only audit trail.
+-- Append-only audit trail (rows are never deleted, so rowids never repeat without AUTOINCREMENT).
 CREATE TABLE audit_events (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              INTEGER PRIMARY KEY,
     at              REAL NOT NULL,
     type            TEXT NOT NULL,
     account_id      TEXT,
     registration_id TEXT,
     data            TEXT NOT NULL
 );
-CREATE INDEX audit_by_account ON audit_events (account_id);
