@@ -34,14 +34,14 @@ async def authenticate(ctx: Context, token: str) -> Principal:
     if not isinstance(reg_id, str) or not isinstance(jti, str):
         raise AuthError("invalid_token", "the access token lacks client_id or jti")
     state = await ctx.store.access_state(reg_id, jti, now)
-    if (
-        state is None
-        or state.token_revoked
-        or state.registration.revoked_at is not None
-        or state.registration.generation != claims.get("gen")
-        or state.account.id != claims.get("sub")
-    ):
-        raise AuthError("invalid_token", "the access token was revoked, or its account has expired")
+    if state is None or state.registration.revoked_at is not None or state.account.id != claims.get("sub"):
+        raise AuthError(
+            "invalid_token",
+            "the registration behind this token was revoked, or its account has expired",
+            "Register again at the identity endpoint (see /auth.md).",
+        )
+    if state.token_revoked or state.registration.generation != claims.get("gen"):
+        raise AuthError("invalid_token", "the access token was revoked")
     scope = claims.get("scope")
     return Principal(
         account=state.account,
