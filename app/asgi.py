@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.types import Message, Scope
+from litestar.types import ControllerRouterHandler, Message, Scope
 
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
@@ -18,6 +18,7 @@ from app.context import Context, max_token_lifetime
 from app.flows.expire import run_key_watch, run_sweeper
 from app.flows.issue import VerifiedCache
 from app.keys import KeyRing, ensure_keys
+from app.logs import configure_logging
 from app.routes import health, identity, notes, oauth
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
@@ -36,10 +37,16 @@ async def log_access(message: Message, scope: Scope) -> None:
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, clock: Clock | None = None, background: bool = True
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    background: bool = True,
+    route_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
     """Build the app from resolved settings. Tests inject a store and a ManualClock; ``background``
-    starts the sweeper and the key watcher (tests that move the clock drive the sweeper by hand)."""
+    starts the sweeper and the key watcher (tests that move the clock drive the sweeper by hand).
+    ``route_handlers`` adds an operator's own routes, which can use ``app.routes.guard.requires``."""
     if settings.issuer is None:
         settings = settings.resolve()
     clock = clock or SystemClock()
@@ -77,7 +84,7 @@ def create_app(
         route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS],
     )
     return Litestar(
-        route_handlers=[service, *at_root, *health.HANDLERS],
+        route_handlers=[service, *at_root, *health.HANDLERS, *route_handlers],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
@@ -97,4 +104,6 @@ def app_from_env() -> Litestar:
     """
     host = os.environ.get("AUTHMD_SERVE_HOST", "127.0.0.1")
     port = int(os.environ.get("AUTHMD_SERVE_PORT", "8000"))
-    return create_app(load_settings().resolve(host, port))
+    settings = load_settings().resolve(host, port)
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ class Context:
     # (client_id, sha256(secret)) pairs that passed the slow hash once in this process.
     verified_clients: set[tuple[str, str]] = field(default_factory=set)
     # Called with the new KeyRing after a reload, so published documents (JWKS) follow.
-    on_keys_changed: list[object] = field(default_factory=list)
+    on_keys_changed: list[Callable[[KeyRing], None]] = field(default_factory=list)
     _last_key_check: float = 0.0
 
     def __post_init__(self) -> None:
@@ -61,7 +62,7 @@ class Context:
         self.pow_key = self.keys.derive("proof-of-work")
         log.info("signing keys reloaded; current kid %s", self.keys.current.kid)
         for callback in self.on_keys_changed:
-            callback(self.keys)  # type: ignore[operator]
+            callback(self.keys)
         return True
 
 

@@ -12,19 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from app.config import ConfigError, Settings, describe, load_settings
+from app.logs import configure_logging
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None)).resolve(
         getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000)
-    )
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
     )
 
 

@@ -87,7 +87,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log.write(f"----- start #{self.starts}: {self.overrides} -----\n".encode())
         self._log.flush()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(self.port)],
             cwd=ROOT,
             env=self.environment(),

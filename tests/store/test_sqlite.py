@@ -202,7 +202,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"))
 
 def run_racers(path: Path, count: int, keys: int) -> list[dict[str, object]]:
     procs = [
-        subprocess.Popen(  # noqa: S603 - our own interpreter running our own script
+        subprocess.Popen(
             [sys.executable, "-c", RACER, str(path), str(keys), str(i % 2)],
             cwd=REPO,
             stdin=subprocess.PIPE,
