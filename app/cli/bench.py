@@ -32,7 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per phase (default 5)")
     p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
-    p.add_argument("--scenarios", default="discovery,register,api", help="comma list of discovery, register, api")
+    p.add_argument(
+        "--scenarios",
+        default="discovery,anonymous,register,api",
+        help="comma list: discovery, anonymous (registration only), register (registration + exchange), api",
+    )
     p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
     p.add_argument("--no-paced", action="store_true", help="skip the 70%%-of-peak latency phase")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -141,6 +145,18 @@ async def _drive(name: str, port: int, step: Step, connections: int, duration: f
 def _get(path: str, headers: dict[str, str] | None = None) -> Step:
     async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
         status, _ = await conn.send(conn.build("GET", path, headers=headers))
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+def _register_only() -> Step:
+    reg_body = json.dumps({"type": "anonymous"}).encode()
+
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, _ = await conn.send(
+            conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"})
+        )
         return 1, int(status != 200), [time.perf_counter() - scheduled]
 
     return step
@@ -261,7 +277,7 @@ async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) ->
 
 def run(args: argparse.Namespace) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - {"discovery", "register", "api"}
+    unknown = set(scenarios) - {"discovery", "anonymous", "register", "api"}
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -311,6 +327,8 @@ async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: arg
     for name in scenarios:
         if name == "discovery":
             step = _get("/.well-known/oauth-authorization-server")
+        elif name == "anonymous":
+            step = _register_only()
         elif name == "register":
             step = _register_and_exchange()
         else:

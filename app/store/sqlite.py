@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -131,7 +132,6 @@ class SQLiteStore:
     # ---- plumbing ----------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        pause = 0.0002
         while True:
             try:
                 return fn(*args)
@@ -139,8 +139,9 @@ class SQLiteStore:
                 # Another process holds the write lock: the transaction did not start, so retrying
                 # is safe. Yield to the loop meanwhile instead of sleeping inside SQLite.
                 if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY and time.monotonic() < deadline:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 0.01)
+                    # Lock holds last tens of microseconds: a short jittered pause, not an exponential
+                    # backoff (which measured as idle workers and a long p99 under write load).
+                    await asyncio.sleep(random.uniform(0.0001, 0.0004))
                     continue
                 # "database is locked" past the deadline, I/O errors, a vanished file: a 503.
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
