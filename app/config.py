@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -249,12 +250,12 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             hint = " (lists of tables live only in the TOML file)" if key in _TABLE_LISTS else ""
             raise ConfigError(f"{var}: unknown setting{hint}")
         field_type = _FIELDS[key].type
-        if "list[str]" in str(field_type) or field_type == list[str]:
+        if field_type == list[str]:
             out[key] = [item.strip() for item in raw.split(",") if item.strip()]
-        elif raw == "" and "None" in str(field_type):
-            out[key] = None
+        elif raw == "" and type(None) in typing.get_args(field_type):
+            out[key] = None  # an empty variable unsets an optional setting (back to its default)
         else:
-            out[key] = raw
+            out[key] = raw  # msgspec converts "3600" / "true" (strict=False)
     return out
 
 
@@ -280,6 +281,15 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, env: Mappin
         raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
+def redact_url(url: str) -> str:
+    """A URL fit for a log: no password, no query (which may carry tokens)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
 def describe(settings: Settings) -> dict[str, Any]:
     """The effective configuration for logs and `authmd config`: secrets masked."""
     out: dict[str, Any] = {}
@@ -287,5 +297,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name == "introspection_clients":
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        elif name == "store_url" and value:
+            value = redact_url(value)
         out[name] = value
     return out

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.config import ConfigError, Settings, describe, load_settings
+from app.config import ConfigError, Settings, describe, load_settings, redact_url
 from app.logs import configure_logging
 
 
@@ -49,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         settings.issuer,
-        settings.store_url_str.split("?")[0],
+        redact_url(settings.store_url_str),
         workers,
     )
     common = {

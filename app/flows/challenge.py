@@ -23,7 +23,7 @@ from app.errors import AuthError
 from app.flows.limits import enforce, source_key
 from app.keys import b64url
 from app.store.port import WindowHit
-from app.wire import Challenge
+from app.wire import Challenge, ProofOfWork
 
 VERSION = "v1"
 MAX_NONCE_DIGITS = 32
@@ -131,7 +131,7 @@ async def issue_challenge(ctx: Context, source: str) -> Challenge:
     return new_challenge(ctx, difficulty_for(ctx, max(chal_src.count, reg_src.count)))
 
 
-async def redeem(ctx: Context, proof: Any, fresh_difficulty: int) -> None:
+async def redeem(ctx: Context, proof: ProofOfWork, fresh_difficulty: int) -> None:
     """Check a submitted proof: our MAC, not expired, hash meets the signed difficulty, first use.
 
     Every failure is ``invalid_proof_of_work`` carrying a fresh challenge (one round trip teaches).

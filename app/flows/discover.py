@@ -7,6 +7,7 @@ test) can rely on them having the real keys and value types.
 from __future__ import annotations
 
 import json
+from html import escape
 from typing import Any
 
 import msgspec
@@ -306,6 +307,4 @@ td,th{{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head
 def auth_md_html(ctx: Context, markdown: str) -> str:
     # html=False: nothing in the Markdown is passed through as raw HTML.
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    from html import escape
-
     return _HTML.format(title=escape(ctx.settings.service_name), body=md.render(markdown))

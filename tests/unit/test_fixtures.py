@@ -19,3 +19,10 @@ def test_example_config_loads_and_masks_its_secret():
     assert verify_secret("correct horse battery staple", client.client_secret.reveal())
     assert not verify_secret("wrong", client.client_secret.reveal())
     assert "c4bbcb" not in repr(settings) and "c4bbcb" not in str(describe(settings))
+
+
+def test_store_urls_are_redacted_for_logs():
+    from app.config import redact_url
+
+    assert redact_url("redis://user:hunter2@cache:6379/0") == "redis://***@cache:6379/0"
+    assert redact_url("sqlite:///data/a.db?synchronous=full") == "sqlite:///data/a.db"
