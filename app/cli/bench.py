@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -150,33 +152,30 @@ def _get(path: str, headers: dict[str, str] | None = None) -> Step:
     return step
 
 
-def _register_only() -> Step:
-    reg_body = json.dumps({"type": "anonymous"}).encode()
+async def _register(conn: Conn) -> tuple[int, bytes]:
+    return await conn.send(conn.build("POST", "/agent/identity", b'{"type":"anonymous"}', {"Content-Type": JSON}))
 
+
+async def _exchange(conn: Conn, body: bytes) -> tuple[int, bytes]:
+    form = urlencode({"grant_type": JWT_BEARER, "assertion": json.loads(body)["identity"]["assertion"]}).encode()
+    return await conn.send(conn.build("POST", "/oauth2/token", form, {"Content-Type": FORM}))
+
+
+def _register_only() -> Step:
     async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        status, _ = await conn.send(
-            conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"})
-        )
+        status, _ = await _register(conn)
         return 1, int(status != 200), [time.perf_counter() - scheduled]
 
     return step
 
 
 def _register_and_exchange() -> Step:
-    reg_body = json.dumps({"type": "anonymous"}).encode()
-
     async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        status, body = await conn.send(
-            conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"})
-        )
+        status, body = await _register(conn)
         t1 = time.perf_counter()
         if status != 200:
             return 1, 1, [t1 - scheduled]
-        assertion = json.loads(body)["identity"]["assertion"]
-        form = urlencode({"grant_type": JWT_BEARER, "assertion": assertion}).encode()
-        status2, _ = await conn.send(
-            conn.build("POST", "/oauth2/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
-        )
+        status2, _ = await _exchange(conn, body)
         return 2, int(status2 != 200), [t1 - scheduled, time.perf_counter() - t1]
 
     return step
@@ -185,15 +184,10 @@ def _register_and_exchange() -> Step:
 async def _api_token(port: int) -> str:
     conn = await Conn.open("127.0.0.1", port)
     try:
-        reg_body = json.dumps({"type": "anonymous"}).encode()
-        _, body = await conn.send(conn.build("POST", "/agent/identity", reg_body, {"Content-Type": "application/json"}))
-        form = urlencode({"grant_type": JWT_BEARER, "assertion": json.loads(body)["identity"]["assertion"]}).encode()
-        _, body = await conn.send(
-            conn.build("POST", "/oauth2/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
-        )
+        _, body = await _exchange(conn, (await _register(conn))[1])
         token = str(json.loads(body)["access_token"])
         note = json.dumps({"text": "benchmark"}).encode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        headers = {"Content-Type": JSON, "Authorization": f"Bearer {token}"}
         await conn.send(conn.build("POST", "/api/notes", note, headers))
         return token
     finally:

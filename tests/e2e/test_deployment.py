@@ -78,16 +78,12 @@ def test_key_rotation_by_the_cli_reaches_a_running_server(start_server: StartSer
     old_kid = jwt.get_unverified_header(old_token)["kid"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
     env["AUTHMD_DATA_DIR"] = str(server.data_dir)
-    out = subprocess.run(
-        [sys.executable, "-m", "app", "keys", "rotate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    new_kid = re.search(r"new current key (\S+);", out.stdout).group(1)  # type: ignore[union-attr]
+
+    def authmd_keys(verb: str) -> str:
+        cmd = [sys.executable, "-m", "app", "keys", verb]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+
+    new_kid = re.search(r"new current key (\S+);", authmd_keys("rotate")).group(1)  # type: ignore[union-attr]
     assert new_kid != old_kid
 
     def published() -> set[str]:
@@ -100,13 +96,5 @@ def test_key_rotation_by_the_cli_reaches_a_running_server(start_server: StartSer
         assert httpx.get(f"{server.issuer}/api/notes", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     r = httpx.post(f"{server.issuer}/oauth2/token", data={"grant_type": JWT_BEARER, "assertion": old_assertion})
     assert r.status_code == 200
-    listing = subprocess.run(
-        [sys.executable, "-m", "app", "keys", "list"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert new_kid in listing.stdout and "PRIVATE" not in listing.stdout
+    listing = authmd_keys("list")
+    assert new_kid in listing and "PRIVATE" not in listing

@@ -1,0 +1,30 @@
+"""`authmd bench` runs end to end and reports every scenario without errors (numbers go to the README,
+not into assertions: no timing assertions in tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_reports_every_scenario() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
+    cmd = [sys.executable, "-m", "app", "bench", "--duration", "0.3", "--connections", "4", "--workers", "1", "--json"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout)
+    rows = {r["scenario"]: r for r in report["results"]}
+    assert set(rows) == {"bare", "discovery", "anonymous", "register", "api"}
+    for name, row in rows.items():
+        assert row["errors"] == 0, (name, row)
+        assert row["requests_per_s"] > 0 and row["paced_requests_per_s"] > 0, (name, row)
+        assert row["p50_ms"] <= row["p99_ms"], (name, row)
+    assert rows["bare"]["ratio_to_bare"] == 1.0
+    assert "proof of work off" in report["meta"]["note"]
