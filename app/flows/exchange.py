@@ -21,7 +21,6 @@ def _live_grant(state: AccessState | None, claims: dict[str, object]) -> AccessS
         state is None
         or state.registration.revoked_at is not None
         or state.registration.generation != claims.get("gen")
-        or state.account.id != claims.get("sub")
     ):
         raise AuthError("invalid_grant", "the grant behind this assertion was revoked or has expired")
     return state
@@ -48,11 +47,11 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
         audiences=(ctx.settings.issuer_str, ctx.endpoints.url(TOKEN)),
         error="invalid_grant",
     )
-    reg_id = claims.get("reg")
-    if not isinstance(reg_id, str):
-        raise AuthError("invalid_grant", "the assertion names no registration")
+    reg_id, account_id = claims.get("reg"), claims.get("sub")
+    if not isinstance(reg_id, str) or not isinstance(account_id, str):
+        raise AuthError("invalid_grant", "the assertion names no registration or account")
     now = ctx.clock.now()
-    state = _live_grant(await ctx.store.access_state(reg_id, None, now), claims)
+    state = _live_grant(await ctx.store.access_state(account_id, reg_id, None, now), claims)
 
     granted = state.registration.scopes
     requested = single(form, "scope")

@@ -46,7 +46,7 @@ async def revoke(ctx: Context, form: Mapping[str, list[str]]) -> None:
     try:
         if typ == TYP_ACCESS:
             claims = verify(ctx, token, typ=TYP_ACCESS, audiences=(ctx.settings.resource_str,), error="invalid_token")
-            await ctx.store.revoke_token(claims["jti"], claims["exp"], ctx.clock.now())
+            await ctx.store.revoke_token(claims["sub"], claims["jti"], claims["exp"], ctx.clock.now())
         elif typ == TYP_IDENTITY:
             claims = verify(ctx, token, typ=TYP_IDENTITY, audiences=(ctx.settings.issuer_str,), error="invalid_grant")
             await _revoke_grant(ctx, claims)
@@ -55,11 +55,11 @@ async def revoke(ctx: Context, form: Mapping[str, list[str]]) -> None:
 
 
 async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
-    reg_id = claims.get("reg")
-    if not isinstance(reg_id, str):
+    reg_id, account_id = claims.get("reg"), claims.get("sub")
+    if not isinstance(reg_id, str) or not isinstance(account_id, str):
         return
     now = ctx.clock.now()
-    state = await ctx.store.access_state(reg_id, None, now)
+    state = await ctx.store.access_state(account_id, reg_id, None, now)
     if state is None or state.registration.generation != claims.get("gen"):
         return
     reg, account = state.registration, state.account
@@ -70,7 +70,7 @@ async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
         await ctx.store.delete_account(account.id, now, event)
     else:
         event = AuditEvent(at=now, type="registration.revoked", account_id=account.id, registration_id=reg.id)
-        await ctx.store.revoke_registration(reg.id, now, event)
+        await ctx.store.revoke_registration(account.id, reg.id, now, event)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,11 +30,11 @@ async def authenticate(ctx: Context, token: str) -> Principal:
     if claims is None:
         claims = verify(ctx, token, typ=TYP_ACCESS, audiences=(ctx.settings.resource_str,), error="invalid_token")
         ctx.access_cache.put(token, claims)
-    reg_id, jti = claims.get("client_id"), claims.get("jti")
-    if not isinstance(reg_id, str) or not isinstance(jti, str):
-        raise AuthError("invalid_token", "the access token lacks client_id or jti")
-    state = await ctx.store.access_state(reg_id, jti, now)
-    if state is None or state.registration.revoked_at is not None or state.account.id != claims.get("sub"):
+    reg_id, jti, account_id = claims.get("client_id"), claims.get("jti"), claims.get("sub")
+    if not isinstance(reg_id, str) or not isinstance(jti, str) or not isinstance(account_id, str):
+        raise AuthError("invalid_token", "the access token lacks client_id, jti or sub")
+    state = await ctx.store.access_state(account_id, reg_id, jti, now)
+    if state is None or state.registration.revoked_at is not None:
         raise AuthError(
             "invalid_token",
             "the registration behind this token was revoked, or its account has expired",

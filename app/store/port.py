@@ -126,17 +126,21 @@ class Store(Protocol):
     async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
         """Create a new account with its first registration, atomically, with its audit event."""
 
-    async def get_registration(self, registration_id: str, now: float) -> Registration | None: ...
+    async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
+        """A grant is always addressed through its account (its `sub`): on Redis Cluster everything an
+        account owns shares one hash slot, so each of these calls is one single-slot script."""
 
     async def get_account(self, account_id: str, now: float) -> Account | None: ...
 
-    async def access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
+    async def access_state(
+        self, account_id: str, registration_id: str, token_id: str | None, now: float
+    ) -> AccessState | None:
         """The registration, its account and whether ``token_id`` was revoked; None if either is gone."""
 
-    async def revoke_token(self, token_id: str, expires_at: float, now: float) -> bool:
+    async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
         """Mark one access token id revoked until it would have expired anyway. True if newly marked."""
 
-    async def revoke_registration(self, registration_id: str, now: float, event: AuditEvent) -> bool:
+    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
         """Kill a grant and everything derived from it. True if it was live."""
 
     async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:

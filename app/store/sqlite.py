@@ -325,14 +325,15 @@ class SQLiteStore:
     async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
         await self._run(self._create_registration, account, registration, event)
 
-    def _get_registration(self, registration_id: str, now: float) -> Registration | None:
+    def _get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         row = self.conn.execute(
-            f"SELECT {_REG_COLS} FROM registrations WHERE id = ? AND {_LIVE}", (registration_id, now)
+            f"SELECT {_REG_COLS} FROM registrations WHERE id = ? AND account_id = ? AND {_LIVE}",
+            (registration_id, account_id, now),
         ).fetchone()
         return _registration(row) if row else None
 
-    async def get_registration(self, registration_id: str, now: float) -> Registration | None:
-        return await self._run(self._get_registration, registration_id, now)
+    async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
+        return await self._run(self._get_registration, account_id, registration_id, now)
 
     def _get_account(self, account_id: str, now: float) -> Account | None:
         row = self.conn.execute(
@@ -343,16 +344,18 @@ class SQLiteStore:
     async def get_account(self, account_id: str, now: float) -> Account | None:
         return await self._run(self._get_account, account_id, now)
 
-    def _access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
+    def _access_state(
+        self, account_id: str, registration_id: str, token_id: str | None, now: float
+    ) -> AccessState | None:
         # One statement is one consistent snapshot: registration, account and the token's mark.
         row = self.conn.execute(
             f"SELECT {', '.join('r.' + c.strip() for c in _REG_COLS.split(','))}, "
             f"{', '.join('a.' + c.strip() for c in _ACCT_COLS.split(','))}, "
             "EXISTS (SELECT 1 FROM marks m WHERE m.namespace = 'revoked' AND m.key = ? AND m.expires_at > ?) "
             "FROM registrations r JOIN accounts a ON a.id = r.account_id "
-            "WHERE r.id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
+            "WHERE r.id = ? AND r.account_id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
             "AND (a.expires_at IS NULL OR a.expires_at > ?)",
-            (token_id, now, registration_id, now, now),
+            (token_id, now, registration_id, account_id, now, now),
         ).fetchone()
         if row is None:
             return None
@@ -361,25 +364,31 @@ class SQLiteStore:
             registration=_registration(row[:nr]), account=_account(row[nr : nr + na]), token_revoked=bool(row[-1])
         )
 
-    async def access_state(self, registration_id: str, token_id: str | None, now: float) -> AccessState | None:
-        return await self._run(self._access_state, registration_id, token_id, now)
+    async def access_state(
+        self, account_id: str, registration_id: str, token_id: str | None, now: float
+    ) -> AccessState | None:
+        return await self._run(self._access_state, account_id, registration_id, token_id, now)
 
-    async def revoke_token(self, token_id: str, expires_at: float, now: float) -> bool:
+    async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
+        # Token ids are unique across accounts; the account only addresses the mark on Redis.
         return await self._run(self._consume_once, "revoked", token_id, expires_at, now)
 
-    def _revoke_registration(self, registration_id: str, now: float, event: AuditEvent) -> bool:
+    def _revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                f"UPDATE registrations SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND {_LIVE}",
-                (int(now), registration_id, now),
+                "UPDATE registrations SET revoked_at = ? "
+                f"WHERE id = ? AND account_id = ? AND revoked_at IS NULL AND {_LIVE}",
+                (int(now), registration_id, account_id, now),
             )
             if cur.rowcount != 1:
                 return False
             self._append(conn, event)
             return True
 
-    async def revoke_registration(self, registration_id: str, now: float, event: AuditEvent) -> bool:
-        return await self._run(self._revoke_registration, registration_id, now, event)
+    async def revoke_registration(
+        self, account_id: str, registration_id: str, now: float, event: AuditEvent
+    ) -> bool:
+        return await self._run(self._revoke_registration, account_id, registration_id, now, event)
 
     def _delete_accounts(self, conn: sqlite3.Connection, ids: list[str]) -> list[Deleted]:
         out = []

@@ -281,15 +281,15 @@ async def test_create_registration_round_trips_every_field(store: Store) -> None
     )
     await store.create_registration(account, registration, created_event(account, registration))
     assert await store.get_account("acct_rt", T0) == account
-    assert await store.get_registration("reg_rt", T0) == registration
-    state = await store.access_state("reg_rt", None, T0)
+    assert await store.get_registration("acct_rt", "reg_rt", T0) == registration
+    state = await store.access_state("acct_rt", "reg_rt", None, T0)
     assert state == AccessState(registration=registration, account=account, token_revoked=False)
 
 
 async def test_create_registration_minimal_fields(store: Store) -> None:
     account, registration = await seed(store)
     assert await store.get_account(account.id, T0) == account
-    got = await store.get_registration(registration.id, T0)
+    got = await store.get_registration(registration.account_id, registration.id, T0)
     assert got == registration
     assert got is not None
     assert got.agent_name is None
@@ -312,76 +312,76 @@ async def test_create_registration_writes_its_audit_event(store: Store) -> None:
 
 async def test_missing_records_are_none(store: Store) -> None:
     assert await store.get_account("nope", T0) is None
-    assert await store.get_registration("nope", T0) is None
-    assert await store.access_state("nope", None, T0) is None
-    assert await store.access_state("nope", "tok", T0) is None
+    assert await store.get_registration("acct_1", "nope", T0) is None
+    assert await store.access_state("acct_1", "nope", None, T0) is None
+    assert await store.access_state("acct_1", "nope", "tok", T0) is None
 
 
 async def test_expiry_hides_accounts_and_registrations_at_exactly_expires_at(store: Store) -> None:
     account, registration = await seed(store, account_expires_at=T0 + 100)
     for now in (T0, T0 + 99, T0 + 99.999):
         assert await store.get_account(account.id, now) == account
-        assert await store.get_registration(registration.id, now) == registration
-        assert await store.access_state(registration.id, None, now) is not None
+        assert await store.get_registration(registration.account_id, registration.id, now) == registration
+        assert await store.access_state(registration.account_id, registration.id, None, now) is not None
     for now in (T0 + 100, T0 + 100.001, T0 + 10_000):
         assert await store.get_account(account.id, now) is None
-        assert await store.get_registration(registration.id, now) is None
-        assert await store.access_state(registration.id, None, now) is None
+        assert await store.get_registration(registration.account_id, registration.id, now) is None
+        assert await store.access_state(registration.account_id, registration.id, None, now) is None
 
 
 async def test_persistent_account_never_expires(store: Store) -> None:
     account, registration = await seed(store, kind="persistent", account_expires_at=None)
     far = T0 + 10 * 365 * 86_400
     assert await store.get_account(account.id, far) == account
-    assert await store.get_registration(registration.id, far) == registration
+    assert await store.get_registration(registration.account_id, registration.id, far) == registration
 
 
 async def test_access_state_is_none_when_the_account_expired(store: Store) -> None:
     # The registration outlives its account: the account is gone, so is the access state.
     _account, registration = await seed(store, account_expires_at=T0 + 100, registration_expires_at=T0 + 1000)
-    assert await store.access_state(registration.id, None, T0 + 99) is not None
-    assert await store.get_registration(registration.id, T0 + 100) == registration
-    assert await store.access_state(registration.id, None, T0 + 100) is None
-    assert await store.access_state(registration.id, "tok", T0 + 100) is None
+    assert await store.access_state(registration.account_id, registration.id, None, T0 + 99) is not None
+    assert await store.get_registration(registration.account_id, registration.id, T0 + 100) == registration
+    assert await store.access_state(registration.account_id, registration.id, None, T0 + 100) is None
+    assert await store.access_state(registration.account_id, registration.id, "tok", T0 + 100) is None
 
 
 async def test_access_state_is_none_when_the_registration_expired(store: Store) -> None:
     account, registration = await seed(
         store, account_expires_at=None, kind="persistent", registration_expires_at=T0 + 50
     )
-    assert await store.access_state(registration.id, None, T0 + 49) is not None
-    assert await store.access_state(registration.id, None, T0 + 50) is None
+    assert await store.access_state(registration.account_id, registration.id, None, T0 + 49) is not None
+    assert await store.access_state(registration.account_id, registration.id, None, T0 + 50) is None
     assert await store.get_account(account.id, T0 + 50) == account
 
 
 async def test_access_state_reports_revoked_token_ids(store: Store) -> None:
     _account, registration = await seed(store)
-    state = await store.access_state(registration.id, "tok_1", T0)
+    state = await store.access_state(registration.account_id, registration.id, "tok_1", T0)
     assert state is not None
     assert state.token_revoked is False
-    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
-    assert await store.revoke_token("tok_1", T0 + 600, T0 + 1) is False  # already marked
-    revoked = await store.access_state(registration.id, "tok_1", T0 + 1)
+    assert await store.revoke_token("acct_1", "tok_1", T0 + 600, T0) is True
+    assert await store.revoke_token("acct_1", "tok_1", T0 + 600, T0 + 1) is False  # already marked
+    revoked = await store.access_state(registration.account_id, registration.id, "tok_1", T0 + 1)
     assert revoked is not None
     assert revoked.token_revoked is True
-    other = await store.access_state(registration.id, "tok_2", T0 + 1)
+    other = await store.access_state(registration.account_id, registration.id, "tok_2", T0 + 1)
     assert other is not None
     assert other.token_revoked is False
-    no_token = await store.access_state(registration.id, None, T0 + 1)
+    no_token = await store.access_state(registration.account_id, registration.id, None, T0 + 1)
     assert no_token is not None
     assert no_token.token_revoked is False
     # The mark lasts until the token would have expired anyway, not a moment beyond.
-    at_boundary = await store.access_state(registration.id, "tok_1", T0 + 600)
+    at_boundary = await store.access_state(registration.account_id, registration.id, "tok_1", T0 + 600)
     assert at_boundary is not None
     assert at_boundary.token_revoked is False
-    just_before = await store.access_state(registration.id, "tok_1", T0 + 599.9)
+    just_before = await store.access_state(registration.account_id, registration.id, "tok_1", T0 + 599.9)
     assert just_before is not None
     assert just_before.token_revoked is True
 
 
 async def test_revoke_token_is_independent_of_consume_once_namespaces(store: Store) -> None:
     assert await store.consume_once("jti", "tok_1", T0 + 600, T0) is True
-    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
+    assert await store.revoke_token("acct_1", "tok_1", T0 + 600, T0) is True
 
 
 async def test_revoke_registration_true_once_with_one_audit_event(store: Store) -> None:
@@ -390,16 +390,16 @@ async def test_revoke_registration_true_once_with_one_audit_event(store: Store) 
     event = AuditEvent(
         at=float(T0 + 10), type="registration.revoked", account_id=account.id, registration_id=registration.id
     )
-    assert await store.revoke_registration(registration.id, T0 + 10, event) is True
-    assert await store.revoke_registration(registration.id, T0 + 11, event) is False
+    assert await store.revoke_registration(registration.account_id, registration.id, T0 + 10, event) is True
+    assert await store.revoke_registration(registration.account_id, registration.id, T0 + 11, event) is False
     new = (await all_events(store))[len(before) :]
     assert [(e.type, e.account_id, e.registration_id) for e in new] == [
         ("registration.revoked", account.id, registration.id)
     ]
-    got = await store.get_registration(registration.id, T0 + 12)
+    got = await store.get_registration(registration.account_id, registration.id, T0 + 12)
     assert got is not None
     assert got.revoked_at == T0 + 10
-    state = await store.access_state(registration.id, None, T0 + 12)
+    state = await store.access_state(registration.account_id, registration.id, None, T0 + 12)
     assert state is not None
     assert state.registration.revoked_at == T0 + 10
     assert await store.get_account(account.id, T0 + 12) == account  # the account stays
@@ -409,8 +409,8 @@ async def test_revoke_registration_of_missing_or_expired_is_false_without_event(
     _account, registration = await seed(store, account_expires_at=T0 + 100)
     before = await all_events(store)
     event = AuditEvent(at=float(T0 + 100), type="registration.revoked", registration_id=registration.id)
-    assert await store.revoke_registration("reg_missing", T0, event) is False
-    assert await store.revoke_registration(registration.id, T0 + 100, event) is False
+    assert await store.revoke_registration("acct_1", "reg_missing", T0, event) is False
+    assert await store.revoke_registration(registration.account_id, registration.id, T0 + 100, event) is False
     assert await all_events(store) == before
 
 
@@ -431,8 +431,8 @@ async def test_delete_account_cascades_and_reports_counts(store: Store) -> None:
     deleted = await store.delete_account(account.id, T0 + 5, event)
     assert deleted == Deleted(account_id=account.id, registrations=1, notes=3)
     assert await store.get_account(account.id, T0 + 5) is None
-    assert await store.get_registration(registration.id, T0 + 5) is None
-    assert await store.access_state(registration.id, None, T0 + 5) is None
+    assert await store.get_registration(registration.account_id, registration.id, T0 + 5) is None
+    assert await store.access_state(registration.account_id, registration.id, None, T0 + 5) is None
     assert await store.list_notes(account.id, T0 + 5) == []
     assert await store.get_note(account.id, "n0", T0 + 5) is None
     [written] = (await all_events(store))[len(before) :]
@@ -709,20 +709,35 @@ async def test_state_survives_reopen(store: Store, reopen: Reopen) -> None:
     account, registration = await seed(store)
     assert await store.add_note(note("n0"), T0) == "created"
     assert await store.consume_once("pow", "c1", T0 + 300, T0) is True
-    assert await store.revoke_token("tok_1", T0 + 600, T0) is True
+    assert await store.revoke_token("acct_1", "tok_1", T0 + 600, T0) is True
     await store.hit_windows([WindowHit("w", 5)], T0, WINDOW)
     events = await all_events(store)
 
     fresh = await reopen(store)
 
     assert await fresh.get_account(account.id, T0 + 1) == msgspec.structs.replace(account, note_count=1)
-    assert await fresh.get_registration(registration.id, T0 + 1) == registration
+    assert await fresh.get_registration(registration.account_id, registration.id, T0 + 1) == registration
     assert await fresh.list_notes(account.id, T0 + 1) == [note("n0")]
     assert await fresh.consume_once("pow", "c1", T0 + 300, T0 + 1) is False
-    state = await fresh.access_state(registration.id, "tok_1", T0 + 1)
+    state = await fresh.access_state(registration.account_id, registration.id, "tok_1", T0 + 1)
     assert state is not None
     assert state.token_revoked is True
     [peek] = await fresh.hit_windows([WindowHit("w", None, increment=False)], T0 + 1, WINDOW)
     assert peek.count == pytest.approx(1.0)
     assert await all_events(fresh) == events
     await fresh.ping()
+
+
+async def test_a_registration_is_only_found_through_its_own_account(store: Store) -> None:
+    _account, registration = await seed(store)
+    other = make_account("acct_other")
+    await store.create_registration(
+        other,
+        make_registration("reg_other", "acct_other"),
+        created_event(other, make_registration("reg_other", "acct_other")),
+    )
+    assert await store.get_registration("acct_other", registration.id, T0) is None
+    assert await store.access_state("acct_other", registration.id, None, T0) is None
+    event = AuditEvent(at=float(T0), type="registration.revoked", account_id="acct_other")
+    assert await store.revoke_registration("acct_other", registration.id, T0, event) is False
+    assert await store.access_state(registration.account_id, registration.id, None, T0) is not None

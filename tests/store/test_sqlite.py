@@ -100,7 +100,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
         account = await store.get_account("acct_1", T0)
         assert account is not None
         assert account.note_count == 1
-        assert await store.get_registration("reg_1", T0) is not None
+        assert await store.get_registration("acct_1", "reg_1", T0) is not None
         assert await store.consume_once("pow", "c1", T0 + 300, T0) is False
         assert [e.type for e in await store.audit_events()] == ["registration.created"]
     finally:
