@@ -141,10 +141,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     def validate(self) -> None:
         _check_issuer(self.issuer_str)
         _check_resource(self.resource_str)
-        if not (
-            self.store_url_str.startswith("sqlite:///") or self.store_url_str.startswith(("redis://", "rediss://"))
+        if not self.store_url_str.startswith(
+            ("sqlite:///", "redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
         ):
-            raise ConfigError("store_url: expected sqlite:///PATH (redis:// comes with the Redis adapter)")
+            raise ConfigError(
+                "store_url: expected sqlite:///PATH, redis://, rediss://, redis+cluster:// or rediss+cluster://"
+            )
         positive = (
             "anonymous_ttl_seconds",
             "access_token_ttl_seconds",

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma list: discovery, anonymous (registration only), register (registration + exchange), api",
     )
     p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
+    p.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a private redis-server (AOF on) as the store, and report Redis memory per temporary account",
+    )
+    p.add_argument("--appendfsync", choices=["always", "everysec"], default="always", help="AOF policy with --redis")
     p.add_argument("--no-paced", action="store_true", help="skip the 70%%-of-peak latency phase")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -205,28 +211,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)  # polling a subprocess we do not control; bounded by the deadline
-    raise RuntimeError(f"server on port {port} not ready after {deadline} s")
+def _http_ready(port: int, path: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(12).startswith(b"HTTP/1.1 200")
+
+    return ready
+
+
+def _redis_ready(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(7) == b"+PONG\r\n"
+
+    return ready
 
 
 @contextlib.contextmanager
-def _server(cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path) -> Iterator[None]:
+def _server(cmd: list[str], env: dict[str, str], ready: Callable[[], bool], log: Path) -> Iterator[None]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 (our own argv)
     try:
-        _wait_ready(port, ready_path, proc)
+        end = time.monotonic() + 30.0
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log}")
+            try:
+                if ready():
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > end:
+                raise RuntimeError(f"{cmd[0]} not ready after 30 s; see {log}")
+            time.sleep(0.05)  # polling a subprocess we do not control; bounded by the deadline
         yield
     finally:
         proc.terminate()
@@ -275,16 +294,39 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp:
-        bare_port, authmd_port = _free_port(), _free_port()
-        py = sys.executable
+    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp, contextlib.ExitStack() as stack:
+        bare_port, authmd_port, redis_port = _free_port(), _free_port(), _free_port()
+        py, host = sys.executable, "127.0.0.1"
+        store_url = args.store_url
+        if args.redis:
+            redis_dir = Path(tmp) / "redis"
+            redis_dir.mkdir()
+            redis_cmd = [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                host,
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                args.appendfsync,
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ]
+            stack.enter_context(_server(redis_cmd, {}, _redis_ready(redis_port), Path(tmp) / "redis.log"))
+            store_url = f"redis://{host}:{redis_port}/0"
         bare_cmd = [
             py,
             "-m",
             "uvicorn",
             "app.cli.bare:app",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(bare_port),
             "--workers",
@@ -299,21 +341,48 @@ def run(args: argparse.Namespace) -> int:
             "app",
             "serve",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(authmd_port),
             "--workers",
             str(args.workers),
         ]
-        env = _authmd_env(str(Path(tmp) / "data"), args.store_url)
-        results: dict[str, dict[str, Result]] = {}
-        with (
-            _server(bare_cmd, env, bare_port, "/const", Path(tmp) / "bare.log"),
-            _server(authmd_cmd, env, authmd_port, "/readyz", Path(tmp) / "authmd.log"),
-        ):
-            results = asyncio.run(_all(bare_port, authmd_port, scenarios, args))
-    _report(results, args)
+        env = _authmd_env(str(Path(tmp) / "data"), store_url)
+        stack.enter_context(_server(bare_cmd, env, _http_ready(bare_port, "/const"), Path(tmp) / "bare.log"))
+        stack.enter_context(_server(authmd_cmd, env, _http_ready(authmd_port, "/readyz"), Path(tmp) / "authmd.log"))
+        results = asyncio.run(_all(bare_port, authmd_port, scenarios, args))
+        memory = asyncio.run(_memory_per_account(redis_port, authmd_port)) if args.redis else None
+    _report(results, args, store_url or "sqlite", memory)
     return 0
+
+
+async def _redis_used_memory(port: int) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"INFO memory\r\n")
+    header = await reader.readline()  # $<length>
+    body = await reader.readexactly(int(header[1:]) + 2)
+    writer.close()
+    for line in body.decode().splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError("INFO memory without used_memory")
+
+
+async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int = 2000) -> dict[str, float]:
+    """Redis bytes per temporary account: one registration (account, registration, index entry, audit
+    event, rate-limit counters amortised) plus one note, measured as a used_memory delta."""
+    conn = await Conn.open("127.0.0.1", authmd_port)
+    before = await _redis_used_memory(redis_port)
+    note = json.dumps({"text": "x" * 100}).encode()
+    for _ in range(accounts):
+        _, body = await _exchange(conn, (await _register(conn))[1])
+        token = json.loads(body)["access_token"]
+        await conn.send(
+            conn.build("POST", "/api/notes", note, {"Content-Type": JSON, "Authorization": f"Bearer {token}"})
+        )
+    after = await _redis_used_memory(redis_port)
+    conn.close()
+    return {"accounts": accounts, "bytes_per_account": round((after - before) / accounts), "note_text_bytes": 100}
 
 
 async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +401,9 @@ async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: arg
     return results
 
 
-def _report(results: dict[str, dict[str, Result]], args: argparse.Namespace) -> None:
+def _report(
+    results: dict[str, dict[str, Result]], args: argparse.Namespace, store: str, memory: dict[str, float] | None
+) -> None:
     bare = results["bare"]["peak"].rps
     rows = []
     for name, phases in results.items():
@@ -357,13 +428,15 @@ def _report(results: dict[str, dict[str, Result]], args: argparse.Namespace) -> 
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
         "note": "proof of work off and rate limits raised for the run",
+        "store": store.split("?")[0] + (f" (appendfsync {args.appendfsync})" if args.redis else ""),
+        "redis_memory": memory,
     }
     if args.json:
         print(json.dumps({"meta": meta, "results": rows}, indent=2))
         return
     print(
-        f"authmd bench: {meta['note']}; {args.workers} workers per server, {args.connections} connections, "
-        f"{args.duration:g} s per phase, {meta['cpus']} CPUs"
+        f"authmd bench: {meta['note']}; store {meta['store']}; {args.workers} workers per server, "
+        f"{args.connections} connections, {args.duration:g} s per phase, {meta['cpus']} CPUs"
     )
     print(
         f"{'scenario':<10} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
@@ -374,4 +447,9 @@ def _report(results: dict[str, dict[str, Result]], args: argparse.Namespace) -> 
             f"{r['scenario']:<10} {r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
             f"{r['paced_requests_per_s'] or '-':>9} {r['paced_p50_ms'] or '-':>8} {r['paced_p99_ms'] or '-':>8} "
             f"{r['errors']:>6}"
+        )
+    if memory:
+        print(
+            f"Redis memory: {memory['bytes_per_account']} bytes per temporary account "
+            f"(registration + exchange + one {memory['note_text_bytes']}-byte note, over {memory['accounts']} accounts)"
         )

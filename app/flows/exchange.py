@@ -17,11 +17,7 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 def _live_grant(state: AccessState | None, claims: dict[str, object]) -> AccessState:
     """The grant behind the assertion must still be live, unrevoked and of the same generation."""
-    if (
-        state is None
-        or state.registration.revoked_at is not None
-        or state.registration.generation != claims.get("gen")
-    ):
+    if state is None or state.registration.revoked_at is not None or state.registration.generation != claims.get("gen"):
         raise AuthError("invalid_grant", "the grant behind this assertion was revoked or has expired")
     return state
 

@@ -14,4 +14,8 @@ def open_store(url: str) -> Store:
             return SQLiteStore.from_url(url)
         except ValueError as exc:
             raise ConfigError(f"store_url: {exc}") from exc
-    raise ConfigError("store_url: only sqlite:/// is available in this version")
+    if url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
+        from app.store.redis import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError("store_url: expected sqlite:///PATH, redis://, rediss://, redis+cluster:// or rediss+cluster://")

@@ -385,9 +385,7 @@ class SQLiteStore:
             self._append(conn, event)
             return True
 
-    async def revoke_registration(
-        self, account_id: str, registration_id: str, now: float, event: AuditEvent
-    ) -> bool:
+    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
         return await self._run(self._revoke_registration, account_id, registration_id, now, event)
 
     def _delete_accounts(self, conn: sqlite3.Connection, ids: list[str]) -> list[Deleted]:

@@ -1,8 +1,8 @@
 """The ``store`` fixture: every contract test runs once per backend.
 
 Adding a backend is one branch in ``_adapter_factory``: return a callable that builds a new,
-unopened adapter instance over this test's data (the Redis branch will build ``RedisStore`` from
-``app.store.redis`` out of a URL). ``StoreInstances`` opens instances, lets a test close one and open a
+unopened adapter instance over this test's data. The Redis backends use one real redis-server (AOF,
+appendfsync always) and one real 3-master Redis Cluster per session, each test under its own prefix. ``StoreInstances`` opens instances, lets a test close one and open a
 fresh one over the same data (``reopen``: durability), and closes whatever is still open at teardown.
 """
 
@@ -16,16 +16,27 @@ import pytest
 from app.store.port import Store
 from app.store.sqlite import SQLiteStore
 
-BACKENDS = ["sqlite"]
+import uuid
+
+from tests.redis_servers import redis_cluster, shared_redis  # noqa: F401 (fixtures)
+
+BACKENDS = ["sqlite", "redis", "cluster"]
 
 AdapterFactory = Callable[[], Store]
 Reopen = Callable[[Store], Awaitable[Store]]
 
 
-def _adapter_factory(backend: str, tmp_path: Path) -> AdapterFactory:
+def _adapter_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AdapterFactory:
     if backend == "sqlite":
         url = "sqlite:///" + str(tmp_path / "store" / "authmd.sqlite3")  # absolute path: sqlite:////...
         return lambda: SQLiteStore.from_url(url)
+    if backend in ("redis", "cluster"):
+        from app.store.redis import RedisStore
+
+        # One server (or cluster) per session; each test gets its own key prefix.
+        server = request.getfixturevalue("shared_redis" if backend == "redis" else "redis_cluster")
+        url = f"{server.url}?prefix=t{uuid.uuid4().hex[:12]}:"
+        return lambda: RedisStore(url)
     raise AssertionError(f"no adapter for backend {backend!r}")
 
 
@@ -62,8 +73,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def stores(backend: str, tmp_path: Path) -> AsyncIterator[StoreInstances]:
-    instances = StoreInstances(_adapter_factory(backend, tmp_path))
+async def stores(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StoreInstances]:
+    instances = StoreInstances(_adapter_factory(backend, tmp_path, request))
     try:
         yield instances
     finally:

@@ -1,0 +1,458 @@
+"""The shared store: Redis or Redis Cluster, for several stateless authmd instances.
+
+Key layout (``P`` is the prefix, default ``authmd:``). Everything an account owns shares one hash
+slot, so every transition on it is one single-slot Lua script that Redis Cluster accepts:
+
+  P{a:ID}:acct            hash: the account (kind, expiry, quotas, note_count, note_seq)
+  P{a:ID}:regs            set: its registration ids
+  P{a:ID}:reg:RID         hash: one registration (absent field = None)
+  P{a:ID}:notes           hash: note id -> "seq:[created_at, text]"
+  P{a:ID}:rv:JTI          string: a revoked access token id -> the token's exp
+  P{exp}:accounts         sorted set: temporary account id by expiry (the sweeper's index)
+  P{lim}:w:KEY            hash: one sliding-window counter (all counters share a slot: limits are
+                          checked all-or-nothing across a source's and the global counter)
+  Pm:NS:KEY               string: a one-time mark -> its expiry (single key: any slot)
+  P{audit}:seq, :log      the audit trail: an integer sequence and a stream
+
+Correctness comes from the absolute expiry stored in each record and compared with the caller's
+``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
+Writes that span slots (the expiry index and the audit trail next to an account's own script) are
+issued in order right after it; a crash between them can at worst leave an index entry the sweeper
+drops, or lose that one audit event. Redis must run with ``maxmemory-policy noeviction`` (eviction
+would silently drop replay marks and revocations): ``open`` refuses anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from app.config import ConfigError
+from app.errors import StoreUnavailable
+from app.store.port import (
+    AccessState,
+    Account,
+    AddNoteOutcome,
+    AuditEvent,
+    Deleted,
+    Note,
+    Registration,
+    WindowHit,
+    WindowResult,
+    expired,
+    expired_event,
+)
+
+GRACE_MS = 86_400_000  # backend TTLs outlive the stored expiry by a day: the sweeper acts first
+AUDIT_MAXLEN = 10_000_000
+# Errors that mean "the store cannot answer now": a 503 upstream, never a 500.
+UNAVAILABLE = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.BusyLoadingError,
+    rx.ReadOnlyError,
+    rx.ClusterDownError,
+    rx.TryAgainError,
+    rx.MasterDownError,
+    rx.MaxConnectionsError,
+    OSError,
+)
+_SCRIPTS = (
+    "access_state",
+    "add_note",
+    "append_audit",
+    "consume_once",
+    "create_registration",
+    "delete_account",
+    "delete_note",
+    "hit_windows",
+    "read_notes",
+    "revoke_registration",
+)
+
+
+def _lua(name: str) -> tuple[str, str]:
+    """(sha1, source) of one script; scripts run by EVALSHA and are loaded on NOSCRIPT."""
+    source = (resources.files("app.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(), source
+
+
+SCRIPTS = {name: _lua(name) for name in _SCRIPTS}
+
+
+def parse_redis_url(url: str) -> tuple[str, bool, str]:
+    """(connection URL without our parameters, is_cluster, key prefix).
+
+    ``redis://``, ``rediss://`` for one server; ``redis+cluster://h:p,h:p`` and ``rediss+cluster://``
+    for a cluster. ``?prefix=`` sets the key prefix (default ``authmd:``).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError("not a redis URL")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    prefix = query.pop("prefix", ["authmd:"])[0]
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ValueError("prefix must be non-empty and free of { }")
+    rest = urlencode({k: v[0] for k, v in query.items()})
+    cluster = scheme.endswith("+cluster")
+    base_scheme = scheme.removesuffix("+cluster")
+    return urlunsplit((base_scheme, parts.netloc, parts.path, rest, "")), cluster, prefix
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _registration(fields: dict[str, str]) -> Registration:
+    return Registration(
+        id=fields["id"],
+        type=fields["type"],
+        account_id=fields["account_id"],
+        scopes=tuple(fields["scopes"].split()),
+        created_at=int(fields["created_at"]),
+        expires_at=_int(fields.get("expires_at")),
+        generation=int(fields.get("generation", 0)),
+        revoked_at=_int(fields.get("revoked_at")),
+        claim_token_hash=fields.get("claim_token_hash"),
+        claim_expires_at=_int(fields.get("claim_expires_at")),
+        agent_name=fields.get("agent_name"),
+        agent_platform=fields.get("agent_platform"),
+    )
+
+
+def _account(account_id: str, fields: dict[str, str]) -> Account:
+    return Account(
+        id=account_id,
+        kind=fields["kind"],  # type: ignore[arg-type]
+        created_at=int(fields["created_at"]),
+        expires_at=_int(fields.get("expires_at")),
+        quota_notes=int(fields["quota_notes"]),
+        quota_note_bytes=int(fields["quota_note_bytes"]),
+        note_count=int(fields.get("note_count", 0)),
+        owner=fields.get("owner"),
+    )
+
+
+def _fields(record: Registration | Account) -> list[str]:
+    """A record as hash field/value pairs; a None field is simply absent."""
+    out: list[str] = []
+    for name in record.__struct_fields__:
+        value = getattr(record, name)
+        if value is None:
+            continue
+        out += [name, " ".join(value) if isinstance(value, tuple) else str(value)]
+    return out
+
+
+class RedisStore:
+    def __init__(self, url: str, *, socket_timeout: float = 2.0) -> None:
+        try:
+            self._url, self._cluster, self.prefix = parse_redis_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"store_url: {exc}") from exc
+        self._socket_timeout = socket_timeout
+        self._client: Any = None
+
+    # ---- keys --------------------------------------------------------------------------------
+    def _a(self, account_id: str, part: str) -> str:
+        return f"{self.prefix}{{a:{account_id}}}:{part}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}{{exp}}:accounts"
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._socket_timeout,
+        }
+        if not self._cluster:
+            return aioredis.Redis.from_url(self._url, **common)
+        parts = urlsplit(self._url)
+        nodes = []
+        for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = hostport.rpartition(":")
+            nodes.append(ClusterNode(host.strip("[]"), int(port or 6379)))
+        return RedisCluster(
+            startup_nodes=nodes,
+            ssl=parts.scheme == "rediss",
+            username=parts.username,
+            password=parts.password,
+            **common,
+        )
+
+    async def _load_scripts(self) -> None:
+        # SCRIPT LOAD goes to every primary of a cluster; a restarted Redis has forgotten them.
+        for _sha, source in SCRIPTS.values():
+            await self._client.script_load(source)
+
+    async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        sha = SCRIPTS[name][0]
+        try:
+            try:
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+            except rx.NoScriptError:
+                await self._load_scripts()  # NOSCRIPT: nothing ran, so running again is safe
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+    async def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._client, method)(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+    async def open(self) -> None:
+        self._client = self._connect()
+        await self._check_eviction_policy()
+        try:
+            await self._load_scripts()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+    async def _check_eviction_policy(self) -> None:
+        try:
+            if self._cluster:
+                infos = await self._client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                policies = {str(v.get("maxmemory_policy")) for v in infos.values()}
+            else:
+                policies = {str((await self._client.info("memory")).get("maxmemory_policy"))}
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        if policies != {"noeviction"}:
+            raise ConfigError(
+                f"Redis maxmemory-policy is {', '.join(sorted(policies))}; authmd needs noeviction "
+                "(eviction would silently drop replay marks and revocations)"
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> None:
+        await self._do("ping")
+
+    # ---- limits ------------------------------------------------------------------------------
+    async def hit_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
+        keys = [f"{self.prefix}{{lim}}:w:{h.key}" for h in hits]
+        args: list[Any] = [repr(float(now)), repr(float(window)), GRACE_MS]
+        for h in hits:
+            args += ["" if h.limit is None else h.limit, 1 if h.increment else 0]
+        rows = msgspec.json.decode(await self._call("hit_windows", keys, args))
+        return [WindowResult(count=float(c), allowed=a == "1", retry_after=float(r)) for a, c, r in rows]
+
+    # ---- one-time marks ----------------------------------------------------------------------
+    async def consume_once(self, namespace: str, key: str, expires_at: float, now: float) -> bool:
+        mark = f"{self.prefix}m:{namespace}:{key}"  # one key, no tag: marks spread over the cluster
+        ttl = _ms(expires_at - now) + GRACE_MS
+        return bool(await self._call("consume_once", [mark], [repr(float(expires_at)), repr(float(now)), ttl]))
+
+    # ---- accounts and registrations ----------------------------------------------------------
+    def _audit_args(self, event: AuditEvent) -> tuple[list[str], list[Any]]:
+        body = json.dumps(
+            {
+                "at": event.at,
+                "type": event.type,
+                "account_id": event.account_id,
+                "registration_id": event.registration_id,
+                "data": event.data,
+            }
+        )
+        return [f"{self.prefix}{{audit}}:seq", f"{self.prefix}{{audit}}:log"], [body, AUDIT_MAXLEN]
+
+    async def _append(self, event: AuditEvent) -> None:
+        await self._call("append_audit", *self._audit_args(event))
+
+    async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
+        acct_fields = _fields(account)
+        ttl = "" if account.expires_at is None else str(_ms(account.expires_at - account.created_at) + GRACE_MS)
+        keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
+        args = [ttl, registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)]
+        audit_keys, audit_args = self._audit_args(event)
+        if self._cluster:
+            # redis-py refuses scripts in cluster pipelines: the same steps, in the same order, one by one.
+            if account.expires_at is not None:
+                await self._do("zadd", self._index, {account.id: account.expires_at})
+            await self._call("create_registration", keys, args)
+            await self._call("append_audit", audit_keys, audit_args)
+            return
+        # One round trip, in order: the index entry first (an account is never unreachable to the
+        # sweeper), then the account's own atomic script, then its audit event.
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            if account.expires_at is not None:
+                pipe.zadd(self._index, {account.id: account.expires_at})
+            pipe.evalsha(SCRIPTS["create_registration"][0], len(keys), *keys, *args)
+            pipe.evalsha(SCRIPTS["append_audit"][0], len(audit_keys), *audit_keys, *audit_args)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+            errors = [r for r in results if isinstance(r, Exception)]
+            if attempt == 1 and any(isinstance(e, rx.NoScriptError) for e in errors):
+                await self._load_scripts()  # NOSCRIPT: that script did not run; the rest is idempotent
+                continue
+            for error in errors:
+                if isinstance(error, UNAVAILABLE):
+                    raise StoreUnavailable(f"redis: {type(error).__name__}") from error
+                raise error
+            return
+
+    async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
+        state = await self._state(account_id, registration_id, None)
+        if state is None or expired(state[0].expires_at, now):
+            return None
+        return state[0]
+
+    async def get_account(self, account_id: str, now: float) -> Account | None:
+        fields = await self._do("hgetall", self._a(account_id, "acct"))
+        if not fields:
+            return None
+        account = _account(account_id, fields)
+        return None if expired(account.expires_at, now) else account
+
+    async def _state(
+        self, account_id: str, registration_id: str, token_id: str | None
+    ) -> tuple[Registration, Account, str | None] | None:
+        keys = [
+            self._a(account_id, "acct"),
+            self._a(account_id, f"reg:{registration_id}"),
+            self._a(account_id, f"rv:{token_id or ''}"),
+        ]
+        reply = await self._call("access_state", keys, [token_id or ""])
+        if reply is None:
+            return None
+        row = msgspec.json.decode(reply)
+        return _registration(row["r"]), _account(account_id, row["a"]), row.get("m")
+
+    async def access_state(
+        self, account_id: str, registration_id: str, token_id: str | None, now: float
+    ) -> AccessState | None:
+        state = await self._state(account_id, registration_id, token_id)
+        if state is None:
+            return None
+        registration, account, mark = state
+        if expired(registration.expires_at, now) or expired(account.expires_at, now):
+            return None
+        revoked = mark is not None and float(mark) > now
+        return AccessState(registration=registration, account=account, token_revoked=revoked)
+
+    async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
+        mark = self._a(account_id, f"rv:{token_id}")
+        ttl = _ms(expires_at - now) + GRACE_MS
+        return bool(await self._call("consume_once", [mark], [repr(float(expires_at)), repr(float(now)), ttl]))
+
+    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
+        key = self._a(account_id, f"reg:{registration_id}")
+        if not await self._call("revoke_registration", [key], [repr(float(now)), int(now)]):
+            return False
+        await self._append(event)
+        return True
+
+    async def _delete(self, account_id: str, now: float, mode: str) -> Deleted | str:
+        keys = [self._a(account_id, "acct"), self._a(account_id, "regs"), self._a(account_id, "notes")]
+        result = await self._call("delete_account", keys, [repr(float(now)), mode, self._a(account_id, "reg:")])
+        if isinstance(result, str):
+            return result
+        return Deleted(account_id=account_id, registrations=int(result[0]), notes=int(result[1]))
+
+    async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
+        deleted = await self._delete(account_id, now, "live")
+        if not isinstance(deleted, Deleted):
+            return None
+        await self._append(
+            AuditEvent(
+                at=event.at,
+                type=event.type,
+                account_id=account_id,
+                registration_id=event.registration_id,
+                data={**event.data, "registrations": deleted.registrations, "notes": deleted.notes},
+            )
+        )
+        await self._do("zrem", self._index, account_id)
+        return deleted
+
+    # ---- notes -------------------------------------------------------------------------------
+    async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
+        keys = [self._a(note.account_id, "acct"), self._a(note.account_id, "notes")]
+        payload = json.dumps([note.created_at, note.text])
+        outcome: AddNoteOutcome = await self._call("add_note", keys, [repr(float(now)), note.id, payload])
+        return outcome
+
+    async def _read_notes(self, account_id: str, note_id: str, now: float) -> list[Note]:
+        keys = [self._a(account_id, "acct"), self._a(account_id, "notes")]
+        reply = await self._call("read_notes", keys, [note_id])
+        if reply is None:
+            return []
+        row = msgspec.json.decode(reply)
+        if row["e"] != "" and float(row["e"]) <= now:
+            return []
+        notes = []
+        # cjson writes an empty table as {}; a table of notes as {id: value}
+        for nid, value in (row["n"] or {}).items():
+            seq, _, payload = value.partition(":")
+            created_at, text = json.loads(payload)
+            notes.append((int(seq), Note(id=nid, account_id=account_id, text=text, created_at=created_at)))
+        return [n for _, n in sorted(notes, key=lambda pair: pair[0])]
+
+    async def list_notes(self, account_id: str, now: float) -> list[Note]:
+        return await self._read_notes(account_id, "", now)
+
+    async def get_note(self, account_id: str, note_id: str, now: float) -> Note | None:
+        if not note_id:
+            return None
+        found = await self._read_notes(account_id, note_id, now)
+        return found[0] if found else None
+
+    async def delete_note(self, account_id: str, note_id: str, now: float) -> bool:
+        keys = [self._a(account_id, "acct"), self._a(account_id, "notes")]
+        return bool(await self._call("delete_note", keys, [repr(float(now)), note_id]))
+
+    # ---- expiry and audit --------------------------------------------------------------------
+    async def sweep(self, now: float, limit: int) -> list[Deleted]:
+        ids = await self._do("zrangebyscore", self._index, "-inf", now, start=0, num=limit)
+        out = []
+        for account_id in ids:
+            result = await self._delete(account_id, now, "expired")
+            if isinstance(result, Deleted):
+                # Only the sweeper whose script deleted the account reports it.
+                await self._append(expired_event(result, now))
+                out.append(result)
+            if result != "kept":
+                await self._do("zrem", self._index, account_id)
+        return out
+
+    async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]:
+        rows = await self._do("xrange", f"{self.prefix}{{audit}}:log", min=f"{after_id + 1}-0", max="+", count=limit)
+        events = []
+        for stream_id, fields in rows:
+            e = json.loads(fields["e"])
+            events.append(
+                AuditEvent(
+                    id=int(stream_id.split("-", 1)[0]),
+                    at=e["at"],
+                    type=e["type"],
+                    account_id=e["account_id"],
+                    registration_id=e["registration_id"],
+                    data=e["data"],
+                )
+            )
+        return events
