@@ -2,12 +2,14 @@
 
 Adding a backend is one branch in ``_adapter_factory``: return a callable that builds a new,
 unopened adapter instance over this test's data. The Redis backends use one real redis-server (AOF,
-appendfsync always) and one real 3-master Redis Cluster per session, each test under its own prefix. ``StoreInstances`` opens instances, lets a test close one and open a
-fresh one over the same data (``reopen``: durability), and closes whatever is still open at teardown.
+appendfsync always) and one real 3-master Redis Cluster per session, each test under its own prefix.
+``StoreInstances`` opens instances, lets a test close one and open a fresh one over the same data
+(``reopen``: durability), and closes whatever is still open at teardown.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,9 +17,6 @@ import pytest
 
 from app.store.port import Store
 from app.store.sqlite import SQLiteStore
-
-import uuid
-
 from tests.redis_servers import redis_cluster, shared_redis  # noqa: F401 (fixtures)
 
 BACKENDS = ["sqlite", "redis", "cluster"]
