@@ -34,6 +34,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from app.config import ConfigError
@@ -181,6 +183,9 @@ class RedisStore:
             "decode_responses": True,
             "socket_timeout": self._socket_timeout,
             "socket_connect_timeout": self._socket_timeout,
+            # One immediate retry replaces a pooled connection that died with a restarted server;
+            # beyond that an outage is a prompt 503, not a request hanging in backoff.
+            "retry": Retry(NoBackoff(), 1),
         }
         if not self._cluster:
             return aioredis.Redis.from_url(self._url, **common)

@@ -17,7 +17,6 @@ import pytest
 
 from app.store.port import Store
 from app.store.sqlite import SQLiteStore
-from tests.redis_servers import redis_cluster, shared_redis  # noqa: F401 (fixtures)
 
 BACKENDS = ["sqlite", "redis", "cluster"]
 

@@ -1,0 +1,120 @@
+"""What only the Redis adapter has: URLs, the eviction-policy guard, script reloads, TTLs that only
+reclaim space, outages as StoreUnavailable and recovery without reopening, AOF durability."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError
+from app.errors import StoreUnavailable
+from app.store.port import Account, AuditEvent, Registration
+from app.store.redis import RedisStore, parse_redis_url
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_800_000_000
+
+
+def _records(account_id: str = "acct_r", kind: str = "temporary") -> tuple[Account, Registration, AuditEvent]:
+    expires = T0 + 3600 if kind == "temporary" else None
+    account = Account(
+        id=account_id,
+        kind=kind,
+        created_at=T0,
+        expires_at=expires,
+        quota_notes=5,  # type: ignore[arg-type]
+        quota_note_bytes=100,
+    )
+    registration = Registration(
+        id=f"reg_{account_id}",
+        type="anonymous",
+        account_id=account_id,
+        scopes=("notes:read",),
+        created_at=T0,
+        expires_at=expires,
+    )
+    return account, registration, AuditEvent(at=float(T0), type="registration.created", account_id=account_id)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6380/2", ("redis://127.0.0.1:6380/2", False, "authmd:")),
+        ("rediss://u:p@cache:6380/0?prefix=svc1:", ("rediss://u:p@cache:6380/0", False, "svc1:")),
+        ("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", ("redis://10.0.0.1:7000,10.0.0.2:7000", True, "authmd:")),
+        ("rediss+cluster://h:7000?prefix=a:", ("rediss://h:7000", True, "a:")),
+    ],
+)
+def test_urls(url: str, expected: tuple[str, bool, str]) -> None:
+    assert parse_redis_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["http://h", "redis://h?prefix=", "redis://h?prefix={x}"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_redis_url(url)
+
+
+async def test_refuses_a_redis_that_may_evict(tmp_path) -> None:
+    with RedisServer(tmp_path / "lru", extra_args=["--maxmemory-policy", "allkeys-lru"]) as server:
+        store = RedisStore(server.url)
+        with pytest.raises(ConfigError, match="noeviction"):
+            await store.open()
+        await store.close()
+
+
+async def test_temporary_keys_carry_a_ttl_beyond_their_expiry_persistent_ones_none(redis_server) -> None:
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        for kind in ("temporary", "persistent"):
+            account, registration, event = _records(f"acct_{kind}", kind)
+            await store.create_registration(account, registration, event)
+            ttl_ms = int(redis_server.command("PTTL", f"authmd:{{a:{account.id}}}:acct"))
+            if kind == "temporary":
+                assert ttl_ms > 3600 * 1000  # reclaims space only after the stored expiry (plus grace)
+            else:
+                assert ttl_ms == -1
+        assert await store.consume_once("pow", "c1", T0 + 60, T0)
+        assert int(redis_server.command("PTTL", "authmd:m:pow:c1")) > 60 * 1000
+    finally:
+        await store.close()
+
+
+async def test_scripts_are_reloaded_after_a_flush(redis_server) -> None:
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        redis_server.command("SCRIPT", "FLUSH")
+        account, registration, event = _records()
+        await store.create_registration(account, registration, event)  # the pipelined path
+        redis_server.command("SCRIPT", "FLUSH")
+        state = await store.access_state(account.id, registration.id, None, T0)  # the single-call path
+        assert state is not None and state.account == account
+    finally:
+        await store.close()
+
+
+async def test_outage_is_store_unavailable_and_recovery_needs_no_reopen(tmp_path) -> None:
+    with RedisServer(tmp_path / "r") as server:
+        store = RedisStore(server.url)
+        await store.open()
+        try:
+            account, registration, event = _records()
+            await store.create_registration(account, registration, event)
+            server.kill()  # SIGKILL: acknowledged writes must survive (appendfsync always)
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+            with pytest.raises(StoreUnavailable):
+                await store.access_state(account.id, registration.id, None, T0)
+            with pytest.raises(StoreUnavailable):
+                await store.consume_once("pow", "c2", T0 + 60, T0)
+            server.restart()  # same port, state from the AOF; the store reconnects by itself
+            await store.ping()
+            state = await store.access_state(account.id, registration.id, None, T0)
+            assert state is not None and state.registration == registration
+            assert await store.consume_once("pow", "c2", T0 + 60, T0) is True
+            assert [e.type for e in await store.audit_events()] == ["registration.created"]
+        finally:
+            await store.close()
