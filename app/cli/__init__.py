@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from app.config import ConfigError, Settings, describe, load_settings, redact_url
+from app.errors import StoreUnavailable
 from app.logs import configure_logging
 
 
@@ -41,7 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await store.open()
         await store.close()
 
-    asyncio.run(migrate())
+    try:
+        asyncio.run(migrate())
+    except StoreUnavailable as exc:
+        print(f"authmd: the store is unavailable at start-up ({exc}); start it first", file=sys.stderr)
+        return 3
     mode = "dev mode (http on loopback)" if settings.dev_mode else "production mode"
     log.info(
         "authmd %s on %s:%s, issuer %s, %s, %d worker(s)",
