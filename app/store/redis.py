@@ -34,9 +34,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from app.config import ConfigError
 from app.errors import StoreUnavailable
