@@ -356,33 +356,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _redis_used_memory(port: int) -> int:
+async def _redis(port: int, *args: str) -> int | str | None:
+    """One Redis command over a raw RESP connection (integer and bulk-string replies only)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"INFO memory\r\n")
-    header = await reader.readline()  # $<length>
-    body = await reader.readexactly(int(header[1:]) + 2)
-    writer.close()
-    for line in body.decode().splitlines():
-        if line.startswith("used_memory:"):
-            return int(line.split(":", 1)[1])
-    raise RuntimeError("INFO memory without used_memory")
+    try:
+        writer.write(b"".join([f"*{len(args)}\r\n".encode()] + [f"${len(a)}\r\n{a}\r\n".encode() for a in args]))
+        line = await reader.readline()
+        if line.startswith(b":"):
+            return int(line[1:])
+        if line.startswith(b"$"):
+            n = int(line[1:])
+            return None if n < 0 else (await reader.readexactly(n + 2))[:-2].decode()
+        raise RuntimeError(f"unexpected Redis reply {line!r}")
+    finally:
+        writer.close()
 
 
-async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int = 2000) -> dict[str, float]:
-    """Redis bytes per temporary account: one registration (account, registration, index entry, audit
-    event, rate-limit counters amortised) plus one note, measured as a used_memory delta."""
+async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int = 500) -> dict[str, float]:
+    """Redis bytes per temporary account, from MEMORY USAGE of the keys it owns (account, registration
+    set and hash, notes with one 100-byte note) plus its share of the expiry index and audit stream."""
     conn = await Conn.open("127.0.0.1", authmd_port)
-    before = await _redis_used_memory(redis_port)
     note = json.dumps({"text": "x" * 100}).encode()
+    owned: list[tuple[str, str]] = []
     for _ in range(accounts):
-        _, body = await _exchange(conn, (await _register(conn))[1])
-        token = json.loads(body)["access_token"]
-        await conn.send(
-            conn.build("POST", "/api/notes", note, {"Content-Type": JSON, "Authorization": f"Bearer {token}"})
-        )
-    after = await _redis_used_memory(redis_port)
+        _, body = await _register(conn)
+        reg = json.loads(body)
+        _, tok = await _exchange(conn, body)
+        headers = {"Content-Type": JSON, "Authorization": f"Bearer {json.loads(tok)['access_token']}"}
+        await conn.send(conn.build("POST", "/api/notes", note, headers))
+        owned.append((reg["account"]["id"], reg["id"]))
     conn.close()
-    return {"accounts": accounts, "bytes_per_account": round((after - before) / accounts), "note_text_bytes": 100}
+    own = 0
+    for account_id, reg_id in owned:
+        for part in ("acct", "regs", f"reg:{reg_id}", "notes"):
+            own += int(
+                await _redis(redis_port, "MEMORY", "USAGE", f"authmd:{{a:{account_id}}}:{part}", "SAMPLES", "0") or 0
+            )
+    index = int(await _redis(redis_port, "MEMORY", "USAGE", "authmd:{exp}:accounts", "SAMPLES", "0") or 0)
+    index_n = int(await _redis(redis_port, "ZCARD", "authmd:{exp}:accounts") or 1)
+    log = int(await _redis(redis_port, "MEMORY", "USAGE", "authmd:{audit}:log", "SAMPLES", "0") or 0)
+    log_n = int(await _redis(redis_port, "XLEN", "authmd:{audit}:log") or 1)
+    per_account = own / accounts + index / index_n + log / log_n
+    return {
+        "accounts": accounts,
+        "bytes_per_account": round(per_account),
+        "owned_keys_bytes": round(own / accounts),
+        "note_text_bytes": 100,
+    }
 
 
 async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -450,6 +470,7 @@ def _report(
         )
     if memory:
         print(
-            f"Redis memory: {memory['bytes_per_account']} bytes per temporary account "
-            f"(registration + exchange + one {memory['note_text_bytes']}-byte note, over {memory['accounts']} accounts)"
+            f"Redis memory: {memory['bytes_per_account']} bytes per temporary account with one "
+            f"{memory['note_text_bytes']}-byte note ({memory['owned_keys_bytes']} in its own keys, the rest its share "
+            f"of the expiry index and audit stream; MEMORY USAGE over {memory['accounts']} accounts)"
         )

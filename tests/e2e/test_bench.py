@@ -28,3 +28,35 @@ def test_bench_reports_every_scenario() -> None:
         assert row["p50_ms"] <= row["p99_ms"], (name, row)
     assert rows["bare"]["ratio_to_bare"] == 1.0
     assert "proof of work off" in report["meta"]["note"]
+
+
+def test_bench_on_redis_reports_memory_per_account() -> None:
+    from tests.redis_servers import require_redis
+
+    require_redis()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "app",
+        "bench",
+        "--redis",
+        "--scenarios",
+        "api",
+        "--duration",
+        "0.3",
+        "--connections",
+        "4",
+        "--workers",
+        "1",
+        "--no-paced",
+        "--json",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=True)
+    report = json.loads(out.stdout)
+    assert report["meta"]["store"].startswith("redis://") and "appendfsync always" in report["meta"]["store"]
+    assert [r["scenario"] for r in report["results"]] == ["bare", "api"]
+    assert all(r["errors"] == 0 for r in report["results"])
+    memory = report["meta"]["redis_memory"]
+    # an account's own keys hold at least its 100-byte note; the total adds index and audit shares
+    assert memory["bytes_per_account"] > memory["owned_keys_bytes"] > memory["note_text_bytes"]
