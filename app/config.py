@@ -60,6 +60,34 @@ class IntrospectionClient(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
     client_secret: Secret
 
 
+ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class Provider(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """An agent identity provider whose ID-JAGs we accept (the trust list, TOML ``[[providers]]``)."""
+
+    issuer: str
+    client_ids: list[str]
+    scopes: list[str]
+    name: str | None = None
+    jwks_uri: str | None = None  # default {issuer}/.well-known/jwks.json
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["RS256", "ES256"])
+    # Accept any https client_id URL as a Client ID Metadata Document (fetched with SSRF guards).
+    cimd: bool = False
+    # ID-JAG auth_time must be at most this old (login_required otherwise; a missing auth_time too).
+    max_age: int | None = None
+    # Every one of these must be in the ID-JAG's amr (login_required otherwise).
+    required_amr: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.issuer
+
+    @property
+    def jwks_url(self) -> str:
+        return self.jwks_uri or f"{self.issuer}/.well-known/jwks.json"
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # Identity of the service
     issuer: str | None = None
@@ -102,6 +130,16 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+    # Provider-attested registration (ID-JAG) and security events
+    providers: list[Provider] = msgspec.field(default_factory=list)
+    identity_assertion_ttl_seconds: int = 3600
+    idjag_max_bytes: int = 8192
+    clock_skew_seconds: int = 60
+    jwks_cache_min_seconds: int = 60
+    jwks_cache_max_seconds: int = 86_400
+    jwks_refetch_interval_seconds: int = 30
+    cimd_allow_private: bool = False
+    set_max_age_seconds: int = 600
 
     # ---- derived values (valid after resolve()) ----
     @property
@@ -137,6 +175,32 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         )
         resolved.validate()
         return resolved
+
+    def provider(self, issuer: str) -> Provider | None:
+        """The trusted provider with exactly this issuer string, if any."""
+        return next((p for p in self.providers if p.issuer == issuer), None)
+
+    def _validate_providers(self) -> None:
+        seen = set()
+        for p in self.providers:
+            if p.issuer in seen:
+                raise ConfigError(f"providers: duplicate issuer {p.issuer!r}")
+            if p.issuer == self.issuer:
+                raise ConfigError("providers: this service cannot trust itself as an agent identity provider")
+            seen.add(p.issuer)
+            _check_provider(p, set(self.post_claim_scopes), self.dev_mode)
+        positive = (
+            "identity_assertion_ttl_seconds",
+            "idjag_max_bytes",
+            "jwks_cache_min_seconds",
+            "jwks_refetch_interval_seconds",
+            "set_max_age_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.jwks_cache_max_seconds < self.jwks_cache_min_seconds or self.clock_skew_seconds < 0:
+            raise ConfigError("jwks_cache_max_seconds must be >= jwks_cache_min_seconds; clock_skew_seconds >= 0")
 
     def validate(self) -> None:
         _check_issuer(self.issuer_str)
@@ -178,6 +242,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"trusted_proxies: {cidr!r} is not an address or network") from exc
+        self._validate_providers()
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -188,6 +253,27 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                     f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
                     "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
                 )
+
+
+def _check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
+    where = f"providers[{p.issuer}]"
+    parts = urlsplit(p.issuer)
+    if parts.scheme != "https" and not (dev and parts.scheme == "http"):
+        raise ConfigError(f"{where}.issuer: must be https (http only in dev mode)")
+    if parts.query or parts.fragment or p.issuer.endswith("/"):
+        raise ConfigError(f"{where}.issuer: no query, fragment or trailing slash")
+    if urlsplit(p.jwks_url).scheme != "https" and not dev:
+        raise ConfigError(f"{where}.jwks_uri: must be https")
+    bad_algs = [a for a in p.algorithms if a not in ASYMMETRIC_ALGS]
+    if bad_algs or not p.algorithms:
+        raise ConfigError(f"{where}.algorithms: only asymmetric algorithms ({', '.join(ASYMMETRIC_ALGS)})")
+    if not p.client_ids and not p.cimd:
+        raise ConfigError(f"{where}.client_ids: list the agent clients it may vouch for (or set cimd = true)")
+    unknown = [s for s in p.scopes if s not in supported_scopes]
+    if unknown or not p.scopes:
+        raise ConfigError(f"{where}.scopes: must be a non-empty subset of post_claim_scopes (unknown: {unknown})")
+    if p.max_age is not None and p.max_age <= 0:
+        raise ConfigError(f"{where}.max_age: must be positive")
 
 
 def _url_host(host: str) -> str:
@@ -231,7 +317,7 @@ def _check_resource(resource: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
-_TABLE_LISTS = frozenset({"introspection_clients"})
+_TABLE_LISTS = frozenset({"introspection_clients", "providers"})
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -299,6 +385,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name == "introspection_clients":
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        elif name == "providers":
+            value = [msgspec.structs.asdict(p) for p in value]
         elif name == "store_url" and value:
             value = redact_url(value)
         out[name] = value

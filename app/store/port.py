@@ -51,6 +51,33 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     claim_expires_at: int | None = None
     agent_name: str | None = None
     agent_platform: str | None = None
+    # Tokens issued (iat) at or before this instant are dead: a provider's revocation event (RFC 8417).
+    not_before: int | None = None
+    # Waiting for a human to confirm (the account-linking gate): issues nothing until then.
+    pending: bool = False
+    claim_attempt_hash: str | None = None
+    claim_attempt_expires_at: int | None = None
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    """A person, keyed by a lower-cased verified email; owns one persistent account."""
+
+    id: str
+    email: str
+    account_id: str
+    created_at: int
+
+
+class Delegation(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider subject ``(issuer, subject)`` acting for a user's account through one registration."""
+
+    issuer: str
+    subject: str
+    user_id: str
+    account_id: str
+    registration_id: str
+    status: Literal["active", "pending"]
+    created_at: int
 
 
 class Note(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +172,26 @@ class Store(Protocol):
 
     async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
         """Delete an account with everything it owns (registrations, notes); None if already gone."""
+
+    # ---- people and provider delegations (ID-JAG) --------------------------------------------
+    async def find_user_by_email(self, email: str) -> User | None:
+        """The user with this lower-cased email, if any."""
+
+    async def get_delegation(self, issuer: str, subject: str) -> Delegation | None: ...
+
+    async def create_user(
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+    ) -> bool:
+        """Just-in-time user: claim the email, create the user's persistent account with its first
+        registration and the active delegation. False (and nothing created) if the email or the
+        delegation is already taken: a racing request won."""
+
+    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
+        """Create or replace a *pending* delegation and its pending registration (new claim token and
+        attempt hashes). False if the subject already holds an active delegation."""
+
+    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+        """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""
 
     # ---- the demo resource -------------------------------------------------------------------
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:

@@ -13,6 +13,9 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
                           checked all-or-nothing across a source's and the global counter)
   Pm:NS:KEY               string: a one-time mark -> its expiry (single key: any slot)
   P{audit}:seq, :log      the audit trail: an integer sequence and a stream
+  P{u:ID}:user            hash: a user (email, account id)
+  Pemail:SHA256           string: lower-cased email -> user id (claimed with SET NX: one owner)
+  Pdlg:SHA256             hash: the delegation of one provider subject (iss, sub)
 
 Correctness comes from the absolute expiry stored in each record and compared with the caller's
 ``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
@@ -45,9 +48,11 @@ from app.store.port import (
     Account,
     AddNoteOutcome,
     AuditEvent,
+    Delegation,
     Deleted,
     Note,
     Registration,
+    User,
     WindowHit,
     WindowResult,
     expired,
@@ -77,8 +82,11 @@ _SCRIPTS = (
     "delete_account",
     "delete_note",
     "hit_windows",
+    "put_delegation",
+    "put_registration",
     "read_notes",
     "revoke_registration",
+    "set_not_before",
 )
 
 
@@ -133,6 +141,10 @@ def _registration(fields: dict[str, str]) -> Registration:
         claim_expires_at=_int(fields.get("claim_expires_at")),
         agent_name=fields.get("agent_name"),
         agent_platform=fields.get("agent_platform"),
+        not_before=_int(fields.get("not_before")),
+        pending=fields.get("pending") == "1",
+        claim_attempt_hash=fields.get("claim_attempt_hash"),
+        claim_attempt_expires_at=_int(fields.get("claim_attempt_expires_at")),
     )
 
 
@@ -149,13 +161,15 @@ def _account(account_id: str, fields: dict[str, str]) -> Account:
     )
 
 
-def _fields(record: Registration | Account) -> list[str]:
-    """A record as hash field/value pairs; a None field is simply absent."""
+def _fields(record: Registration | Account | User | Delegation) -> list[str]:
+    """A record as hash field/value pairs; a None field is simply absent, a bool is 1/0."""
     out: list[str] = []
     for name in record.__struct_fields__:
         value = getattr(record, name)
         if value is None:
             continue
+        if isinstance(value, bool):
+            value = int(value)
         out += [name, " ".join(value) if isinstance(value, tuple) else str(value)]
     return out
 
@@ -394,6 +408,93 @@ class RedisStore:
         )
         await self._do("zrem", self._index, account_id)
         return deleted
+
+    # ---- people and provider delegations -----------------------------------------------------
+    def _email_key(self, email: str) -> str:
+        return f"{self.prefix}email:{hashlib.sha256(email.encode()).hexdigest()}"
+
+    def _delegation_key(self, issuer: str, subject: str) -> str:
+        digest = hashlib.sha256((issuer + "\n" + subject).encode()).hexdigest()
+        return f"{self.prefix}dlg:{digest}"
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.prefix}{{u:{user_id}}}:user"
+
+    async def find_user_by_email(self, email: str) -> User | None:
+        user_id = await self._do("get", self._email_key(email))
+        if user_id is None:
+            return None
+        fields = await self._do("hgetall", self._user_key(user_id))
+        if not fields:
+            return None  # an email claimed by a request that crashed before writing its user
+        return User(
+            id=user_id, email=fields["email"], account_id=fields["account_id"], created_at=int(fields["created_at"])
+        )
+
+    async def get_delegation(self, issuer: str, subject: str) -> Delegation | None:
+        fields = await self._do("hgetall", self._delegation_key(issuer, subject))
+        if not fields:
+            return None
+        return Delegation(
+            issuer=fields["issuer"],
+            subject=fields["subject"],
+            user_id=fields["user_id"],
+            account_id=fields["account_id"],
+            registration_id=fields["registration_id"],
+            status=fields["status"],
+            created_at=int(fields["created_at"]),
+        )
+
+    async def _put_delegation(self, delegation: Delegation, mode: str) -> bool:
+        key = self._delegation_key(delegation.issuer, delegation.subject)
+        return bool(await self._call("put_delegation", [key], [mode, *_fields(delegation)]))
+
+    async def create_user(
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+    ) -> bool:
+        # Across slots, in an order whose every crash point is safe: orphans (an account, a user) are
+        # unreachable; the email and then the delegation are claimed first-writer-wins; the delegation,
+        # which makes the account reachable by the provider subject, comes last.
+        acct_fields = _fields(account)
+        keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
+        await self._call(
+            "create_registration",
+            keys,
+            ["", registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)],
+        )
+        await self._do(
+            "hset", self._user_key(user.id), mapping=dict(zip(_fields(user)[::2], _fields(user)[1::2], strict=True))
+        )
+        email_key = self._email_key(user.email)
+        claimed = await self._do("set", email_key, user.id, nx=True)
+        if claimed and await self._put_delegation(delegation, "create"):
+            await self._append(event)
+            return True
+        if claimed:
+            await self._do("delete", email_key)
+        await self._do("delete", self._user_key(user.id))
+        await self._delete(account.id, float(account.created_at), "live")
+        return False
+
+    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
+        if not await self._put_delegation(delegation, "pending"):
+            return False
+        keys = [
+            self._a(registration.account_id, "acct"),
+            self._a(registration.account_id, "regs"),
+            self._a(registration.account_id, f"reg:{registration.id}"),
+        ]
+        if not await self._call("put_registration", keys, [registration.id, *_fields(registration)]):
+            return False
+        await self._append(event)
+        return True
+
+    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+        key = self._a(account_id, f"reg:{registration_id}")
+        if not await self._call("set_not_before", [key], [not_before]):
+            return False
+        await self._append(event)
+        return True
 
     # ---- notes -------------------------------------------------------------------------------
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
+
 from app.errors import StoreUnavailable
 from app.store import window as win
 from app.store.port import (
@@ -33,9 +35,11 @@ from app.store.port import (
     Account,
     AddNoteOutcome,
     AuditEvent,
+    Delegation,
     Deleted,
     Note,
     Registration,
+    User,
     WindowHit,
     WindowResult,
     expired_event,
@@ -77,41 +81,54 @@ def parse_sqlite_url(url: str) -> tuple[Path, str, int]:
     return Path(raw_path), _SYNC_MODES[sync], int(busy)
 
 
-_REG_COLS = (
-    "id, type, account_id, scopes, created_at, expires_at, generation, revoked_at, "
-    "claim_token_hash, claim_expires_at, agent_name, agent_platform"
-)
-_ACCT_COLS = "id, kind, created_at, expires_at, quota_notes, quota_note_bytes, note_count, owner"
+# Columns are named after the record fields, in the same order (tests/store checks every field survives).
+_REG_FIELDS = Registration.__struct_fields__
+_ACCT_FIELDS = Account.__struct_fields__
+_REG_COLS = ", ".join(_REG_FIELDS)
+_ACCT_COLS = ", ".join(_ACCT_FIELDS)
+_REG_MARKS = ", ".join("?" * len(_REG_FIELDS))
+_ACCT_MARKS = ", ".join("?" * len(_ACCT_FIELDS))
+
+
+def _registration_row(reg: Registration) -> tuple[Any, ...]:
+    values = msgspec.structs.asdict(reg)
+    values["scopes"] = " ".join(reg.scopes)
+    values["pending"] = int(reg.pending)
+    return tuple(values[f] for f in _REG_FIELDS)
 
 
 def _registration(row: Sequence[Any]) -> Registration:
-    return Registration(
-        id=row[0],
-        type=row[1],
-        account_id=row[2],
-        scopes=tuple(row[3].split()),
-        created_at=row[4],
-        expires_at=row[5],
-        generation=row[6],
-        revoked_at=row[7],
-        claim_token_hash=row[8],
-        claim_expires_at=row[9],
-        agent_name=row[10],
-        agent_platform=row[11],
-    )
+    values = dict(zip(_REG_FIELDS, row, strict=True))
+    values["scopes"] = tuple(values["scopes"].split())
+    values["pending"] = bool(values["pending"])
+    return Registration(**values)
+
+
+def _account_row(account: Account) -> tuple[Any, ...]:
+    return tuple(getattr(account, f) for f in _ACCT_FIELDS)
 
 
 def _account(row: Sequence[Any]) -> Account:
-    return Account(
-        id=row[0],
-        kind=row[1],
-        created_at=row[2],
-        expires_at=row[3],
-        quota_notes=row[4],
-        quota_note_bytes=row[5],
-        note_count=row[6],
-        owner=row[7],
+    return Account(**dict(zip(_ACCT_FIELDS, row, strict=True)))
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(id=row[0], email=row[1], account_id=row[2], created_at=row[3])
+
+
+def _delegation(row: Sequence[Any]) -> Delegation:
+    return Delegation(
+        issuer=row[0],
+        subject=row[1],
+        user_id=row[2],
+        account_id=row[3],
+        registration_id=row[4],
+        status=row[5],
+        created_at=row[6],
     )
+
+
+_DELEGATION_COLS = "issuer, subject, user_id, account_id, registration_id, status, created_at"
 
 
 # A row is live when it has no expiry or its expiry is after now.
@@ -288,38 +305,13 @@ class SQLiteStore:
             (event.at, event.type, event.account_id, event.registration_id, json.dumps(event.data)),
         )
 
+    def _insert_account(self, conn: sqlite3.Connection, account: Account, reg: Registration) -> None:
+        conn.execute(f"INSERT INTO accounts ({_ACCT_COLS}) VALUES ({_ACCT_MARKS})", _account_row(account))
+        conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
+
     def _create_registration(self, account: Account, reg: Registration, event: AuditEvent) -> None:
         with self._write() as conn:
-            conn.execute(
-                f"INSERT INTO accounts ({_ACCT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    account.id,
-                    account.kind,
-                    account.created_at,
-                    account.expires_at,
-                    account.quota_notes,
-                    account.quota_note_bytes,
-                    account.note_count,
-                    account.owner,
-                ),
-            )
-            conn.execute(
-                f"INSERT INTO registrations ({_REG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    reg.id,
-                    reg.type,
-                    reg.account_id,
-                    " ".join(reg.scopes),
-                    reg.created_at,
-                    reg.expires_at,
-                    reg.generation,
-                    reg.revoked_at,
-                    reg.claim_token_hash,
-                    reg.claim_expires_at,
-                    reg.agent_name,
-                    reg.agent_platform,
-                ),
-            )
+            self._insert_account(conn, account, reg)
             self._append(conn, event)
 
     async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
@@ -359,7 +351,7 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        nr, na = _REG_COLS.count(",") + 1, _ACCT_COLS.count(",") + 1
+        nr, na = len(_REG_FIELDS), len(_ACCT_FIELDS)
         return AccessState(
             registration=_registration(row[:nr]), account=_account(row[nr : nr + na]), token_revoked=bool(row[-1])
         )
@@ -420,6 +412,86 @@ class SQLiteStore:
 
     async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
         return await self._run(self._delete_account, account_id, now, event)
+
+    # ---- people and provider delegations -----------------------------------------------------
+    def _find_user_by_email(self, email: str) -> User | None:
+        row = self.conn.execute("SELECT id, email, account_id, created_at FROM users WHERE email = ?", (email,))
+        found = row.fetchone()
+        return _user(found) if found else None
+
+    async def find_user_by_email(self, email: str) -> User | None:
+        return await self._run(self._find_user_by_email, email)
+
+    def _get_delegation(self, issuer: str, subject: str) -> Delegation | None:
+        row = self.conn.execute(
+            f"SELECT {_DELEGATION_COLS} FROM delegations WHERE issuer = ? AND subject = ?", (issuer, subject)
+        ).fetchone()
+        return _delegation(row) if row else None
+
+    async def get_delegation(self, issuer: str, subject: str) -> Delegation | None:
+        return await self._run(self._get_delegation, issuer, subject)
+
+    def _insert_delegation(self, conn: sqlite3.Connection, d: Delegation) -> None:
+        conn.execute(
+            f"INSERT INTO delegations ({_DELEGATION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (d.issuer, d.subject, d.user_id, d.account_id, d.registration_id, d.status, d.created_at),
+        )
+
+    def _create_user(
+        self, user: User, account: Account, reg: Registration, delegation: Delegation, event: AuditEvent
+    ) -> bool:
+        with self._write() as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM users WHERE email = ? UNION ALL "
+                "SELECT 1 FROM delegations WHERE issuer = ? AND subject = ?",
+                (user.email, delegation.issuer, delegation.subject),
+            ).fetchone()
+            if taken:
+                return False
+            self._insert_account(conn, account, reg)
+            conn.execute(
+                "INSERT INTO users (id, email, account_id, created_at) VALUES (?, ?, ?, ?)",
+                (user.id, user.email, user.account_id, user.created_at),
+            )
+            self._insert_delegation(conn, delegation)
+            self._append(conn, event)
+            return True
+
+    async def create_user(
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+    ) -> bool:
+        return await self._run(self._create_user, user, account, registration, delegation, event)
+
+    def _save_pending_link(self, delegation: Delegation, reg: Registration, event: AuditEvent) -> bool:
+        with self._write() as conn:
+            current = self._get_delegation(delegation.issuer, delegation.subject)
+            if current is not None and current.status == "active":
+                return False
+            conn.execute(
+                "DELETE FROM delegations WHERE issuer = ? AND subject = ?", (delegation.issuer, delegation.subject)
+            )
+            conn.execute("DELETE FROM registrations WHERE id = ? AND account_id = ?", (reg.id, reg.account_id))
+            conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
+            self._insert_delegation(conn, delegation)
+            self._append(conn, event)
+            return True
+
+    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
+        return await self._run(self._save_pending_link, delegation, registration, event)
+
+    def _set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE registrations SET not_before = max(coalesce(not_before, 0), ?) WHERE id = ? AND account_id = ?",
+                (not_before, registration_id, account_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._append(conn, event)
+            return True
+
+    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+        return await self._run(self._set_not_before, account_id, registration_id, not_before, event)
 
     # ---- notes -------------------------------------------------------------------------------
     def _add_note(self, note: Note, now: float) -> AddNoteOutcome:
