@@ -327,9 +327,7 @@ class TestProvider:
         ``delay`` holds the response that many seconds (woken early by ``stop()``) to exercise client
         timeouts. A route at ``jwks_path`` overrides the JWKS (e.g. a 503 outage) until ``unserve``.
         """
-        return self.serve_bytes(
-            path, _json_bytes(document), content_type, status=status, delay=delay, headers=headers
-        )
+        return self.serve_bytes(path, _json_bytes(document), content_type, status=status, delay=delay, headers=headers)
 
     def serve_bytes(
         self,

@@ -15,10 +15,12 @@ from app.store.port import (
     AccessState,
     Account,
     AuditEvent,
+    Delegation,
     Deleted,
     Note,
     Registration,
     Store,
+    User,
     WindowHit,
 )
 from tests.store.conftest import Reopen, StoreInstances
@@ -741,3 +743,113 @@ async def test_a_registration_is_only_found_through_its_own_account(store: Store
     event = AuditEvent(at=float(T0), type="registration.revoked", account_id="acct_other")
     assert await store.revoke_registration("acct_other", registration.id, T0, event) is False
     assert await store.access_state(registration.account_id, registration.id, None, T0) is not None
+
+
+# ---------------------------------------------------------------------------------------------------
+# People and provider delegations (ID-JAG)
+# ---------------------------------------------------------------------------------------------------
+
+ISS = "https://agents.example"
+
+
+def make_user_records(
+    user_id: str = "usr_1", email: str = "ada@example.com", subject: str = "sub-1", *, status: str = "active"
+) -> tuple[User, Account, Registration, Delegation]:
+    account = make_account(f"acct_{user_id}", kind="persistent", expires_at=None)
+    registration = make_registration(f"reg_{user_id}", account.id, expires_at=None, type="identity_assertion")
+    user = User(id=user_id, email=email, account_id=account.id, created_at=T0)
+    delegation = Delegation(
+        issuer=ISS,
+        subject=subject,
+        user_id=user_id,
+        account_id=account.id,
+        registration_id=registration.id,
+        status=status,
+        created_at=T0,
+    )  # type: ignore[arg-type]
+    return user, account, registration, delegation
+
+
+def user_event(user: User) -> AuditEvent:
+    return AuditEvent(at=float(T0), type="user.created", account_id=user.account_id, data={"user": user.id})
+
+
+async def test_create_user_and_find_it(store: Store) -> None:
+    user, account, registration, delegation = make_user_records()
+    assert await store.create_user(user, account, registration, delegation, user_event(user)) is True
+    assert await store.find_user_by_email("ada@example.com") == user
+    assert await store.get_delegation(ISS, "sub-1") == delegation
+    assert await store.get_account(account.id, T0 + 10**6) == account  # persistent: never expires
+    assert await store.get_registration(account.id, registration.id, T0) == registration
+    assert [e.type for e in await store.audit_events()] == ["user.created"]
+    assert await store.find_user_by_email("other@example.com") is None
+    assert await store.get_delegation(ISS, "sub-2") is None
+    assert await store.get_delegation("https://elsewhere.example", "sub-1") is None
+
+
+async def test_create_user_loses_a_race_on_the_email_or_the_subject_and_creates_nothing(store: Store) -> None:
+    user, account, registration, delegation = make_user_records()
+    assert await store.create_user(user, account, registration, delegation, user_event(user))
+    # Same email, another subject: refused, and nothing of the loser exists.
+    u2, a2, r2, d2 = make_user_records("usr_2", "ada@example.com", "sub-2")
+    assert await store.create_user(u2, a2, r2, d2, user_event(u2)) is False
+    assert await store.get_account(a2.id, T0) is None
+    assert await store.get_delegation(ISS, "sub-2") is None
+    assert await store.find_user_by_email("ada@example.com") == user
+    # Same subject, another email: refused too.
+    u3, a3, r3, d3 = make_user_records("usr_3", "bob@example.com", "sub-1")
+    assert await store.create_user(u3, a3, r3, d3, user_event(u3)) is False
+    assert await store.get_account(a3.id, T0) is None
+    assert await store.find_user_by_email("bob@example.com") is None
+    assert await store.get_delegation(ISS, "sub-1") == delegation
+    assert len(await store.audit_events()) == 1
+
+
+async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_delegation(store: Store) -> None:
+    user, account, registration, delegation = make_user_records()
+    await store.create_user(user, account, registration, delegation, user_event(user))
+    pending_reg = make_registration(
+        "reg_link",
+        account.id,
+        expires_at=None,
+        type="identity_assertion",
+        pending=True,
+        claim_token_hash="h1",
+        claim_expires_at=T0 + 600,
+        claim_attempt_hash="a1",
+        claim_attempt_expires_at=T0 + 600,
+    )
+    pending = Delegation(
+        issuer=ISS,
+        subject="sub-9",
+        user_id=user.id,
+        account_id=account.id,
+        registration_id="reg_link",
+        status="pending",
+        created_at=T0,
+    )
+    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
+    assert await store.save_pending_link(pending, pending_reg, event) is True
+    assert await store.get_delegation(ISS, "sub-9") == pending
+    assert await store.get_registration(account.id, "reg_link", T0) == pending_reg
+    state = await store.access_state(account.id, "reg_link", None, T0)
+    assert state is not None and state.registration.pending is True
+    # A new attempt replaces the hashes of the previous one.
+    renewed = msgspec.structs.replace(pending_reg, claim_token_hash="h2", claim_attempt_hash="a2")
+    assert await store.save_pending_link(pending, renewed, event) is True
+    assert await store.get_registration(account.id, "reg_link", T0) == renewed
+    # The active delegation of sub-1 is never turned into a pending one.
+    hijack = msgspec.structs.replace(delegation, status="pending", registration_id="reg_link")
+    assert await store.save_pending_link(hijack, renewed, event) is False
+    assert await store.get_delegation(ISS, "sub-1") == delegation
+
+
+async def test_not_before_only_moves_forward(store: Store) -> None:
+    _account, registration = await seed(store)
+    event = AuditEvent(at=float(T0), type="registration.not_before", account_id=registration.account_id)
+    assert await store.set_not_before(registration.account_id, registration.id, T0 + 50, event) is True
+    assert await store.set_not_before(registration.account_id, registration.id, T0 + 10, event) is True
+    got = await store.get_registration(registration.account_id, registration.id, T0)
+    assert got is not None and got.not_before == T0 + 50
+    assert await store.set_not_before(registration.account_id, "reg_missing", T0, event) is False
+    assert await store.set_not_before("acct_other", registration.id, T0, event) is False
