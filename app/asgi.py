@@ -8,15 +8,19 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 
+import httpx
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler, Message, Scope
 
+from app import __version__
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
+from app.flows.cimd import ClientMetadataCache
 from app.flows.expire import run_key_watch, run_sweeper
 from app.flows.issue import VerifiedCache
+from app.flows.jwks import JwksCache
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging
 from app.routes import health, identity, notes, oauth
@@ -51,6 +55,10 @@ def create_app(
         settings = settings.resolve()
     clock = clock or SystemClock()
     ensure_keys(settings.data_dir, settings.signing_alg)
+    # Outbound calls to providers: no redirects, bounded time; never proxied from the environment.
+    http = httpx.AsyncClient(
+        follow_redirects=False, timeout=5.0, trust_env=False, headers={"User-Agent": f"authmd/{__version__}"}
+    )
     keys = KeyRing.load(settings.data_dir, max_token_lifetime=max_token_lifetime(settings), now=clock.now())
     ctx = Context(
         settings=settings,
@@ -59,6 +67,15 @@ def create_app(
         keys=keys,
         access_cache=VerifiedCache(),
         assertion_cache=VerifiedCache(),
+        http=http,
+        jwks=JwksCache(
+            http,
+            clock,
+            min_ttl=settings.jwks_cache_min_seconds,
+            max_ttl=settings.jwks_cache_max_seconds,
+            refetch_interval=settings.jwks_refetch_interval_seconds,
+        ),
+        cimd=ClientMetadataCache(http, clock),
     )
     docs = Documents(ctx)
     under_issuer, at_root = discovery_handlers(docs)
@@ -78,6 +95,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await ctx.store.close()
+            await http.aclose()
 
     service = Router(
         path=ctx.endpoints.base_path or "/",

@@ -16,7 +16,11 @@ from app.keys import KeyRing
 from app.store.port import Store
 
 if TYPE_CHECKING:
+    import httpx
+
+    from app.flows.cimd import ClientMetadataCache
     from app.flows.issue import VerifiedCache
+    from app.flows.jwks import JwksCache
 
 log = logging.getLogger("authmd")
 
@@ -29,6 +33,10 @@ class Context:
     keys: KeyRing
     access_cache: VerifiedCache
     assertion_cache: VerifiedCache
+    # Outbound HTTP (provider JWKS, client metadata documents), created by create_app.
+    http: httpx.AsyncClient
+    jwks: JwksCache
+    cimd: ClientMetadataCache
     pow_key: bytes = b""
     endpoints: Endpoints = field(init=False)
     # (client_id, sha256(secret)) pairs that passed the slow hash once in this process.
@@ -68,4 +76,6 @@ class Context:
 
 def max_token_lifetime(settings: Settings) -> float:
     """The longest any token we sign can live: retired keys stay published this long."""
-    return float(max(settings.anonymous_ttl_seconds, settings.access_token_ttl_seconds))
+    return float(
+        max(settings.anonymous_ttl_seconds, settings.access_token_ttl_seconds, settings.identity_assertion_ttl_seconds)
+    )

@@ -17,6 +17,7 @@ TOKEN = "/oauth2/token"
 REVOKE = "/oauth2/revoke"
 INTROSPECT = "/oauth2/introspect"
 NOTES = "/api/notes"
+EVENTS = "/agent/events"
 
 
 def origin(url: str) -> str:

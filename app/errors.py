@@ -30,6 +30,8 @@ STATUS: dict[str, int] = {
     "replay_detected": 400,
     "missing_verified_email": 400,
     "invalid_client_id": 400,
+    # RFC 8935 §2.3 (the events endpoint only)
+    "invalid_key": 400,
     # 401
     "interaction_required": 401,
     "login_required": 401,

@@ -12,3 +12,5 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every outbound request at INFO (provider JWKS, client metadata): keep those quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -29,6 +29,11 @@ class AnonymousRegistration(msgspec.Struct, tag_field="type", tag="anonymous"):
     agent: AgentInfo | None = None
 
 
+class IdentityAssertionRegistration(msgspec.Struct, tag_field="type", tag="identity_assertion"):
+    assertion_type: str
+    assertion: str
+
+
 class NoteCreate(msgspec.Struct):
     text: str
 
@@ -78,6 +83,13 @@ class Challenge(msgspec.Struct):
     algorithm: str
     difficulty: int
     expires_at: str
+
+
+class IdentityRegistered(msgspec.Struct):
+    id: str
+    type: str
+    identity: Identity
+    scopes: list[str]
 
 
 class TokenIssued(msgspec.Struct):

@@ -16,6 +16,7 @@ from app.clock import ManualClock
 from app.config import Settings
 from app.context import Context
 from tests.helpers import Agent
+from tests.provider import es256_provider_fixture, provider_fixture  # noqa: F401 (fixtures for every test)
 from tests.redis_servers import redis_cluster, redis_server, shared_redis  # noqa: F401 (fixtures for every test)
 
 ISSUER_HOST, ISSUER_PORT = "127.0.0.1", 8000

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
     p.add_argument(
         "--scenarios",
-        default="discovery,anonymous,register,api",
-        help="comma list: discovery, anonymous (registration only), register (registration + exchange), api",
+        default="discovery,anonymous,register,idjag,api",
+        help="comma list: discovery, anonymous (registration only), register (registration + exchange), "
+        "idjag (ID-JAG registration from a trusted provider), api",
     )
     p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
     p.add_argument(
@@ -205,6 +207,86 @@ async def _api_token(port: int) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
+class BenchProvider:
+    """A minimal agent identity provider for the idjag scenario: an ES256 key, its JWKS served over
+    HTTP on loopback (cacheable for an hour), and ID-JAGs minted for a pool of users."""
+
+    def __init__(self, users: int = 100) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from app.keys import public_jwk, thumbprint
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = thumbprint(public_jwk(self.key))
+        body = json.dumps({"keys": [{**public_jwk(self.key), "kid": self.kid, "alg": "ES256", "use": "sig"}]})
+        jwks = body.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "max-age=3600")
+                self.send_header("Content-Length", str(len(jwks)))
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.users = users
+        self._n = 0
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def mint(self, aud: str) -> str:
+        import jwt
+
+        self._n += 1
+        now = int(time.time())
+        user = self._n % self.users
+        claims = {
+            "iss": self.issuer,
+            "sub": f"user-{user}",
+            "aud": aud,
+            "client_id": "bench",
+            "jti": f"b{self._n}",
+            "iat": now,
+            "exp": now + 300,
+            "email": f"user{user}@bench.example",
+            "email_verified": True,
+        }
+        return jwt.encode(claims, self.key, "ES256", headers={"typ": "oauth-id-jag+jwt", "kid": self.kid})
+
+    def config(self) -> str:
+        return (
+            f'[[providers]]\nissuer = "{self.issuer}"\nclient_ids = ["bench"]\nscopes = ["notes:read", "notes:write"]\n'
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+def _idjag_register(provider: BenchProvider, issuer: str) -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        body = json.dumps(
+            {
+                "type": "identity_assertion",
+                "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+                "assertion": provider.mint(issuer),
+            }
+        ).encode()
+        status, _ = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -290,7 +372,7 @@ async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) ->
 
 def run(args: argparse.Namespace) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - {"discovery", "anonymous", "register", "api"}
+    unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api"}
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -348,9 +430,14 @@ def run(args: argparse.Namespace) -> int:
             str(args.workers),
         ]
         env = _authmd_env(str(Path(tmp) / "data"), store_url)
+        provider = BenchProvider()
+        stack.callback(provider.close)
+        config = Path(tmp) / "authmd.toml"
+        config.write_text(provider.config())
+        env["AUTHMD_CONFIG"] = str(config)
         stack.enter_context(_server(bare_cmd, env, _http_ready(bare_port, "/const"), Path(tmp) / "bare.log"))
         stack.enter_context(_server(authmd_cmd, env, _http_ready(authmd_port, "/readyz"), Path(tmp) / "authmd.log"))
-        results = asyncio.run(_all(bare_port, authmd_port, scenarios, args))
+        results = asyncio.run(_all(bare_port, authmd_port, scenarios, args, provider))
         memory = asyncio.run(_memory_per_account(redis_port, authmd_port)) if args.redis else None
     _report(results, args, store_url or "sqlite", memory)
     return 0
@@ -405,7 +492,9 @@ async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int =
     }
 
 
-async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace) -> dict[str, Any]:
+async def _all(
+    bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace, provider: BenchProvider
+) -> dict[str, Any]:
     results = {"bare": await _phases("bare", bare_port, _get("/const"), args)}
     for name in scenarios:
         if name == "discovery":
@@ -414,6 +503,8 @@ async def _all(bare_port: int, authmd_port: int, scenarios: list[str], args: arg
             step = _register_only()
         elif name == "register":
             step = _register_and_exchange()
+        elif name == "idjag":
+            step = _idjag_register(provider, f"http://127.0.0.1:{authmd_port}")
         else:
             token = await _api_token(authmd_port)
             step = _get("/api/notes", {"Authorization": f"Bearer {token}"})

@@ -16,7 +16,9 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
+from app.flows.events import REVOKED_URIS
 from app.flows.exchange import JWT_BEARER
+from app.flows.idjag import URN_ID_JAG
 from app.wire import (
     AccountView,
     AnonymousRegistered,
@@ -24,6 +26,7 @@ from app.wire import (
     ClaimBlock,
     ClaimScopes,
     Identity,
+    IdentityRegistered,
     NoteList,
     NoteView,
     Quotas,
@@ -35,10 +38,28 @@ def scopes_supported(ctx: Context) -> list[str]:
     return list(dict.fromkeys([*ctx.settings.pre_claim_scopes, *ctx.settings.post_claim_scopes]))
 
 
+def identity_types(ctx: Context) -> list[str]:
+    """Exactly the registration types this configuration enables (the metadata says no more)."""
+    s = ctx.settings
+    return [t for t, on in (("anonymous", s.anonymous_enabled), ("identity_assertion", bool(s.providers))) if on]
+
+
 def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
     """RFC 8414 §2 metadata with the `agent_auth` block of PROTOCOL.md (authmd extensions marked)."""
     s, e = ctx.settings, ctx.endpoints
-    identity_types = ["anonymous"] if s.anonymous_enabled else []
+    agent_auth: dict[str, Any] = {
+        "skill": e.url(ep.AUTH_MD),
+        "identity_endpoint": e.url(ep.IDENTITY),
+        "claim_endpoint": e.url(ep.CLAIM),
+        "identity_types_supported": identity_types(ctx),
+    }
+    if s.providers:
+        agent_auth["identity_assertion"] = {
+            "assertion_types_supported": [URN_ID_JAG],
+            "issuers": [p.issuer for p in s.providers],  # authmd extension: the trust list
+        }
+        agent_auth["events_endpoint"] = e.url(ep.EVENTS)
+        agent_auth["events_supported"] = list(REVOKED_URIS)
     return {
         "issuer": s.issuer,
         "jwks_uri": e.url(ep.JWKS),
@@ -54,10 +75,7 @@ def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "service_documentation": e.url(ep.AUTH_MD),
         "agent_auth": {
-            "skill": e.url(ep.AUTH_MD),
-            "identity_endpoint": e.url(ep.IDENTITY),
-            "claim_endpoint": e.url(ep.CLAIM),
-            "identity_types_supported": identity_types,
+            **agent_auth,
             # authmd extensions (additive; a plain auth.md client ignores them):
             "challenge_endpoint": e.url(ep.CHALLENGE),
             "proof_of_work": {
@@ -118,7 +136,7 @@ def examples(ctx: Context) -> dict[str, Any]:
     s, e = ctx.settings, ctx.endpoints
     challenge = Challenge(challenge="v1.…", algorithm="sha256", difficulty=s.pow_difficulty, expires_at=_T)
     note = NoteView(id="note_…", text="hello", created_at=_T)
-    return {
+    out: dict[str, Any] = {
         "authorization-server-metadata": authorization_server_metadata(ctx),
         "protected-resource-metadata": protected_resource_metadata(ctx, s.resource_str),
         "challenge": challenge,
@@ -154,6 +172,58 @@ def examples(ctx: Context) -> dict[str, Any]:
         "invalid-token": AuthError("invalid_token", "the access token has expired").body(),
         "rate-limited": AuthError("rate_limited", "too many requests", "Wait 30 seconds …").body(),
     }
+    if s.providers:
+        scopes = list(s.providers[0].scopes)
+        out["identity-registration"] = IdentityRegistered(
+            id="reg_…", type="identity_assertion", identity=Identity(assertion=_JWT, expires_at=_T), scopes=scopes
+        )
+        out["interaction-required"] = AuthError(
+            "interaction_required",
+            "an account with this verified email exists: a human must confirm the link",
+            "Show the human claim.attempt.verification_uri (a secret), then complete the claim with the code.",
+            extra={
+                "id": "reg_…",
+                "type": "identity_assertion",
+                "scopes": {"post_claim": scopes},
+                "claim": {
+                    "token": "clm_…",
+                    "expires_at": _T,
+                    "url": e.url(ep.CLAIM),
+                    "attempt": {"verification_uri": f"{s.issuer}/login?return_to=…", "expires_at": _T},
+                },
+            },
+        ).body()
+    return out
+
+
+def _providers_section(ctx: Context, ex: dict[str, Any]) -> str:
+    s, e = ctx.settings, ctx.endpoints
+    if not s.providers:
+        return ""
+    trusted = "\n".join(f"- {p.display_name}: issuer `{p.issuer}`, scopes `{' '.join(p.scopes)}`" for p in s.providers)
+    return f"""## 5b. Register with your platform's word for your user (ID-JAG)
+
+If your agent platform is trusted here, it can vouch for the user you act for with an ID-JAG
+(`typ: oauth-id-jag+jwt`, `aud` = `{s.issuer}`, a verified `email`). Trusted platforms:
+
+{trusted}
+
+`POST {e.url(ep.IDENTITY)}` with
+`{{"type": "identity_assertion", "assertion_type": "{URN_ID_JAG}", "assertion": "<ID-JAG>"}}`:
+
+{_block("identity-registration", ex["identity-registration"])}
+
+The same ID-JAG may instead go straight to the token endpoint as the `assertion` of the JWT-bearer
+grant. Each ID-JAG works once (its `jti`). If an account with that verified email already exists and
+has never been linked to your platform's user, you get 401 `interaction_required`: show the human the
+`claim.attempt.verification_uri` (it is a secret) so they can confirm the link.
+
+{_block("interaction-required", ex["interaction-required"])}
+
+Your platform revokes what it vouched for by pushing a security event token (RFC 8417, RFC 8935) to
+`{e.url(ep.EVENTS)}`; everything issued for that user up to that moment stops working.
+
+"""
 
 
 def auth_md(ctx: Context) -> str:
@@ -268,7 +338,7 @@ A missing, expired or revoked token gets 401 with `WWW-Authenticate: Bearer reso
 
 {_block("invalid-token", ex["invalid-token"])}
 
-## 6. Hand the account to a human
+{_providers_section(ctx, ex)}## 6. Hand the account to a human
 
 The `claim` block is what a human needs to make this account theirs and lift its limits. Until then
 the account is temporary: when `account.expires_at` passes it is deleted with everything it owns.

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import jwt
 
 from app.context import Context
 from app.endpoints import TOKEN
 from app.errors import AuthError
+from app.flows.delegate import resolve
+from app.flows.idjag import TYP_ID_JAG, verify_id_jag
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, mint, new_id, verify
 from app.flows.params import single
 from app.store.port import AccessState
@@ -15,11 +20,26 @@ from app.wire import TokenIssued
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-def _live_grant(state: AccessState | None, claims: dict[str, object]) -> AccessState:
-    """The grant behind the assertion must still be live, unrevoked and of the same generation."""
-    if state is None or state.registration.revoked_at is not None or state.registration.generation != claims.get("gen"):
-        raise AuthError("invalid_grant", "the grant behind this assertion was revoked or has expired")
-    return state
+def grant_is_dead(state: AccessState | None, claims: dict[str, Any]) -> bool:
+    """A token is dead when its grant is gone, revoked, pending, of another generation, or was issued
+    at or before the grant's not_before (a provider's revocation event, RFC 8417)."""
+    if state is None:
+        return True
+    reg = state.registration
+    iat = claims.get("iat")
+    return (
+        reg.revoked_at is not None
+        or reg.pending
+        or reg.generation != claims.get("gen")
+        or (reg.not_before is not None and isinstance(iat, int | float) and iat <= reg.not_before)
+    )
+
+
+def _token_type(token: str) -> str:
+    try:
+        return str(jwt.get_unverified_header(token).get("typ", "")).lower()
+    except jwt.PyJWTError:
+        return ""
 
 
 async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
@@ -35,6 +55,21 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     # RFC 8707 §2: a resource we do not serve is invalid_target.
     if resource is not None and resource != ctx.settings.resource:
         raise AuthError("invalid_target", "this service issues tokens only for its own resource")
+    if ctx.settings.providers and _token_type(assertion) == TYP_ID_JAG:
+        state, granted, limit = await _from_id_jag(ctx, assertion)
+    else:
+        state, granted, limit = await _from_identity_assertion(ctx, assertion)
+    requested = single(form, "scope")
+    scopes = granted
+    if requested is not None:
+        wanted = tuple(dict.fromkeys(requested.split()))
+        if not wanted or not set(wanted) <= set(granted):
+            raise AuthError("invalid_scope", "the requested scope exceeds what this registration was granted")
+        scopes = wanted
+    return _issue(ctx, state, scopes, limit)
+
+
+async def _from_identity_assertion(ctx: Context, assertion: str) -> tuple[AccessState, tuple[str, ...], int | None]:
     # RFC 7523 §3: iss, sub, aud (our issuer or the token endpoint URL), exp, signature.
     claims = ctx.assertion_cache.get(assertion, ctx.clock.now()) or verify(
         ctx,
@@ -46,21 +81,33 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     reg_id, account_id = claims.get("reg"), claims.get("sub")
     if not isinstance(reg_id, str) or not isinstance(account_id, str):
         raise AuthError("invalid_grant", "the assertion names no registration or account")
-    now = ctx.clock.now()
-    state = _live_grant(await ctx.store.access_state(account_id, reg_id, None, now), claims)
+    state = await ctx.store.access_state(account_id, reg_id, None, ctx.clock.now())
+    if state is None or grant_is_dead(state, claims):
+        raise AuthError("invalid_grant", "the grant behind this assertion was revoked or has expired")
+    # Never outlive the assertion the token came from.
+    return state, state.registration.scopes, int(claims["exp"])
 
-    granted = state.registration.scopes
-    requested = single(form, "scope")
-    scopes = granted
-    if requested is not None:
-        wanted = tuple(dict.fromkeys(requested.split()))
-        if not wanted or not set(wanted) <= set(granted):
-            raise AuthError("invalid_scope", "the requested scope exceeds what this registration was granted")
-        scopes = wanted
 
-    iat = int(now)
-    # Never outlive the account, nor the assertion it came from.
-    limits = [iat + ctx.settings.access_token_ttl_seconds, int(claims["exp"])]
+async def _from_id_jag(ctx: Context, assertion: str) -> tuple[AccessState, tuple[str, ...], int | None]:
+    """The draft's path: a trusted provider's ID-JAG exchanged directly (no refresh token)."""
+    try:
+        jag = await verify_id_jag(ctx, assertion)
+        state = (await resolve(ctx, jag, agent="token")).state
+    except AuthError as exc:
+        if exc.code in ("temporarily_unavailable", "invalid_grant"):
+            raise
+        # The token endpoint speaks RFC 6749 §5.2: every verification failure is invalid_grant.
+        raise AuthError("invalid_grant", f"{exc.code}: {exc.description}", exc.hint) from exc
+    granted = tuple(s for s in state.registration.scopes if s in jag.scopes)
+    return state, granted, None
+
+
+def _issue(ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int | None) -> TokenIssued:
+    iat = int(ctx.clock.now())
+    # Never outlive the account (nor the assertion, when there is one).
+    limits = [iat + ctx.settings.access_token_ttl_seconds]
+    if limit is not None:
+        limits.append(limit)
     if state.account.expires_at is not None:
         limits.append(state.account.expires_at)
     exp = min(limits)

@@ -13,6 +13,7 @@ import msgspec
 
 from app.context import Context
 from app.errors import AuthError
+from app.flows.exchange import grant_is_dead
 from app.flows.issue import TYP_ACCESS, verify
 from app.store.port import Account, Registration
 
@@ -40,7 +41,7 @@ async def authenticate(ctx: Context, token: str) -> Principal:
             "the registration behind this token was revoked, or its account has expired",
             "Register again at the identity endpoint (see /auth.md).",
         )
-    if state.token_revoked or state.registration.generation != claims.get("gen"):
+    if state.token_revoked or grant_is_dead(state, claims):
         raise AuthError("invalid_token", "the access token was revoked")
     scope = claims.get("scope")
     return Principal(

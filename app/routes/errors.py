@@ -49,9 +49,10 @@ def _with_challenge(request: Request[Any, Any, Any], err: AuthError) -> dict[str
     path = request.url.path
     if path.startswith(ctx.endpoints.base_path + "/agent/"):
         if err.status == 401:
-            headers["WWW-Authenticate"] = challenge_header(
-                "AgentAuth", {"error": err.code, "error_description": err.description}
-            )
+            params = {"error": err.code, "error_description": err.description}
+            if "max_age" in err.extra:  # login_required tells how fresh a sign-in must be
+                params["max_age"] = str(err.extra["max_age"])
+            headers["WWW-Authenticate"] = challenge_header("AgentAuth", params)
     elif err.status == 401 or err.code == "insufficient_scope":
         headers["WWW-Authenticate"] = bearer_challenge(ctx, err)
     return headers

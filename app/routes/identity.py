@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.errors import AuthError
-from app.flows import challenge, register
-from app.routes.http import ctx_of, decode_json, json_body, json_response, source_of
-from app.wire import AnonymousRegistration, Typed
+from app.flows import challenge, delegate, discover, events, register
+from app.routes.http import ctx_of, decode_json, json_body, json_response, media_type, source_of
+from app.wire import AnonymousRegistration, IdentityAssertionRegistration, Typed
 
-SUPPORTED_TYPES = ("anonymous",)
+SECEVENT_JWT = "application/secevent+jwt"
 
 
 @post(ep.CHALLENGE, status_code=200)
@@ -29,12 +30,38 @@ async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
         raise AuthError("invalid_request", 'the body needs a `type`, e.g. {"type": "anonymous"}')
     if typed.type == "anonymous":
         req = decode_json(await request.body(), AnonymousRegistration)
-        result = await register.register_anonymous(ctx, req, source_of(request, ctx))
-        return json_response(result, no_store=True)
-    raise AuthError(
-        "invalid_request",
-        f"unsupported registration type {typed.type!r}; this service supports: {', '.join(SUPPORTED_TYPES)}",
-    )
+        result: Any = await register.register_anonymous(ctx, req, source_of(request, ctx))
+    elif typed.type == "identity_assertion" and ctx.settings.providers:
+        jag = decode_json(await request.body(), IdentityAssertionRegistration)
+        result = await delegate.register_identity_assertion(ctx, jag)
+    else:
+        supported = ", ".join(discover.identity_types(ctx))
+        raise AuthError("invalid_request", f"unsupported registration type {typed.type!r}; supported: {supported}")
+    return json_response(result, no_store=True)
 
 
-HANDLERS = [issue_challenge, register_identity]
+@post(ep.EVENTS, status_code=202)
+async def receive_event(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """RFC 8935 push delivery: 202 on success; RFC 8935 §2.3 error bodies (this endpoint alone)."""
+    ctx = ctx_of(request)
+    try:
+        if media_type(request) != SECEVENT_JWT:
+            raise AuthError("invalid_request", f"send the SET as {SECEVENT_JWT} (RFC 8935 §2.2)")
+        raw = await request.body()
+        try:
+            token = raw.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise AuthError("invalid_request", "the SET is not a compact JWS") from exc
+        await events.receive(ctx, token)
+    except AuthError as exc:
+        if exc.status >= 500:
+            raise
+        body = {"err": exc.code if exc.code in RFC8935_CODES else "invalid_request", "description": exc.description}
+        return Response(content=msgspec.json.encode(body), status_code=400, media_type="application/json")
+    return Response(content=b"", status_code=202)
+
+
+RFC8935_CODES = frozenset(
+    {"invalid_request", "invalid_key", "invalid_issuer", "invalid_audience", "authentication_failed", "access_denied"}
+)
+HANDLERS = [issue_challenge, register_identity, receive_event]

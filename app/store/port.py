@@ -186,9 +186,12 @@ class Store(Protocol):
         registration and the active delegation. False (and nothing created) if the email or the
         delegation is already taken: a racing request won."""
 
-    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
+    async def save_pending_link(
+        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+    ) -> bool:
         """Create or replace a *pending* delegation and its pending registration (new claim token and
-        attempt hashes). False if the subject already holds an active delegation."""
+        attempt hashes). False if the subject holds an active delegation, unless ``replace_active``
+        (the caller saw that delegation's grant revoked)."""
 
     async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
         """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""

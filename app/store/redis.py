@@ -476,8 +476,10 @@ class RedisStore:
         await self._delete(account.id, float(account.created_at), "live")
         return False
 
-    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
-        if not await self._put_delegation(delegation, "pending"):
+    async def save_pending_link(
+        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+    ) -> bool:
+        if not await self._put_delegation(delegation, "force" if replace_active else "pending"):
             return False
         keys = [
             self._a(registration.account_id, "acct"),

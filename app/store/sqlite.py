@@ -462,10 +462,12 @@ class SQLiteStore:
     ) -> bool:
         return await self._run(self._create_user, user, account, registration, delegation, event)
 
-    def _save_pending_link(self, delegation: Delegation, reg: Registration, event: AuditEvent) -> bool:
+    def _save_pending_link(
+        self, delegation: Delegation, reg: Registration, event: AuditEvent, replace_active: bool
+    ) -> bool:
         with self._write() as conn:
             current = self._get_delegation(delegation.issuer, delegation.subject)
-            if current is not None and current.status == "active":
+            if current is not None and current.status == "active" and not replace_active:
                 return False
             conn.execute(
                 "DELETE FROM delegations WHERE issuer = ? AND subject = ?", (delegation.issuer, delegation.subject)
@@ -476,8 +478,10 @@ class SQLiteStore:
             self._append(conn, event)
             return True
 
-    async def save_pending_link(self, delegation: Delegation, registration: Registration, event: AuditEvent) -> bool:
-        return await self._run(self._save_pending_link, delegation, registration, event)
+    async def save_pending_link(
+        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+    ) -> bool:
+        return await self._run(self._save_pending_link, delegation, registration, event, replace_active)
 
     def _set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
         with self._write() as conn:

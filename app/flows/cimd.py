@@ -1,0 +1,340 @@
+"""Client ID Metadata Documents: a URL ``client_id`` names a JSON document that describes the client.
+
+draft-ietf-oauth-client-id-metadata-document (section numbers below are those of revision -02; -00/-01
+number the same rules differently). The URL comes from a token, so fetching it is a request an outsider
+chose; everything here is about making that request safe (§8.6 Server-Side Request Forgery, §8.7 Maximum
+Response Size):
+
+1. The URL must be a plain RFC 3986 URI with scheme ``https`` (``http`` only when the operator allows it),
+   a host, a path, no userinfo, no fragment, no dot segments (§3 Client Identifier URL).
+2. The host is resolved once; if ANY address it resolves to is not public (private, loopback, link-local,
+   multicast, reserved, unspecified, or such an address embedded in IPv6), the fetch is refused unless the
+   operator allows private targets.
+3. The request goes to the address we checked, not to the name: the URL's host is replaced by the IP, the
+   ``Host`` header carries the original authority, and for https the ``sni_hostname`` request extension
+   makes TLS send and verify the original name. A second DNS answer (rebinding) is never asked for.
+4. No redirects (§5: the document is served with 200 at the URL itself), a total time limit, a body size
+   limit enforced while streaming, a JSON ``Content-Type``, a JSON object whose ``client_id`` is the URL by
+   simple string comparison (§4, RFC 3986 §6.2.1), and no shared-secret client authentication (§4).
+
+Every failure is ``AuthError("invalid_client_id", ...)`` naming the reason; descriptions never echo
+userinfo, resolved addresses or response bodies.
+
+The ``httpx.AsyncClient`` passed in should be a plain one: no proxy (``trust_env=False``; a proxy would
+re-resolve the name and, for https, verify TLS against the IP), no default credentials or cookies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import msgspec
+
+from app.clock import Clock
+from app.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_CLIENT_ID_LENGTH = 2048
+# RFC 3986 §2: the characters a URI may contain (unreserved, reserved, and "%" for percent-encoding).
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# RFC 6052 §2.1: the NAT64 well-known prefix embeds an IPv4 address in its last 32 bits.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# §4: a metadata document must not describe a client that authenticates with a shared secret.
+_SECRET_MEMBERS = ("client_secret", "client_secret_expires_at")
+_SHARED_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
+
+_HINT = "Use an https client_id URL that serves its client metadata document as JSON with status 200."
+
+
+class _Refused(Exception):
+    """A fetch failure whose message is safe to show (it never contains secrets or addresses)."""
+
+
+def _refuse(reason: str) -> AuthError:
+    return AuthError("invalid_client_id", f"The client_id metadata document was refused: {reason}.", _HINT)
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True if ``address`` is a public unicast address that an outsider may make us connect to.
+
+    Refuses private, loopback, link-local, multicast, reserved, unspecified, shared (RFC 6598) and
+    site-local addresses, and IPv6 forms that embed a refused IPv4 address: IPv4-mapped (RFC 4291 §2.5.5.2,
+    judged as the IPv4 address it reaches), 6to4 (RFC 3056), Teredo (RFC 4380) and NAT64 (RFC 6052).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        embedded: list[ipaddress.IPv4Address | None] = [address.sixtofour, *(address.teredo or ())]
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if any(inner is not None and not is_public_address(inner) for inner in embedded):
+            return False
+        if address.is_site_local:
+            return False
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: httpx.URL
+    host: str  # ASCII host name or IP literal, no brackets: what DNS resolves and TLS verifies
+    port: int
+    authority: str  # the Host header: host[:port] exactly as the client_id spells it
+
+
+def _parse_client_id(client_id: str, *, allow_http: bool) -> _Target:
+    """§3 Client Identifier URL, on the raw string (the document must match it character for character)."""
+    if len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise _Refused(f"the client_id is longer than {MAX_CLIENT_ID_LENGTH} characters")
+    if not _URI_CHARS.fullmatch(client_id) or _BAD_PERCENT.search(client_id):
+        raise _Refused("the client_id is not a URI (RFC 3986 §2)")
+    if "#" in client_id:
+        raise _Refused("the client_id URL has a fragment (RFC 3986 §3.5), which §3 forbids")
+    try:
+        parts = urlsplit(client_id)
+        port = parts.port
+    except ValueError:
+        raise _Refused("the client_id is not a valid URL (RFC 3986 §3)") from None
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and allow_http):
+        raise _Refused("the client_id URL must use https")
+    if "@" in parts.netloc:
+        raise _Refused("the client_id URL has userinfo (RFC 3986 §3.2.1), which §3 forbids")
+    host = parts.hostname
+    if not host:
+        raise _Refused("the client_id URL has no host (RFC 3986 §3.2.2)")
+    if not parts.path:
+        raise _Refused("the client_id URL has no path component, which §3 requires")
+    # §3: no single-dot or double-dot path segments (RFC 3986 §3.3), percent-encoded or not (§6.2.2.2).
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        raise _Refused("the client_id URL has a dot segment in its path, which §3 forbids")
+    try:
+        url = httpx.URL(client_id)
+    except httpx.InvalidURL:
+        raise _Refused("the client_id is not a valid URL") from None
+    return _Target(
+        url=url,
+        host=host,
+        port=port if port is not None else (443 if scheme == "https" else 80),
+        authority=parts.netloc,
+    )
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to, in resolver order, without duplicates."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise _Refused("the client_id URL's host does not resolve") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        try:
+            address = ipaddress.ip_address(info[4][0])
+        except ValueError:
+            continue
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise _Refused("the client_id URL's host does not resolve")
+    return addresses
+
+
+async def fetch_client_metadata(
+    http: httpx.AsyncClient,
+    client_id: str,
+    *,
+    allow_http: bool,
+    allow_private: bool,
+    timeout: float = 5.0,
+    max_bytes: int = 16384,
+) -> dict[str, Any]:
+    """Fetch and validate the client metadata document at the URL ``client_id``.
+
+    Raises ``AuthError("invalid_client_id")`` for every failure: a URL §3 forbids, a host that resolves to
+    a non-public address (unless ``allow_private``), no answer within ``timeout`` seconds (resolution
+    included), a status other than 200 (redirects are not followed), a non-JSON ``Content-Type``, a body
+    over ``max_bytes``, or a document that is not a JSON object whose ``client_id`` is exactly ``client_id``.
+    """
+    try:
+        target = _parse_client_id(client_id, allow_http=allow_http)
+        async with asyncio.timeout(timeout):
+            addresses = await _resolve(target.host, target.port)
+            # §8.6: refuse if ANY answer is internal, so a name with one public and one internal address
+            # cannot be used to reach the internal one on a retry.
+            if not allow_private and not all(is_public_address(address) for address in addresses):
+                raise _Refused("the client_id URL's host resolves to a private or reserved address")
+            body = await _fetch_pinned(http, target, addresses, timeout=timeout, max_bytes=max_bytes)
+    except _Refused as exc:
+        raise _refuse(str(exc)) from None
+    except TimeoutError:
+        raise _refuse(f"no complete answer within {timeout:g}s") from None
+    return _validate(body, client_id)
+
+
+async def _fetch_pinned(
+    http: httpx.AsyncClient, target: _Target, addresses: list[IPAddress], *, timeout: float, max_bytes: int
+) -> bytes:
+    """GET the document from the checked addresses (first that accepts a connection), never re-resolving."""
+    headers = {
+        "Host": target.authority,
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        # The pool is keyed by IP: never leave a connection (verified for this name) for another name.
+        "Connection": "close",
+    }
+    # httpcore uses `sni_hostname` for both SNI and certificate name verification (ssl server_hostname).
+    extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+    for address in addresses:
+        try:
+            pinned = target.url.copy_with(host=str(address))
+            async with http.stream(
+                "GET", pinned, headers=headers, extensions=extensions, timeout=timeout, follow_redirects=False
+            ) as response:
+                return await _read_document(response, max_bytes)
+        except (httpx.ConnectError, httpx.InvalidURL):
+            continue  # refused, unreachable, failed TLS (or a scoped IPv6 URL httpx cannot form): next address
+        except httpx.TimeoutException:
+            raise _Refused(f"no complete answer within {timeout:g}s") from None
+        except httpx.HTTPError:
+            raise _Refused("the connection to the client_id URL's host failed") from None
+    raise _Refused("could not connect to the client_id URL's host (connection or TLS verification failed)")
+
+
+async def _read_document(response: httpx.Response, max_bytes: int) -> bytes:
+    status = response.status_code
+    if 300 <= status < 400:
+        raise _Refused(f"the client_id URL answered with a redirect ({status}); redirects are not followed (§5)")
+    if status != 200:
+        raise _Refused(f"the client_id URL answered with HTTP status {status}, not 200 (§5)")
+    media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise _Refused("the document's Content-Type is not JSON (§4)")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _Refused("the document was sent with a Content-Encoding we did not ask for")
+    too_big = f"the document is larger than {max_bytes} bytes (§8.7)"
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _Refused(too_big)
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _Refused(too_big)
+    return bytes(body)
+
+
+def _validate(body: bytes, client_id: str) -> dict[str, Any]:
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
+        raise _refuse("the document is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise _refuse("the document is not a JSON object (§4)")
+    # §4: client_id MUST equal the URL, compared as simple strings (RFC 3986 §6.2.1); no normalisation.
+    if document.get("client_id") != client_id:
+        raise _refuse("the document's client_id is not exactly the URL it was fetched from (§4)")
+    if any(member in document for member in _SECRET_MEMBERS):
+        raise _refuse("the document carries a client secret, which §4 forbids")
+    if document.get("token_endpoint_auth_method") in _SHARED_SECRET_METHODS:
+        raise _refuse("the document names a shared-secret token_endpoint_auth_method, which §4 forbids")
+    return document
+
+
+@dataclass(slots=True)
+class _Entry:
+    document: dict[str, Any]
+    expires_at: float
+
+
+class ClientMetadataCache:
+    """Validated metadata documents, kept ``ttl`` seconds by the injected clock.
+
+    Failures are not cached (a client that fixes its document is seen at the next request); concurrent
+    requests for one ``client_id`` share one fetch; at most ``max_entries`` documents are held (the
+    soonest-expiring go first). The cache key includes the policy flags, so a document fetched under a
+    looser policy is never served to a stricter one. ``get`` returns a copy the caller may change.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        ttl: float = 300,
+        *,
+        timeout: float = 5.0,
+        max_bytes: int = 16384,
+        max_entries: int = 1024,
+    ) -> None:
+        self._http = http
+        self._clock = clock
+        self._ttl = ttl
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._max_entries = max_entries
+        self._entries: dict[tuple[str, bool, bool], _Entry] = {}
+        self._inflight: dict[tuple[str, bool, bool], asyncio.Task[dict[str, Any]]] = {}
+
+    async def get(self, client_id: str, *, allow_http: bool, allow_private: bool) -> dict[str, Any]:
+        key = (client_id, allow_http, allow_private)
+        entry = self._entries.get(key)
+        if entry is not None and self._clock.now() < entry.expires_at:
+            return dict(entry.document)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(key))
+            self._inflight[key] = task
+            task.add_done_callback(_retrieve)
+        try:
+            document = await asyncio.shield(task)
+        except AuthError as exc:
+            # A fresh error per caller: one exception object re-raised in many tasks grows one traceback.
+            raise AuthError(exc.code, exc.description, exc.hint) from None
+        return dict(document)
+
+    async def _fetch(self, key: tuple[str, bool, bool]) -> dict[str, Any]:
+        client_id, allow_http, allow_private = key
+        try:
+            document = await fetch_client_metadata(
+                self._http,
+                client_id,
+                allow_http=allow_http,
+                allow_private=allow_private,
+                timeout=self._timeout,
+                max_bytes=self._max_bytes,
+            )
+        finally:
+            del self._inflight[key]
+        # Insertion order is expiry order (one ttl for all), so the first entry is the one to drop.
+        self._entries.pop(key, None)
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = _Entry(document, self._clock.now() + self._ttl)
+        return document
+
+
+def _retrieve(task: asyncio.Task[dict[str, Any]]) -> None:
+    # Mark the outcome retrieved even if every caller went away (no "exception was never retrieved").
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, AuthError):
+        log.error("client metadata fetch crashed", exc_info=exc)

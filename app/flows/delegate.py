@@ -1,0 +1,198 @@
+"""Provider-attested start: an agent platform vouches for its user with an ID-JAG.
+
+`POST {identity_endpoint}` `{"type":"identity_assertion", …}` and the JWT-bearer grant at the token
+endpoint both resolve a verified ID-JAG to a delegation — the provider subject ``(iss, sub)`` acting
+for a user's account through one registration, whose id is stable per ``(iss, sub, aud)``:
+
+- a known, live delegation → that registration (a clean match);
+- no delegation, and no user with the verified email → a just-in-time user with a persistent account;
+- no delegation, but a user already has that verified email → the account-linking gate: a pending
+  delegation bound to that user and a claim block for a human to confirm (PROTOCOL.md, 401
+  ``interaction_required``). Never a silent link: whoever controls a provider account with someone's
+  email must not walk into that person's account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from app.clock import rfc3339
+from app.context import Context
+from app.endpoints import CLAIM
+from app.errors import AuthError
+from app.flows.idjag import URN_ID_JAG, IdJag, verify_id_jag
+from app.flows.issue import new_id
+from app.flows.register import hash_secret_token, identity_assertion
+from app.keys import b64url
+from app.store.port import AccessState, Account, AuditEvent, Delegation, Registration, User
+from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
+
+CLAIM_ATTEMPT_TTL_SECONDS = 600
+
+
+def registration_id_for(ctx: Context, issuer: str, subject: str) -> str:
+    """Stable per (iss, sub, aud): the same agent subject always lands on the same registration."""
+    mac = hmac.new(
+        ctx.keys.derive("registration-id"), f"{issuer}\n{subject}\n{ctx.settings.issuer}".encode(), hashlib.sha256
+    )
+    return "reg_" + b64url(mac.digest()[:16])
+
+
+class Linked(msgspec.Struct, frozen=True):
+    state: AccessState
+
+
+async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
+    """The live grant for this ID-JAG's subject, creating a just-in-time user if there is none yet.
+
+    Raises the 401 ``interaction_required`` error of the account-linking gate (``agent`` says where
+    the claim block goes: only the identity endpoint can carry one)."""
+    now = ctx.clock.now()
+    issuer, subject = jag.provider.issuer, jag.subject
+    for _ in range(2):  # a second pass only after losing a just-in-time race
+        delegation = await ctx.store.get_delegation(issuer, subject)
+        if delegation is not None and delegation.status == "active":
+            state = await ctx.store.access_state(delegation.account_id, delegation.registration_id, None, now)
+            if state is not None and state.registration.revoked_at is None and not state.registration.pending:
+                return Linked(state)
+        user = await ctx.store.find_user_by_email(jag.identifier)
+        if user is None and delegation is None:
+            created = await _create_user(ctx, jag)
+            if created is not None:
+                return Linked(created)
+            continue
+        if user is None:
+            raise AuthError("invalid_grant", "this provider subject's account no longer exists")
+        raise await _link_required(ctx, jag, user, delegation, agent=agent)
+    raise AuthError(
+        "temporarily_unavailable", "the account is being created by a concurrent request", headers={"Retry-After": "1"}
+    )
+
+
+async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
+    s, now = ctx.settings, int(ctx.clock.now())
+    account = Account(
+        id=new_id("acct"),
+        kind="persistent",
+        created_at=now,
+        expires_at=None,
+        quota_notes=s.claimed_quota_notes,
+        quota_note_bytes=s.claimed_quota_note_bytes,
+    )
+    user = User(id=new_id("usr"), email=jag.identifier, account_id=account.id, created_at=now)
+    account = msgspec.structs.replace(account, owner=user.id)
+    registration = Registration(
+        id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
+        type="identity_assertion",
+        account_id=account.id,
+        scopes=jag.scopes,
+        created_at=now,
+        expires_at=None,
+    )
+    delegation = Delegation(
+        issuer=jag.provider.issuer,
+        subject=jag.subject,
+        user_id=user.id,
+        account_id=account.id,
+        registration_id=registration.id,
+        status="active",
+        created_at=now,
+    )
+    event = AuditEvent(
+        at=ctx.clock.now(),
+        type="user.created",
+        account_id=account.id,
+        registration_id=registration.id,
+        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user.id},
+    )
+    if not await ctx.store.create_user(user, account, registration, delegation, event):
+        return None
+    return AccessState(registration=registration, account=account, token_revoked=False)
+
+
+async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegation | None, *, agent: str) -> AuthError:
+    if agent != "identity":
+        return AuthError(
+            "invalid_grant",
+            "a human must first link this provider subject to the existing account with the same email",
+            "Register with this ID-JAG at the identity endpoint to get the claim link for the human.",
+        )
+    s, now = ctx.settings, int(ctx.clock.now())
+    claim_token, attempt_token = new_id("clm", 32), new_id("cvt", 32)
+    claim_expires, attempt_expires = now + s.anonymous_ttl_seconds, now + CLAIM_ATTEMPT_TTL_SECONDS
+    registration = Registration(
+        id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
+        type="identity_assertion",
+        account_id=user.account_id,
+        scopes=jag.scopes,
+        created_at=now,
+        expires_at=None,
+        pending=True,
+        claim_token_hash=hash_secret_token(claim_token),
+        claim_expires_at=claim_expires,
+        claim_attempt_hash=hash_secret_token(attempt_token),
+        claim_attempt_expires_at=attempt_expires,
+    )
+    delegation = Delegation(
+        issuer=jag.provider.issuer,
+        subject=jag.subject,
+        user_id=user.id,
+        account_id=user.account_id,
+        registration_id=registration.id,
+        status="pending",
+        created_at=now,
+    )
+    event = AuditEvent(
+        at=ctx.clock.now(),
+        type="delegation.pending",
+        account_id=user.account_id,
+        registration_id=registration.id,
+        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user.id},
+    )
+    # A delegation whose grant was revoked goes back through the gate: a human confirms again.
+    replace = current is not None and current.status == "active"
+    if not await ctx.store.save_pending_link(delegation, registration, event, replace_active=replace):
+        # An active delegation appeared meanwhile (a human confirmed): the agent simply retries.
+        return AuthError("temporarily_unavailable", "the link is being confirmed; retry", headers={"Retry-After": "1"})
+    return_to = "/claim?" + urlencode({"claim_attempt_token": attempt_token})
+    verification_uri = f"{s.issuer}/login?return_to={quote(return_to, safe='')}"
+    body: dict[str, Any] = {
+        "id": registration.id,
+        "type": "identity_assertion",
+        "scopes": {"post_claim": list(jag.scopes)},
+        "claim": {
+            "token": claim_token,
+            "expires_at": rfc3339(claim_expires),
+            "url": ctx.endpoints.url(CLAIM),
+            "attempt": {"verification_uri": verification_uri, "expires_at": rfc3339(attempt_expires)},
+        },
+    }
+    return AuthError(
+        "interaction_required",
+        "an account with this verified email exists: a human must confirm the link",
+        "Show the human claim.attempt.verification_uri (a secret), then complete the claim with the code.",
+        extra=body,
+    )
+
+
+async def register_identity_assertion(ctx: Context, req: IdentityAssertionRegistration) -> IdentityRegistered:
+    if not ctx.settings.providers:
+        raise AuthError("invalid_request", "this service trusts no agent identity provider")
+    if req.assertion_type != URN_ID_JAG:
+        raise AuthError("invalid_request", f"assertion_type must be {URN_ID_JAG}")
+    jag = await verify_id_jag(ctx, req.assertion)
+    state = (await resolve(ctx, jag, agent="identity")).state
+    registration = state.registration
+    expires_at = int(ctx.clock.now()) + ctx.settings.identity_assertion_ttl_seconds
+    assertion = identity_assertion(ctx, registration, state.account.id, expires_at)
+    return IdentityRegistered(
+        id=registration.id,
+        type="identity_assertion",
+        identity=Identity(assertion=assertion, expires_at=rfc3339(expires_at)),
+        scopes=list(registration.scopes),
+    )

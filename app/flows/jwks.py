@@ -1,0 +1,308 @@
+"""Verification keys of trusted agent identity providers: a JWKS cache (RFC 7517) that a token cannot steer.
+
+The cache only ever fetches the ``jwks_uri`` the caller passes in, which comes from the operator's trust
+list; a token's ``jku``, ``x5u`` and ``jwk`` headers are never looked at (RFC 8725 §3.10: a key a token
+points at is a key its author chose). Per URI it keeps the last good key set until ``now + clamp(max-age,
+min_ttl, max_ttl)`` and goes back to the provider at most once per ``refetch_interval``: when the set
+expires, or once when a token names a ``kid`` it does not hold (key rotation without a restart). A flood of
+tokens with random kids therefore costs the provider one request per interval, and concurrent callers
+share one in-flight request.
+
+Keys are bound to one algorithm each (RFC 8725 §3.1): a key is offered for ``alg`` only if it is an
+asymmetric signing key of the matching type, its own ``alg`` (if any) is ``alg``, and ``alg`` is one of
+:data:`SIGNING_ALGORITHMS`, so ``none`` and HMAC (a public key used as an HMAC secret) cannot verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import msgspec
+
+from app.clock import Clock
+from app.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+# RFC 8725 §3.1 / §3.2: asymmetric signature algorithms only; never "none", never HS*.
+SIGNING_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+# RFC 7518 §3.4 and RFC 8037 §3.1: the key type (and curve) each algorithm needs.
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
+# RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."
+MIN_RSA_BITS = 2048
+# Private key members (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2): a published private key is not a trust anchor.
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+
+_SIGNATURE_HINT = "Sign the ID-JAG with a key the provider publishes at its jwks_uri and name it in `kid`."
+_UNAVAILABLE_HINT = "Retry after the Retry-After seconds; the identity provider's keys could not be fetched."
+
+
+class _FetchError(Exception):
+    """Why a JWKS fetch failed; logged, never shown to a client."""
+
+
+@dataclass(slots=True)
+class _KeySet:
+    by_alg: dict[str, list[jwt.PyJWK]]
+    fetched_at: float
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _Source:
+    """What we know about one jwks_uri."""
+
+    keys: _KeySet | None = None
+    attempted_at: float | None = None  # start of the last fetch, good or bad: the rate limit reads this
+    failed: bool = False  # the last fetch failed
+    inflight: asyncio.Task[None] | None = None
+
+
+class JwksCache:
+    """Provider keys per ``jwks_uri``, cached per Cache-Control within a floor and a ceiling.
+
+    ``key()`` raises ``AuthError("invalid_signature")`` when the provider publishes no usable key for the
+    token, and ``AuthError("temporarily_unavailable")`` (with ``Retry-After``) when the keys cannot be
+    fetched and nothing cached can stand in. Entries are per configured URI, so the cache is bounded by the
+    trust list.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        *,
+        min_ttl: float = 60,
+        max_ttl: float = 86400,
+        refetch_interval: float = 30,
+        max_bytes: int = 65536,
+        timeout: float = 5.0,
+    ) -> None:
+        if not 0 < min_ttl <= max_ttl:
+            raise ValueError("need 0 < min_ttl <= max_ttl")
+        self._http = http
+        self._clock = clock
+        self._min_ttl = min_ttl
+        self._max_ttl = max_ttl
+        self._refetch_interval = refetch_interval
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._sources: dict[str, _Source] = {}
+
+    async def key(self, jwks_uri: str, kid: str | None, alg: str) -> jwt.PyJWK:
+        """The key that verifies a token with header ``kid`` and ``alg``, bound to ``alg``.
+
+        ``kid`` None is accepted only when exactly one published key is usable for ``alg`` (RFC 7517 §4.5
+        makes ``kid`` optional; with several candidates the choice would be a guess).
+        """
+        # RFC 8725 §3.1: the algorithm allow-list is ours, not the token's.
+        if alg not in SIGNING_ALGORITHMS:
+            raise AuthError(
+                "invalid_signature",
+                "The token's alg is not an accepted asymmetric signature algorithm.",
+                _SIGNATURE_HINT,
+            )
+        source = self._sources.setdefault(jwks_uri, _Source())
+        now = self._clock.now()
+        if source.keys is not None and now < source.keys.expires_at:
+            found = _select(source.keys, kid, alg)
+            if found is not None:
+                return found
+        # Missing, expired, or the kid is unknown: go back to the provider if the rate limit allows.
+        await self._refresh(jwks_uri, source)
+        found = _select(source.keys, kid, alg) if source.keys is not None else None
+        if found is not None:
+            return found
+        if source.failed:
+            raise self._unavailable(source)
+        raise AuthError(
+            "invalid_signature", "The provider publishes no key with that kid for that alg.", _SIGNATURE_HINT
+        )
+
+    def _unavailable(self, source: _Source) -> AuthError:
+        attempted = source.attempted_at if source.attempted_at is not None else self._clock.now()
+        wait = max(1, math.ceil(attempted + self._refetch_interval - self._clock.now()))
+        return AuthError(
+            "temporarily_unavailable",
+            "The identity provider's signing keys could not be fetched.",
+            _UNAVAILABLE_HINT,
+            headers={"Retry-After": str(wait)},
+        )
+
+    async def _refresh(self, jwks_uri: str, source: _Source) -> None:
+        """Fetch once, unless a fetch is in flight (join it) or one started within ``refetch_interval``."""
+        task = source.inflight
+        if task is None:
+            now = self._clock.now()
+            if source.attempted_at is not None and now - source.attempted_at < self._refetch_interval:
+                return  # rate-limited: decide with what we have
+            source.attempted_at = now
+            task = asyncio.get_running_loop().create_task(self._fetch_into(jwks_uri, source))
+            source.inflight = task
+            task.add_done_callback(_retrieve)
+        # shield: a caller that goes away (client disconnect) does not cancel the fetch the others wait on.
+        await asyncio.shield(task)
+
+    async def _fetch_into(self, jwks_uri: str, source: _Source) -> None:
+        try:
+            body, cache_control, age = await self._download(jwks_uri)
+            by_alg = _parse_jwks(body)
+        except _FetchError as exc:
+            source.failed = True
+            if source.keys is not None:
+                log.warning(
+                    "JWKS fetch from %s failed (%s); serving keys fetched %.0fs ago until the next attempt",
+                    jwks_uri,
+                    exc,
+                    self._clock.now() - source.keys.fetched_at,
+                )
+            else:
+                log.warning("JWKS fetch from %s failed (%s); no cached keys", jwks_uri, exc)
+            return
+        finally:
+            source.inflight = None
+        now = self._clock.now()
+        ttl = _ttl(cache_control, age, self._min_ttl, self._max_ttl)
+        source.keys = _KeySet(by_alg=by_alg, fetched_at=now, expires_at=now + ttl)
+        source.failed = False
+
+    async def _download(self, jwks_uri: str) -> tuple[bytes, str | None, str | None]:
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        try:
+            # asyncio.timeout bounds the whole exchange; httpx's timeout bounds each network step.
+            async with asyncio.timeout(self._timeout):
+                async with self._http.stream(
+                    "GET", jwks_uri, headers=headers, timeout=self._timeout, follow_redirects=False
+                ) as response:
+                    if response.status_code != 200:
+                        raise _FetchError(f"HTTP status {response.status_code}")
+                    body = await _read_limited(response, self._max_bytes)
+                    return body, response.headers.get("cache-control"), response.headers.get("age")
+        except TimeoutError:
+            raise _FetchError(f"no complete answer within {self._timeout}s") from None
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            raise _FetchError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # An unexpected error in a fetch nobody awaits any more must not end as "exception never retrieved".
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("JWKS fetch crashed", exc_info=exc)
+
+
+async def _read_limited(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, refusing more than ``max_bytes``: checked on Content-Length, then while streaming."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # We asked for identity; decoding a compressed body could expand far past max_bytes in one chunk.
+        raise _FetchError(f"unrequested Content-Encoding {encoding!r}")
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _FetchError(f"body of {declared} bytes exceeds {max_bytes}")
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _FetchError(f"body exceeds {max_bytes} bytes")
+    return bytes(body)
+
+
+def _parse_jwks(body: bytes) -> dict[str, list[jwt.PyJWK]]:
+    """RFC 7517 §5: a JSON object whose ``keys`` member is an array of JWKs; each usable key per algorithm."""
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
+        raise _FetchError("body is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise _FetchError("body is not a JWK Set (no `keys` array)")
+    by_alg: dict[str, list[jwt.PyJWK]] = {alg: [] for alg in SIGNING_ALGORITHMS}
+    for jwk in document["keys"]:
+        # RFC 7517 §5: "Implementations SHOULD ignore JWKs within a JWK Set that use "kty" values that are
+        # not understood by them, that are missing required members, or for which values are out of the
+        # supported ranges."
+        if not isinstance(jwk, dict):
+            continue
+        for alg in SIGNING_ALGORITHMS:
+            parsed = _usable(jwk, alg)
+            if parsed is not None:
+                by_alg[alg].append(parsed)
+    return by_alg
+
+
+def _usable(jwk: dict[str, Any], alg: str) -> jwt.PyJWK | None:
+    """``jwk`` as a key bound to ``alg`` (RFC 8725 §3.1: one key, one algorithm), or None if it may not be."""
+    kty = jwk.get("kty")
+    if alg.startswith(("RS", "PS")):
+        fits = kty == "RSA"
+    elif alg in _EC_CURVES:
+        fits = kty == "EC" and jwk.get("crv") == _EC_CURVES[alg]
+    else:  # EdDSA
+        fits = kty == "OKP" and jwk.get("crv") in _OKP_CURVES
+    if not fits:  # this also drops kty "oct": a symmetric key never verifies a provider's token
+        return None
+    if "use" in jwk and jwk["use"] != "sig":  # RFC 7517 §4.2
+        return None
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):  # RFC 7517 §4.3
+        return None
+    if "alg" in jwk and jwk["alg"] != alg:  # RFC 7517 §4.4
+        return None
+    if "kid" in jwk and not isinstance(jwk["kid"], str):  # RFC 7517 §4.5: a case-sensitive string
+        return None
+    if _PRIVATE_MEMBERS & jwk.keys():
+        return None
+    try:
+        key = jwt.PyJWK(jwk, algorithm=alg)
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        return None
+    if kty == "RSA" and getattr(key.key, "key_size", 0) < MIN_RSA_BITS:
+        return None
+    return key
+
+
+def _select(keys: _KeySet, kid: str | None, alg: str) -> jwt.PyJWK | None:
+    """The one key for (kid, alg); None if there is none; ``invalid_signature`` if the choice is ambiguous."""
+    candidates = keys.by_alg.get(alg, [])
+    if kid is not None:
+        candidates = [key for key in candidates if key.key_id == kid]
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        reason = "names no kid" if kid is None else "names a kid the provider uses for several keys"
+        raise AuthError(
+            "invalid_signature", f"The token {reason}, so the verification key is ambiguous.", _SIGNATURE_HINT
+        )
+    return candidates[0]
+
+
+def _ttl(cache_control: str | None, age: str | None, min_ttl: float, max_ttl: float) -> float:
+    """RFC 9111 §5.2.2.1: ``max-age`` less the response's ``Age`` (§5.1, §4.2.3), clamped to [min_ttl, max_ttl].
+
+    ``no-store``, ``no-cache``, a missing or malformed ``max-age``: the floor. The floor is what keeps a
+    provider that forbids caching from turning every token we verify into a request to it.
+    """
+    max_age: int | None = None
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        name = name.strip().lower()
+        if name in ("no-store", "no-cache"):
+            return min_ttl
+        if name == "max-age":
+            value = value.strip().strip('"')
+            if not value.isdigit():
+                return min_ttl
+            max_age = int(value)
+    if max_age is None:
+        return min_ttl
+    if age is not None and age.strip().isdigit():
+        max_age -= int(age.strip())
+    return float(min(max(max_age, min_ttl), max_ttl))
