@@ -15,7 +15,7 @@ import jwt
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
-from app.flows.idjag import jose_segment
+from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.store.port import AuditEvent
 
 TYP_SET = "secevent+jwt"
@@ -23,18 +23,6 @@ TYP_SET = "secevent+jwt"
 REVOKED_URIS = (
     "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked",
     "https://schemas.workos.com/events/agent/identity/assertion/revoked",
-)
-
-_JWS = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "require": [],
-    }
 )
 
 
@@ -77,7 +65,7 @@ async def receive(ctx: Context, token: str) -> int:
             raise
         raise AuthError("invalid_key", "the SET was not signed by a key of its issuer") from exc
     try:
-        claims: dict[str, Any] = _JWS.decode(token, key, algorithms=[alg])
+        claims: dict[str, Any] = SIGNATURE_ONLY.decode(token, key, algorithms=[alg])
     except jwt.PyJWTError as exc:
         raise AuthError("invalid_key", "the SET's signature does not verify") from exc
     aud = claims.get("aud")

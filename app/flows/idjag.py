@@ -24,7 +24,8 @@ from app.errors import AuthError
 TYP_ID_JAG = "oauth-id-jag+jwt"
 URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
 
-_JWS = jwt.PyJWT(
+# Signature only: every time and audience check reads our injected clock and settings instead.
+SIGNATURE_ONLY = jwt.PyJWT(
     options={
         "verify_signature": True,
         "verify_exp": False,
@@ -94,7 +95,7 @@ async def verify_id_jag(ctx: Context, token: str, *, record_replay: bool = True)
     kid = header.get("kid")
     key = await ctx.jwks.key(provider.jwks_url, kid if isinstance(kid, str) else None, alg)
     try:
-        claims: dict[str, Any] = _JWS.decode(token, key, algorithms=[alg])
+        claims: dict[str, Any] = SIGNATURE_ONLY.decode(token, key, algorithms=[alg])
     except jwt.InvalidSignatureError as exc:
         raise AuthError("invalid_signature", "the assertion's signature does not verify") from exc
     except jwt.PyJWTError as exc:

@@ -19,39 +19,23 @@ import httpx
 import pytest
 
 from app.flows.challenge import solve
-from tests.e2e.conftest import HOST, ROOT, ServerProcess, StartServer, free_port, wait_until
+from tests.e2e.common import (
+    CHALLENGE,
+    IDENTITY,
+    JWT_BEARER,
+    NOTES,
+    REVOKE,
+    TOKEN,
+    assert_error,
+    bearer,
+    shared_env,
+)
+from tests.e2e.conftest import HOST, ROOT, ServerProcess, StartServer, wait_until
 from tests.redis_servers import RedisServer, redis_server, require_redis  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-IDENTITY = "/agent/identity"
-CHALLENGE = "/agent/identity/challenge"
-TOKEN = "/oauth2/token"
-REVOKE = "/oauth2/revoke"
-NOTES = "/api/notes"
 TIMEOUT = 10.0
-
-
-def shared_env(redis: RedisServer, tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Instances on one Redis, one data dir (keys and secret) and one issuer (a load balancer's URL)."""
-    return {
-        "AUTHMD_STORE_URL": redis.url,
-        "AUTHMD_DATA_DIR": str(tmp_path / "shared-data"),
-        "AUTHMD_ISSUER": f"http://{HOST}:{free_port()}",
-        **(env or {}),
-    }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code, body
-    return body
 
 
 def assert_unavailable(response: httpx.Response) -> None:

@@ -26,17 +26,22 @@ import jwt
 import pytest
 
 from app.flows.challenge import solve
-from tests.e2e.conftest import HOST, ROOT, ServerProcess, StartServer, free_port, wait_until
+from tests.e2e.common import (
+    CHALLENGE,
+    IDENTITY,
+    JWT_BEARER,
+    NOTES,
+    REVOKE,
+    TOKEN,
+    assert_error,
+    bearer,
+    shared_env,
+)
+from tests.e2e.conftest import ROOT, ServerProcess, StartServer, wait_until
 from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-IDENTITY = "/agent/identity"
-CHALLENGE = "/agent/identity/challenge"
-TOKEN = "/oauth2/token"
-REVOKE = "/oauth2/revoke"
-NOTES = "/api/notes"
 JWKS = "/.well-known/jwks.json"
 AUDIT_LOG = "authmd:{audit}:log"
 EXPIRY_INDEX = "authmd:{exp}:accounts"
@@ -49,27 +54,11 @@ def start_instances(
     start_server: StartServer, redis: RedisServer, tmp_path: Path, env: Mapping[str, str], count: int = 3
 ) -> list[ServerProcess]:
     """``count`` instances sharing one Redis, one data dir and one issuer (started one after the other)."""
-    shared = {
-        "AUTHMD_STORE_URL": redis.url,
-        "AUTHMD_DATA_DIR": str(tmp_path / "shared-data"),
-        "AUTHMD_ISSUER": f"http://{HOST}:{free_port()}",  # the load balancer's URL: never called here
-        **env,
-    }
+    shared = shared_env(redis, tmp_path, env)
     instances = [start_server(shared) for _ in range(count)]
     assert len({i.port for i in instances}) == count
     assert len({i.issuer for i in instances}) == 1
     return instances
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code, body
-    return body
 
 
 def retry_after(response: httpx.Response) -> int:

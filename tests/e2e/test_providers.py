@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.common import JWT_BEARER
 from tests.e2e.conftest import HOST, ServerProcess, StartServer, free_port
 from tests.provider import SET_CONTENT_TYPE, TestProvider
 from tests.redis_servers import RedisServer
@@ -17,7 +18,6 @@ from tests.redis_servers import RedisServer
 pytestmark = pytest.mark.e2e
 
 URN = "urn:ietf:params:oauth:token-type:id-jag"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def _two_instances(
