@@ -74,6 +74,40 @@ async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
     )
 
 
+def _records(
+    ctx: Context, jag: IdJag, user_id: str, account_id: str, status: str, **grant: Any
+) -> tuple[Registration, Delegation, AuditEvent]:
+    """The stable registration, the delegation and the audit event for ``jag``'s subject."""
+    now = int(ctx.clock.now())
+    registration = Registration(
+        id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
+        type="identity_assertion",
+        account_id=account_id,
+        scopes=jag.scopes,
+        created_at=now,
+        expires_at=None,
+        pending=status == "pending",
+        **grant,
+    )
+    delegation = Delegation(
+        issuer=jag.provider.issuer,
+        subject=jag.subject,
+        user_id=user_id,
+        account_id=account_id,
+        registration_id=registration.id,
+        status="pending" if status == "pending" else "active",
+        created_at=now,
+    )
+    event = AuditEvent(
+        at=ctx.clock.now(),
+        type="delegation.pending" if status == "pending" else "user.created",
+        account_id=account_id,
+        registration_id=registration.id,
+        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user_id},
+    )
+    return registration, delegation, event
+
+
 async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
     s, now = ctx.settings, int(ctx.clock.now())
     account = Account(
@@ -86,30 +120,7 @@ async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
     )
     user = User(id=new_id("usr"), email=jag.identifier, account_id=account.id, created_at=now)
     account = msgspec.structs.replace(account, owner=user.id)
-    registration = Registration(
-        id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
-        type="identity_assertion",
-        account_id=account.id,
-        scopes=jag.scopes,
-        created_at=now,
-        expires_at=None,
-    )
-    delegation = Delegation(
-        issuer=jag.provider.issuer,
-        subject=jag.subject,
-        user_id=user.id,
-        account_id=account.id,
-        registration_id=registration.id,
-        status="active",
-        created_at=now,
-    )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="user.created",
-        account_id=account.id,
-        registration_id=registration.id,
-        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user.id},
-    )
+    registration, delegation, event = _records(ctx, jag, user.id, account.id, "active")
     if not await ctx.store.create_user(user, account, registration, delegation, event):
         return None
     return AccessState(registration=registration, account=account, token_revoked=False)
@@ -125,34 +136,16 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
     s, now = ctx.settings, int(ctx.clock.now())
     claim_token, attempt_token = new_id("clm", 32), new_id("cvt", 32)
     claim_expires, attempt_expires = now + s.anonymous_ttl_seconds, now + CLAIM_ATTEMPT_TTL_SECONDS
-    registration = Registration(
-        id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
-        type="identity_assertion",
-        account_id=user.account_id,
-        scopes=jag.scopes,
-        created_at=now,
-        expires_at=None,
-        pending=True,
+    registration, delegation, event = _records(
+        ctx,
+        jag,
+        user.id,
+        user.account_id,
+        "pending",
         claim_token_hash=hash_secret_token(claim_token),
         claim_expires_at=claim_expires,
         claim_attempt_hash=hash_secret_token(attempt_token),
         claim_attempt_expires_at=attempt_expires,
-    )
-    delegation = Delegation(
-        issuer=jag.provider.issuer,
-        subject=jag.subject,
-        user_id=user.id,
-        account_id=user.account_id,
-        registration_id=registration.id,
-        status="pending",
-        created_at=now,
-    )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="delegation.pending",
-        account_id=user.account_id,
-        registration_id=registration.id,
-        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user.id},
     )
     # A delegation whose grant was revoked goes back through the gate: a human confirms again.
     replace = current is not None and current.status == "active"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import jwt
 
@@ -12,27 +11,12 @@ from app.endpoints import TOKEN
 from app.errors import AuthError
 from app.flows.delegate import resolve
 from app.flows.idjag import TYP_ID_JAG, verify_id_jag
-from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, mint, new_id, verify
+from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, grant_is_dead, mint, new_id, verify
 from app.flows.params import single
 from app.store.port import AccessState
 from app.wire import TokenIssued
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-
-def grant_is_dead(state: AccessState | None, claims: dict[str, Any]) -> bool:
-    """A token is dead when its grant is gone, revoked, pending, of another generation, or was issued
-    at or before the grant's not_before (a provider's revocation event, RFC 8417)."""
-    if state is None:
-        return True
-    reg = state.registration
-    iat = claims.get("iat")
-    return (
-        reg.revoked_at is not None
-        or reg.pending
-        or reg.generation != claims.get("gen")
-        or (reg.not_before is not None and isinstance(iat, int | float) and iat <= reg.not_before)
-    )
 
 
 def _token_type(token: str) -> str:

@@ -19,6 +19,7 @@ import jwt
 
 from app.context import Context
 from app.errors import AuthError
+from app.store.port import AccessState
 
 TYP_IDENTITY = "authmd-identity+jwt"
 TYP_ACCESS = "at+jwt"
@@ -104,6 +105,21 @@ def verify(ctx: Context, token: str, *, typ: str, audiences: tuple[str, ...], er
     if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + MAX_SKEW_SECONDS):
         raise AuthError(error, "the token is not valid yet")
     return claims
+
+
+def grant_is_dead(state: AccessState | None, claims: dict[str, Any]) -> bool:
+    """A token is dead when its grant is gone, revoked, pending, of another generation, or was issued
+    at or before the grant's not_before (a provider's revocation event, RFC 8417)."""
+    if state is None:
+        return True
+    reg = state.registration
+    iat = claims.get("iat")
+    return (
+        reg.revoked_at is not None
+        or reg.pending
+        or reg.generation != claims.get("gen")
+        or (reg.not_before is not None and isinstance(iat, int | float) and iat <= reg.not_before)
+    )
 
 
 class VerifiedCache:

@@ -13,8 +13,7 @@ import msgspec
 
 from app.context import Context
 from app.errors import AuthError
-from app.flows.exchange import grant_is_dead
-from app.flows.issue import TYP_ACCESS, verify
+from app.flows.issue import TYP_ACCESS, grant_is_dead, verify
 from app.store.port import Account, Registration
 
 
