@@ -23,7 +23,7 @@ from app.flows.issue import VerifiedCache
 from app.flows.jwks import JwksCache
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging
-from app.routes import health, identity, notes, oauth
+from app.routes import health, identity, notes, oauth, web
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
 from app.store import open_store
@@ -99,7 +99,7 @@ def create_app(
 
     service = Router(
         path=ctx.endpoints.base_path or "/",
-        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS],
+        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS, *web.HANDLERS],
     )
     return Litestar(
         route_handlers=[service, *at_root, *health.HANDLERS, *route_handlers],

@@ -140,6 +140,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     jwks_refetch_interval_seconds: int = 30
     cimd_allow_private: bool = False
     set_max_age_seconds: int = 600
+    # Human claim: the operator's OpenID Connect provider, browser sessions, refresh tokens
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: Secret | None = None
+    oidc_name: str = "your identity provider"
+    oidc_scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "email", "profile"])
+    oidc_require_verified_email: bool = True
+    claim_require_login_hint: bool = False
+    session_ttl_seconds: int = 28_800
+    refresh_token_ttl_seconds: int = 2_592_000
+    refresh_grace_seconds: int = 60
 
     # ---- derived values (valid after resolve()) ----
     @property
@@ -148,6 +159,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         assert self.issuer is not None
         parts = urlsplit(self.issuer)
         return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+
+    @property
+    def claims_offered(self) -> bool:
+        """A human can claim when an OpenID Connect provider is configured, or in dev mode (where a
+        clearly labelled development sign-in stands in for it)."""
+        return self.oidc_issuer is not None or self.dev_mode
 
     @property
     def issuer_str(self) -> str:
@@ -202,6 +219,29 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         if self.jwks_cache_max_seconds < self.jwks_cache_min_seconds or self.clock_skew_seconds < 0:
             raise ConfigError("jwks_cache_max_seconds must be >= jwks_cache_min_seconds; clock_skew_seconds >= 0")
 
+    def _validate_oidc(self) -> None:
+        for name in ("session_ttl_seconds", "refresh_token_ttl_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.refresh_grace_seconds < 0:
+            raise ConfigError("refresh_grace_seconds: must not be negative")
+        given = [n for n in ("oidc_issuer", "oidc_client_id", "oidc_client_secret") if getattr(self, n) is not None]
+        if not given:
+            return
+        if len(given) != 3:
+            missing = sorted({"oidc_issuer", "oidc_client_id", "oidc_client_secret"} - set(given))
+            raise ConfigError(
+                f"oidc: set oidc_issuer, oidc_client_id and oidc_client_secret together (missing: {missing})"
+            )
+        assert self.oidc_issuer is not None
+        parts = urlsplit(self.oidc_issuer)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+            raise ConfigError("oidc_issuer: must be https (http only on a loopback address)")
+        if parts.query or parts.fragment or self.oidc_issuer.endswith("/"):
+            raise ConfigError("oidc_issuer: the exact issuer URL, without query, fragment or trailing slash")
+        if "openid" not in self.oidc_scopes:
+            raise ConfigError("oidc_scopes: must include openid")
+
     def validate(self) -> None:
         _check_issuer(self.issuer_str)
         _check_resource(self.resource_str)
@@ -243,6 +283,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             except ValueError as exc:
                 raise ConfigError(f"trusted_proxies: {cidr!r} is not an address or network") from exc
         self._validate_providers()
+        self._validate_oidc()
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -389,5 +430,7 @@ def describe(settings: Settings) -> dict[str, Any]:
             value = [msgspec.structs.asdict(p) for p in value]
         elif name == "store_url" and value:
             value = redact_url(value)
+        elif isinstance(value, Secret):
+            value = "**********"
         out[name] = value
     return out

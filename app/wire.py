@@ -34,6 +34,32 @@ class IdentityAssertionRegistration(msgspec.Struct, tag_field="type", tag="ident
     assertion: str
 
 
+class ServiceAuthRegistration(msgspec.Struct, tag_field="type", tag="service_auth"):
+    login_hint: str | None = None
+    proof_of_work: ProofOfWork | None = None
+    agent: AgentInfo | None = None
+
+
+class RefreshRequest(msgspec.Struct, tag_field="type", tag="refresh"):
+    refresh_token: str
+
+
+class ClaimStart(msgspec.Struct):
+    """``POST {claim_endpoint}``: ``type`` names the claim method (``service_auth`` or *ext*
+    ``identity_assertion``)."""
+
+    type: str | None = None
+    claim_token: str | None = None
+    login_hint: str | None = None
+    assertion_type: str | None = None
+    assertion: str | None = None
+
+
+class ClaimComplete(msgspec.Struct):
+    claim_token: str | None = None
+    user_code: str | None = None
+
+
 class NoteCreate(msgspec.Struct):
     text: str
 

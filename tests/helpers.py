@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from app.config import Settings
 from app.flows.challenge import solve
@@ -44,3 +49,115 @@ class Agent:
     async def api(self, method: str, path: str, token: str | None, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return await self.client.request(method, f"{self.issuer}/api{path}", headers=headers, **kwargs)
+
+    # ---- the claim ceremony (PROTOCOL.md § Claim) ---------------------------------------------------
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        return await self.client.post(f"{self.issuer}{path}", json=body)
+
+    async def start_claim(self, claim_token: str, login_hint: str | None = None, *, expect: int = 200) -> Any:
+        body: dict[str, Any] = {"type": "service_auth", "claim_token": claim_token}
+        if login_hint is not None:
+            body["login_hint"] = login_hint
+        r = await self.post_json("/agent/identity/claim", body)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def claim_status(self, claim_token: str) -> str:
+        r = await self.post_json("/agent/identity/claim/status", {"claim_token": claim_token})
+        assert r.status_code == 200, r.text
+        return str(r.json()["status"])
+
+    async def complete_claim(self, claim_token: str, user_code: str, *, expect: int = 200) -> Any:
+        r = await self.post_json("/agent/identity/claim/complete", {"claim_token": claim_token, "user_code": user_code})
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def refresh(self, refresh_token: str, *, expect: int = 200) -> Any:
+        return await self.register({"type": "refresh", "refresh_token": refresh_token}, expect=expect)
+
+
+class Page:
+    """One HTML answer of the human pages, with what the tests read from it."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.status: int = response.status_code
+        self.text: str = response.text
+
+    @property
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.text)
+        assert found, self.text
+        return html.unescape(found.group(1))
+
+    @property
+    def code(self) -> str:
+        found = re.search(r'class="code"[^>]*>(\d{3}) (\d{3})<', self.text)
+        assert found, self.text
+        return found.group(1) + found.group(2)
+
+    @property
+    def title(self) -> str:
+        found = re.search(r"<h1>(.*?)</h1>", self.text)
+        assert found, self.text
+        return html.unescape(found.group(1))
+
+
+class DevHuman:
+    """A person in a browser-like client (cookies kept, redirects followed by hand) who signs in with
+    the development sign-in form of a dev-mode server."""
+
+    def __init__(self, client: Any, issuer: str) -> None:
+        self.client = client
+        self.issuer = issuer
+        self.cookies = httpx.Cookies()  # this person's own jar, even on a client shared with others
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> Any:
+        saved, self.client.cookies = self.client.cookies, self.cookies
+        try:
+            return await self.client.request(method, url, follow_redirects=False, **kwargs)
+        finally:
+            self.cookies, self.client.cookies = self.client.cookies, saved
+
+    async def follow(self, url: str, *, limit: int = 10) -> Page:
+        for _ in range(limit):
+            r = await self._send("GET", url)
+            if r.status_code not in (302, 303):
+                return Page(r)
+            location = r.headers["location"]
+            url = location if location.startswith("http") else _origin(self.issuer) + location
+        raise AssertionError("too many redirects")
+
+    async def post(self, path: str, fields: dict[str, str]) -> Page:
+        r = await self._send("POST", f"{self.issuer}{path}", data=fields)
+        if r.status_code in (302, 303):
+            location = r.headers["location"]
+            return await self.follow(location if location.startswith("http") else _origin(self.issuer) + location)
+        return Page(r)
+
+    async def open_link(self, verification_uri: str, email: str) -> Page:
+        """Open the agent's link; sign in with the dev form if asked; land on the claim page."""
+        page = await self.follow(verification_uri)
+        if page.title == "Development sign-in":
+            page = await self.post("/login/dev", {"csrf": page.csrf, "email": email, "return_to": "/claim"})
+        return page
+
+    async def authorize(self, page: Page) -> Page:
+        return await self.post("/claim/confirm", {"csrf": page.csrf})
+
+    async def deny(self, page: Page) -> Page:
+        return await self.post("/claim/deny", {"csrf": page.csrf})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def claimed(agent: Agent, human: DevHuman, email: str = "ada@example.com") -> tuple[dict[str, Any], Any]:
+    """The whole ceremony for a fresh anonymous registration: (registration, completion body)."""
+    reg = await agent.register()
+    attempt = await agent.start_claim(reg["claim"]["token"], email)
+    page = await human.open_link(attempt["attempt"]["verification_uri"], email)
+    code = (await human.authorize(page)).code
+    return reg, await agent.complete_claim(reg["claim"]["token"], code)

@@ -14,6 +14,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.conftest import Harness, HarnessFactory
+from tests.helpers import Agent, DevHuman, claimed
 
 pytestmark = pytest.mark.anyio
 
@@ -127,6 +128,66 @@ async def rate_limited(h: Harness) -> httpx.Response:
     return r
 
 
+def _human(h: Harness) -> tuple[Agent, DevHuman]:
+    return h.agent(), DevHuman(h.client, h.settings.issuer_str)
+
+
+class _Json:
+    """A JSON body already read through the test agent, in the shape the fetchers return."""
+
+    def __init__(self, body: Any, status: int = 200) -> None:
+        self.status_code = status
+        self.headers = {"content-type": "application/json"}
+        self.text = json.dumps(body)
+        self._body = body
+
+    def json(self) -> Any:
+        return self._body
+
+
+async def service_auth_registration(h: Harness) -> Any:
+    return await h.client.post(
+        f"{h.settings.issuer_str}/agent/identity", json={"type": "service_auth", "login_hint": "ada@example.com"}
+    )
+
+
+async def claim_attempt(h: Harness) -> Any:
+    agent = h.agent()
+    reg = await agent.register()
+    return await agent.post_json(
+        "/agent/identity/claim", {"type": "service_auth", "claim_token": reg["claim"]["token"], "login_hint": "a@b.c"}
+    )
+
+
+async def claim_status(h: Harness) -> Any:
+    agent, human = _human(h)
+    reg = await agent.register()
+    attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    await human.authorize(await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com"))
+    return await agent.post_json("/agent/identity/claim/status", {"claim_token": reg["claim"]["token"]})
+
+
+async def claim_not_confirmed(h: Harness) -> Any:
+    agent = h.agent()
+    reg = await agent.register()
+    await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    body = {"claim_token": reg["claim"]["token"], "user_code": "123456"}
+    return await agent.post_json("/agent/identity/claim/complete", body)
+
+
+async def claim_completed(h: Harness) -> Any:
+    _reg, done = await claimed(*_human(h))
+    return _Json(done)
+
+
+async def refreshed(h: Harness) -> Any:
+    agent, human = _human(h)
+    _reg, done = await claimed(agent, human)
+    return await agent.post_json(
+        "/agent/identity", {"type": "refresh", "refresh_token": done["identity"]["refresh_token"]["value"]}
+    )
+
+
 # name → (settings overrides, fetch, expected status)
 EXAMPLES: dict[str, tuple[dict[str, Any], Fetch, int]] = {
     "authorization-server-metadata": ({}, as_metadata, 200),
@@ -140,6 +201,12 @@ EXAMPLES: dict[str, tuple[dict[str, Any], Fetch, int]] = {
     "quota-exceeded": ({"quota_notes": 1}, quota_exceeded, 403),
     "invalid-token": ({}, invalid_token, 401),
     "rate-limited": ({"register_limit_per_source": 1}, rate_limited, 429),
+    "service-auth-registration": ({}, service_auth_registration, 200),
+    "claim-attempt": ({}, claim_attempt, 200),
+    "claim-status": ({}, claim_status, 200),
+    "claim-not-confirmed": ({}, claim_not_confirmed, 409),
+    "claim-completed": ({}, claim_completed, 200),
+    "refreshed": ({}, refreshed, 200),
 }
 
 

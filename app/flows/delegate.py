@@ -17,22 +17,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import msgspec
 
 from app.clock import rfc3339
 from app.context import Context
-from app.endpoints import CLAIM
 from app.errors import AuthError
+from app.flows import claim as claims
 from app.flows.idjag import URN_ID_JAG, IdJag, verify_id_jag
-from app.flows.issue import new_id
-from app.flows.register import hash_secret_token, identity_assertion
+from app.flows.issue import identity_assertion, new_id
 from app.keys import b64url
-from app.store.port import AccessState, Account, AuditEvent, Delegation, Registration, User
+from app.store.port import AccessState, Account, AuditEvent, Claim, Delegation, Registration, User
 from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
-
-CLAIM_ATTEMPT_TTL_SECONDS = 600
 
 
 def registration_id_for(ctx: Context, issuer: str, subject: str) -> str:
@@ -127,43 +123,40 @@ async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
 
 
 async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegation | None, *, agent: str) -> AuthError:
-    if agent != "identity":
+    if agent != "identity" or not ctx.settings.claims_offered:
         return AuthError(
             "invalid_grant",
             "a human must first link this provider subject to the existing account with the same email",
-            "Register with this ID-JAG at the identity endpoint to get the claim link for the human.",
+            "Register with this ID-JAG at the identity endpoint to get the claim link for the human."
+            if ctx.settings.claims_offered
+            else "This service offers no human sign-in, so the link cannot be confirmed.",
         )
     s, now = ctx.settings, int(ctx.clock.now())
-    claim_token, attempt_token = new_id("clm", 32), new_id("cvt", 32)
-    claim_expires, attempt_expires = now + s.anonymous_ttl_seconds, now + CLAIM_ATTEMPT_TTL_SECONDS
-    registration, delegation, event = _records(
-        ctx,
-        jag,
-        user.id,
-        user.account_id,
-        "pending",
-        claim_token_hash=hash_secret_token(claim_token),
-        claim_expires_at=claim_expires,
-        claim_attempt_hash=hash_secret_token(attempt_token),
-        claim_attempt_expires_at=attempt_expires,
+    registration, delegation, event = _records(ctx, jag, user.id, user.account_id, "pending")
+    pending = Claim(
+        account_id=user.account_id,
+        registration_id=registration.id,
+        token_hash=claims.attempt_hash(claims.claim_token(ctx, user.account_id, registration.id)),
+        expires_at=now + s.anonymous_ttl_seconds,
+        scopes_after=jag.scopes,
+        provider=jag.provider.issuer,
+        subject=jag.subject,
     )
+    # The previous pending claim of this subject, if any, is replaced: its link dies (a new version).
+    old = await ctx.store.get_claim(user.account_id, registration.id, now)
+    if old is not None and old.status == "pending":
+        pending = msgspec.structs.replace(pending, version=old.version, failures=old.failures)
+    claim, attempt_token = claims.with_new_attempt(pending, now, user.email)
     # A delegation whose grant was revoked goes back through the gate: a human confirms again.
     replace = current is not None and current.status == "active"
-    if not await ctx.store.save_pending_link(delegation, registration, event, replace_active=replace):
+    if not await ctx.store.save_pending_link(delegation, registration, claim, event, replace_active=replace):
         # An active delegation appeared meanwhile (a human confirmed): the agent simply retries.
         return AuthError("temporarily_unavailable", "the link is being confirmed; retry", headers={"Retry-After": "1"})
-    return_to = "/claim?" + urlencode({"claim_attempt_token": attempt_token})
-    verification_uri = f"{s.issuer}/login?return_to={quote(return_to, safe='')}"
     body: dict[str, Any] = {
         "id": registration.id,
         "type": "identity_assertion",
         "scopes": {"post_claim": list(jag.scopes)},
-        "claim": {
-            "token": claim_token,
-            "expires_at": rfc3339(claim_expires),
-            "url": ctx.endpoints.url(CLAIM),
-            "attempt": {"verification_uri": verification_uri, "expires_at": rfc3339(attempt_expires)},
-        },
+        "claim": claims.claim_block(ctx, claim, attempt_token),
     }
     return AuthError(
         "interaction_required",

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
+from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES
 from app.flows.events import REVOKED_URIS
 from app.flows.exchange import JWT_BEARER
 from app.flows.idjag import URN_ID_JAG
@@ -41,7 +42,32 @@ def scopes_supported(ctx: Context) -> list[str]:
 def identity_types(ctx: Context) -> list[str]:
     """Exactly the registration types this configuration enables (the metadata says no more)."""
     s = ctx.settings
-    return [t for t, on in (("anonymous", s.anonymous_enabled), ("identity_assertion", bool(s.providers))) if on]
+    types = (
+        ("anonymous", s.anonymous_enabled),
+        ("service_auth", s.claims_offered),
+        ("identity_assertion", bool(s.providers)),
+    )
+    return [t for t, on in types if on]
+
+
+def claim_metadata(ctx: Context) -> dict[str, Any]:
+    """*ext* ``agent_auth.claim``: how a human claims here (absent sign-in → not offered)."""
+    s, e = ctx.settings, ctx.endpoints
+    sign_in = "oidc" if s.oidc_issuer else "development" if s.dev_mode else None
+    return {
+        "offered": s.claims_offered,
+        "sign_in": sign_in,
+        "methods": ["service_auth", *(["identity_assertion"] if s.providers else [])] if s.claims_offered else [],
+        "login_hint_required": s.claim_require_login_hint,
+        "complete_endpoint": e.url(ep.CLAIM_COMPLETE),
+        "status_endpoint": e.url(ep.CLAIM_STATUS),
+        "user_code": {
+            "digits": CODE_DIGITS,
+            "lifetime_seconds": CODE_TTL_SECONDS,
+            "max_attempts": MAX_ATTEMPT_FAILURES,
+        },
+        "refresh_token_lifetime_seconds": s.refresh_token_ttl_seconds,
+    }
 
 
 def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
@@ -94,6 +120,7 @@ def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
             },
             "scopes": {"pre_claim": list(s.pre_claim_scopes), "post_claim": list(s.post_claim_scopes)},
             "access_token_lifetime_seconds": s.access_token_ttl_seconds,
+            "claim": claim_metadata(ctx),
         },
     }
 
@@ -172,6 +199,30 @@ def examples(ctx: Context) -> dict[str, Any]:
         "invalid-token": AuthError("invalid_token", "the access token has expired").body(),
         "rate-limited": AuthError("rate_limited", "too many requests", "Wait 30 seconds …").body(),
     }
+    if s.claims_offered:
+        attempt = {"verification_uri": f"{s.issuer}/login?return_to=…", "expires_at": _T}
+        refresh = {"value": "art_…", "expires_at": _T}
+        out["service-auth-registration"] = {
+            "id": "reg_…",
+            "type": "service_auth",
+            "scopes": {"post_claim": list(s.post_claim_scopes)},
+            "claim": {"token": "clm_…", "expires_at": _T, "url": e.url(ep.CLAIM), "attempt": attempt},
+        }
+        out["claim-attempt"] = {"id": "reg_…", "type": "service_auth", "attempt": attempt}
+        out["claim-status"] = {"id": "reg_…", "status": "confirmed"}
+        out["claim-not-confirmed"] = AuthError(
+            "claim_not_confirmed", "the human has not authorized this claim yet", "Wait for the human, then send …"
+        ).body()
+        out["claim-completed"] = {
+            "id": "reg_…",
+            "status": "claimed",
+            "identity": {"assertion": _JWT, "expires_at": _T, "refresh_token": refresh},
+        }
+        out["refreshed"] = {
+            "id": "reg_…",
+            "type": "refresh",
+            "identity": {"assertion": _JWT, "expires_at": _T, "refresh_token": refresh},
+        }
     if s.providers:
         scopes = list(s.providers[0].scopes)
         out["identity-registration"] = IdentityRegistered(
@@ -222,6 +273,61 @@ has never been linked to your platform's user, you get 401 `interaction_required
 
 Your platform revokes what it vouched for by pushing a security event token (RFC 8417, RFC 8935) to
 `{e.url(ep.EVENTS)}`; everything issued for that user up to that moment stops working.
+
+"""
+
+
+def _claim_section(ctx: Context, ex: dict[str, Any]) -> str:
+    s, e = ctx.settings, ctx.endpoints
+    unclaimed = (
+        "The `claim` block is what a human needs to make this account theirs and lift its limits. Until then "
+        "the account is temporary: when `account.expires_at` passes it is deleted with everything it owns."
+    )
+    if not s.claims_offered:
+        return unclaimed + "\n\nThis service has no human sign-in configured, so accounts cannot be claimed here.\n\n"
+    hint = (
+        "required" if s.claim_require_login_hint else "optional: without it, whoever signs in with the link may claim"
+    )
+    sign_in = f"at {s.oidc_name}" if s.oidc_issuer else "with the development sign-in form (dev mode: any email)"
+    return f"""{unclaimed}
+
+1. Start an attempt: `POST {e.url(ep.CLAIM)}` with
+   `{{"type": "service_auth", "claim_token": "<claim.token>", "login_hint": "<the human's email>"}}`
+   (`login_hint` is {hint}). Each call starts a new attempt and ends the previous one:
+
+{_block("claim-attempt", ex["claim-attempt"])}
+
+2. Show the human `attempt.verification_uri` and say it is a secret link for them alone. They sign in
+   {sign_in}, see what you asked for, and authorize. The page shows them a {CODE_DIGITS}-digit code.
+3. Ask the human for the code. `POST {e.url(ep.CLAIM_STATUS)}` with `{{"claim_token": "…"}}` tells you
+   when they have authorized (`pending`, `confirmed`, `claimed`, `expired`, `revoked`):
+
+{_block("claim-status", ex["claim-status"])}
+
+4. Complete: `POST {e.url(ep.CLAIM_COMPLETE)}` with `{{"claim_token": "…", "user_code": "123456"}}`.
+   Before the human authorized you get 409 `claim_not_confirmed` (ask again later):
+
+{_block("claim-not-confirmed", ex["claim-not-confirmed"])}
+
+   On success the account is theirs and permanent, its limits lift, and you get a new assertion with
+   the post-claim scopes and a refresh token. Your old assertion and access tokens stop working:
+
+{_block("claim-completed", ex["claim-completed"])}
+
+The code lives {CODE_TTL_SECONDS // 60} minutes; {MAX_ATTEMPT_FAILURES} wrong codes end the attempt
+(start a new one). If the human says "this wasn't me", the registration is revoked.
+
+To register for a known human without an anonymous phase, `POST {e.url(ep.IDENTITY)}` with
+`{{"type": "service_auth", "login_hint": "<email>"}}`: nothing is issued until the human authorizes,
+then complete the claim as in step 4.
+
+{_block("service-auth-registration", ex["service-auth-registration"])}
+
+When the assertion expires, `POST {e.url(ep.IDENTITY)}` with
+`{{"type": "refresh", "refresh_token": "<identity.refresh_token.value>"}}`. Each refresh token works
+once; keep the new one. Presenting a spent one revokes the grant.
+
+{_block("refreshed", ex["refreshed"])}
 
 """
 
@@ -340,9 +446,7 @@ A missing, expired or revoked token gets 401 with `WWW-Authenticate: Bearer reso
 
 {_providers_section(ctx, ex)}## 6. Hand the account to a human
 
-The `claim` block is what a human needs to make this account theirs and lift its limits. Until then
-the account is temporary: when `account.expires_at` passes it is deleted with everything it owns.
-
+{_claim_section(ctx, ex)}
 ## 7. Revoke
 
 `POST {e.url(ep.REVOKE)}` with the form `token=<token>` (RFC 7009) always answers 200. Revoking an

@@ -19,7 +19,7 @@ import jwt
 
 from app.context import Context
 from app.errors import AuthError
-from app.store.port import AccessState
+from app.store.port import AccessState, Registration
 
 TYP_IDENTITY = "authmd-identity+jwt"
 TYP_ACCESS = "at+jwt"
@@ -149,3 +149,23 @@ class VerifiedCache:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def identity_assertion(ctx: Context, registration: Registration, account_id: str, expires_at: int) -> str:
+    """Our own assertion type: presented to our token endpoint only (RFC 7523 §3: aud = our issuer)."""
+    now = int(ctx.clock.now())
+    return mint(
+        ctx,
+        TYP_IDENTITY,
+        {
+            "iss": ctx.settings.issuer,
+            "sub": account_id,
+            "aud": ctx.settings.issuer,
+            "iat": now,
+            "exp": expires_at,
+            "jti": new_id("ida"),
+            "reg": registration.id,
+            "gen": registration.generation,
+            "scope": " ".join(registration.scopes),
+        },
+    )

@@ -7,16 +7,17 @@ controls run in this order: rate limits (429) → proof of work when policy asks
 
 from __future__ import annotations
 
-import hashlib
+from typing import Any
 
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
 from app.flows import challenge
-from app.flows.issue import TYP_IDENTITY, mint, new_id
+from app.flows import claim as claims
+from app.flows.issue import identity_assertion, new_id
 from app.flows.limits import enforce, source_key
-from app.store.port import Account, AuditEvent, Registration, WindowHit
+from app.store.port import AccessState, Account, AuditEvent, Registration, WindowHit
 from app.wire import (
     AccountView,
     AgentInfo,
@@ -25,15 +26,12 @@ from app.wire import (
     ClaimBlock,
     ClaimScopes,
     Identity,
+    ProofOfWork,
     Quotas,
+    ServiceAuthRegistration,
 )
 
 MAX_AGENT_FIELD = 128
-
-
-def hash_secret_token(token: str) -> str:
-    """Bearer secrets (claim tokens, …) are stored as SHA-256 and looked up by hash."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _agent_field(value: str | None, name: str) -> str | None:
@@ -46,6 +44,39 @@ def _agent_field(value: str | None, name: str) -> str | None:
     return value
 
 
+async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
+    """The layered controls before an account is created: rate limits (429), then proof of work."""
+    s = ctx.settings
+    src = source_key(source)
+    src_hit, all_hit = await enforce(
+        ctx,
+        [WindowHit(f"reg:src:{src}", s.register_limit_per_source), WindowHit("reg:all", s.register_limit_global)],
+    )
+    needed = challenge.required(ctx, src_hit.count, all_hit.count)
+    if proof is not None:
+        # A proof is checked whenever one is sent, so a client never learns to send bad ones.
+        await challenge.redeem(ctx, proof, needed or challenge.difficulty_for(ctx, src_hit.count))
+    elif needed is not None:
+        raise AuthError(
+            "proof_of_work_required",
+            "this service asks for a proof of work before it creates an account",
+            extra={"challenge": challenge.challenge_body(ctx, needed)},
+        )
+    return src
+
+
+def _temporary_account(ctx: Context, now: int) -> Account:
+    s = ctx.settings
+    return Account(
+        id=new_id("acct"),
+        kind="temporary",
+        created_at=now,
+        expires_at=now + s.anonymous_ttl_seconds,
+        quota_notes=s.quota_notes,
+        quota_note_bytes=s.quota_note_bytes,
+    )
+
+
 async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: str) -> AnonymousRegistered:
     s = ctx.settings
     if not s.anonymous_enabled:
@@ -53,45 +84,21 @@ async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: s
     agent = req.agent or AgentInfo()
     agent_name = _agent_field(agent.name, "name")
     agent_platform = _agent_field(agent.platform, "platform")
-
-    src = source_key(source)
-    src_hit, all_hit = await enforce(
-        ctx,
-        [WindowHit(f"reg:src:{src}", s.register_limit_per_source), WindowHit("reg:all", s.register_limit_global)],
-    )
-    needed = challenge.required(ctx, src_hit.count, all_hit.count)
-    if req.proof_of_work is not None:
-        # A proof is checked whenever one is sent, so a client never learns to send bad ones.
-        await challenge.redeem(ctx, req.proof_of_work, needed or challenge.difficulty_for(ctx, src_hit.count))
-    elif needed is not None:
-        raise AuthError(
-            "proof_of_work_required",
-            "this service asks for a proof of work before it creates an account",
-            extra={"challenge": challenge.challenge_body(ctx, needed)},
-        )
+    src = await _admit(ctx, req.proof_of_work, source)
 
     now = int(ctx.clock.now())
-    expires_at = now + s.anonymous_ttl_seconds
-    claim_token = new_id("clm", 32)
-    account = Account(
-        id=new_id("acct"),
-        kind="temporary",
-        created_at=now,
-        expires_at=expires_at,
-        quota_notes=s.quota_notes,
-        quota_note_bytes=s.quota_note_bytes,
-    )
+    account = _temporary_account(ctx, now)
+    assert account.expires_at is not None
     registration = Registration(
         id=new_id("reg"),
         type="anonymous",
         account_id=account.id,
         scopes=tuple(s.pre_claim_scopes),
         created_at=now,
-        expires_at=expires_at,
-        claim_token_hash=hash_secret_token(claim_token),
-        claim_expires_at=expires_at,
+        expires_at=account.expires_at,
         agent_name=agent_name,
         agent_platform=agent_platform,
+        source=src,
     )
     event = AuditEvent(
         at=ctx.clock.now(),
@@ -101,15 +108,66 @@ async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: s
         data={"type": "anonymous", "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
     )
     await ctx.store.create_registration(account, registration, event)
-    assertion = identity_assertion(ctx, registration, account.id, expires_at)
+    assertion = identity_assertion(ctx, registration, account.id, account.expires_at)
     return AnonymousRegistered(
         id=registration.id,
         type="anonymous",
-        identity=Identity(assertion=assertion, expires_at=rfc3339(expires_at)),
+        identity=Identity(assertion=assertion, expires_at=rfc3339(account.expires_at)),
         scopes=ClaimScopes(pre_claim=list(s.pre_claim_scopes), post_claim=list(s.post_claim_scopes)),
-        claim=ClaimBlock(token=claim_token, expires_at=rfc3339(expires_at), url=ctx.endpoints.url(CLAIM)),
+        claim=ClaimBlock(
+            token=claims.claim_token(ctx, account.id, registration.id),
+            expires_at=rfc3339(account.expires_at),
+            url=ctx.endpoints.url(CLAIM),
+        ),
         account=account_view(account),
     )
+
+
+async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, source: str) -> dict[str, Any]:
+    """``{"type":"service_auth","login_hint"}``: a temporary account that issues nothing until the named
+    human signs in and authorizes; the response carries the claim block with its first attempt."""
+    s = ctx.settings
+    claims.require_claims_offered(ctx)
+    hint = claims.check_login_hint(ctx, req.login_hint)
+    if hint is None:
+        raise AuthError("invalid_login_hint", "service_auth needs login_hint: the email of the human to ask")
+    agent = req.agent or AgentInfo()
+    agent_name = _agent_field(agent.name, "name")
+    agent_platform = _agent_field(agent.platform, "platform")
+    src = await _admit(ctx, req.proof_of_work, source)
+
+    now = int(ctx.clock.now())
+    account = _temporary_account(ctx, now)
+    registration = Registration(
+        id=new_id("reg"),
+        type="service_auth",
+        account_id=account.id,
+        scopes=tuple(s.pre_claim_scopes),
+        created_at=now,
+        expires_at=account.expires_at,
+        pending=True,
+        agent_name=agent_name,
+        agent_platform=agent_platform,
+        source=src,
+    )
+    event = AuditEvent(
+        at=ctx.clock.now(),
+        type="registration.created",
+        account_id=account.id,
+        registration_id=registration.id,
+        data={"type": "service_auth", "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
+    )
+    await ctx.store.create_registration(account, registration, event)
+    state = AccessState(registration=registration, account=account, token_revoked=False)
+    claim, attempt_token = claims.with_new_attempt(claims.new_claim(ctx, state), now, hint)
+    if not await ctx.store.save_claim(claim, None):
+        raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
+    return {
+        "id": registration.id,
+        "type": "service_auth",
+        "scopes": {"post_claim": list(s.post_claim_scopes)},
+        "claim": claims.claim_block(ctx, claim, attempt_token),
+    }
 
 
 def account_view(account: Account) -> AccountView:
@@ -118,24 +176,4 @@ def account_view(account: Account) -> AccountView:
         type=account.kind,
         expires_at=rfc3339(account.expires_at) if account.expires_at is not None else None,
         quotas=Quotas(notes=account.quota_notes, note_bytes=account.quota_note_bytes),
-    )
-
-
-def identity_assertion(ctx: Context, registration: Registration, account_id: str, expires_at: int) -> str:
-    """Our own assertion type: presented to our token endpoint only (RFC 7523 §3: aud = our issuer)."""
-    now = int(ctx.clock.now())
-    return mint(
-        ctx,
-        TYP_IDENTITY,
-        {
-            "iss": ctx.settings.issuer,
-            "sub": account_id,
-            "aud": ctx.settings.issuer,
-            "iat": now,
-            "exp": expires_at,
-            "jti": new_id("ida"),
-            "reg": registration.id,
-            "gen": registration.generation,
-            "scope": " ".join(registration.scopes),
-        },
     )

@@ -9,9 +9,17 @@ from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.errors import AuthError
-from app.flows import challenge, delegate, discover, events, register
+from app.flows import challenge, claim, complete, delegate, discover, events, refresh, register
 from app.routes.http import ctx_of, decode_json, json_body, json_response, media_type, source_of
-from app.wire import AnonymousRegistration, IdentityAssertionRegistration, Typed
+from app.wire import (
+    AnonymousRegistration,
+    ClaimComplete,
+    ClaimStart,
+    IdentityAssertionRegistration,
+    RefreshRequest,
+    ServiceAuthRegistration,
+    Typed,
+)
 
 SECEVENT_JWT = "application/secevent+jwt"
 
@@ -34,10 +42,44 @@ async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
     elif typed.type == "identity_assertion" and ctx.settings.providers:
         jag = decode_json(await request.body(), IdentityAssertionRegistration)
         result = await delegate.register_identity_assertion(ctx, jag)
+    elif typed.type == "service_auth":
+        service = decode_json(await request.body(), ServiceAuthRegistration)
+        result = await register.register_service_auth(ctx, service, source_of(request, ctx))
+    elif typed.type == "refresh":
+        result = await refresh.refresh(ctx, decode_json(await request.body(), RefreshRequest).refresh_token)
     else:
         supported = ", ".join(discover.identity_types(ctx))
         raise AuthError("invalid_request", f"unsupported registration type {typed.type!r}; supported: {supported}")
     return json_response(result, no_store=True)
+
+
+@post(ep.CLAIM, status_code=200)
+async def start_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """PROTOCOL.md § Claim step 1: a new attempt (``service_auth``), or *ext* a claim by ID-JAG."""
+    ctx = ctx_of(request)
+    req = await json_body(request, ClaimStart)
+    if req.type == "identity_assertion" and ctx.settings.providers:
+        result = await complete.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
+    elif req.type in ("service_auth", None):
+        result = await claim.start_attempt(ctx, req.claim_token, req.login_hint)
+    else:
+        methods = "service_auth" + (", identity_assertion" if ctx.settings.providers else "")
+        raise AuthError("invalid_request", f"unsupported claim type {req.type!r}; supported: {methods}")
+    return json_response(result, no_store=True)
+
+
+@post(ep.CLAIM_COMPLETE, status_code=200)
+async def complete_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = ctx_of(request)
+    req = await json_body(request, ClaimComplete)
+    return json_response(await complete.complete(ctx, req.claim_token, req.user_code), no_store=True)
+
+
+@post(ep.CLAIM_STATUS, status_code=200)
+async def claim_status(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = ctx_of(request)
+    req = await json_body(request, ClaimComplete)
+    return json_response(await claim.status(ctx, req.claim_token), no_store=True)
 
 
 @post(ep.EVENTS, status_code=202)
@@ -64,4 +106,4 @@ async def receive_event(request: Request[Any, Any, Any]) -> Response[bytes]:
 RFC8935_CODES = frozenset(
     {"invalid_request", "invalid_key", "invalid_issuer", "invalid_audience", "authentication_failed", "access_denied"}
 )
-HANDLERS = [issue_challenge, register_identity, receive_event]
+HANDLERS = [issue_challenge, register_identity, start_claim, complete_claim, claim_status, receive_event]

@@ -47,25 +47,63 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: int | None
     generation: int = 0
     revoked_at: int | None = None
-    claim_token_hash: str | None = None
-    claim_expires_at: int | None = None
     agent_name: str | None = None
     agent_platform: str | None = None
     # Tokens issued (iat) at or before this instant are dead: a provider's revocation event (RFC 8417).
     not_before: int | None = None
     # Waiting for a human to confirm (the account-linking gate): issues nothing until then.
     pending: bool = False
-    claim_attempt_hash: str | None = None
-    claim_attempt_expires_at: int | None = None
+    # The refresh-token family of a claimed grant: tokens are MACs over (family, seq); only ``refresh_seq``
+    # is live, the one before it is honoured for a short grace after ``refresh_rotated_at``.
+    refresh_family: str | None = None
+    refresh_seq: int = 0
+    refresh_rotated_at: int | None = None
+    refresh_expires_at: int | None = None
+    # Where the registration came from (the source's network key), shown to the human who claims it.
+    source: str | None = None
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
-    """A person, keyed by a lower-cased verified email; owns one persistent account."""
+    """A person, keyed by a lower-cased verified email. ``account_id`` is their own persistent account;
+    accounts they claim keep their ids and name the user as ``owner``."""
 
     id: str
     email: str
     account_id: str
     created_at: int
+
+
+ClaimStatus = Literal["pending", "claimed", "revoked"]
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """The claim ceremony of one registration (PROTOCOL.md § Claim): the claim token, the current
+    attempt (its link token and, once a human authorized it, the code), and failure counters.
+
+    Written by compare-and-set on ``version``: every transition reads, decides in the flow, and saves
+    with the version it read, so of two racing transitions exactly one lands. Only hashes are stored.
+    """
+
+    account_id: str
+    registration_id: str
+    token_hash: str
+    expires_at: int | None  # the outer window (the temporary account's life); None once claimed
+    status: ClaimStatus = "pending"
+    version: int = 0
+    scopes_after: tuple[str, ...] = ()
+    login_hint: str | None = None
+    attempt_id: str | None = None
+    attempt_hash: str | None = None
+    attempt_expires_at: int | None = None
+    confirmed_by: str | None = None  # the user id of the first human to authorize this attempt
+    code_hash: str | None = None
+    code_expires_at: int | None = None
+    attempt_failures: int = 0
+    failures: int = 0  # wrong codes across every attempt of this claim
+    provider: str | None = None  # an ID-JAG step-up: the provider issuer and subject asking to link
+    subject: str | None = None
+    claimed_by: str | None = None
+    claimed_at: int | None = None
 
 
 class Delegation(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,11 +225,66 @@ class Store(Protocol):
         delegation is already taken: a racing request won."""
 
     async def save_pending_link(
-        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+        self,
+        delegation: Delegation,
+        registration: Registration,
+        claim: Claim,
+        event: AuditEvent,
+        *,
+        replace_active: bool = False,
     ) -> bool:
-        """Create or replace a *pending* delegation and its pending registration (new claim token and
-        attempt hashes). False if the subject holds an active delegation, unless ``replace_active``
-        (the caller saw that delegation's grant revoked)."""
+        """Create or replace a *pending* delegation, its pending registration and its claim (written
+        unconditionally, version as given). False if the subject holds an active delegation, unless
+        ``replace_active`` (the caller saw that delegation's grant revoked)."""
+
+    # ---- humans: sign-in, sessions, what they own ----------------------------------------------
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
+        """The user for an OpenID Connect sign-in: the one already linked to ``(issuer, subject)``, else
+        the one with this lower-cased verified email (now linked), else ``new_user`` with its new
+        persistent ``new_account`` (created, linked). Racing sign-ins end on one user."""
+
+    async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
+        """Live accounts whose ``owner`` is this user (their own and those they claimed)."""
+
+    async def registrations_of(self, account_id: str, now: float) -> list[Registration]:
+        """Every live registration of an account, revoked ones included."""
+
+    async def put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
+        """Create or replace a browser session (keyed by the hash of its cookie value)."""
+
+    async def get_session(self, session_hash: str, now: float) -> bytes | None: ...
+
+    async def delete_session(self, session_hash: str) -> None: ...
+
+    # ---- the claim ceremony -------------------------------------------------------------------
+    async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
+        """The claim of a registration; gone with its account (or past ``expires_at``)."""
+
+    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+        """Compare-and-set: store ``claim`` if the stored version equals ``expected_version`` (None:
+        only if there is no claim yet). False, and nothing written, otherwise or if the account is gone."""
+
+    async def complete_claim(
+        self,
+        claim: Claim,
+        expected_version: int,
+        account: Account,
+        registration: Registration,
+        delegation: Delegation | None,
+        event: AuditEvent,
+    ) -> bool:
+        """The claim lands, all or nothing, if the stored claim still has ``expected_version``: store
+        ``claim``; take ``account``'s kind, expiry, quotas and owner (keeping its notes and count);
+        replace ``registration``; activate ``delegation`` when given; drop the account from the
+        expiry index; write ``event``."""
+
+    async def rotate_refresh(
+        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+    ) -> bool:
+        """Advance the refresh family from ``seq`` to ``seq + 1`` (rotated at ``now``, new expiry) if
+        the live registration still holds exactly ``(family, seq)``. False otherwise."""
 
     async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
         """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""

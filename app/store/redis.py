@@ -8,27 +8,39 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
   P{a:ID}:reg:RID         hash: one registration (absent field = None)
   P{a:ID}:notes           hash: note id -> "seq:[created_at, text]"
   P{a:ID}:rv:JTI          string: a revoked access token id -> the token's exp
+  P{a:ID}:claim:RID       hash: the claim of one registration (version, data: the Claim as JSON)
   P{exp}:accounts         sorted set: temporary account id by expiry (the sweeper's index)
   P{lim}:w:KEY            hash: one sliding-window counter (all counters share a slot: limits are
                           checked all-or-nothing across a source's and the global counter)
   Pm:NS:KEY               string: a one-time mark -> its expiry (single key: any slot)
   P{audit}:seq, :log      the audit trail: an integer sequence and a stream
   P{u:ID}:user            hash: a user (email, account id)
+  P{u:ID}:owned           set: ids of accounts the user owns, added once the account exists (reads check
+                          each account's ``owner`` and drop the ids of deleted accounts)
   Pemail:SHA256           string: lower-cased email -> user id (claimed with SET NX: one owner)
+  Plogin:SHA256           string: an OpenID Connect subject (iss, sub) -> user id
   Pdlg:SHA256             hash: the delegation of one provider subject (iss, sub)
+  Psess:HASH              string: a browser session -> "expires_at base64(data)" (its TTL counts from the
+                          wall clock: ``put_session`` has no ``now``)
 
 Correctness comes from the absolute expiry stored in each record and compared with the caller's
 ``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
-Writes that span slots (the expiry index and the audit trail next to an account's own script) are
-issued in order right after it; a crash between them can at worst leave an index entry the sweeper
-drops, or lose that one audit event. Redis must run with ``maxmemory-policy noeviction`` (eviction
-would silently drop replay marks and revocations): ``open`` refuses anything else.
+Writes that span slots (the expiry and owner indexes, the audit trail, the delegation a claim activates)
+are issued in order right around the account's own script; a crash between them can at worst leave an
+index entry that reads or the sweeper drop, lose that one audit event, or leave a claimed link's
+delegation pending. People (users, emails, logins) are written across slots in an order whose every
+crash point is safe: first writer wins on the email and the login, and orphans are unreachable.
+Redis must run with ``maxmemory-policy noeviction`` (eviction would silently drop replay marks and
+revocations): ``open`` refuses anything else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -48,6 +60,7 @@ from app.store.port import (
     Account,
     AddNoteOutcome,
     AuditEvent,
+    Claim,
     Delegation,
     Deleted,
     Note,
@@ -77,17 +90,24 @@ _SCRIPTS = (
     "access_state",
     "add_note",
     "append_audit",
+    "complete_claim",
     "consume_once",
     "create_registration",
     "delete_account",
     "delete_note",
     "hit_windows",
+    "link_login",
     "put_delegation",
     "put_registration",
+    "read_claim",
     "read_notes",
+    "read_registrations",
     "revoke_registration",
+    "rotate_refresh",
+    "save_claim",
     "set_not_before",
 )
+SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
 
 def _lua(name: str) -> tuple[str, str]:
@@ -137,14 +157,15 @@ def _registration(fields: dict[str, str]) -> Registration:
         expires_at=_int(fields.get("expires_at")),
         generation=int(fields.get("generation", 0)),
         revoked_at=_int(fields.get("revoked_at")),
-        claim_token_hash=fields.get("claim_token_hash"),
-        claim_expires_at=_int(fields.get("claim_expires_at")),
         agent_name=fields.get("agent_name"),
         agent_platform=fields.get("agent_platform"),
         not_before=_int(fields.get("not_before")),
         pending=fields.get("pending") == "1",
-        claim_attempt_hash=fields.get("claim_attempt_hash"),
-        claim_attempt_expires_at=_int(fields.get("claim_attempt_expires_at")),
+        refresh_family=fields.get("refresh_family"),
+        refresh_seq=int(fields.get("refresh_seq", 0)),
+        refresh_rotated_at=_int(fields.get("refresh_rotated_at")),
+        refresh_expires_at=_int(fields.get("refresh_expires_at")),
+        source=fields.get("source"),
     )
 
 
@@ -161,6 +182,12 @@ def _account(account_id: str, fields: dict[str, str]) -> Account:
     )
 
 
+def _user(user_id: str, fields: dict[str, str]) -> User:
+    return User(
+        id=user_id, email=fields["email"], account_id=fields["account_id"], created_at=int(fields["created_at"])
+    )
+
+
 def _fields(record: Registration | Account | User | Delegation) -> list[str]:
     """A record as hash field/value pairs; a None field is simply absent, a bool is 1/0."""
     out: list[str] = []
@@ -172,6 +199,14 @@ def _fields(record: Registration | Account | User | Delegation) -> list[str]:
             value = int(value)
         out += [name, " ".join(value) if isinstance(value, tuple) else str(value)]
     return out
+
+
+_CLAIM_JSON = msgspec.json.Encoder()
+
+
+def _mapping(record: Account | User) -> dict[str, str]:
+    flat = _fields(record)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class RedisStore:
@@ -311,15 +346,20 @@ class RedisStore:
             if account.expires_at is not None:
                 await self._do("zadd", self._index, {account.id: account.expires_at})
             await self._call("create_registration", keys, args)
+            if account.owner is not None:
+                await self._do("sadd", self._owned_key(account.owner), account.id)
             await self._call("append_audit", audit_keys, audit_args)
             return
         # One round trip, in order: the index entry first (an account is never unreachable to the
-        # sweeper), then the account's own atomic script, then its audit event.
+        # sweeper), then the account's own atomic script, its owner's index (only once the account
+        # exists: reads drop entries of missing accounts), then its audit event.
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             if account.expires_at is not None:
                 pipe.zadd(self._index, {account.id: account.expires_at})
             pipe.evalsha(SCRIPTS["create_registration"][0], len(keys), *keys, *args)
+            if account.owner is not None:
+                pipe.sadd(self._owned_key(account.owner), account.id)
             pipe.evalsha(SCRIPTS["append_audit"][0], len(audit_keys), *audit_keys, *audit_args)
             try:
                 results = await pipe.execute(raise_on_error=False)
@@ -388,7 +428,8 @@ class RedisStore:
 
     async def _delete(self, account_id: str, now: float, mode: str) -> Deleted | str:
         keys = [self._a(account_id, "acct"), self._a(account_id, "regs"), self._a(account_id, "notes")]
-        result = await self._call("delete_account", keys, [repr(float(now)), mode, self._a(account_id, "reg:")])
+        prefixes = [self._a(account_id, "reg:"), self._a(account_id, "claim:")]
+        result = await self._call("delete_account", keys, [repr(float(now)), mode, *prefixes])
         if isinstance(result, str):
             return result
         return Deleted(account_id=account_id, registrations=int(result[0]), notes=int(result[1]))
@@ -420,16 +461,18 @@ class RedisStore:
     def _user_key(self, user_id: str) -> str:
         return f"{self.prefix}{{u:{user_id}}}:user"
 
+    def _owned_key(self, user_id: str) -> str:
+        return f"{self.prefix}{{u:{user_id}}}:owned"
+
+    def _login_key(self, issuer: str, subject: str) -> str:
+        digest = hashlib.sha256((issuer + "\n" + subject).encode()).hexdigest()
+        return f"{self.prefix}login:{digest}"
+
     async def find_user_by_email(self, email: str) -> User | None:
         user_id = await self._do("get", self._email_key(email))
         if user_id is None:
             return None
-        fields = await self._do("hgetall", self._user_key(user_id))
-        if not fields:
-            return None  # an email claimed by a request that crashed before writing its user
-        return User(
-            id=user_id, email=fields["email"], account_id=fields["account_id"], created_at=int(fields["created_at"])
-        )
+        return await self.get_user(user_id)  # None: an email whose user was rolled back meanwhile
 
     async def get_delegation(self, issuer: str, subject: str) -> Delegation | None:
         fields = await self._do("hgetall", self._delegation_key(issuer, subject))
@@ -462,9 +505,9 @@ class RedisStore:
             keys,
             ["", registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)],
         )
-        await self._do(
-            "hset", self._user_key(user.id), mapping=dict(zip(_fields(user)[::2], _fields(user)[1::2], strict=True))
-        )
+        await self._do("hset", self._user_key(user.id), mapping=_mapping(user))
+        if account.owner is not None:
+            await self._do("sadd", self._owned_key(account.owner), account.id)
         email_key = self._email_key(user.email)
         claimed = await self._do("set", email_key, user.id, nx=True)
         if claimed and await self._put_delegation(delegation, "create"):
@@ -473,11 +516,19 @@ class RedisStore:
         if claimed:
             await self._do("delete", email_key)
         await self._do("delete", self._user_key(user.id))
+        if account.owner is not None:
+            await self._do("srem", self._owned_key(account.owner), account.id)
         await self._delete(account.id, float(account.created_at), "live")
         return False
 
     async def save_pending_link(
-        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+        self,
+        delegation: Delegation,
+        registration: Registration,
+        claim: Claim,
+        event: AuditEvent,
+        *,
+        replace_active: bool = False,
     ) -> bool:
         if not await self._put_delegation(delegation, "force" if replace_active else "pending"):
             return False
@@ -485,11 +536,183 @@ class RedisStore:
             self._a(registration.account_id, "acct"),
             self._a(registration.account_id, "regs"),
             self._a(registration.account_id, f"reg:{registration.id}"),
+            self._claim_key(claim.account_id, claim.registration_id),
         ]
-        if not await self._call("put_registration", keys, [registration.id, *_fields(registration)]):
+        args = [registration.id, claim.version, _CLAIM_JSON.encode(claim).decode(), *_fields(registration)]
+        if not await self._call("put_registration", keys, args):
             return False
         await self._append(event)
         return True
+
+    # ---- humans: sign-in, sessions, what they own --------------------------------------------
+    async def get_user(self, user_id: str) -> User | None:
+        fields = await self._do("hgetall", self._user_key(user_id))
+        return _user(user_id, fields) if fields else None
+
+    async def sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
+        # Across slots, first writer wins at each step: the email names one user for good (SET NX), and
+        # the subject is linked only to the user its email named, so racing sign-ins converge on it. A
+        # loser removes what it wrote and reads the winner's records in the next round.
+        login = self._login_key(issuer, subject)
+        for _ in range(SIGN_IN_ROUNDS):
+            stale = ""
+            linked = await self._do("get", login)
+            if linked is not None:
+                user = await self.get_user(linked)
+                if user is not None:
+                    return user
+                stale = linked  # a user that was rolled back: the link may be replaced
+            user = await self.find_user_by_email(email)
+            created = False
+            if user is None:
+                created = await self._create_person(new_user, new_account)
+                if not created:
+                    continue
+                user = new_user
+            if await self._call("link_login", [login], [user.id, stale]) == user.id:
+                return user
+            if created:  # the subject went to another user (another email) meanwhile
+                await self._drop_person(new_user, new_account, release_email=True)
+        raise StoreUnavailable("redis: sign-in did not settle")
+
+    async def _create_person(self, user: User, account: Account) -> bool:
+        # Unreachable orphans first, the email (which makes them reachable) last; its loser rolls back.
+        await self._do("hset", self._a(account.id, "acct"), mapping=_mapping(account))
+        await self._do("hset", self._user_key(user.id), mapping=_mapping(user))
+        await self._do("sadd", self._owned_key(user.id), account.id)
+        if await self._do("set", self._email_key(user.email), user.id, nx=True):
+            return True
+        await self._drop_person(user, account, release_email=False)
+        return False
+
+    async def _drop_person(self, user: User, account: Account, *, release_email: bool) -> None:
+        if release_email:
+            await self._do("delete", self._email_key(user.email))  # first: never an email naming no user
+        await self._do("delete", self._user_key(user.id), self._owned_key(user.id))
+        await self._delete(account.id, float(account.created_at), "live")
+
+    async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
+        index = self._owned_key(user_id)
+        ids = sorted(await self._do("smembers", index))
+        rows = await asyncio.gather(*(self._do("hgetall", self._a(account_id, "acct")) for account_id in ids))
+        accounts = []
+        for account_id, fields in zip(ids, rows, strict=True):
+            if not fields:
+                # Deleted: an entry is only added once its account exists, and ids are never reused.
+                await self._do("srem", index, account_id)
+                continue
+            account = _account(account_id, fields)
+            if account.owner == user_id and not expired(account.expires_at, now):
+                accounts.append(account)
+        return sorted(accounts, key=lambda a: (a.created_at, a.id))
+
+    async def registrations_of(self, account_id: str, now: float) -> list[Registration]:
+        keys = [self._a(account_id, "acct"), self._a(account_id, "regs")]
+        reply = await self._call("read_registrations", keys, [self._a(account_id, "reg:")])
+        if reply is None:
+            return []
+        row = msgspec.json.decode(reply)
+        if row["e"] != "" and float(row["e"]) <= now:
+            return []
+        # cjson writes an empty table as {}, a list as [...]
+        regs = [_registration(fields) for fields in (row["r"] or [])]
+        return sorted((r for r in regs if not expired(r.expires_at, now)), key=lambda r: (r.created_at, r.id))
+
+    def _session_key(self, session_hash: str) -> str:
+        return f"{self.prefix}sess:{session_hash}"
+
+    async def put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
+        # No ``now`` here: the space-only TTL counts from the wall clock and never drops below the grace
+        # period, so a caller's clock that runs a little behind cannot lose a live session early.
+        ttl = _ms(max(0.0, expires_at - time.time())) + GRACE_MS
+        value = f"{float(expires_at)!r} {base64.b64encode(data).decode()}"  # the client decodes replies as text
+        await self._do("set", self._session_key(session_hash), value, px=ttl)
+
+    async def get_session(self, session_hash: str, now: float) -> bytes | None:
+        value = await self._do("get", self._session_key(session_hash))
+        if value is None:
+            return None
+        expires_at, _, data = value.partition(" ")
+        return None if expired(float(expires_at), now) else base64.b64decode(data)
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self._do("delete", self._session_key(session_hash))
+
+    # ---- the claim ceremony ------------------------------------------------------------------
+    def _claim_key(self, account_id: str, registration_id: str) -> str:
+        return self._a(account_id, f"claim:{registration_id}")
+
+    async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
+        keys = [self._a(account_id, "acct"), self._claim_key(account_id, registration_id)]
+        reply = await self._call("read_claim", keys, [])
+        if reply is None:
+            return None
+        account_expires_at, data = reply
+        if account_expires_at != "" and float(account_expires_at) <= now:
+            return None
+        claim = msgspec.json.decode(data, type=Claim)
+        return None if expired(claim.expires_at, now) else claim
+
+    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+        keys = [self._a(claim.account_id, "acct"), self._claim_key(claim.account_id, claim.registration_id)]
+        expected = "" if expected_version is None else expected_version
+        return bool(await self._call("save_claim", keys, [expected, claim.version, _CLAIM_JSON.encode(claim).decode()]))
+
+    async def complete_claim(
+        self,
+        claim: Claim,
+        expected_version: int,
+        account: Account,
+        registration: Registration,
+        delegation: Delegation | None,
+        event: AuditEvent,
+    ) -> bool:
+        keys = [
+            self._a(account.id, "acct"),
+            self._a(account.id, "regs"),
+            self._a(account.id, "notes"),
+            self._a(account.id, f"reg:{registration.id}"),
+            self._claim_key(account.id, registration.id),
+        ]
+        # A claim normally makes the account persistent (no TTL on anything it owns); one that keeps an
+        # expiry gets a space-only TTL counted from the event's time, the caller's ``now``.
+        ttl = "" if account.expires_at is None else _ms(account.expires_at - event.at) + GRACE_MS
+        args = [
+            expected_version,
+            claim.version,
+            _CLAIM_JSON.encode(claim).decode(),
+            ttl,
+            account.kind,
+            "" if account.expires_at is None else account.expires_at,
+            account.quota_notes,
+            account.quota_note_bytes,
+            account.owner or "",
+            self._a(account.id, "reg:"),
+            self._a(account.id, "claim:"),
+            registration.id,
+            *_fields(registration),
+        ]
+        # The owner index first (the account exists already): a crash never hides a claimed account from
+        # its owner, and the entry of a racer whose claim did not land is ignored by reads (another owner).
+        if account.owner is not None:
+            await self._do("sadd", self._owned_key(account.owner), account.id)
+        if not await self._call("complete_claim", keys, args):
+            return False
+        # Across slots, in order right after the account's own script (see the module docstring).
+        if account.kind == "temporary" and account.expires_at is not None:
+            await self._do("zadd", self._index, {account.id: account.expires_at})
+        else:
+            await self._do("zrem", self._index, account.id)
+        if delegation is not None:
+            await self._put_delegation(delegation, "force")
+        await self._append(event)
+        return True
+
+    async def rotate_refresh(
+        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+    ) -> bool:
+        key = self._a(account_id, f"reg:{registration_id}")
+        return bool(await self._call("rotate_refresh", [key], [family, seq, expires_at, repr(float(now)), int(now)]))
 
     async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
         key = self._a(account_id, f"reg:{registration_id}")

@@ -35,6 +35,7 @@ from app.store.port import (
     Account,
     AddNoteOutcome,
     AuditEvent,
+    Claim,
     Delegation,
     Deleted,
     Note,
@@ -128,6 +129,7 @@ def _delegation(row: Sequence[Any]) -> Delegation:
     )
 
 
+_CLAIM_JSON = msgspec.json.Encoder()
 _DELEGATION_COLS = "issuer, subject, user_id, account_id, registration_id, status, created_at"
 
 
@@ -463,7 +465,7 @@ class SQLiteStore:
         return await self._run(self._create_user, user, account, registration, delegation, event)
 
     def _save_pending_link(
-        self, delegation: Delegation, reg: Registration, event: AuditEvent, replace_active: bool
+        self, delegation: Delegation, reg: Registration, claim: Claim, event: AuditEvent, replace_active: bool
     ) -> bool:
         with self._write() as conn:
             current = self._get_delegation(delegation.issuer, delegation.subject)
@@ -475,13 +477,201 @@ class SQLiteStore:
             conn.execute("DELETE FROM registrations WHERE id = ? AND account_id = ?", (reg.id, reg.account_id))
             conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
             self._insert_delegation(conn, delegation)
+            self._put_claim(conn, claim)
             self._append(conn, event)
             return True
 
     async def save_pending_link(
-        self, delegation: Delegation, registration: Registration, event: AuditEvent, *, replace_active: bool = False
+        self,
+        delegation: Delegation,
+        registration: Registration,
+        claim: Claim,
+        event: AuditEvent,
+        *,
+        replace_active: bool = False,
     ) -> bool:
-        return await self._run(self._save_pending_link, delegation, registration, event, replace_active)
+        return await self._run(self._save_pending_link, delegation, registration, claim, event, replace_active)
+
+    # ---- humans ------------------------------------------------------------------------------
+    def _get_user(self, user_id: str) -> User | None:
+        row = self.conn.execute("SELECT id, email, account_id, created_at FROM users WHERE id = ?", (user_id,))
+        found = row.fetchone()
+        return _user(found) if found else None
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._run(self._get_user, user_id)
+
+    def _sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT u.id, u.email, u.account_id, u.created_at FROM logins l JOIN users u ON u.id = l.user_id "
+                "WHERE l.issuer = ? AND l.subject = ?",
+                (issuer, subject),
+            ).fetchone()
+            if row is not None:
+                return _user(row)
+            user = self._find_user_by_email(email)
+            if user is None:
+                user = new_user
+                conn.execute(f"INSERT INTO accounts ({_ACCT_COLS}) VALUES ({_ACCT_MARKS})", _account_row(new_account))
+                conn.execute(
+                    "INSERT INTO users (id, email, account_id, created_at) VALUES (?, ?, ?, ?)",
+                    (user.id, user.email, user.account_id, user.created_at),
+                )
+            conn.execute("INSERT INTO logins (issuer, subject, user_id) VALUES (?, ?, ?)", (issuer, subject, user.id))
+            return user
+
+    async def sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
+        return await self._run(self._sign_in_user, issuer, subject, email, new_user, new_account)
+
+    def _owned_accounts(self, user_id: str, now: float) -> list[Account]:
+        rows = self.conn.execute(
+            f"SELECT {_ACCT_COLS} FROM accounts WHERE owner = ? AND {_LIVE} ORDER BY created_at, id", (user_id, now)
+        ).fetchall()
+        return [_account(r) for r in rows]
+
+    async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
+        return await self._run(self._owned_accounts, user_id, now)
+
+    def _registrations_of(self, account_id: str, now: float) -> list[Registration]:
+        rows = self.conn.execute(
+            f"SELECT {_REG_COLS} FROM registrations WHERE account_id = ? AND {_LIVE} ORDER BY created_at, id",
+            (account_id, now),
+        ).fetchall()
+        return [_registration(r) for r in rows]
+
+    async def registrations_of(self, account_id: str, now: float) -> list[Registration]:
+        return await self._run(self._registrations_of, account_id, now)
+
+    def _put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO sessions (id_hash, data, expires_at) VALUES (?, ?, ?)",
+                (session_hash, data, expires_at),
+            )
+
+    async def put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
+        await self._run(self._put_session, session_hash, data, expires_at)
+
+    def _get_session(self, session_hash: str, now: float) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT data FROM sessions WHERE id_hash = ? AND expires_at > ?", (session_hash, now)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    async def get_session(self, session_hash: str, now: float) -> bytes | None:
+        return await self._run(self._get_session, session_hash, now)
+
+    def _delete_session(self, session_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM sessions WHERE id_hash = ?", (session_hash,))
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self._run(self._delete_session, session_hash)
+
+    # ---- the claim ceremony ------------------------------------------------------------------
+    def _put_claim(self, conn: sqlite3.Connection, claim: Claim) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO claims (account_id, registration_id, version, expires_at, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (claim.account_id, claim.registration_id, claim.version, claim.expires_at, _CLAIM_JSON.encode(claim)),
+        )
+
+    def _stored_claim_version(self, conn: sqlite3.Connection, claim: Claim) -> int | None:
+        row = conn.execute(
+            "SELECT version FROM claims WHERE account_id = ? AND registration_id = ?",
+            (claim.account_id, claim.registration_id),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
+        row = self.conn.execute(
+            f"SELECT data FROM claims WHERE account_id = ? AND registration_id = ? AND {_LIVE} "
+            "AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = claims.account_id "
+            "AND (a.expires_at IS NULL OR a.expires_at > ?))",
+            (account_id, registration_id, now, now),
+        ).fetchone()
+        return msgspec.json.decode(row[0], type=Claim) if row else None
+
+    async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
+        return await self._run(self._get_claim, account_id, registration_id, now)
+
+    def _save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM accounts WHERE id = ?", (claim.account_id,)).fetchone():
+                return False
+            if self._stored_claim_version(conn, claim) != expected_version:
+                return False
+            self._put_claim(conn, claim)
+            return True
+
+    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+        return await self._run(self._save_claim, claim, expected_version)
+
+    def _complete_claim(
+        self,
+        claim: Claim,
+        expected_version: int,
+        account: Account,
+        reg: Registration,
+        delegation: Delegation | None,
+        event: AuditEvent,
+    ) -> bool:
+        with self._write() as conn:
+            if self._stored_claim_version(conn, claim) != expected_version:
+                return False
+            cur = conn.execute(
+                "UPDATE accounts SET kind = ?, expires_at = ?, quota_notes = ?, quota_note_bytes = ?, owner = ? "
+                "WHERE id = ?",
+                (
+                    account.kind,
+                    account.expires_at,
+                    account.quota_notes,
+                    account.quota_note_bytes,
+                    account.owner,
+                    account.id,
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute("DELETE FROM registrations WHERE id = ? AND account_id = ?", (reg.id, reg.account_id))
+            conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
+            if delegation is not None:
+                conn.execute(
+                    "DELETE FROM delegations WHERE issuer = ? AND subject = ?", (delegation.issuer, delegation.subject)
+                )
+                self._insert_delegation(conn, delegation)
+            self._put_claim(conn, claim)
+            self._append(conn, event)
+            return True
+
+    async def complete_claim(
+        self,
+        claim: Claim,
+        expected_version: int,
+        account: Account,
+        registration: Registration,
+        delegation: Delegation | None,
+        event: AuditEvent,
+    ) -> bool:
+        return await self._run(self._complete_claim, claim, expected_version, account, registration, delegation, event)
+
+    def _rotate_refresh(
+        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+    ) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE registrations SET refresh_seq = refresh_seq + 1, refresh_rotated_at = ?, "
+                "refresh_expires_at = ? WHERE id = ? AND account_id = ? AND refresh_family = ? AND refresh_seq = ? "
+                f"AND revoked_at IS NULL AND {_LIVE}",
+                (int(now), expires_at, registration_id, account_id, family, seq, now),
+            )
+            return cur.rowcount == 1
+
+    async def rotate_refresh(
+        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+    ) -> bool:
+        return await self._run(self._rotate_refresh, account_id, registration_id, family, seq, expires_at, now)
 
     def _set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
         with self._write() as conn:
@@ -575,6 +765,11 @@ class SQLiteStore:
             conn.execute(
                 "DELETE FROM windows WHERE key IN "
                 "(SELECT key FROM windows WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (now, limit),
+            )
+            conn.execute(
+                "DELETE FROM sessions WHERE id_hash IN "
+                "(SELECT id_hash FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
                 (now, limit),
             )
             return deleted

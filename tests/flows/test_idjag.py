@@ -146,7 +146,9 @@ async def test_account_linking_gate_never_links_silently(harness_factory, provid
                 },
             )
         ).json()
-        assert again["claim"]["token"] != body["claim"]["token"]
+        # The claim token names the (stable) registration; the attempt link is new and the old one is dead.
+        assert again["claim"]["token"] == body["claim"]["token"]
+        assert again["claim"]["attempt"]["verification_uri"] != attempt["verification_uri"]
         users, delegations, registrations, accounts, _events = await snapshot(h)
         assert (users, delegations, registrations, accounts) == (before[0], before[1] + 1, before[2] + 1, before[3])
         active = await h.ctx.store.get_delegation(provider.issuer, "u-a")
@@ -280,13 +282,13 @@ async def test_provider_key_rotation_mid_test(harness_factory, provider):
 async def test_metadata_advertises_exactly_what_is_enabled(harness_factory, provider):
     async with attested(harness_factory, provider) as h:
         meta = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()["agent_auth"]
-        assert meta["identity_types_supported"] == ["anonymous", "identity_assertion"]
+        assert meta["identity_types_supported"] == ["anonymous", "service_auth", "identity_assertion"]
         assert meta["identity_assertion"]["assertion_types_supported"] == [URN]
         assert meta["events_endpoint"] == f"{ISSUER}/agent/events"
         assert len(meta["events_supported"]) == 2
     async with harness_factory(anonymous_enabled=False) as h:
         meta = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()["agent_auth"]
-        assert meta["identity_types_supported"] == []
+        assert meta["identity_types_supported"] == ["service_auth"]  # dev mode: the dev sign-in claims
         assert "identity_assertion" not in meta and "events_endpoint" not in meta
         body = (
             await h.client.post(

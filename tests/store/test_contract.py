@@ -15,6 +15,7 @@ from app.store.port import (
     AccessState,
     Account,
     AuditEvent,
+    Claim,
     Delegation,
     Deleted,
     Note,
@@ -276,9 +277,12 @@ async def test_create_registration_round_trips_every_field(store: Store) -> None
         expires_at=T0 + 86_400,
         generation=3,
         revoked_at=None,
-        claim_token_hash="sha256:" + "ab" * 32,
-        claim_expires_at=T0 + 900,
         agent_name="Test Agent ✓",
+        refresh_family="fam_1",
+        refresh_seq=4,
+        refresh_rotated_at=T0 - 1,
+        refresh_expires_at=T0 + 86_400,
+        source="ip:127.0.0.1",
         agent_platform="pytest/9",
     )
     await store.create_registration(account, registration, created_event(account, registration))
@@ -295,7 +299,7 @@ async def test_create_registration_minimal_fields(store: Store) -> None:
     assert got == registration
     assert got is not None
     assert got.agent_name is None
-    assert got.claim_token_hash is None
+    assert got.refresh_family is None and got.refresh_seq == 0
     assert got.revoked_at is None
 
 
@@ -814,11 +818,8 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
         expires_at=None,
         type="identity_assertion",
         pending=True,
-        claim_token_hash="h1",
-        claim_expires_at=T0 + 600,
-        claim_attempt_hash="a1",
-        claim_attempt_expires_at=T0 + 600,
     )
+    claim = make_claim(account.id, "reg_link", token_hash="h1", attempt_hash="a1", provider=ISS, subject="sub-9")
     pending = Delegation(
         issuer=ISS,
         subject="sub-9",
@@ -829,18 +830,21 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
         created_at=T0,
     )
     event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
-    assert await store.save_pending_link(pending, pending_reg, event) is True
+    assert await store.save_pending_link(pending, pending_reg, claim, event) is True
     assert await store.get_delegation(ISS, "sub-9") == pending
     assert await store.get_registration(account.id, "reg_link", T0) == pending_reg
     state = await store.access_state(account.id, "reg_link", None, T0)
     assert state is not None and state.registration.pending is True
-    # A new attempt replaces the hashes of the previous one.
-    renewed = msgspec.structs.replace(pending_reg, claim_token_hash="h2", claim_attempt_hash="a2")
-    assert await store.save_pending_link(pending, renewed, event) is True
+    assert await store.get_claim(account.id, "reg_link", T0) == claim
+    # A new attempt replaces the claim (tokens and attempt) of the previous one.
+    renewed = msgspec.structs.replace(pending_reg, scopes=("notes:read",))
+    renewed_claim = msgspec.structs.replace(claim, token_hash="h2", attempt_hash="a2", version=7)
+    assert await store.save_pending_link(pending, renewed, renewed_claim, event) is True
     assert await store.get_registration(account.id, "reg_link", T0) == renewed
+    assert await store.get_claim(account.id, "reg_link", T0) == renewed_claim
     # The active delegation of sub-1 is never turned into a pending one.
     hijack = msgspec.structs.replace(delegation, status="pending", registration_id="reg_link")
-    assert await store.save_pending_link(hijack, renewed, event) is False
+    assert await store.save_pending_link(hijack, renewed, renewed_claim, event) is False
     assert await store.get_delegation(ISS, "sub-1") == delegation
 
 
@@ -853,3 +857,238 @@ async def test_not_before_only_moves_forward(store: Store) -> None:
     assert got is not None and got.not_before == T0 + 50
     assert await store.set_not_before(registration.account_id, "reg_missing", T0, event) is False
     assert await store.set_not_before("acct_other", registration.id, T0, event) is False
+
+
+# ---------------------------------------------------------------------------------------------------
+# humans: sign-in, sessions, ownership
+# ---------------------------------------------------------------------------------------------------
+OIDC = "https://login.example"
+
+
+def signin_records(user_id: str, email: str) -> tuple[User, Account]:
+    account = make_account(f"acct_{user_id}", kind="persistent", expires_at=None, owner=user_id)
+    return User(id=user_id, email=email, account_id=account.id, created_at=T0), account
+
+
+async def test_sign_in_creates_a_user_then_finds_it_by_subject(store: Store) -> None:
+    user, account = signin_records("usr_a", "ada@example.com")
+    assert await store.sign_in_user(OIDC, "s-1", "ada@example.com", user, account) == user
+    assert await store.get_user("usr_a") == user
+    assert await store.get_account(account.id, T0 + 10**6) == account
+    # The same subject later, even with another email at the provider: the same user, nothing new.
+    other, other_account = signin_records("usr_b", "new@example.com")
+    assert await store.sign_in_user(OIDC, "s-1", "new@example.com", other, other_account) == user
+    assert await store.get_user("usr_b") is None
+    assert await store.get_account(other_account.id, T0) is None
+    assert await store.owned_accounts("usr_a", T0) == [account]
+
+
+async def test_sign_in_with_a_known_email_becomes_that_user(store: Store) -> None:
+    jit, jit_account, registration, delegation = make_user_records("usr_jit", "ada@example.com")
+    await store.create_user(jit, jit_account, registration, delegation, user_event(jit))
+    fresh, fresh_account = signin_records("usr_new", "ada@example.com")
+    assert await store.sign_in_user(OIDC, "s-2", "ada@example.com", fresh, fresh_account) == jit
+    assert await store.get_user("usr_new") is None
+    assert await store.get_account(fresh_account.id, T0) is None
+    # Linked: the next sign-in of that subject finds the user without the email.
+    assert await store.sign_in_user(OIDC, "s-2", "x@example.com", fresh, fresh_account) == jit
+
+
+async def test_racing_sign_ins_end_on_one_user(stores: StoreInstances) -> None:
+    stores = [await stores.open() for _ in range(3)]
+    records = [signin_records(f"usr_{i}", "race@example.com") for i in range(6)]
+    users = await asyncio.gather(
+        *(stores[i % 3].sign_in_user(OIDC, f"s-{i % 2}", "race@example.com", u, a) for i, (u, a) in enumerate(records))
+    )
+    assert len({u.id for u in users}) == 1
+    assert sum([await stores[0].get_user(u.id) is not None for u, _ in records]) == 1
+
+
+async def test_sessions_are_stored_replaced_expire_and_are_deleted(store: Store) -> None:
+    await store.put_session("h1", b"\x00one", T0 + 60)
+    assert await store.get_session("h1", T0) == b"\x00one"
+    await store.put_session("h1", b"two", T0 + 120)
+    assert await store.get_session("h1", T0 + 90) == b"two"
+    assert await store.get_session("h1", T0 + 120) is None
+    assert await store.get_session("h2", T0) is None
+    await store.put_session("h3", b"three", T0 + 60)
+    await store.delete_session("h3")
+    assert await store.get_session("h3", T0) is None
+    await store.delete_session("h3")  # idempotent
+
+
+async def test_registrations_of_lists_every_live_grant(store: Store) -> None:
+    account, first = await seed(store, account_expires_at=None, kind="persistent")
+    second = make_registration("reg_second", account.id, expires_at=None, created_at=T0 + 5)
+    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
+    delegation = Delegation(
+        issuer=ISS,
+        subject="s",
+        user_id="u",
+        account_id=account.id,
+        registration_id=second.id,
+        status="pending",
+        created_at=T0,
+    )
+    await store.save_pending_link(delegation, second, make_claim(account.id, second.id), event)
+    await store.revoke_registration(account.id, first.id, T0 + 1, event)
+    got = await store.registrations_of(account.id, T0 + 2)
+    assert [r.id for r in got] == [first.id, second.id]
+    assert got[0].revoked_at == T0 + 1
+    assert await store.registrations_of("acct_missing", T0) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# the claim ceremony
+# ---------------------------------------------------------------------------------------------------
+
+
+def make_claim(account_id: str = "acct_1", registration_id: str = "reg_of_acct_1", **extra: object) -> Claim:
+    values: dict[str, object] = {
+        "account_id": account_id,
+        "registration_id": registration_id,
+        "token_hash": "tok",
+        "expires_at": T0 + TTL,
+        "scopes_after": ("notes:read", "notes:write", "notes:delete"),
+    }
+    values.update(extra)
+    return Claim(**values)  # type: ignore[arg-type]
+
+
+def claimed_event(account: Account) -> AuditEvent:
+    return AuditEvent(at=float(T0), type="account.claimed", account_id=account.id)
+
+
+async def test_claim_compare_and_set(store: Store) -> None:
+    _account, registration = await seed(store)
+    claim = make_claim(registration.account_id, registration.id, login_hint="ada@example.com")
+    assert await store.save_claim(claim, None) is True
+    assert await store.save_claim(claim, None) is False  # only one first claim
+    assert await store.get_claim(registration.account_id, registration.id, T0) == claim
+    attempt = msgspec.structs.replace(
+        claim, version=1, attempt_id="att_1", attempt_hash="a1", attempt_expires_at=T0 + 600
+    )
+    assert await store.save_claim(attempt, 0) is True
+    stale = msgspec.structs.replace(claim, version=1, attempt_id="att_2")
+    assert await store.save_claim(stale, 0) is False  # the version moved on
+    assert await store.get_claim(registration.account_id, registration.id, T0) == attempt
+    # Gone with the window, and with the account.
+    assert await store.get_claim(registration.account_id, registration.id, T0 + TTL) is None
+    assert await store.get_claim(registration.account_id, "reg_missing", T0) is None
+
+
+async def test_save_claim_needs_the_account(store: Store) -> None:
+    assert await store.save_claim(make_claim("acct_missing", "reg_x"), None) is False
+    assert await store.get_claim("acct_missing", "reg_x", T0) is None
+
+
+async def test_racing_claim_transitions_exactly_one_lands(stores: StoreInstances) -> None:
+    stores = [await stores.open() for _ in range(3)]
+    _account, registration = await seed(stores[0])
+    claim = make_claim(registration.account_id, registration.id)
+    assert await stores[0].save_claim(claim, None)
+    results = await asyncio.gather(
+        *(
+            stores[i % 3].save_claim(msgspec.structs.replace(claim, version=1, attempt_id=f"att_{i}"), 0)
+            for i in range(9)
+        )
+    )
+    assert sorted(results) == [False] * 8 + [True]
+
+
+async def test_complete_claim_makes_the_account_persistent_and_keeps_its_notes(store: Store) -> None:
+    account, registration = await seed(store)
+    assert await store.add_note(note("n1", account.id), T0) == "created"
+    claim = make_claim(account.id, registration.id)
+    await store.save_claim(claim, None)
+    persistent = msgspec.structs.replace(
+        account, kind="persistent", expires_at=None, quota_notes=1000, quota_note_bytes=65536, owner="usr_1"
+    )
+    upgraded = msgspec.structs.replace(
+        registration,
+        scopes=claim.scopes_after,
+        expires_at=None,
+        generation=registration.generation + 1,
+        refresh_family="fam",
+        refresh_expires_at=T0 + 86_400,
+    )
+    done = msgspec.structs.replace(claim, version=1, status="claimed", expires_at=None, claimed_by="usr_1")
+    assert await store.complete_claim(done, 5, persistent, upgraded, None, claimed_event(account)) is False
+    assert await store.get_registration(account.id, registration.id, T0) == registration
+    assert await store.complete_claim(done, 0, persistent, upgraded, None, claimed_event(account)) is True
+    assert await store.complete_claim(done, 0, persistent, upgraded, None, claimed_event(account)) is False
+    later = T0 + TTL * 10
+    got = await store.get_account(account.id, later)
+    assert got == msgspec.structs.replace(persistent, note_count=1)
+    assert await store.get_registration(account.id, registration.id, later) == upgraded
+    assert await store.get_claim(account.id, registration.id, later) == done
+    assert [n.id for n in await store.list_notes(account.id, later)] == ["n1"]
+    assert await store.owned_accounts("usr_1", later) == [got]
+    # The sweeper no longer sees it.
+    assert await store.sweep(later, 100) == []
+    assert [e.type for e in await store.audit_events()][-1] == "account.claimed"
+
+
+async def test_complete_claim_activates_a_pending_delegation(store: Store) -> None:
+    user, account, registration, delegation = make_user_records()
+    await store.create_user(user, account, registration, delegation, user_event(user))
+    pending_reg = make_registration("reg_link", account.id, expires_at=None, type="identity_assertion", pending=True)
+    pending = Delegation(
+        issuer=ISS,
+        subject="sub-9",
+        user_id=user.id,
+        account_id=account.id,
+        registration_id="reg_link",
+        status="pending",
+        created_at=T0,
+    )
+    claim = make_claim(account.id, "reg_link", provider=ISS, subject="sub-9")
+    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
+    await store.save_pending_link(pending, pending_reg, claim, event)
+    active = msgspec.structs.replace(pending, status="active")
+    live = msgspec.structs.replace(pending_reg, pending=False)
+    done = msgspec.structs.replace(claim, version=1, status="claimed", expires_at=None)
+    assert await store.complete_claim(done, 0, account, live, active, claimed_event(account)) is True
+    assert await store.get_delegation(ISS, "sub-9") == active
+    assert await store.get_registration(account.id, "reg_link", T0) == live
+    assert await store.get_account(account.id, T0) == account
+
+
+async def test_racing_completions_exactly_one_wins(stores: StoreInstances) -> None:
+    stores = [await stores.open() for _ in range(3)]
+    account, registration = await seed(stores[0])
+    claim = make_claim(account.id, registration.id)
+    await stores[0].save_claim(claim, None)
+    persistent = msgspec.structs.replace(account, kind="persistent", expires_at=None)
+
+    async def complete(i: int) -> bool:
+        done = msgspec.structs.replace(claim, version=1, status="claimed", claimed_by=f"usr_{i}")
+        owned = msgspec.structs.replace(persistent, owner=f"usr_{i}")
+        return await stores[i % 3].complete_claim(done, 0, owned, registration, None, claimed_event(account))
+
+    results = await asyncio.gather(*(complete(i) for i in range(6)))
+    assert sorted(results) == [False] * 5 + [True]
+    winner = results.index(True)
+    got = await stores[1].get_account(account.id, T0)
+    assert got is not None and got.owner == f"usr_{winner}"
+
+
+async def test_rotate_refresh_advances_exactly_once(store: Store) -> None:
+    account, registration = await seed(store, account_expires_at=None, kind="persistent")
+    claim = make_claim(account.id, registration.id)
+    await store.save_claim(claim, None)
+    with_family = msgspec.structs.replace(registration, refresh_family="fam", refresh_expires_at=T0 + 100)
+    done = msgspec.structs.replace(claim, version=1, status="claimed")
+    await store.complete_claim(done, 0, account, with_family, None, claimed_event(account))
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1) is True
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1) is False
+    assert await store.rotate_refresh(account.id, registration.id, "other", 1, T0 + 200, T0 + 1) is False
+    got = await store.get_registration(account.id, registration.id, T0 + 2)
+    assert got is not None and (got.refresh_seq, got.refresh_rotated_at, got.refresh_expires_at) == (
+        1,
+        T0 + 1,
+        T0 + 200,
+    )
+    event = AuditEvent(at=float(T0), type="registration.revoked", account_id=account.id)
+    await store.revoke_registration(account.id, registration.id, T0 + 3, event)
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 1, T0 + 200, T0 + 4) is False

@@ -1,5 +1,6 @@
 -- Delete an account with everything it owns, once. KEYS: account hash, registration-id set, notes hash
--- ARGV: now, mode ('expired': only an expired temporary account; 'live': only a live one), registration key prefix
+-- ARGV: now, mode ('expired': only an expired temporary account; 'live': only a live one), registration key
+-- prefix, claim key prefix
 -- Returns {registrations, notes}, or 'gone' (no such account) / 'kept' (not in the state mode asks for).
 local a = redis.call('HMGET', KEYS[1], 'kind', 'expires_at', 'note_count')
 if not a[1] then return 'gone' end
@@ -10,6 +11,6 @@ elseif is_expired then
   return 'gone'
 end
 local regs = redis.call('SMEMBERS', KEYS[2])
-for _, id in ipairs(regs) do redis.call('DEL', ARGV[3] .. id) end  -- same hash tag: same slot
+for _, id in ipairs(regs) do redis.call('DEL', ARGV[3] .. id, ARGV[4] .. id) end  -- same hash tag: same slot
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return {#regs, tonumber(a[3])}

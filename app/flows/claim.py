@@ -1,0 +1,305 @@
+"""The human claim (PROTOCOL.md § Claim): an agent starts an attempt, a human signs in and authorizes
+it, the page shows a code, the agent completes with the code and the account becomes the human's.
+
+Tokens locate their own record, so every step is one read and one compare-and-set on the account's
+own record (one hash slot on Redis Cluster), never a global index:
+
+- claim token ``clm_{account}.{registration}.{mac}``: a MAC under a server key, so nothing is stored;
+- attempt token ``cvt_{account}.{registration}.{random}``: only its SHA-256 is stored, and a new
+  attempt replaces it (the previous link dies);
+- the 6-digit code: stored as an HMAC over (attempt id, code) under a server key; 10-minute life,
+  5 wrong codes end the attempt, wrong codes across attempts are capped per claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from app.clock import rfc3339
+from app.context import Context
+from app.endpoints import CLAIM
+from app.errors import AuthError
+from app.flows.issue import new_id
+from app.flows.limits import enforce
+from app.keys import b64url
+from app.store.port import AccessState, AuditEvent, Claim, User, WindowHit
+
+ATTEMPT_TTL_SECONDS = 600
+CODE_TTL_SECONDS = 600  # PROTOCOL.md: codes live 10 minutes
+MAX_ATTEMPT_FAILURES = 5  # PROTOCOL.md: 5 wrong codes end the attempt
+MAX_CLAIM_FAILURES = 15  # across attempts: a guesser cannot just start new attempts forever
+MAX_STARTS_PER_WINDOW = 20
+MAX_STATUS_PER_WINDOW = 600
+CODE_DIGITS = 6
+CODE = re.compile(r"[0-9]{6}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
+
+
+class Located(NamedTuple):
+    account_id: str
+    registration_id: str
+    token: str
+
+
+def locate(token: str, prefix: str) -> Located | None:
+    """The (account, registration) a ``{prefix}_{account}.{registration}.{secret}`` token names."""
+    if not isinstance(token, str) or len(token) > 256 or not token.startswith(prefix + "_"):
+        return None
+    parts = token[len(prefix) + 1 :].split(".")
+    if len(parts) != 3 or not TOKEN_ID.fullmatch(parts[0]) or not TOKEN_ID.fullmatch(parts[1]) or len(parts[2]) < 16:
+        return None
+    return Located(parts[0], parts[1], token)
+
+
+def _mac(ctx: Context, purpose: str, *fields: str | int) -> str:
+    data = "\n".join(str(f) for f in fields).encode()
+    return b64url(hmac.new(ctx.keys.derive(purpose), data, hashlib.sha256).digest()[:24])
+
+
+def claim_token(ctx: Context, account_id: str, registration_id: str) -> str:
+    return f"clm_{account_id}.{registration_id}.{_mac(ctx, 'claim-token', account_id, registration_id)}"
+
+
+def attempt_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def code_hash(ctx: Context, attempt_id: str, code: str) -> str:
+    return _mac(ctx, "user-code", attempt_id, code)
+
+
+def verify_claim_token(ctx: Context, token: Any, *, malformed: str) -> Located:
+    loc = locate(token, "clm")
+    if loc is None:
+        raise AuthError(malformed, "claim_token is not a claim token from this service")
+    expected = claim_token(ctx, loc.account_id, loc.registration_id)
+    if not hmac.compare_digest(expected.encode(), loc.token.encode()):
+        raise AuthError("invalid_claim_token", "the claim token is not valid")
+    return loc
+
+
+def verification_uri(ctx: Context, attempt_token: str) -> str:
+    return_to = "/claim?" + urlencode({"claim_attempt_token": attempt_token})
+    return f"{ctx.settings.issuer}/login?return_to={quote(return_to, safe='')}"
+
+
+def attempt_block(ctx: Context, token: str, expires_at: int) -> dict[str, str]:
+    return {"verification_uri": verification_uri(ctx, token), "expires_at": rfc3339(expires_at)}
+
+
+def claim_block(ctx: Context, claim: Claim, attempt_token: str | None = None) -> dict[str, Any]:
+    """The ``claim`` object of a registration response (with ``attempt`` when one was just started)."""
+    block: dict[str, Any] = {
+        "token": claim_token(ctx, claim.account_id, claim.registration_id),
+        "expires_at": rfc3339(claim.expires_at or 0),
+        "url": ctx.endpoints.url(CLAIM),
+    }
+    if attempt_token is not None and claim.attempt_expires_at is not None:
+        block["attempt"] = attempt_block(ctx, attempt_token, claim.attempt_expires_at)
+    return block
+
+
+def check_login_hint(ctx: Context, login_hint: Any) -> str | None:
+    if login_hint is None:
+        if ctx.settings.claim_require_login_hint:
+            raise AuthError("invalid_login_hint", "this service needs a login_hint: the email of the human who claims")
+        return None
+    if not isinstance(login_hint, str) or not _EMAIL.fullmatch(login_hint.strip()):
+        raise AuthError("invalid_login_hint", "login_hint must be an email address")
+    return login_hint.strip().lower()
+
+
+def require_claims_offered(ctx: Context) -> None:
+    if not ctx.settings.claims_offered:
+        raise AuthError(
+            "service_auth_not_enabled",
+            "no human sign-in is configured on this service, so accounts cannot be claimed",
+            "Keep using the account until it expires; the operator has not configured an OpenID Connect provider.",
+        )
+
+
+def with_new_attempt(claim: Claim, now: int, login_hint: str | None) -> tuple[Claim, str]:
+    """A new attempt replacing the previous one (its link and any code die with it)."""
+    token = f"cvt_{claim.account_id}.{claim.registration_id}.{secrets.token_urlsafe(32)}"
+    expires = now + ATTEMPT_TTL_SECONDS
+    if claim.expires_at is not None:
+        expires = min(expires, claim.expires_at)
+    updated = msgspec.structs.replace(
+        claim,
+        version=claim.version + 1,
+        login_hint=login_hint,
+        attempt_id=new_id("att"),
+        attempt_hash=attempt_hash(token),
+        attempt_expires_at=expires,
+        confirmed_by=None,
+        code_hash=None,
+        code_expires_at=None,
+        attempt_failures=0,
+    )
+    return updated, token
+
+
+def _retry() -> AuthError:
+    return AuthError("temporarily_unavailable", "the claim changed meanwhile; retry", headers={"Retry-After": "1"})
+
+
+async def load(ctx: Context, loc: Located) -> tuple[Claim | None, AccessState | None]:
+    now = ctx.clock.now()
+    claim = await ctx.store.get_claim(loc.account_id, loc.registration_id, now)
+    state = await ctx.store.access_state(loc.account_id, loc.registration_id, None, now)
+    return claim, state
+
+
+def claimable(state: AccessState | None, claim: Claim | None, now: float) -> Claim:
+    """The claim if it can still move; the PROTOCOL.md error otherwise."""
+    if claim is not None and claim.status == "claimed":
+        raise AuthError("already_claimed", "this account was already claimed", "Use the credentials you got then.")
+    if state is None or (claim is not None and claim.expires_at is not None and claim.expires_at <= now):
+        raise AuthError("claim_expired", "the claim window has closed", "Register again to get a new account.")
+    if (claim is not None and claim.status == "revoked") or state.registration.revoked_at is not None:
+        raise AuthError("claim_expired", "the registration was revoked", "Register again to get a new account.")
+    if claim is None:
+        if state.account.kind == "persistent" and not state.registration.pending:
+            raise AuthError("already_claimed", "this account already belongs to a person")
+        raise AuthError("invalid_claim", "no claim attempt was started for this claim token")
+    return claim
+
+
+def new_claim(ctx: Context, state: AccessState) -> Claim:
+    """The claim of an anonymous registration, made at its first attempt (its window: the account's life)."""
+    reg = state.registration
+    return Claim(
+        account_id=state.account.id,
+        registration_id=reg.id,
+        token_hash=attempt_hash(claim_token(ctx, state.account.id, reg.id)),
+        expires_at=state.account.expires_at,
+        scopes_after=tuple(ctx.settings.post_claim_scopes),
+    )
+
+
+async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, Any]:
+    """``POST {claim_endpoint}`` ``{"type":"service_auth","claim_token","login_hint"}``."""
+    require_claims_offered(ctx)
+    loc = verify_claim_token(ctx, token, malformed="invalid_claim_token")
+    hint = check_login_hint(ctx, login_hint)
+    await _limit(ctx, f"claim:start:{loc.registration_id}", MAX_STARTS_PER_WINDOW)
+    now = int(ctx.clock.now())
+    for _ in range(3):
+        claim, state = await load(ctx, loc)
+        if claim is None and state is not None and state.account.kind == "temporary":
+            claim = new_claim(ctx, state)
+            expected: int | None = None
+        else:
+            claim = claimable(state, claim, now)
+            expected = claim.version
+        if claim.failures >= MAX_CLAIM_FAILURES:
+            raise AuthError("rate_limited", "too many wrong codes for this claim", headers={"Retry-After": "600"})
+        updated, attempt_token = with_new_attempt(claim, now, hint)
+        if await ctx.store.save_claim(updated, expected):
+            assert updated.attempt_expires_at is not None
+            return {
+                "id": loc.registration_id,
+                "type": "service_auth",
+                "attempt": attempt_block(ctx, attempt_token, updated.attempt_expires_at),
+            }
+    raise _retry()
+
+
+def status_of(claim: Claim | None, state: AccessState | None, now: float) -> str:
+    if claim is not None and claim.status in ("claimed", "revoked"):
+        return claim.status
+    if state is None or (claim is not None and claim.expires_at is not None and claim.expires_at <= now):
+        return "expired"
+    if state.registration.revoked_at is not None:
+        return "revoked"
+    if claim is None and state.account.kind == "persistent" and not state.registration.pending:
+        return "claimed"
+    if (
+        claim is not None
+        and claim.confirmed_by is not None
+        and claim.code_expires_at is not None
+        and claim.code_expires_at > now
+    ):
+        return "confirmed"
+    return "pending"
+
+
+async def status(ctx: Context, token: Any) -> dict[str, str]:
+    """*ext* ``POST {claim_endpoint}/status`` ``{"claim_token"}``: when to ask the human for the code."""
+    loc = verify_claim_token(ctx, token, malformed="invalid_claim")
+    await _limit(ctx, f"claim:status:{loc.registration_id}", MAX_STATUS_PER_WINDOW)
+    claim, state = await load(ctx, loc)
+    return {"id": loc.registration_id, "status": status_of(claim, state, ctx.clock.now())}
+
+
+async def _limit(ctx: Context, key: str, limit: int) -> None:
+    await enforce(ctx, [WindowHit(key, limit)])
+
+
+# ---- the human's side -------------------------------------------------------------------------
+
+
+class AttemptView(NamedTuple):
+    claim: Claim
+    state: AccessState
+
+
+async def find_attempt(ctx: Context, account_id: str, registration_id: str, hashed: str) -> AttemptView:
+    """The live attempt a browser holds (by the hash of its link token), or a page-level error."""
+    now = ctx.clock.now()
+    claim, state = await load(ctx, Located(account_id, registration_id, ""))
+    if claim is None or state is None or not hmac.compare_digest(claim.attempt_hash or "", hashed):
+        raise AuthError("invalid_claim", "this claim link is no longer valid: the agent may have started a newer one")
+    claim = claimable(state, claim, now)
+    if claim.attempt_expires_at is None or claim.attempt_expires_at <= now:
+        raise AuthError("claim_expired", "this claim link has expired: ask the agent for a new one")
+    return AttemptView(claim, state)
+
+
+def wrong_account(claim: Claim, user: User) -> bool:
+    return claim.login_hint is not None and claim.login_hint != user.email
+
+
+async def confirm(ctx: Context, view: AttemptView, user: User) -> str:
+    """The human authorizes: bind the attempt to them (the first human wins) and mint the code."""
+    claim, now = view.claim, int(ctx.clock.now())
+    if wrong_account(claim, user):
+        raise AuthError("invalid_login_hint", "this claim is meant for another account")
+    if claim.confirmed_by is not None and claim.confirmed_by != user.id:
+        raise AuthError("invalid_claim", "another person already authorized this claim")
+    assert claim.attempt_id is not None
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    updated = msgspec.structs.replace(
+        claim,
+        version=claim.version + 1,
+        confirmed_by=user.id,
+        code_hash=code_hash(ctx, claim.attempt_id, code),
+        code_expires_at=now + CODE_TTL_SECONDS,
+    )
+    if not await ctx.store.save_claim(updated, claim.version):
+        raise _retry()
+    return code
+
+
+async def deny(ctx: Context, view: AttemptView, user: User) -> None:
+    """ "This wasn't me": the registration and everything issued to it die at once."""
+    claim, now = view.claim, int(ctx.clock.now())
+    revoked = msgspec.structs.replace(claim, version=claim.version + 1, status="revoked", attempt_hash=None)
+    if not await ctx.store.save_claim(revoked, claim.version):
+        raise _retry()
+    event = AuditEvent(
+        at=ctx.clock.now(),
+        type="claim.denied",
+        account_id=claim.account_id,
+        registration_id=claim.registration_id,
+        data={"user": user.id},
+    )
+    await ctx.store.revoke_registration(claim.account_id, claim.registration_id, now, event)

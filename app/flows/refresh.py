@@ -1,0 +1,110 @@
+"""Refresh tokens of claimed grants: ``POST {identity_endpoint}`` ``{"type":"refresh","refresh_token"}``.
+
+A refresh token is ``art_{account}.{registration}.{seq}.{mac}``, the MAC under a server key over
+(account, registration, family, seq): nothing secret is stored, only the family id and the live
+``seq``. Rotation (OAuth 2.0 Security BCP, RFC 9700 §4.14.2) advances ``seq``; the presented token is
+spent. A spent token is refused and, as reuse signals theft, revokes the family (the grant) — except
+the token just before the live one, within a short grace after the rotation: a client that lost the
+response to its refresh gets the same successor again (it is recomputed, never stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Any
+
+import msgspec
+
+from app.clock import rfc3339
+from app.context import Context
+from app.errors import AuthError
+from app.flows.claim import TOKEN_ID
+from app.flows.issue import identity_assertion
+from app.keys import b64url
+from app.store.port import AuditEvent, Registration
+
+_SEQ = re.compile(r"0|[1-9][0-9]{0,9}")
+
+
+def new_family() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def refresh_token(ctx: Context, registration: Registration, seq: int) -> str:
+    assert registration.refresh_family is not None
+    fields = f"{registration.account_id}\n{registration.id}\n{registration.refresh_family}\n{seq}".encode()
+    mac = b64url(hmac.new(ctx.keys.derive("refresh-token"), fields, hashlib.sha256).digest()[:24])
+    return f"art_{registration.account_id}.{registration.id}.{seq}.{mac}"
+
+
+def identity_with_refresh(ctx: Context, registration: Registration, seq: int) -> dict[str, Any]:
+    """The ``identity`` object of a claim completion or a refresh (PROTOCOL.md)."""
+    expires_at = int(ctx.clock.now()) + ctx.settings.identity_assertion_ttl_seconds
+    assert registration.refresh_expires_at is not None
+    return {
+        "assertion": identity_assertion(ctx, registration, registration.account_id, expires_at),
+        "expires_at": rfc3339(expires_at),
+        "refresh_token": {
+            "value": refresh_token(ctx, registration, seq),
+            "expires_at": rfc3339(registration.refresh_expires_at),
+        },
+    }
+
+
+def _invalid(description: str) -> AuthError:
+    return AuthError(
+        "invalid_refresh_token",
+        description,
+        "Ask the human to claim again, or register again at the identity endpoint.",
+    )
+
+
+async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
+    ok = isinstance(token, str) and token.startswith("art_") and len(token) < 256
+    parts = token[4:].split(".") if ok else []
+    if len(parts) != 4 or not (
+        TOKEN_ID.fullmatch(parts[0]) and TOKEN_ID.fullmatch(parts[1]) and _SEQ.fullmatch(parts[2])
+    ):
+        raise _invalid("refresh_token is not a refresh token from this service")
+    account_id, registration_id, seq = parts[0], parts[1], int(parts[2])
+    now = ctx.clock.now()
+    for _ in range(3):
+        state = await ctx.store.access_state(account_id, registration_id, None, now)
+        reg = state.registration if state is not None else None
+        if reg is None or reg.refresh_family is None:
+            raise _invalid("the refresh token is not valid")
+        if not hmac.compare_digest(refresh_token(ctx, reg, seq).encode(), token.encode()):
+            raise _invalid("the refresh token is not valid")
+        if reg.revoked_at is not None or reg.pending:
+            raise _invalid("the grant of this refresh token was revoked")
+        if seq == reg.refresh_seq:
+            if reg.refresh_expires_at is None or reg.refresh_expires_at <= now:
+                raise _invalid("the refresh token has expired")
+            expires_at = int(now) + ctx.settings.refresh_token_ttl_seconds
+            if await ctx.store.rotate_refresh(account_id, registration_id, reg.refresh_family, seq, expires_at, now):
+                return _response(ctx, reg, seq + 1, expires_at, now)
+            continue  # a racing refresh of the same token rotated first: look again (grace or reuse)
+        rotated_at = reg.refresh_rotated_at or 0
+        if seq == reg.refresh_seq - 1 and now - rotated_at <= ctx.settings.refresh_grace_seconds:
+            assert reg.refresh_expires_at is not None
+            return _response(ctx, reg, reg.refresh_seq, reg.refresh_expires_at, now)
+        event = AuditEvent(
+            at=now,
+            type="refresh.reused",
+            account_id=account_id,
+            registration_id=registration_id,
+            data={"presented_seq": seq, "live_seq": reg.refresh_seq},
+        )
+        await ctx.store.revoke_registration(account_id, registration_id, now, event)
+        raise _invalid("this refresh token was already used; the grant is revoked as a precaution")
+    raise AuthError(
+        "temporarily_unavailable", "the refresh token is being rotated; retry", headers={"Retry-After": "1"}
+    )
+
+
+def _response(ctx: Context, reg: Registration, seq: int, expires_at: int, now: float) -> dict[str, Any]:
+    current = msgspec.structs.replace(reg, refresh_seq=seq, refresh_rotated_at=int(now), refresh_expires_at=expires_at)
+    return {"id": reg.id, "type": "refresh", "identity": identity_with_refresh(ctx, current, seq)}

@@ -1,0 +1,92 @@
+"""Browser sessions for the human pages: a random cookie value, stored as its SHA-256 with the session.
+
+The cookie is HttpOnly, SameSite=Lax, Secure (and ``__Host-`` prefixed) outside dev mode. What a
+session holds: the signed-in user, a CSRF token for every form, the sign-in in progress (OIDC
+``state``, ``nonce``, PKCE verifier, where to go back) and the claim attempt this browser opened —
+the attempt by its locator and hash only, so no secret reaches the store. Sign-in rotates the
+session id (session fixation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import msgspec
+
+from app.context import Context
+
+LOGIN_TTL_SECONDS = 600
+
+
+class LoginState(msgspec.Struct, frozen=True, kw_only=True):
+    state: str
+    nonce: str
+    verifier: str
+    return_to: str
+    started_at: int
+
+
+class HeldAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: str
+    registration_id: str
+    attempt_hash: str
+
+
+class SessionData(msgspec.Struct, frozen=True, kw_only=True):
+    csrf: str
+    user_id: str | None = None
+    signed_in_at: int | None = None
+    login: LoginState | None = None
+    attempt: HeldAttempt | None = None
+
+
+class Session(msgspec.Struct, frozen=True):
+    cookie: str
+    data: SessionData
+
+
+def cookie_name(ctx: Context) -> str:
+    return "authmd_session" if ctx.settings.dev_mode else "__Host-authmd_session"
+
+
+def _hash(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+async def load(ctx: Context, cookie: str | None) -> Session | None:
+    if not cookie or len(cookie) > 128:
+        return None
+    raw = await ctx.store.get_session(_hash(cookie), ctx.clock.now())
+    if raw is None:
+        return None
+    try:
+        return Session(cookie, msgspec.json.decode(raw, type=SessionData))
+    except msgspec.DecodeError:
+        return None
+
+
+def fresh() -> Session:
+    return Session(secrets.token_urlsafe(32), SessionData(csrf=secrets.token_urlsafe(24)))
+
+
+async def save(ctx: Context, session: Session) -> None:
+    expires_at = ctx.clock.now() + ctx.settings.session_ttl_seconds
+    await ctx.store.put_session(_hash(session.cookie), msgspec.json.encode(session.data), expires_at)
+
+
+async def rotate(ctx: Context, session: Session, data: SessionData) -> Session:
+    """A new id (and CSRF token) for a session whose privilege changed; the old id dies."""
+    await ctx.store.delete_session(_hash(session.cookie))
+    rotated = Session(secrets.token_urlsafe(32), msgspec.structs.replace(data, csrf=secrets.token_urlsafe(24)))
+    await save(ctx, rotated)
+    return rotated
+
+
+async def end(ctx: Context, session: Session) -> None:
+    await ctx.store.delete_session(_hash(session.cookie))
+
+
+def csrf_ok(session: Session | None, presented: str | None) -> bool:
+    return session is not None and presented is not None and hmac.compare_digest(session.data.csrf, presented)

@@ -1,0 +1,248 @@
+"""Human sign-in at the operator's OpenID Connect provider (or, in dev mode without one, a labelled
+development form).
+
+The authorization-code flow with PKCE S256 (RFC 7636), built with Authlib's OAuth 2.0 primitives and
+carried over the process's own HTTP client (no redirects followed, no proxies from the environment):
+``state`` and ``nonce`` live in the browser's session, the redirect URI is exactly
+``{issuer}/oidc/callback``, the RFC 9207 ``iss`` response parameter is checked, and the ID token is
+validated in full (OIDC Core §3.1.3.7) against the provider's JWKS through the same cache that
+serves agent identity providers. The provider is authoritative for humans: a sign-in with a verified
+email becomes the user with that lower-cased email, however that user first appeared.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import jwt
+import msgspec
+from authlib.oauth2.auth import encode_client_secret_basic
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from app.config import ASYMMETRIC_ALGS
+from app.context import Context
+from app.errors import AuthError
+from app.flows.idjag import SIGNATURE_ONLY, jose_segment
+from app.flows.issue import new_id
+from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session, SessionData
+from app.store.port import Account, User
+
+DEV_ISSUER = "urn:authmd:dev-sign-in"
+CALLBACK = "/oidc/callback"
+METADATA_TTL_SECONDS = 3600
+MAX_DOCUMENT_BYTES = 262_144
+_metadata_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def redirect_uri(ctx: Context) -> str:
+    return ctx.settings.issuer_str + CALLBACK
+
+
+def safe_return_to(value: str | None) -> str:
+    """Only our own paths: an absolute path, never ``//host`` or a backslash trick (open redirects)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 2048:
+        return "/account"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(c) < 0x20 for c in value):
+        return "/account"
+    return value
+
+
+def _fail(description: str) -> AuthError:
+    return AuthError("invalid_grant", description, "Start the sign-in again.")
+
+
+async def _get_json(ctx: Context, url: str) -> dict[str, Any]:
+    try:
+        response = await ctx.http.get(url, headers={"Accept": "application/json"}, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
+    if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
+        raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
+    body = response.json()
+    if not isinstance(body, dict):
+        raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document is not an object")
+    return body
+
+
+async def metadata(ctx: Context) -> dict[str, Any]:
+    """The provider's discovery document (OpenID Connect Discovery 1.0), cached an hour per process."""
+    issuer = ctx.settings.oidc_issuer
+    assert issuer is not None
+    cached = _metadata_cache.get(issuer)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    doc = await _get_json(ctx, issuer + "/.well-known/openid-configuration")
+    # Discovery §4.3: the issuer in the document must be exactly the one we were configured with.
+    if doc.get("issuer") != issuer:
+        raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document names another issuer")
+    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(doc.get(name), str):
+            raise AuthError("temporarily_unavailable", f"the sign-in provider's discovery document lacks {name}")
+    _metadata_cache[issuer] = (time.monotonic() + METADATA_TTL_SECONDS, doc)
+    return doc
+
+
+async def begin(ctx: Context, session: Session, return_to: str, *, prompt: str | None = None) -> tuple[str, Session]:
+    """The authorization request URL, and the session now holding its state, nonce and verifier."""
+    meta = await metadata(ctx)
+    login = LoginState(
+        state=secrets.token_urlsafe(32),
+        nonce=secrets.token_urlsafe(32),
+        verifier=secrets.token_urlsafe(48),  # RFC 7636 §4.1: 43-128 characters of high entropy
+        return_to=safe_return_to(return_to),
+        started_at=int(ctx.clock.now()),
+    )
+    s = ctx.settings
+    assert s.oidc_client_id is not None
+    extra: dict[str, str] = {"prompt": prompt} if prompt else {}
+    url = prepare_grant_uri(
+        meta["authorization_endpoint"],
+        s.oidc_client_id,
+        "code",
+        redirect_uri=redirect_uri(ctx),
+        scope=" ".join(s.oidc_scopes),
+        state=login.state,
+        nonce=login.nonce,
+        code_challenge=create_s256_code_challenge(login.verifier),
+        code_challenge_method="S256",
+        **extra,
+    )
+    data = SessionData(csrf=session.data.csrf, user_id=session.data.user_id, login=login, attempt=session.data.attempt)
+    return url, Session(session.cookie, data)
+
+
+async def finish(ctx: Context, login: LoginState | None, params: dict[str, str]) -> User:
+    """The callback: check the response, redeem the code, validate the ID token, find the user."""
+    if login is None or ctx.clock.now() - login.started_at > LOGIN_TTL_SECONDS:
+        raise _fail("no sign-in is in progress in this browser, or it took too long")
+    if not hmac.compare_digest(login.state, params.get("state", "")):
+        raise _fail("the sign-in response does not belong to this browser (state mismatch)")
+    meta = await metadata(ctx)
+    s = ctx.settings
+    # RFC 9207 §2.4: a provider that advertises `iss` in responses must send it, and it must match.
+    iss = params.get("iss")
+    if (iss is None and meta.get("authorization_response_iss_parameter_supported")) or (
+        iss is not None and iss != s.oidc_issuer
+    ):
+        raise _fail("the sign-in response came from another issuer (RFC 9207)")
+    if "error" in params:
+        raise AuthError("invalid_grant", f"the sign-in provider refused: {params['error'][:100]}", "Try again.")
+    code = params.get("code")
+    if not code:
+        raise _fail("the sign-in response carries no code")
+    id_token = await _redeem(ctx, meta, code, login.verifier)
+    claims = await validate_id_token(ctx, meta, id_token, login.nonce)
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise AuthError("invalid_grant", "the sign-in provider gave no email address", "Use an account with an email.")
+    if s.oidc_require_verified_email and claims.get("email_verified") is not True:
+        raise AuthError(
+            "invalid_grant", "the sign-in provider has not verified this email address", "Verify your email there."
+        )
+    assert s.oidc_issuer is not None
+    return await _user_for(ctx, s.oidc_issuer, claims["sub"], email.lower())
+
+
+async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> str:
+    s = ctx.settings
+    assert s.oidc_client_id is not None and s.oidc_client_secret is not None
+    body = prepare_token_request(
+        "authorization_code", code=code, redirect_uri=redirect_uri(ctx), code_verifier=verifier
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    client = _Client(s.oidc_client_id, s.oidc_client_secret.reveal())
+    if "client_secret_basic" in methods:
+        _, headers, body = encode_client_secret_basic(client, "POST", meta["token_endpoint"], headers, body)
+    else:  # client_secret_post
+        body += "&" + urlencode({"client_id": client.client_id, "client_secret": client.client_secret})
+    try:
+        response = await ctx.http.post(meta["token_endpoint"], content=body, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
+    try:
+        tokens = response.json()
+    except ValueError:
+        tokens = {}
+    if response.status_code != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
+        error = tokens.get("error") if isinstance(tokens, dict) else None
+        raise _fail(f"the sign-in provider did not redeem the code ({error or response.status_code})")
+    id_token: str = tokens["id_token"]
+    return id_token
+
+
+class _Client:
+    """What Authlib's client-authentication helper reads."""
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+
+
+async def validate_id_token(ctx: Context, meta: dict[str, Any], token: str, nonce: str) -> dict[str, Any]:
+    """OpenID Connect Core §3.1.3.7, every step that applies to a confidential client."""
+    s = ctx.settings
+    header = jose_segment(token, 0)
+    alg = header.get("alg")
+    # §3.1.3.7 (6-8) and RFC 8725 §3.1: an asymmetric algorithm the provider lists; never none or a MAC.
+    allowed = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
+    if alg not in ASYMMETRIC_ALGS or alg not in allowed:
+        raise _fail("the ID token is not signed with an accepted algorithm")
+    kid = header.get("kid")
+    key = await ctx.jwks.key(meta["jwks_uri"], kid if isinstance(kid, str) else None, alg)
+    try:
+        claims: dict[str, Any] = SIGNATURE_ONLY.decode(token, key, algorithms=[alg])
+    except jwt.PyJWTError as exc:
+        raise _fail("the ID token's signature does not verify") from exc
+    now = ctx.clock.now()
+    if claims.get("iss") != s.oidc_issuer:  # (2)
+        raise _fail("the ID token's issuer is not the configured provider")
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if s.oidc_client_id not in audiences:  # (3)
+        raise _fail("the ID token was not issued to this service")
+    azp = claims.get("azp")
+    if (len(audiences) > 1 or azp is not None) and azp != s.oidc_client_id:  # (4, 5)
+        raise _fail("the ID token's authorized party is not this service")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float) or exp <= now - s.clock_skew_seconds:  # (9)
+        raise _fail("the ID token has expired")
+    if not isinstance(iat, int | float) or iat > now + s.clock_skew_seconds:  # (10)
+        raise _fail("the ID token was issued in the future")
+    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):  # (11)
+        raise _fail("the ID token's nonce does not match this sign-in")
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        raise _fail("the ID token has no subject")
+    return claims
+
+
+async def _user_for(ctx: Context, issuer: str, subject: str, email: str) -> User:
+    s, now = ctx.settings, int(ctx.clock.now())
+    account = Account(
+        id=new_id("acct"),
+        kind="persistent",
+        created_at=now,
+        expires_at=None,
+        quota_notes=s.claimed_quota_notes,
+        quota_note_bytes=s.claimed_quota_note_bytes,
+    )
+    user = User(id=new_id("usr"), email=email, account_id=account.id, created_at=now)
+    account = msgspec.structs.replace(account, owner=user.id)
+    return await ctx.store.sign_in_user(issuer, subject, email, user, account)
+
+
+async def dev_sign_in(ctx: Context, email: str) -> User:
+    """Dev mode without a provider: any email, clearly labelled on the page as not a real sign-in."""
+    if not ctx.settings.dev_mode or ctx.settings.oidc_issuer is not None:
+        raise AuthError("not_found", "development sign-in is only available in dev mode without a provider")
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+        raise AuthError("invalid_request", "enter an email address")
+    return await _user_for(ctx, DEV_ISSUER, email, email)

@@ -1,0 +1,371 @@
+"""The human pages: sign-in, the claim page and its two buttons, and the account page.
+
+No secret stays in a URL: the claim-attempt token is moved into the session at the first request
+that carries it (``/login`` or ``/claim``) and the browser is redirected to a clean URL; access logs
+drop query strings anyway. Every page is ``no-store`` with ``Referrer-Policy: no-referrer`` and a
+strict CSP; every form carries the session's CSRF token (and SameSite=Lax keeps cross-site posts
+cookieless in the first place).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+
+from app import endpoints as ep
+from app.clock import rfc3339
+from app.context import Context
+from app.errors import AuthError
+from app.flows import claim as claims
+from app.flows import session as sessions
+from app.flows import signin
+from app.flows.session import HeldAttempt, Session, SessionData
+from app.routes.http import ctx_of, form_body
+from app.store.port import AuditEvent, User
+from app.web import pages
+
+HTML = "text/html; charset=utf-8"
+
+
+def _html(ctx: Context, content: str, status: int = 200, *, session: Session | None = None) -> Response[str]:
+    form_targets = [signin_origin] if (signin_origin := _oidc_origin(ctx)) else []
+    cookies = [_cookie(ctx, session)] if session is not None else []
+    return Response(
+        content=content,
+        status_code=status,
+        media_type=HTML,
+        headers=pages.security_headers(form_targets),
+        cookies=cookies,
+    )
+
+
+def _redirect(ctx: Context, location: str, *, session: Session | None = None) -> Response[str]:
+    headers = {**pages.security_headers(), "Location": location}
+    cookies = [_cookie(ctx, session)] if session is not None else []
+    return Response(content="", status_code=303, headers=headers, cookies=cookies)
+
+
+def _oidc_origin(ctx: Context) -> str | None:
+    issuer = ctx.settings.oidc_issuer
+    return ep.origin(issuer) if issuer else None
+
+
+def _cookie(ctx: Context, session: Session) -> Cookie:
+    return Cookie(
+        key=sessions.cookie_name(ctx),
+        value=session.cookie,
+        path="/",
+        httponly=True,
+        secure=not ctx.settings.dev_mode,
+        samesite="lax",
+        max_age=ctx.settings.session_ttl_seconds,
+    )
+
+
+def _base(ctx: Context) -> str:
+    return ctx.endpoints.base_path
+
+
+def _message(ctx: Context, title: str, text: str, status: int, link: tuple[str, str] | None = None) -> Response[str]:
+    return _html(ctx, pages.message(ctx.settings.service_name, title, text, link=link), status)
+
+
+def _error_page(ctx: Context, err: AuthError) -> Response[str]:
+    titles = {
+        "claim_expired": "This link has expired",
+        "invalid_claim": "This link is no longer valid",
+        "already_claimed": "Already claimed",
+        "temporarily_unavailable": "Please try again",
+    }
+    status = 503 if err.status >= 500 else 400 if err.status < 400 else err.status
+    return _message(ctx, titles.get(err.code, "Something went wrong"), err.description, status)
+
+
+async def _session(request: Request[Any, Any, Any], ctx: Context) -> Session | None:
+    return await sessions.load(ctx, request.cookies.get(sessions.cookie_name(ctx)))
+
+
+def _hold(session: Session, token: str | None) -> Session:
+    """Move a claim-attempt token out of the URL into the session (as its locator and hash)."""
+    loc = claims.locate(token or "", "cvt")
+    if loc is None:
+        return session
+    held = HeldAttempt(
+        account_id=loc.account_id, registration_id=loc.registration_id, attempt_hash=claims.attempt_hash(loc.token)
+    )
+    data = session.data
+    return Session(
+        session.cookie,
+        SessionData(
+            csrf=data.csrf, user_id=data.user_id, signed_in_at=data.signed_in_at, login=data.login, attempt=held
+        ),
+    )
+
+
+def _attempt_in(return_to: str | None) -> tuple[str | None, str | None]:
+    """(claim-attempt token, the return path without it) from a ``return_to`` like ``/claim?claim_attempt_token=…``."""
+    if not return_to:
+        return None, return_to
+    parts = urlsplit(return_to)
+    if parts.path != ep.CLAIM_PAGE:
+        return None, return_to
+    token = parse_qs(parts.query).get("claim_attempt_token", [None])[0]
+    return token, ep.CLAIM_PAGE
+
+
+async def _signed_in(ctx: Context, session: Session | None) -> User | None:
+    if session is None or session.data.user_id is None:
+        return None
+    return await ctx.store.get_user(session.data.user_id)
+
+
+def _login_url(ctx: Context, return_to: str, **extra: str) -> str:
+    return f"{_base(ctx)}{ep.LOGIN}?" + urlencode({"return_to": return_to, **extra})
+
+
+@get(ep.LOGIN)
+async def login(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    session = await _session(request, ctx) or sessions.fresh()
+    token, return_to = _attempt_in(request.query_params.get("return_to"))
+    session = _hold(session, token)
+    target = signin.safe_return_to(return_to)
+    prompt = request.query_params.get("prompt")
+    if session.data.user_id is not None and prompt is None and await _signed_in(ctx, session) is not None:
+        await sessions.save(ctx, session)
+        return _redirect(ctx, _base(ctx) + target, session=session)
+    if ctx.settings.oidc_issuer is not None:
+        try:
+            url, session = await signin.begin(ctx, session, target, prompt="login" if prompt == "login" else None)
+        except AuthError as err:
+            return _error_page(ctx, err)
+        await sessions.save(ctx, session)
+        return _redirect(ctx, url, session=session)
+    if not ctx.settings.dev_mode:
+        return _message(ctx, "Sign-in is not available", "This service has no sign-in configured.", 404)
+    await sessions.save(ctx, session)
+    page = pages.dev_sign_in(_base(ctx), ctx.settings.service_name, session.data.csrf, target)
+    return _html(ctx, page, session=session)
+
+
+async def _form(request: Request[Any, Any, Any], ctx: Context) -> tuple[Session | None, dict[str, str]]:
+    """The session and the form fields of a POST, or a refusal when the CSRF token does not match."""
+    session = await _session(request, ctx)
+    fields = {k: v[0] for k, v in (await form_body(request)).items()}
+    if not sessions.csrf_ok(session, fields.get("csrf")):
+        raise AuthError("invalid_request", "this form has expired or did not come from this site; reload the page")
+    return session, fields
+
+
+@post(ep.DEV_LOGIN, status_code=303)
+async def dev_login(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    try:
+        session, fields = await _form(request, ctx)
+        assert session is not None
+        user = await signin.dev_sign_in(ctx, fields.get("email", ""))
+    except AuthError as err:
+        return _error_page(ctx, err)
+    return await _signed_in_redirect(ctx, session, user, fields.get("return_to"))
+
+
+async def _signed_in_redirect(ctx: Context, session: Session, user: User, return_to: str | None) -> Response[str]:
+    data = SessionData(
+        csrf=session.data.csrf, user_id=user.id, signed_in_at=int(ctx.clock.now()), attempt=session.data.attempt
+    )
+    rotated = await sessions.rotate(ctx, session, data)
+    return _redirect(ctx, _base(ctx) + signin.safe_return_to(return_to), session=rotated)
+
+
+@get(ep.OIDC_CALLBACK)
+async def oidc_callback(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    session = await _session(request, ctx)
+    if session is None or session.data.login is None:
+        return _message(ctx, "Sign-in expired", "Start again from the link you were given.", 400)
+    login_state = session.data.login
+    # The sign-in state is spent whatever happens next: a replayed response finds none.
+    data = session.data
+    spent = Session(
+        session.cookie,
+        SessionData(csrf=data.csrf, user_id=data.user_id, signed_in_at=data.signed_in_at, attempt=data.attempt),
+    )
+    await sessions.save(ctx, spent)
+    params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+    try:
+        user = await signin.finish(ctx, login_state, params)
+    except AuthError as err:
+        return _error_page(ctx, err)
+    return await _signed_in_redirect(ctx, spent, user, login_state.return_to)
+
+
+@post(ep.LOGOUT, status_code=303)
+async def logout(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    try:
+        session, fields = await _form(request, ctx)
+    except AuthError as err:
+        return _error_page(ctx, err)
+    assert session is not None
+    await sessions.end(ctx, session)
+    if fields.get("return_to") == ep.CLAIM_PAGE and session.data.attempt is not None:
+        # "Switch account": keep the claim this browser holds, sign in again with a fresh prompt.
+        switched = sessions.fresh()
+        switched = Session(switched.cookie, SessionData(csrf=switched.data.csrf, attempt=session.data.attempt))
+        await sessions.save(ctx, switched)
+        return _redirect(ctx, _login_url(ctx, ep.CLAIM_PAGE, prompt="login"), session=switched)
+    return _message(ctx, "Signed out", "You are signed out of this service.", 200)
+
+
+@get(ep.CLAIM_PAGE)
+async def claim_page(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    session = await _session(request, ctx) or sessions.fresh()
+    token = request.query_params.get("claim_attempt_token")
+    if token is not None:
+        # The secret leaves the URL at once: into the session, then a redirect to the clean page.
+        session = _hold(session, token)
+        await sessions.save(ctx, session)
+        return _redirect(ctx, _base(ctx) + ep.CLAIM_PAGE, session=session)
+    held = session.data.attempt
+    if held is None:
+        return _message(ctx, "No claim in progress", "Open the link the agent showed you.", 400)
+    user = await _signed_in(ctx, session)
+    if user is None:
+        return _redirect(ctx, _login_url(ctx, ep.CLAIM_PAGE))
+    try:
+        view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
+    except AuthError as err:
+        return _error_page(ctx, err)
+    base, name, csrf = _base(ctx), ctx.settings.service_name, session.data.csrf
+    if claims.wrong_account(view.claim, user):
+        return _html(ctx, pages.wrong_account(base, name, user.email, csrf, view.claim.login_hint or ""), 403)
+    details = await _details(ctx, view, user)
+    return _html(ctx, pages.claim_ready(base, name, user.email, csrf, details))
+
+
+async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.ClaimDetails:
+    s, reg, account, claim = ctx.settings, view.state.registration, view.state.account, view.claim
+    provider = s.provider(claim.provider) if claim.provider else None
+    temporary = account.kind == "temporary"
+    first_link = False
+    if provider is not None:
+        owned = await ctx.store.registrations_of(user.account_id, ctx.clock.now())
+        first_link = not any(r.type == "identity_assertion" and not r.pending for r in owned)
+    return pages.ClaimDetails(
+        registration_id=reg.id,
+        kind=reg.type,
+        agent_name=reg.agent_name,
+        agent_platform=reg.agent_platform,
+        provider=provider.display_name if provider else None,
+        created_at=rfc3339(reg.created_at),
+        source=reg.source,
+        scopes_now=() if reg.pending else reg.scopes,
+        scopes_after=claim.scopes_after,
+        quota_now=account.quota_notes if temporary else None,
+        quota_after=s.claimed_quota_notes if temporary else None,
+        expires_at=rfc3339(account.expires_at) if account.expires_at is not None else None,
+        first_link=first_link,
+    )
+
+
+async def _claim_action(request: Request[Any, Any, Any]) -> tuple[Context, Session, User, claims.AttemptView]:
+    ctx = ctx_of(request)
+    session, _ = await _form(request, ctx)
+    user = await _signed_in(ctx, session)
+    if session is None or user is None or session.data.attempt is None:
+        raise AuthError("invalid_claim", "sign in and open the agent's link first")
+    held = session.data.attempt
+    view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
+    return ctx, session, user, view
+
+
+@post(ep.CLAIM_CONFIRM, status_code=200)
+async def claim_confirm(request: Request[Any, Any, Any]) -> Response[str]:
+    try:
+        ctx, session, user, view = await _claim_action(request)
+        if claims.wrong_account(view.claim, user):
+            page = pages.wrong_account(
+                _base(ctx), ctx.settings.service_name, user.email, session.data.csrf, view.claim.login_hint or ""
+            )
+            return _html(ctx, page, 403)
+        code = await claims.confirm(ctx, view, user)
+    except AuthError as err:
+        return _error_page(ctx_of(request), err)
+    minutes = claims.CODE_TTL_SECONDS // 60
+    page = pages.code_shown(_base(ctx), ctx.settings.service_name, user.email, session.data.csrf, code, minutes)
+    return _html(ctx, page)
+
+
+@post(ep.CLAIM_DENY, status_code=200)
+async def claim_deny(request: Request[Any, Any, Any]) -> Response[str]:
+    try:
+        ctx, _, user, view = await _claim_action(request)
+        await claims.deny(ctx, view, user)
+    except AuthError as err:
+        return _error_page(ctx_of(request), err)
+    return _message(
+        ctx,
+        "Access revoked",
+        "The agent's registration and everything issued to it are revoked. Nothing was linked to your account.",
+        200,
+    )
+
+
+@get(ep.ACCOUNT)
+async def account(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    session = await _session(request, ctx)
+    user = await _signed_in(ctx, session)
+    if session is None or user is None:
+        return _redirect(ctx, _login_url(ctx, ep.ACCOUNT))
+    now = ctx.clock.now()
+    listed = []
+    for acct in await ctx.store.owned_accounts(user.id, now):
+        grants = [
+            pages.GrantRow(
+                account_id=acct.id,
+                registration_id=r.id,
+                kind=r.type,
+                agent=r.agent_name or ("agent via provider" if r.type == "identity_assertion" else "unnamed agent"),
+                scopes=" ".join(r.scopes),
+                status="revoked" if r.revoked_at is not None else "pending" if r.pending else "active",
+                created_at=rfc3339(r.created_at),
+            )
+            for r in await ctx.store.registrations_of(acct.id, now)
+        ]
+        summary = f"{'your own account' if acct.id == user.account_id else 'claimed'} · {acct.note_count} notes"
+        listed.append((acct.id, summary, grants))
+    page = pages.account_page(_base(ctx), ctx.settings.service_name, user.email, session.data.csrf, listed)
+    return _html(ctx, page)
+
+
+@post(ep.ACCOUNT_REVOKE, status_code=303)
+async def account_revoke(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    try:
+        session, fields = await _form(request, ctx)
+        user = await _signed_in(ctx, session)
+        if user is None:
+            raise AuthError("invalid_request", "sign in first")
+        now = ctx.clock.now()
+        acct = await ctx.store.get_account(fields.get("account_id", ""), now)
+        if acct is None or acct.owner != user.id:
+            raise AuthError("not_found", "no such account of yours")
+        event = AuditEvent(
+            at=now,
+            type="registration.revoked",
+            account_id=acct.id,
+            registration_id=fields.get("registration_id"),
+            data={"by": "owner", "user": user.id},
+        )
+        await ctx.store.revoke_registration(acct.id, fields.get("registration_id", ""), now, event)
+    except AuthError as err:
+        return _error_page(ctx, err)
+    return _redirect(ctx, _base(ctx) + ep.ACCOUNT)
+
+
+HANDLERS = [login, dev_login, oidc_callback, logout, claim_page, claim_confirm, claim_deny, account, account_revoke]

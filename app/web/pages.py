@@ -1,0 +1,237 @@
+"""The human pages: plain, accessible HTML with one inline stylesheet (allowed by its CSP hash) and no
+external assets, scripts or images. Every value is escaped; every form carries the CSRF token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from app import endpoints as ep
+
+STYLE = """
+:root{color-scheme:light dark;--fg:#1d1d1f;--muted:#5f6368;--bg:#f6f7f9;--card:#fff;--line:#d9dce1;
+--accent:#1a56db;--danger:#b42318;--warn-bg:#fff7e6;--warn:#7a4b00}
+@media (prefers-color-scheme:dark){:root{--fg:#ececf1;--muted:#a9adb6;--bg:#15171a;--card:#1f2227;
+--line:#363a41;--accent:#7aa2ff;--danger:#ff7b6e;--warn-bg:#33290f;--warn:#f3d27a}}
+*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:var(--fg);background:var(--bg)}main{max-width:40rem;margin:2rem auto;padding:0 1rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:1.5rem}
+h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
+p{margin:.5rem 0}.muted{color:var(--muted);font-size:.92rem}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}dt{color:var(--muted)}
+dd{margin:0;overflow-wrap:anywhere}.tag{font-size:.8rem;border:1px solid var(--line);border-radius:6px;
+padding:0 .35rem;margin-left:.35rem;color:var(--muted)}
+.note{background:var(--warn-bg);color:var(--warn);border-radius:8px;padding:.75rem 1rem;margin:1rem 0}
+.actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}form{margin:0}
+button,.button{font:inherit;border-radius:8px;padding:.6rem 1.1rem;border:1px solid var(--line);
+background:var(--card);color:var(--fg);cursor:pointer;text-decoration:none;display:inline-block}
+button.primary{background:var(--accent);border-color:var(--accent);color:#fff}
+button.danger{color:var(--danger);border-color:var(--danger)}
+button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+input[type=email]{font:inherit;width:100%;padding:.55rem .7rem;border:1px solid var(--line);border-radius:8px;
+background:var(--bg);color:var(--fg)}label{display:block;margin:.75rem 0 .35rem}
+.code{font:600 2.4rem/1.2 ui-monospace,SFMono-Regular,Menlo,monospace;letter-spacing:.3rem;text-align:center;
+padding:1rem;border:2px dashed var(--accent);border-radius:12px;margin:1rem 0}
+header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem;flex-wrap:wrap}
+ul.grants{list-style:none;padding:0;margin:0}ul.grants li{border-top:1px solid var(--line);padding:.75rem 0}
+.dev{border:2px solid var(--danger);border-radius:8px;padding:.5rem .75rem;color:var(--danger);font-weight:600}
+"""
+STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+
+
+def security_headers(form_targets: Sequence[str] = ()) -> dict[str, str]:
+    """A strict CSP (no scripts at all), no framing, no caching, no referrer that could carry a secret."""
+    form_action = " ".join(["'self'", *form_targets])
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; form-action {form_action}; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+    }
+
+
+def layout(title: str, body: str, service: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)} · {escape(service)}</title><style>{STYLE}</style></head>"
+        f'<body><main><div class="card">{body}</div>'
+        f'<p class="muted">{escape(service)} · agent sign-up and claims</p></main></body></html>'
+    )
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+
+
+def form(action: str, csrf: str, label: str, css: str = "", fields: dict[str, str] | None = None) -> str:
+    hidden = "".join(_hidden(k, v) for k, v in (fields or {}).items())
+    klass = f' class="{css}"' if css else ""
+    return (
+        f'<form method="post" action="{escape(action)}">{_hidden("csrf", csrf)}{hidden}'
+        f'<button type="submit"{klass}>{escape(label)}</button></form>'
+    )
+
+
+def signed_in_header(base: str, email: str, csrf: str, *, switch: bool = False) -> str:
+    fields = {"return_to": "/claim"} if switch else {}
+    out = form(base + ep.LOGOUT, csrf, "Switch account" if switch else "Sign out", fields=fields)
+    return f"<header><span>Signed in as <strong>{escape(email)}</strong></span>{out}</header>"
+
+
+def dev_sign_in(base: str, service: str, csrf: str, return_to: str) -> str:
+    body = (
+        "<h1>Development sign-in</h1>"
+        '<p class="dev" role="note">Development mode: this is not a real sign-in. Any email is accepted. '
+        "Configure an OpenID Connect provider before real people use this service.</p>"
+        f'<form method="post" action="{escape(base + ep.DEV_LOGIN)}">{_hidden("csrf", csrf)}'
+        f'{_hidden("return_to", return_to)}<label for="email">Email</label>'
+        '<input id="email" name="email" type="email" autocomplete="email" required>'
+        '<div class="actions"><button class="primary" type="submit">Continue</button></div></form>'
+    )
+    return layout("Sign in", body, service)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDetails:
+    registration_id: str
+    kind: str  # "anonymous" | "service_auth" | "identity_assertion"
+    agent_name: str | None
+    agent_platform: str | None
+    provider: str | None  # display name of an ID-JAG provider asking to link
+    created_at: str
+    source: str | None
+    scopes_now: Sequence[str]
+    scopes_after: Sequence[str]
+    quota_now: int | None
+    quota_after: int | None
+    expires_at: str | None
+    first_link: bool
+
+
+def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails) -> str:
+    vouched = d.provider is not None
+    tag = "" if vouched else '<span class="tag">unverified</span>'
+
+    def value(v: str | None) -> str:
+        return f"{escape(v)}{tag}" if v else '<span class="muted">not given</span>'
+
+    rows = [("Registration", escape(d.registration_id))]
+    if d.provider:
+        rows.append(("Provider", f"{escape(d.provider)} (vouched for this agent's user)"))
+    rows += [
+        ("Agent name", value(d.agent_name)),
+        ("Agent platform", value(d.agent_platform)),
+        ("Registered", escape(d.created_at) + (f" from {escape(d.source)}" if d.source else "")),
+        ("Scopes now", escape(" ".join(d.scopes_now)) or '<span class="muted">none</span>'),
+        ("Scopes after", escape(" ".join(d.scopes_after))),
+    ]
+    if d.quota_now is not None and d.quota_after is not None:
+        rows.append(("Notes quota", f"{d.quota_now} → {d.quota_after}"))
+    if d.expires_at:
+        rows.append(("Deleted if unclaimed", escape(d.expires_at)))
+    details = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    advisories = []
+    if d.first_link:
+        advisories.append(f"This is the first time {escape(d.provider or 'this provider')} links to your account.")
+    advisories.append(
+        "Only authorize an agent you started yourself. You will get a code: share it only with that agent, "
+        "never with a person or a website that asks for it."
+    )
+    notes = "".join(f'<p class="note" role="note">{a}</p>' for a in advisories)
+    question = "Link this agent to your account?" if d.kind == "identity_assertion" else "Authorize this agent?"
+    body = (
+        signed_in_header(base, email, csrf)
+        + f"<h1>{question}</h1>"
+        + "<p>An agent asks to make this account yours. After you authorize, it works for you with the scopes "
+        "below, and its limits lift.</p>"
+        + f"<dl>{details}</dl>{notes}"
+        + '<div class="actions">'
+        + form(base + ep.CLAIM_CONFIRM, csrf, "Authorize", "primary")
+        + form(base + ep.CLAIM_DENY, csrf, "This wasn't me", "danger")
+        + "</div>"
+    )
+    return layout("Authorize this agent?", body, service)
+
+
+def code_shown(base: str, service: str, email: str, csrf: str, code: str, minutes: int) -> str:
+    spaced = f"{code[:3]} {code[3:]}"
+    body = (
+        signed_in_header(base, email, csrf)
+        + "<h1>Your code</h1>"
+        + "<p>Read this code back to the agent that asked. It works once and expires in "
+        + f"{minutes} minutes.</p>"
+        + f'<p class="code" aria-label="code {" ".join(code)}">{escape(spaced)}</p>'
+        + '<p class="note" role="note">Share it only with an agent you started yourself.</p>'
+        + f'<p><a href="{escape(base + ep.ACCOUNT)}">Your agents and accounts</a></p>'
+    )
+    return layout("Your code", body, service)
+
+
+def wrong_account(base: str, service: str, email: str, csrf: str, hint: str) -> str:
+    body = (
+        signed_in_header(base, email, csrf, switch=True)
+        + "<h1>Wrong account</h1>"
+        + f"<p>This request is meant for <strong>{escape(hint)}</strong>, but you are signed in as "
+        + f"<strong>{escape(email)}</strong>.</p>"
+        + "<p>Switch account to continue, or close this page if the request is not for you.</p>"
+        + '<div class="actions">'
+        + form(base + ep.LOGOUT, csrf, "Switch account", "primary", {"return_to": "/claim"})
+        + "</div>"
+    )
+    return layout("Wrong account", body, service)
+
+
+def message(service: str, title: str, text: str, *, link: tuple[str, str] | None = None) -> str:
+    extra = f'<p><a href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
+    return layout(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{extra}", service)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    account_id: str
+    registration_id: str
+    kind: str
+    agent: str
+    scopes: str
+    status: str
+    created_at: str
+
+
+def account_page(
+    base: str, service: str, email: str, csrf: str, accounts: Sequence[tuple[str, str, list[GrantRow]]]
+) -> str:
+    parts = [signed_in_header(base, email, csrf), "<h1>Your agents and accounts</h1>"]
+    if not accounts:
+        parts.append("<p>No accounts yet.</p>")
+    for account_id, summary, grants in accounts:
+        parts.append(f'<h2>Account {escape(account_id)}</h2><p class="muted">{escape(summary)}</p>')
+        if not grants:
+            parts.append('<p class="muted">No agents.</p>')
+            continue
+        parts.append('<ul class="grants">')
+        for g in grants:
+            action = ""
+            if g.status == "active":
+                action = form(
+                    base + ep.ACCOUNT_REVOKE,
+                    csrf,
+                    "Revoke",
+                    "danger",
+                    {"account_id": g.account_id, "registration_id": g.registration_id},
+                )
+            parts.append(
+                f'<li><strong>{escape(g.agent)}</strong> <span class="tag">{escape(g.kind)}</span> '
+                f'<span class="tag">{escape(g.status)}</span><br><span class="muted">{escape(g.registration_id)}'
+                f" · since {escape(g.created_at)} · {escape(g.scopes)}</span>{action}</li>"
+            )
+        parts.append("</ul>")
+    return layout("Your agents and accounts", "".join(parts), service)

@@ -1,0 +1,349 @@
+"""The claim ceremony in-process (PROTOCOL.md § Claim): the agent's API, the human pages with the
+development sign-in, and every failure path of PROTOCOL.md's table. The real OpenID Connect provider
+and the real browser are in tests/e2e."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import DevHuman, claimed
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_whole_ceremony_makes_the_account_the_humans(harness):
+    agent, human = harness.agent(), DevHuman(harness.client, harness.settings.issuer_str)
+    reg, access = await agent.start()
+    assert (await agent.api("POST", "/notes", access, json={"text": "before"})).status_code == 201
+    token = reg["claim"]["token"]
+    assert await agent.claim_status(token) == "pending"
+    attempt = await agent.start_claim(token, "Ada@Example.com")
+    assert attempt["id"] == reg["id"] and attempt["type"] == "service_auth"
+    assert attempt["attempt"]["expires_at"].endswith("Z")
+    page = await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com")
+    assert page.status == 200 and page.title == "Authorize this agent?", page.text
+    early = await agent.complete_claim(token, "000000", expect=409)
+    assert early["error"] == "claim_not_confirmed"
+    shown = await human.authorize(page)
+    assert re.fullmatch(r"\d{6}", shown.code)
+    assert await agent.claim_status(token) == "confirmed"
+    done = await agent.complete_claim(token, shown.code)
+    assert done["id"] == reg["id"] and done["status"] == "claimed"
+    identity = done["identity"]
+    assert identity["refresh_token"]["value"].startswith("art_")
+    # The pre-claim assertion and access token are dead; the new ones carry the post-claim scopes.
+    assert (await agent.api("GET", "/notes", access)).status_code == 401
+    await agent.token(reg["identity"]["assertion"], expect=400)
+    new_access = await agent.token(identity["assertion"])
+    assert set(new_access["scope"].split()) == {"notes:read", "notes:write", "notes:delete"}
+    notes = (await agent.api("GET", "/notes", new_access["access_token"])).json()
+    assert notes["count"] == 1 and notes["limit"] == harness.settings.claimed_quota_notes
+    assert await agent.claim_status(token) == "claimed"
+    again = await agent.complete_claim(token, shown.code, expect=409)
+    assert again["error"] == "already_claimed"
+    refreshed = await agent.refresh(identity["refresh_token"]["value"])
+    assert (
+        refreshed["type"] == "refresh"
+        and refreshed["identity"]["refresh_token"]["value"] != identity["refresh_token"]["value"]
+    )
+
+
+async def test_claimed_helper(harness):
+    _reg, done = await claimed(harness.agent(), DevHuman(harness.client, harness.settings.issuer_str))
+    assert done["status"] == "claimed"
+
+
+def parties(h):
+    return h.agent(), DevHuman(h.client, h.settings.issuer_str)
+
+
+async def ready(h, email="ada@example.com", hint="ada@example.com"):
+    """A fresh registration whose human has the claim page open: (agent, human, reg, page)."""
+    agent, human = parties(h)
+    reg = await agent.register()
+    attempt = await agent.start_claim(reg["claim"]["token"], hint)
+    page = await human.open_link(attempt["attempt"]["verification_uri"], email)
+    return agent, human, reg, page
+
+
+async def test_wrong_codes_are_limited_per_attempt_then_the_attempt_dies(harness):
+    agent, human, reg, page = await ready(harness)
+    token = reg["claim"]["token"]
+    code = (await human.authorize(page)).code
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for left in (4, 3, 2, 1):
+        body = await agent.complete_claim(token, wrong, expect=401)
+        assert body["error"] == "invalid_user_code" and f"{left} tries left" in body["error_description"]
+    last = await agent.complete_claim(token, wrong, expect=401)
+    assert "ended" in last["error_description"]
+    # The right code no longer works: the attempt is gone; a new attempt starts clean.
+    assert (await agent.complete_claim(token, code, expect=400))["error"] == "invalid_claim"
+    assert await agent.claim_status(token) == "pending"
+    attempt = await agent.start_claim(token, "ada@example.com")
+    page = await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com")
+    fresh = (await human.authorize(page)).code
+    assert (await agent.complete_claim(token, fresh))["status"] == "claimed"
+
+
+async def test_malformed_codes_count_as_wrong_and_change_nothing_else(harness):
+    agent, human, reg, page = await ready(harness)
+    await human.authorize(page)
+    for bad in ("12345", "abcdef", "1234567", ""):
+        assert (await agent.complete_claim(reg["claim"]["token"], bad, expect=401))["error"] == "invalid_user_code"
+    assert await agent.claim_status(reg["claim"]["token"]) == "confirmed"
+
+
+async def test_wrong_codes_across_attempts_are_capped_per_claim(harness):
+    agent, human = parties(harness)
+    reg = await agent.register()
+    token = reg["claim"]["token"]
+    for _ in range(3):
+        attempt = await agent.start_claim(token, "ada@example.com")
+        page = await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com")
+        code = (await human.authorize(page)).code
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        for _ in range(5):
+            await agent.complete_claim(token, wrong, expect=401)
+    refused = await agent.start_claim(token, "ada@example.com", expect=429)
+    assert refused["error"] == "rate_limited"
+
+
+async def test_an_expired_code_is_refused(harness):
+    agent, human, reg, page = await ready(harness)
+    code = (await human.authorize(page)).code
+    harness.clock.advance(601)
+    assert (await agent.complete_claim(reg["claim"]["token"], code, expect=410))["error"] == "user_code_expired"
+    assert await agent.claim_status(reg["claim"]["token"]) == "pending"
+
+
+async def test_a_superseded_link_is_dead(harness):
+    agent, human = parties(harness)
+    reg = await agent.register()
+    first = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    page = await human.open_link(first["attempt"]["verification_uri"], "ada@example.com")
+    assert page.status == 400 and page.title == "This link is no longer valid"
+
+
+async def test_claims_close_with_the_temporary_account(harness):
+    agent, human, reg, page = await ready(harness)
+    code = (await human.authorize(page)).code
+    harness.clock.advance(harness.settings.anonymous_ttl_seconds)
+    token = reg["claim"]["token"]
+    assert (await agent.complete_claim(token, code, expect=410))["error"] == "claim_expired"
+    assert (await agent.start_claim(token, "ada@example.com", expect=410))["error"] == "claim_expired"
+    assert await agent.claim_status(token) == "expired"
+
+
+async def test_of_two_racing_completions_exactly_one_wins(harness):
+    import asyncio
+
+    agent, human, reg, page = await ready(harness)
+    code = (await human.authorize(page)).code
+    results = await asyncio.gather(
+        *(
+            harness.client.post(
+                f"{agent.issuer}/agent/identity/claim/complete",
+                json={"claim_token": reg["claim"]["token"], "user_code": code},
+            )
+            for _ in range(4)
+        )
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 409, 409, 409], [r.text for r in results]
+    assert all(r.json()["error"] == "already_claimed" for r in results if r.status_code == 409)
+
+
+async def test_a_login_hint_binds_the_attempt_to_that_person(harness):
+    agent, human, reg, page = await ready(harness, email="eve@example.com", hint="ada@example.com")
+    assert page.status == 403 and page.title == "Wrong account"
+    assert "Switch account" in page.text
+    # Posting the confirm form anyway is refused too, and no code exists.
+    refused = await human.post("/claim/confirm", {"csrf": page.csrf})
+    assert refused.status == 403 and 'class="code"' not in refused.text
+    assert await agent.claim_status(reg["claim"]["token"]) == "pending"
+    # Switch account: sign out, keep the claim, sign in as the right person.
+    switched = await human.post("/logout", {"csrf": page.csrf, "return_to": "/claim"})
+    assert switched.title == "Development sign-in"
+    page = await human.post("/login/dev", {"csrf": switched.csrf, "email": "ada@example.com", "return_to": "/claim"})
+    assert page.title == "Authorize this agent?"
+
+
+async def test_an_unbound_claim_goes_to_the_first_person_who_authorizes(harness):
+    agent, human = parties(harness)
+    other = DevHuman(harness.client, agent.issuer)
+    reg = await agent.register()
+    attempt = await agent.start_claim(reg["claim"]["token"])
+    link = attempt["attempt"]["verification_uri"]
+    page = await human.open_link(link, "ada@example.com")
+    theirs = await other.open_link(link, "eve@example.com")
+    code = (await human.authorize(page)).code
+    late = await other.authorize(theirs)
+    assert late.status == 400 and "another person already authorized" in late.text
+    done = await agent.complete_claim(reg["claim"]["token"], code)
+    account = await harness.ctx.store.get_account(reg["account"]["id"], harness.clock.now())
+    user = await harness.ctx.store.find_user_by_email("ada@example.com")
+    assert done["status"] == "claimed" and account is not None and user is not None and account.owner == user.id
+
+
+async def test_an_operator_can_require_a_login_hint(harness_factory):
+    async with harness_factory(claim_require_login_hint=True) as h:
+        agent = h.agent()
+        reg = await agent.register()
+        body = await agent.start_claim(reg["claim"]["token"], expect=400)
+        assert body["error"] == "invalid_login_hint"
+        assert (await agent.start_claim(reg["claim"]["token"], "not-an-email", expect=400))["error"] == (
+            "invalid_login_hint"
+        )
+
+
+async def test_this_wasnt_me_revokes_everything(harness):
+    agent, human = parties(harness)
+    reg, access = await agent.start()
+    attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    page = await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com")
+    gone = await human.deny(page)
+    assert gone.title == "Access revoked"
+    assert (await agent.api("GET", "/notes", access)).status_code == 401
+    await agent.token(reg["identity"]["assertion"], expect=400)
+    assert await agent.claim_status(reg["claim"]["token"]) == "revoked"
+    assert (await agent.complete_claim(reg["claim"]["token"], "123456", expect=410))["error"] == "claim_expired"
+    assert [e.type for e in await harness.ctx.store.audit_events()][-1] == "claim.denied"
+
+
+async def test_forms_without_the_csrf_token_change_nothing(harness):
+    agent, human, reg, _page = await ready(harness)
+    for fields in ({}, {"csrf": "forged"}):
+        refused = await human.post("/claim/confirm", fields)
+        assert refused.status == 400 and 'class="code"' not in refused.text
+        assert (await human.post("/claim/deny", fields)).status == 400
+    assert await agent.claim_status(reg["claim"]["token"]) == "pending"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x"])
+async def test_return_to_stays_on_this_site(harness, target):
+    human = DevHuman(harness.client, harness.settings.issuer_str)
+    page = await human.follow(f"{harness.settings.issuer}/login?return_to={target}")
+    r = await human._send(
+        "POST",
+        f"{harness.settings.issuer}/login/dev",
+        data={"csrf": page.csrf, "email": "ada@example.com", "return_to": target},
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/account"
+
+
+async def test_the_attempt_token_leaves_the_url_and_pages_are_locked_down(harness):
+    agent, _human = parties(harness)
+    reg = await agent.register()
+    uri = (await agent.start_claim(reg["claim"]["token"], "ada@example.com"))["attempt"]["verification_uri"]
+    token = re.search(r"cvt_[^&%]+", uri.replace("%2E", ".")).group(0)
+    r = await harness.client.get(f"{agent.issuer}/claim?claim_attempt_token={token}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/claim"
+    for path in ("/claim", "/login?return_to=/claim"):
+        r = await harness.client.get(f"{agent.issuer}{path}", follow_redirects=False)
+        assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp and "script-src" not in csp
+    cookie = (
+        r.headers.get("set-cookie", "") or (await harness.client.get(f"{agent.issuer}/login")).headers["set-cookie"]
+    )
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+
+
+async def test_refresh_rotates_and_reuse_after_the_grace_revokes_the_family(harness):
+    agent, human = parties(harness)
+    _reg, done = await claimed(agent, human)
+    first = done["identity"]["refresh_token"]["value"]
+    second = (await agent.refresh(first))["identity"]["refresh_token"]["value"]
+    # A retry within the grace gets the same successor (a lost response is not theft).
+    assert (await agent.refresh(first))["identity"]["refresh_token"]["value"] == second
+    third_body = await agent.refresh(second)
+    third = third_body["identity"]["refresh_token"]["value"]
+    access = (await agent.token(third_body["identity"]["assertion"]))["access_token"]
+    harness.clock.advance(harness.settings.refresh_grace_seconds + 1)
+    reused = await agent.refresh(first, expect=400)
+    assert reused["error"] == "invalid_refresh_token"
+    # The whole family is dead now, the live token and its access tokens included.
+    assert (await agent.refresh(third, expect=400))["error"] == "invalid_refresh_token"
+    assert (await agent.api("GET", "/notes", access)).status_code == 401
+    assert (await agent.refresh("art_garbage", expect=400))["error"] == "invalid_refresh_token"
+
+
+async def test_a_forged_refresh_token_changes_nothing(harness):
+    agent, human = parties(harness)
+    _reg, done = await claimed(agent, human)
+    value = done["identity"]["refresh_token"]["value"]
+    forged = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    assert (await agent.refresh(forged, expect=400))["error"] == "invalid_refresh_token"
+    assert (await agent.refresh(value))["type"] == "refresh"
+
+
+async def test_service_auth_registration_issues_nothing_until_the_human_authorizes(harness):
+    agent, human = parties(harness)
+    assert (await agent.register({"type": "service_auth"}, expect=400))["error"] == "invalid_login_hint"
+    reg = await agent.register({"type": "service_auth", "login_hint": "ada@example.com"})
+    assert reg["type"] == "service_auth" and "identity" not in reg
+    assert reg["scopes"] == {"post_claim": list(harness.settings.post_claim_scopes)}
+    claim = reg["claim"]
+    assert claim["token"].startswith("clm_") and claim["attempt"]["verification_uri"].startswith(agent.issuer)
+    assert await agent.claim_status(claim["token"]) == "pending"
+    page = await human.open_link(claim["attempt"]["verification_uri"], "ada@example.com")
+    assert page.title == "Authorize this agent?"
+    done = await agent.complete_claim(claim["token"], (await human.authorize(page)).code)
+    tok = await agent.token(done["identity"]["assertion"])
+    assert (await agent.api("DELETE", "/notes/note_missing", tok["access_token"])).status_code == 404
+
+
+async def test_bad_claim_tokens(harness):
+    agent = harness.agent()
+    reg = await agent.register()
+    forged = reg["claim"]["token"][:-3] + "xyz"
+    r = await agent.post_json("/agent/identity/claim", {"type": "service_auth", "claim_token": forged})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_claim_token"
+    assert r.headers["www-authenticate"].startswith('AgentAuth error="invalid_claim_token"')
+    r = await agent.post_json("/agent/identity/claim", {"type": "service_auth", "claim_token": "nope"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_claim_token"
+    r = await agent.post_json("/agent/identity/claim/complete", {"claim_token": "nope", "user_code": "123456"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_claim"
+    r = await agent.post_json(
+        "/agent/identity/claim/complete", {"claim_token": reg["claim"]["token"], "user_code": "1"}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_claim"  # no attempt started
+    r = await agent.post_json("/agent/identity/claim", {"type": "carrier_pigeon", "claim_token": reg["claim"]["token"]})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+async def test_without_a_sign_in_outside_dev_mode_claims_are_not_offered(harness_factory):
+    async with harness_factory(issuer="https://auth.example") as h:
+        meta = (await h.client.get("https://auth.example/.well-known/oauth-authorization-server")).json()
+        assert meta["agent_auth"]["identity_types_supported"] == ["anonymous"]
+        assert meta["agent_auth"]["claim"]["offered"] is False
+        reg = await h.agent().register()
+        body = await h.agent().start_claim(reg["claim"]["token"], "ada@example.com", expect=400)
+        assert body["error"] == "service_auth_not_enabled"
+        r = await h.client.get("https://auth.example/login", follow_redirects=False)
+        assert r.status_code == 404
+
+
+async def test_the_account_page_lists_and_revokes_what_the_human_owns(harness):
+    agent, human = parties(harness)
+    reg, done = await claimed(agent, human)
+    access = (await agent.token(done["identity"]["assertion"]))["access_token"]
+    page = await human.follow(f"{agent.issuer}/account")
+    assert page.title == "Your agents and accounts" and reg["id"] in page.text and reg["account"]["id"] in page.text
+    after = await human.post(
+        "/account/revoke",
+        {"csrf": page.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]},
+    )
+    assert after.title == "Your agents and accounts" and "revoked" in after.text
+    assert (await agent.api("GET", "/notes", access)).status_code == 401
+    # Someone else's account cannot be revoked from here.
+    stranger = DevHuman(harness.client, agent.issuer)
+    own = await stranger.follow(f"{agent.issuer}/login?return_to=/account")
+    own = await stranger.post("/login/dev", {"csrf": own.csrf, "email": "eve@example.com", "return_to": "/account"})
+    refused = await stranger.post(
+        "/account/revoke", {"csrf": own.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]}
+    )
+    assert refused.status == 404
