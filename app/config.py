@@ -127,6 +127,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     sweep_interval_seconds: float = 30.0
     key_check_interval_seconds: float = 10.0
     workers: int = 1
+    # TLS served by authmd itself (most deployments terminate TLS at a proxy instead)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
@@ -284,6 +287,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 raise ConfigError(f"trusted_proxies: {cidr!r} is not an address or network") from exc
         self._validate_providers()
         self._validate_oidc()
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:

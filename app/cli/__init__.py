@@ -66,6 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "proxy_headers": False,
     }
+    if settings.tls_cert_file and settings.tls_key_file:
+        common.update({"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file})
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
     else:

@@ -51,9 +51,12 @@ class ServerProcess:
     example ``AUTHMD_ISSUER="{origin}/tenant"``).
     """
 
-    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, workdir: Path, env: Mapping[str, str], ca_file: str | None = None) -> None:
         self.port = free_port()
-        self.origin = f"http://{HOST}:{self.port}"
+        # With AUTHMD_TLS_* the server speaks https; ``ca_file`` is the CA the test client trusts.
+        self.verify: str | bool = ca_file or True
+        scheme = "https" if "AUTHMD_TLS_CERT_FILE" in env else "http"
+        self.origin = f"{scheme}://{HOST}:{self.port}"
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.log_path = workdir / "server.log"
@@ -96,7 +99,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=self.verify) as client:
             while True:
                 code = self.proc.poll()
                 if code is not None:
@@ -158,10 +161,10 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
     servers: list[ServerProcess] = []
     request.node.stash[SERVERS] = servers
 
-    def start(env: Mapping[str, str] | None = None) -> ServerProcess:
+    def start(env: Mapping[str, str] | None = None, *, ca_file: str | None = None) -> ServerProcess:
         workdir = tmp_path / f"server{len(servers)}"
         workdir.mkdir()
-        server = ServerProcess(workdir, env or {})
+        server = ServerProcess(workdir, env or {}, ca_file)
         servers.append(server)
         server.start()
         return server
