@@ -15,9 +15,12 @@ from app.asgi import create_app
 from app.clock import ManualClock
 from app.config import Settings
 from app.context import Context
+from tests.browser import browser, new_context, page  # noqa: F401 (fixtures for every test)
 from tests.helpers import Agent
+from tests.oidc_server import oidc_provider, oidc_provider_factory  # noqa: F401 (fixtures for every test)
 from tests.provider import es256_provider_fixture, provider_fixture  # noqa: F401 (fixtures for every test)
 from tests.redis_servers import redis_cluster, redis_server, shared_redis  # noqa: F401 (fixtures for every test)
+from tests.tls import tls_files  # noqa: F401 (fixtures for every test)
 
 ISSUER_HOST, ISSUER_PORT = "127.0.0.1", 8000
 

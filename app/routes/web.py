@@ -16,7 +16,6 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 
 from app import endpoints as ep
-from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
@@ -261,13 +260,13 @@ async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.
         agent_name=reg.agent_name,
         agent_platform=reg.agent_platform,
         provider=provider.display_name if provider else None,
-        created_at=rfc3339(reg.created_at),
+        created_at=pages.human_time(reg.created_at),
         source=reg.source,
         scopes_now=() if reg.pending else reg.scopes,
         scopes_after=claim.scopes_after,
         quota_now=account.quota_notes if temporary else None,
         quota_after=s.claimed_quota_notes if temporary else None,
-        expires_at=rfc3339(account.expires_at) if account.expires_at is not None else None,
+        expires_at=pages.human_time(account.expires_at) if account.expires_at is not None else None,
         first_link=first_link,
     )
 
@@ -333,7 +332,7 @@ async def account(request: Request[Any, Any, Any]) -> Response[str]:
                 agent=r.agent_name or ("agent via provider" if r.type == "identity_assertion" else "unnamed agent"),
                 scopes=" ".join(r.scopes),
                 status="revoked" if r.revoked_at is not None else "pending" if r.pending else "active",
-                created_at=rfc3339(r.created_at),
+                created_at=pages.human_time(r.created_at),
             )
             for r in await ctx.store.registrations_of(acct.id, now)
         ]

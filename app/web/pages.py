@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -40,6 +41,11 @@ ul.grants{list-style:none;padding:0;margin:0}ul.grants li{border-top:1px solid v
 .dev{border:2px solid var(--danger);border-radius:8px;padding:.5rem .75rem;color:var(--danger);font-weight:600}
 """
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+
+
+def human_time(ts: int) -> str:
+    """A moment as a person reads it (UTC, named month: no day/month ambiguity)."""
+    return time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(ts))
 
 
 def security_headers(form_targets: Sequence[str] = ()) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,10 +52,10 @@ class ServerProcess:
     example ``AUTHMD_ISSUER="{origin}/tenant"``).
     """
 
-    def __init__(self, workdir: Path, env: Mapping[str, str], ca_file: str | None = None) -> None:
+    def __init__(self, workdir: Path, env: Mapping[str, str], verify: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
-        # With AUTHMD_TLS_* the server speaks https; ``ca_file`` is the CA the test client trusts.
-        self.verify: str | bool = ca_file or True
+        # With AUTHMD_TLS_* the server speaks https; ``verify`` trusts the test CA.
+        self.verify: ssl.SSLContext | bool = verify or True
         scheme = "https" if "AUTHMD_TLS_CERT_FILE" in env else "http"
         self.origin = f"{scheme}://{HOST}:{self.port}"
         self.workdir = workdir
@@ -161,10 +162,10 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
     servers: list[ServerProcess] = []
     request.node.stash[SERVERS] = servers
 
-    def start(env: Mapping[str, str] | None = None, *, ca_file: str | None = None) -> ServerProcess:
+    def start(env: Mapping[str, str] | None = None, *, verify: ssl.SSLContext | None = None) -> ServerProcess:
         workdir = tmp_path / f"server{len(servers)}"
         workdir.mkdir()
-        server = ServerProcess(workdir, env or {}, ca_file)
+        server = ServerProcess(workdir, env or {}, verify)
         servers.append(server)
         server.start()
         return server

@@ -1,0 +1,710 @@
+"""A real OpenID Connect provider for tests: panva/oidc-provider 8.x (OpenID Certified) run by
+``tests/oidc/provider.mjs`` under Node, on a kernel-chosen loopback port, over plain http.
+
+Use the fixtures from any conftest (or test module)::
+
+    from tests.oidc_server import oidc_provider, oidc_provider_factory  # noqa: F401
+
+* ``oidc_provider`` (session scope): one provider for the whole session with one confidential client
+  (``.client``: random id/secret, redirect URI ``DEFAULT_REDIRECT_URI``, the in-process app's
+  ``http://127.0.0.1:8000/oidc/callback``). Tests that need another redirect URI (an app server on its own
+  port) register their own client on it with ``oidc_provider.register_client([...])`` (RFC 7591 dynamic
+  registration, gated by an initial access token only this helper knows). Never stop it.
+* ``oidc_provider_factory`` (function scope): ``factory(redirect_uris, *, client_id=None, client_secret=None,
+  token_endpoint_auth_method="client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1")``
+  starts a private provider (stopped at teardown): for tests that need their own client id/secret, account
+  overrides, or an issuer on ``localhost`` (a different site from an app on 127.0.0.1).
+
+The sign-in convention (see the top of provider.mjs): the login string is ``sub``; a login containing
+"@" gives ``email`` = login lower-cased and ``email_verified`` = true, except that a login starting with
+``unverified+`` gives the email without that prefix and ``email_verified`` = false; ``name`` is the part
+before "@". Any non-empty password is accepted. Consent is automatic (openid email profile).
+
+Client authentication at the token endpoint: oidc-provider accepts client_secret_basic and client_secret_post
+alike, whichever the client was registered with (``OidcClient.token_request_auth`` uses the registered one).
+
+Building an authorization request: ``provider.authorize_url(client, state=..., nonce=..., code_challenge=...)``
+or by hand from ``provider.metadata()["authorization_endpoint"]``; PKCE (S256) is required.
+``login_via_http(httpx.Client, url, login)`` / ``alogin_via_http(httpx.AsyncClient, ...)`` drive the
+login form with plain form posts and return the redirect to the client (``code``, ``state``, ``iss``)
+without fetching it; a browser can drive the same form (``input[name=login]``, ``input[name=password]``,
+``button[type=submit]``).
+
+The npm dependency is installed on first use into tests/oidc/node_modules (``npm ci``, ~3 s) and reused.
+Without node/npm the tests skip with the install line (``CI=true``: they fail instead).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import httpx
+import pytest
+
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+INSTALL_HINT = "apt-get install -y nodejs npm"
+
+OIDC_DIR = Path(__file__).resolve().parent / "oidc"
+SCRIPT = OIDC_DIR / "provider.mjs"
+NODE_MODULES = OIDC_DIR / "node_modules"
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+NPM_TIMEOUT = 300.0
+SCOPE = "openid email profile"
+# The in-process harness's issuer is http://127.0.0.1:8000 (tests/conftest.py: ISSUER_HOST, ISSUER_PORT).
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/oidc/callback"
+UNVERIFIED_PREFIX = "unverified+"
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
+def _ci(env: Mapping[str, str]) -> bool:
+    return env.get("CI", "").strip().lower() == "true"
+
+
+def _missing(message: str, env: Mapping[str, str]) -> None:
+    if _ci(env):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def require_node(env: Mapping[str, str] | None = None, *, need_npm: bool | None = None) -> None:
+    """Skip the test when node (or npm, while tests/oidc/node_modules is not installed yet) is missing;
+    fail instead when ``CI=true``. ``env`` defaults to ``os.environ``."""
+    env = os.environ if env is None else env
+    if need_npm is None:
+        need_npm = not npm_deps_installed()
+    needed = [("node", NODE), ("npm", NPM)] if need_npm else [("node", NODE)]
+    for name, path in needed:
+        if path is None or not os.access(path, os.X_OK):
+            _missing(f"{name} not found; install it with: {INSTALL_HINT}", env)
+
+
+# --- the npm dependency ----------------------------------------------------------------------------
+
+
+def _locked_version(package: str = "oidc-provider") -> str | None:
+    lock = OIDC_DIR / "package-lock.json"
+    try:
+        data = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    version = data.get("packages", {}).get(f"node_modules/{package}", {}).get("version")
+    return version if isinstance(version, str) else None
+
+
+def npm_deps_installed() -> bool:
+    """tests/oidc/node_modules holds oidc-provider, at the version package-lock.json pins (if any)."""
+    try:
+        installed = json.loads((NODE_MODULES / "oidc-provider" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return False
+    locked = _locked_version()
+    return locked is None or installed == locked
+
+
+def ensure_npm_deps(timeout: float = NPM_TIMEOUT) -> None:
+    """Install tests/oidc's npm dependencies once (``npm ci``, or ``npm install`` without a lock file).
+
+    A file lock serialises concurrent pytest processes; the check is repeated under the lock."""
+    if npm_deps_installed():
+        return
+    if NPM is None:
+        raise RuntimeError(f"npm not found; install it with: {INSTALL_HINT}")
+    with (OIDC_DIR / ".npm-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if npm_deps_installed():
+                return
+            verb = "ci" if (OIDC_DIR / "package-lock.json").exists() else "install"
+            result = subprocess.run(
+                [NPM, verb, "--prefix", str(OIDC_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if result.returncode != 0 or not npm_deps_installed():
+                raise RuntimeError(f"npm {verb} in {OIDC_DIR} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- PKCE and clients ------------------------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+@dataclass(frozen=True)
+class OidcClient:
+    """A confidential client of the provider. Keep ids/secrets URL-safe: client_secret_basic credentials
+    are form-urlencoded before base64 (RFC 6749 §2.3.1), which httpx's ``auth=(id, secret)`` does not do."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+
+    @classmethod
+    def new(
+        cls,
+        redirect_uris: Sequence[str],
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_endpoint_auth_method: AuthMethod = "client_secret_basic",  # noqa: S107 (not a secret)
+    ) -> OidcClient:
+        return cls(
+            client_id=client_id or f"client-{secrets.token_hex(6)}",
+            client_secret=client_secret or secrets.token_urlsafe(32),
+            redirect_uris=tuple(redirect_uris),
+            token_endpoint_auth_method=token_endpoint_auth_method,
+        )
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.redirect_uris[0]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uris": list(self.redirect_uris),
+            "token_endpoint_auth_method": self.token_endpoint_auth_method,
+        }
+
+    def token_request_auth(self, form: dict[str, str]) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+        """(form, auth) for a token request with this client's authentication method."""
+        if self.token_endpoint_auth_method == "client_secret_post":
+            return {**form, "client_id": self.client_id, "client_secret": self.client_secret}, None
+        return form, httpx.BasicAuth(self.client_id, self.client_secret)
+
+
+# --- the provider process --------------------------------------------------------------------------
+
+
+class OidcProviderError(RuntimeError):
+    pass
+
+
+_LIVE: set[OidcProvider] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for provider in list(_LIVE):
+        with contextlib.suppress(Exception):
+            provider.kill()
+
+
+class OidcProvider:
+    """One ``node tests/oidc/provider.mjs`` process on 127.0.0.1 (port chosen by the kernel: no race).
+
+    ``clients``: registered at start. ``accounts``: per-login claim overrides ({login: {claim: value|None}}).
+    ``registration``: enable RFC 7591 registration (``register_client``) with a private initial access token.
+    ``issuer_host="localhost"``: issuer ``http://localhost:PORT`` (still bound to 127.0.0.1), a different site
+    from an app on 127.0.0.1 (ports do not make sites), so SameSite behaves as between real domains.
+    The process's stdout+stderr go to ``log_path`` (``log_tail()`` for failure messages).
+    """
+
+    def __init__(
+        self,
+        clients: Sequence[OidcClient] = (),
+        *,
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        registration: bool = True,
+        issuer_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1",
+        directory: Path | str | None = None,
+    ) -> None:
+        self._owned_dir: tempfile.TemporaryDirectory[str] | None = None
+        if directory is None:
+            self._owned_dir = tempfile.TemporaryDirectory(prefix="oidc-provider-")
+            directory = self._owned_dir.name
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.clients: list[OidcClient] = list(clients)
+        self.accounts = {login: dict(claims) for login, claims in (accounts or {}).items()}
+        self.registration_token = secrets.token_urlsafe(24) if registration else None
+        self.issuer_host = issuer_host
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._issuer: str | None = None
+        self._eof = False
+        self._cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._metadata: dict[str, Any] | None = None
+
+    # -- info --
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "provider.log"
+
+    @property
+    def issuer(self) -> str:
+        if self._issuer is None:
+            raise OidcProviderError("provider not started")
+        return self._issuer
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.issuer).port
+        assert port is not None
+        return port
+
+    @property
+    def client(self) -> OidcClient:
+        """The first client given at start."""
+        if not self.clients:
+            raise OidcProviderError("no client configured")
+        return self.clients[0]
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.client.client_secret
+
+    @property
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "port": 0,
+            "issuer_host": self.issuer_host,
+            "clients": [client.metadata() for client in self.clients],
+            "accounts": self.accounts,
+        }
+        if self.registration_token:
+            config["registration_token"] = self.registration_token
+        return config
+
+    # -- lifecycle --
+
+    def start(self, timeout: float = START_TIMEOUT) -> Self:
+        if self.proc is not None:
+            raise OidcProviderError("provider already started")
+        if NODE is None:
+            raise OidcProviderError(f"node not found; install it with: {INSTALL_HINT}")
+        ensure_npm_deps()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NODE_", "OIDC_PROVIDER_"))}
+        env["NODE_ENV"] = "test"
+        self.proc = subprocess.Popen(
+            [NODE, str(SCRIPT), json.dumps(self.config())],
+            cwd=OIDC_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        _LIVE.add(self)
+        self._reader = threading.Thread(target=self._read_output, name=f"oidc-provider-{self.proc.pid}", daemon=True)
+        self._reader.start()
+        try:
+            with self._cond:
+                self._cond.wait_for(lambda: self._issuer is not None or self._eof, timeout=timeout)
+            if self._issuer is None:
+                state = "exited" if self._eof else f"not ready after {timeout}s"
+                raise OidcProviderError(f"oidc provider {state}:\n{self.log_tail()}")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _read_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            with self.log_path.open("ab") as log:
+                for line in self.proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    if self._issuer is None and line.startswith(b"READY "):
+                        with self._cond:
+                            self._issuer = line.split()[1].decode()
+                            self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM (the script closes its server and exits 0); SIGKILL if it takes too long. Returns the
+        exit code (None if never started)."""
+        return self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        return self._signal_and_wait(signal.SIGKILL, STOP_TIMEOUT)
+
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+        if self._reader is not None:
+            self._reader.join(timeout=STOP_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        _LIVE.discard(self)
+        return proc.returncode
+
+    def close(self) -> None:
+        self.stop()
+        if self._owned_dir is not None:
+            self._owned_dir.cleanup()
+            self._owned_dir = None
+
+    def __enter__(self) -> Self:
+        if self.proc is None:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self._issuer or "(not started)"
+        return f"<OidcProvider {where} {'running' if self.is_running else 'stopped'}>"
+
+    # -- protocol helpers --
+
+    def metadata(self) -> dict[str, Any]:
+        """The discovery document (fetched once)."""
+        if self._metadata is None:
+            response = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
+            response.raise_for_status()
+            self._metadata = response.json()
+        return self._metadata
+
+    def jwks(self) -> dict[str, Any]:
+        response = httpx.get(self.metadata()["jwks_uri"], timeout=10)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def register_client(
+        self,
+        redirect_uris: Sequence[str],
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_endpoint_auth_method: AuthMethod = "client_secret_basic",  # noqa: S107 (not a secret)
+    ) -> OidcClient:
+        """Register one more confidential client on the running provider (RFC 7591)."""
+        if not self.registration_token:
+            raise OidcProviderError("registration is disabled on this provider")
+        client = OidcClient.new(
+            redirect_uris,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_endpoint_auth_method=token_endpoint_auth_method,
+        )
+        body = {
+            **client.metadata(),
+            "response_types": ["code"],
+            "grant_types": ["authorization_code"],
+            "id_token_signed_response_alg": "RS256",
+        }
+        response = httpx.post(
+            f"{self.issuer}/reg",
+            json=body,
+            headers={"Authorization": f"Bearer {self.registration_token}"},
+            timeout=10,
+        )
+        if response.status_code != 201:
+            raise OidcProviderError(f"registration refused ({response.status_code}): {response.text}")
+        registered = response.json()
+        if (registered["client_id"], registered["client_secret"]) != (client.client_id, client.client_secret):
+            raise OidcProviderError(f"registration changed the credentials: {registered}")
+        self.clients.append(client)
+        return client
+
+    def authorize_url(
+        self,
+        client: OidcClient | None = None,
+        *,
+        code_challenge: str,
+        state: str,
+        nonce: str | None = None,
+        redirect_uri: str | None = None,
+        scope: str = SCOPE,
+        **extra: str,
+    ) -> str:
+        """An authorization-code request URL (S256 PKCE). ``extra``: e.g. ``prompt="login"``, ``login_hint``."""
+        client = client or self.client
+        params = {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": redirect_uri or client.redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        }
+        if nonce is not None:
+            params["nonce"] = nonce
+        params.update(extra)
+        return f"{self.metadata()['authorization_endpoint']}?{urlencode(params)}"
+
+    def exchange_code(
+        self, code: str, code_verifier: str, client: OidcClient | None = None, *, redirect_uri: str | None = None
+    ) -> httpx.Response:
+        """POST the token request (client authenticated by its method); returns the raw response."""
+        client = client or self.client
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri or client.redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        data, auth = client.token_request_auth(form)
+        return httpx.post(self.metadata()["token_endpoint"], data=data, auth=auth, timeout=10)
+
+
+# --- driving the login form over plain HTTP --------------------------------------------------------
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append({"action": values.get("action", ""), "method": values.get("method", "get"), "inputs": []})
+        elif tag == "input" and self.forms:
+            self.forms[-1]["inputs"].append(values)
+
+
+@dataclass
+class _Step:
+    kind: Literal["done", "get", "post"]
+    url: str
+    data: dict[str, str] = field(default_factory=dict)
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.netloc, pa.path) == (pb.scheme, pb.netloc, pb.path)
+
+
+def _next_step(response: httpx.Response, redirect_uri: str, origin: str, login: str, password: str) -> _Step:
+    if response.is_redirect:
+        target = urljoin(str(response.url), response.headers["location"])
+        parts = urlsplit(target)
+        if _same_endpoint(target, redirect_uri) or f"{parts.scheme}://{parts.netloc}" != origin:
+            return _Step("done", target)
+        return _Step("get", target)
+    if response.status_code != 200 or "html" not in response.headers.get("content-type", ""):
+        raise OidcProviderError(
+            f"unexpected response {response.status_code} from {response.url}: {response.text[:2000]}"
+        )
+    parser = _FormParser()
+    parser.feed(response.text)
+    forms = [form for form in parser.forms if form["method"].lower() == "post"]
+    if not forms:
+        raise OidcProviderError(f"no form on {response.url}: {response.text[:2000]}")
+    form = forms[0]
+    data: dict[str, str] = {}
+    for field_ in form["inputs"]:
+        name = field_.get("name")
+        if not name:
+            continue
+        if name == "login":
+            data[name] = login
+        elif name == "password":
+            data[name] = password
+        else:
+            data[name] = field_.get("value", "")
+    return _Step("post", urljoin(str(response.url), form["action"]), data)
+
+
+def _redirect_uri_of(authorize_url: str) -> tuple[str, str]:
+    query = httpx.URL(authorize_url).params
+    parts = urlsplit(authorize_url)
+    return query.get("redirect_uri", ""), f"{parts.scheme}://{parts.netloc}"
+
+
+def login_via_http(
+    client: httpx.Client,
+    authorize_url: str,
+    login: str,
+    password: str = "any-password",  # noqa: S107 (the dev login form accepts any password)
+    *,
+    max_steps: int = 12,
+) -> str:
+    """Drive the provider's login form with plain requests: GET ``authorize_url``, follow the provider's
+    redirects, POST the login form (and any further form, e.g. consent), and return the final redirect to
+    the client's redirect_uri (carrying ``code``/``state``/``iss`` or ``error``) WITHOUT fetching it.
+
+    ``client`` must keep cookies (an ``httpx.Client`` does) and must not follow redirects itself."""
+    redirect_uri, origin = _redirect_uri_of(authorize_url)
+    step = _Step("get", authorize_url)
+    for _ in range(max_steps):
+        if step.kind == "get":
+            response = client.get(step.url, follow_redirects=False)
+        else:
+            response = client.post(step.url, data=step.data, follow_redirects=False)
+        step = _next_step(response, redirect_uri, origin, login, password)
+        if step.kind == "done":
+            return step.url
+    raise OidcProviderError(f"no redirect to {redirect_uri} after {max_steps} steps")
+
+
+async def alogin_via_http(
+    client: httpx.AsyncClient,
+    authorize_url: str,
+    login: str,
+    password: str = "any-password",  # noqa: S107 (the dev login form accepts any password)
+    *,
+    max_steps: int = 12,
+) -> str:
+    """``login_via_http`` for an ``httpx.AsyncClient`` (for anyio tests)."""
+    redirect_uri, origin = _redirect_uri_of(authorize_url)
+    step = _Step("get", authorize_url)
+    for _ in range(max_steps):
+        if step.kind == "get":
+            response = await client.get(step.url, follow_redirects=False)
+        else:
+            response = await client.post(step.url, data=step.data, follow_redirects=False)
+        step = _next_step(response, redirect_uri, origin, login, password)
+        if step.kind == "done":
+            return step.url
+    raise OidcProviderError(f"no redirect to {redirect_uri} after {max_steps} steps")
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+# Shared across every import site of the session fixture (each import site is its own FixtureDef).
+_SHARED: dict[str, tuple[OidcProvider, int]] = {}
+
+
+@contextlib.contextmanager
+def _shared(name: str, make: Callable[[], OidcProvider]) -> Iterator[OidcProvider]:
+    if name in _SHARED:
+        resource, count = _SHARED[name]
+        _SHARED[name] = (resource, count + 1)
+    else:
+        resource = make()
+        _SHARED[name] = (resource, 1)
+    try:
+        yield resource
+    finally:
+        resource, count = _SHARED[name]
+        if count == 1:
+            del _SHARED[name]
+            resource.close()
+        else:
+            _SHARED[name] = (resource, count - 1)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """One provider for the whole session; ``.client`` redirects to ``DEFAULT_REDIRECT_URI``; register your
+    own clients with ``.register_client``; never stop it."""
+    require_node()
+
+    def make() -> OidcProvider:
+        default = OidcClient.new([DEFAULT_REDIRECT_URI], client_id="authmd-test")
+        return OidcProvider([default], directory=tmp_path_factory.mktemp("oidc-provider")).start()
+
+    with _shared("provider", make) as provider:
+        yield provider
+
+
+OidcProviderFactory = Callable[..., OidcProvider]
+
+
+@pytest.fixture
+def oidc_provider_factory(tmp_path: Path) -> Iterator[OidcProviderFactory]:
+    """``factory(redirect_uris, *, client_id=None, client_secret=None, token_endpoint_auth_method=
+    "client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1")`` → a started private
+    provider whose ``.client`` is that client; every provider made is stopped at teardown."""
+    require_node()
+    made: list[OidcProvider] = []
+
+    def factory(
+        redirect_uris: Sequence[str],
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_endpoint_auth_method: AuthMethod = "client_secret_basic",  # noqa: S107 (not a secret)
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        extra_clients: Sequence[OidcClient] = (),
+        issuer_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1",
+    ) -> OidcProvider:
+        client = OidcClient.new(
+            redirect_uris,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_endpoint_auth_method=token_endpoint_auth_method,
+        )
+        provider = OidcProvider(
+            [client, *extra_clients],
+            accounts=accounts,
+            issuer_host=issuer_host,
+            directory=tmp_path / f"oidc-provider-{len(made)}",
+        )
+        made.append(provider)
+        return provider.start()
+
+    try:
+        yield factory
+    finally:
+        for provider in made:
+            provider.stop()
+
+
+def expected_claims(login: str) -> dict[str, Any]:
+    """The claims the provider derives from a login (the convention in provider.mjs), for assertions."""
+    unverified = login.startswith(UNVERIFIED_PREFIX)
+    bare = login.removeprefix(UNVERIFIED_PREFIX)
+    if "@" not in bare:
+        return {"sub": login, "name": login}
+    return {"sub": login, "email": bare.lower(), "email_verified": not unverified, "name": bare.split("@", 1)[0]}
