@@ -17,7 +17,7 @@ import pytest
 
 from tests.browser import launch_browser, require_browser, screenshot
 from tests.e2e.conftest import ServerProcess, StartServer
-from tests.helpers import Agent
+from tests.helpers import Agent, Page
 from tests.oidc_server import OidcProvider, alogin_via_http
 from tests.tls import TlsFiles
 
@@ -243,3 +243,45 @@ async def test_the_ceremony_over_https_with_secure_cookies(
         await screenshot(page, "claim-8-https-code-shown")
         assert (await agent.complete_claim(reg["claim"]["token"], code))["status"] == "claimed"
         await context.close()
+
+
+async def test_id_jag_step_up_on_redis_with_the_real_provider(
+    start_server: StartServer, oidc_provider: OidcProvider, provider: Any, shared_redis: Any, tmp_path: Any
+) -> None:
+    """interaction_required → the human signs in at the OpenID provider and authorizes → completion →
+    the next ID-JAG of that (iss, sub) is a clean match; state on Redis."""
+    config = tmp_path / "authmd.toml"
+    config.write_text(
+        f'store_url = "{shared_redis.url}?prefix=stepup{secrets.token_hex(4)}:"\n'
+        "[[providers]]\n"
+        f'issuer = "{provider.issuer}"\n'
+        'name = "Agent Platform"\n'
+        'client_ids = ["agent-cli"]\n'
+        'scopes = ["notes:read", "notes:write"]\n'
+    )
+    server = start_with_oidc(start_server, oidc_provider, {"AUTHMD_CONFIG": str(config)})
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        # The person exists here already: they signed in once.
+        callback = await sign_in_http(client, server, "cy@example.com", "/account")
+        assert (await client.get(callback, follow_redirects=True)).status_code == 200
+        body = {
+            "type": "identity_assertion",
+            "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "assertion": provider.mint_id_jag("u-b", aud=server.issuer, email="cy@example.com"),
+        }
+        r = await client.post(f"{server.issuer}/agent/identity", json=body)
+        assert r.status_code == 401 and r.json()["error"] == "interaction_required"
+        step_up = r.json()
+        page = Page(await client.get(step_up["claim"]["attempt"]["verification_uri"], follow_redirects=True))
+        assert page.title == "Link this agent to your account?" and "Agent Platform" in page.text
+        code = Page(await client.post(f"{server.issuer}/claim/confirm", data={"csrf": page.csrf})).code
+        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        done = await agent.complete_claim(step_up["claim"]["token"], code)
+        assert done["status"] == "claimed" and done["id"] == step_up["id"]
+        body["assertion"] = provider.mint_id_jag("u-b", aud=server.issuer, email="cy@example.com")
+        clean = await client.post(f"{server.issuer}/agent/identity", json=body)
+        assert clean.status_code == 200 and clean.json()["id"] == step_up["id"], clean.text
+        access = (await agent.token(clean.json()["identity"]["assertion"]))["access_token"]
+        assert (await agent.api("GET", "/notes", access)).status_code == 200
+    log = server.read_log()
+    assert code not in re.findall(r"(?<![0-9])[0-9]{6}(?![0-9])", log)

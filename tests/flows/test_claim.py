@@ -347,3 +347,23 @@ async def test_the_account_page_lists_and_revokes_what_the_human_owns(harness):
         "/account/revoke", {"csrf": own.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]}
     )
     assert refused.status == 404
+
+
+async def test_the_ceremony_on_redis_and_redis_cluster(harness_factory, shared_redis, redis_cluster):
+    import uuid
+
+    for url in (shared_redis.url, redis_cluster.url):
+        async with harness_factory(store_url=f"{url}?prefix=claim{uuid.uuid4().hex[:8]}:") as h:
+            agent, human = parties(h)
+            reg, done = await claimed(agent, human)
+            assert done["status"] == "claimed"
+            rotated = await agent.refresh(done["identity"]["refresh_token"]["value"])
+            access = (await agent.token(rotated["identity"]["assertion"]))["access_token"]
+            assert (await agent.api("GET", "/notes", access)).json()["limit"] == h.settings.claimed_quota_notes
+            page = await human.follow(f"{agent.issuer}/account")
+            assert reg["account"]["id"] in page.text
+            # Past the temporary account's end: claimed, it lives on (the app's sweeper runs on its clock).
+            h.clock.advance(h.settings.anonymous_ttl_seconds + 1)
+            later = await agent.refresh(rotated["identity"]["refresh_token"]["value"])
+            access = (await agent.token(later["identity"]["assertion"]))["access_token"]
+            assert (await agent.api("GET", "/notes", access)).status_code == 200

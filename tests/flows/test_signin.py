@@ -184,3 +184,15 @@ async def test_an_anonymous_account_is_claimed_with_a_later_id_jag(harness_facto
         bad = {**body, "claim_token": third["claim"]["token"], "assertion": "not.a.jwt"}
         assert (await agent.post_json("/agent/identity/claim", bad)).status_code == 400
         assert await agent.claim_status(third["claim"]["token"]) == "pending"
+
+
+async def test_a_person_first_created_from_an_id_jag_signs_in_as_themself(harness_factory, provider):
+    async with attested(harness_factory, provider) as h:
+        jit = await register(h, provider.mint_id_jag("u-9", aud=ISSUER, email="Hal@Example.com"))
+        user = await h.ctx.store.find_user_by_email("hal@example.com")
+        assert user is not None
+        human = DevHuman(h.client, ISSUER)
+        page = await human.follow(f"{ISSUER}/login?return_to=/account")
+        page = await human.post("/login/dev", {"csrf": page.csrf, "email": "HAL@example.com", "return_to": "/account"})
+        assert page.title == "Your agents and accounts"
+        assert user.account_id in page.text and jit["id"] in page.text and "your own account" in page.text
