@@ -62,21 +62,46 @@ def _invalid(description: str) -> AuthError:
     )
 
 
-async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
+def _locate(token: Any) -> tuple[str, str, int] | None:
+    """(account, registration, seq) named by a well-formed refresh token; None otherwise."""
     ok = isinstance(token, str) and token.startswith("art_") and len(token) < 256
     parts = token[4:].split(".") if ok else []
-    if len(parts) != 4 or not (
-        TOKEN_ID.fullmatch(parts[0]) and TOKEN_ID.fullmatch(parts[1]) and _SEQ.fullmatch(parts[2])
-    ):
+    located = len(parts) == 4 and TOKEN_ID.fullmatch(parts[0]) and TOKEN_ID.fullmatch(parts[1])
+    if not located or not _SEQ.fullmatch(parts[2]):
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
+def _genuine(ctx: Context, reg: Registration | None, token: str, seq: int) -> bool:
+    """Minted by us for this grant's family (a live, spent or forged-looking token is told apart here)."""
+    if reg is None or reg.refresh_family is None or seq > reg.refresh_seq:
+        return False
+    return hmac.compare_digest(refresh_token(ctx, reg, seq).encode(), token.encode())
+
+
+async def revoke(ctx: Context, token: str) -> None:
+    """RFC 7009 for a refresh token: the grant (its whole family and every token derived) dies."""
+    located = _locate(token)
+    if located is None:
+        return
+    account_id, registration_id, seq = located
+    now = ctx.clock.now()
+    state = await ctx.store.access_state(account_id, registration_id, None, now)
+    if state is not None and _genuine(ctx, state.registration, token, seq):
+        event = AuditEvent(at=now, type="registration.revoked", account_id=account_id, registration_id=registration_id)
+        await ctx.store.revoke_registration(account_id, registration_id, now, event)
+
+
+async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
+    located = _locate(token)
+    if located is None:
         raise _invalid("refresh_token is not a refresh token from this service")
-    account_id, registration_id, seq = parts[0], parts[1], int(parts[2])
+    account_id, registration_id, seq = located
     now = ctx.clock.now()
     for _ in range(3):
         state = await ctx.store.access_state(account_id, registration_id, None, now)
         reg = state.registration if state is not None else None
-        if reg is None or reg.refresh_family is None:
-            raise _invalid("the refresh token is not valid")
-        if not hmac.compare_digest(refresh_token(ctx, reg, seq).encode(), token.encode()):
+        if reg is None or reg.refresh_family is None or not _genuine(ctx, reg, token, seq):
             raise _invalid("the refresh token is not valid")
         if reg.revoked_at is not None or reg.pending:
             raise _invalid("the grant of this refresh token was revoked")

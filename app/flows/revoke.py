@@ -1,7 +1,7 @@
 """RFC 7009 revocation and RFC 7662 introspection.
 
 Revocation semantics (PROTOCOL.md § Revocation): an access token kills that token; an identity
-assertion kills its grant and everything derived from it; for an unclaimed temporary account it
+assertion or a refresh token kills its grant and everything derived from it; for an unclaimed temporary account it
 deletes the account with everything it owns. Unknown, invalid or already-dead tokens get the same
 200 (RFC 7009 §2.2), so the endpoint reveals nothing about which tokens exist.
 """
@@ -21,6 +21,7 @@ import jwt
 
 from app.context import Context
 from app.errors import AuthError
+from app.flows import refresh
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, verify
 from app.flows.params import single
 from app.flows.use import authenticate
@@ -42,6 +43,9 @@ async def revoke(ctx: Context, form: Mapping[str, list[str]]) -> None:
     if not token:
         raise AuthError("invalid_request", "token is missing (RFC 7009 §2.1)")
     # token_type_hint is only a hint (RFC 7009 §2.1); the token's own `typ` decides.
+    if token.startswith("art_"):
+        await refresh.revoke(ctx, token)
+        return
     typ = _token_type(token)
     try:
         if typ == TYP_ACCESS:

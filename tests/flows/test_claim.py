@@ -367,3 +367,18 @@ async def test_the_ceremony_on_redis_and_redis_cluster(harness_factory, shared_r
             later = await agent.refresh(rotated["identity"]["refresh_token"]["value"])
             access = (await agent.token(later["identity"]["assertion"]))["access_token"]
             assert (await agent.api("GET", "/notes", access)).status_code == 200
+
+
+async def test_revoking_a_refresh_token_kills_the_grant(harness):
+    agent, human = parties(harness)
+    _reg, done = await claimed(agent, human)
+    value = done["identity"]["refresh_token"]["value"]
+    access = (await agent.token(done["identity"]["assertion"]))["access_token"]
+    # A forged one (right shape, wrong MAC) changes nothing, and still gets 200 (RFC 7009 §2.2).
+    forged = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    r = await harness.client.post(f"{agent.issuer}/oauth2/revoke", data={"token": forged})
+    assert r.status_code == 200 and (await agent.api("GET", "/notes", access)).status_code == 200
+    r = await harness.client.post(f"{agent.issuer}/oauth2/revoke", data={"token": value})
+    assert r.status_code == 200
+    assert (await agent.api("GET", "/notes", access)).status_code == 401
+    assert (await agent.refresh(value, expect=400))["error"] == "invalid_refresh_token"
