@@ -119,3 +119,69 @@ def test_official_client_anonymous_flow(start_server: StartServer, http: httpx.C
     json_error(
         http.post(identity_endpoint, content=b'{"type":"nonsense"}', headers=JSON_HEADERS), 400, "invalid_request"
     )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("issuer_path", ["", "/tenant"], ids=["origin-issuer", "path-issuer"])
+async def test_official_client_claim_flows(start_server: StartServer, issuer_path: str) -> None:
+    """Items (2)-(5) for the claim: `service_auth` registration, the claim attempt, completion with the
+    code the page revealed, and refresh, in exactly the client's request shapes. A dev-mode server:
+    the human signs in with the development form (the real OpenID provider is in test_human_claim)."""
+    from tests.helpers import DevHuman
+
+    env = {"AUTHMD_ISSUER": "{origin}" + issuer_path} if issuer_path else {}
+    server = start_server(env)
+    issuer = server.issuer
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        meta = (await http.get(issuer + "/.well-known/oauth-authorization-server")).json()
+        identity_endpoint = meta["agent_auth"]["identity_endpoint"]
+        claim_endpoint = meta["agent_auth"]["claim_endpoint"]
+        # (1) service_auth must be listed, or the client silently registers anonymously.
+        assert "service_auth" in meta["agent_auth"]["identity_types_supported"]
+        human = DevHuman(http, issuer)
+
+        # (2) {"type":"service_auth","login_hint"}: the nested claim block with its attempt, no identity.
+        body = b'{"type":"service_auth","login_hint":"ada@example.com"}'
+        r = await http.post(identity_endpoint, content=body, headers=JSON_HEADERS)
+        assert r.status_code == 200, r.text
+        reg = r.json()
+        assert "identity" not in reg and reg["claim"]["url"] == claim_endpoint
+        utc_time(reg["claim"]["expires_at"])
+        utc_time(reg["claim"]["attempt"]["expires_at"])
+        # (4) non-2xx while unconfirmed, as JSON with `error` and `error_description`.
+        complete = {"claim_token": reg["claim"]["token"], "user_code": "000000"}
+        r = await http.post(claim_endpoint + "/complete", json=complete)
+        json_error(r, 409, "claim_not_confirmed")
+        # (5) The page reveals the code.
+        page = await human.open_link(reg["claim"]["attempt"]["verification_uri"], "ada@example.com")
+        code = (await human.authorize(page)).code
+        r = await http.post(claim_endpoint + "/complete", json={**complete, "user_code": code})
+        assert r.status_code == 200, r.text
+        done = r.json()
+        assert done["id"] == reg["id"] and isinstance(done["identity"]["assertion"], str)
+        utc_time(done["identity"]["expires_at"])
+        utc_time(done["identity"]["refresh_token"]["expires_at"])
+
+        # (2) + (3): an anonymous registration claimed through {"type":"service_auth","claim_token","login_hint"}.
+        anon = (await http.post(identity_endpoint, content=b'{"type":"anonymous"}', headers=JSON_HEADERS)).json()
+        start = {"type": "service_auth", "claim_token": anon["claim"]["token"], "login_hint": "bob@example.com"}
+        r = await http.post(anon["claim"]["url"], json=start)
+        assert r.status_code == 200, r.text
+        attempt = r.json()["attempt"]
+        assert attempt["verification_uri"].startswith(issuer + "/") and utc_time(attempt["expires_at"])
+        page = await human.open_link(attempt["verification_uri"], "bob@example.com")
+        assert page.title == "Wrong account"  # still signed in as ada: the hint binds the attempt
+        switched = await human.post("/logout", {"csrf": page.csrf, "return_to": "/claim"})
+        page = await human.post(
+            "/login/dev", {"csrf": switched.csrf, "email": "bob@example.com", "return_to": "/claim"}
+        )
+        code = (await human.authorize(page)).code
+        r = await http.post(
+            claim_endpoint + "/complete", json={"claim_token": anon["claim"]["token"], "user_code": code}
+        )
+        assert r.status_code == 200, r.text
+
+        # (2) {"type":"refresh","refresh_token"}: the presented token is spent.
+        refresh = {"type": "refresh", "refresh_token": done["identity"]["refresh_token"]["value"]}
+        r = await http.post(identity_endpoint, json=refresh)
+        assert r.status_code == 200 and r.json()["identity"]["refresh_token"]["value"], r.text
