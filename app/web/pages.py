@@ -182,7 +182,14 @@ def code_shown(base: str, service: str, email: str, csrf: str, code: str, minute
     return layout("Your code", body, service)
 
 
+def mask_email(email: str) -> str:
+    """Enough for the intended person to recognise their address, not enough to learn someone else's."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else "•••"
+
+
 def wrong_account(base: str, service: str, email: str, csrf: str, hint: str) -> str:
+    hint = mask_email(hint)
     body = (
         signed_in_header(base, email, csrf, switch=True)
         + "<h1>Wrong account</h1>"

@@ -160,6 +160,7 @@ async def test_a_login_hint_binds_the_attempt_to_that_person(harness):
     agent, human, reg, page = await ready(harness, email="eve@example.com", hint="ada@example.com")
     assert page.status == 403 and page.title == "Wrong account"
     assert "Switch account" in page.text
+    assert "a•••@example.com" in page.text and "ada@example.com" not in page.text  # the hint is not disclosed
     # Posting the confirm form anyway is refused too, and no code exists.
     refused = await human.post("/claim/confirm", {"csrf": page.csrf})
     assert refused.status == 403 and 'class="code"' not in refused.text
