@@ -1,10 +1,11 @@
-"""The `authmd` command: serve, keys, config, bench."""
+"""The `authmd` command: serve, config, keys, bench, agent, doctor, admin."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import importlib
 import json
 import logging
 import os
@@ -88,7 +89,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    print(json.dumps(describe(_settings(args)), indent=2))
+    if args.config_cmd != "check":
+        print(json.dumps(describe(_settings(args)), indent=2))
+        return 0
+    import tomllib
+    from urllib.parse import urlsplit
+
+    source = args.config or os.environ.get("AUTHMD_CONFIG")
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        # ConfigError never names a secret; still, mask any secret-looking value of the file or the
+        # environment that a parser's message might quote.
+        values: list[tuple[str, object]] = [(k, v) for k, v in os.environ.items() if k.startswith("AUTHMD_")]
+        if source:
+            try:
+                with open(source, "rb") as fh:
+                    values.append(("", tomllib.load(fh)))
+            except (OSError, tomllib.TOMLDecodeError):
+                pass
+        secrets: set[str] = set()
+        while values:
+            key, value = values.pop()
+            if isinstance(value, dict):
+                values += list(value.items())
+            elif isinstance(value, list):
+                values += [(key, item) for item in value]
+            elif isinstance(value, str) and len(value) >= 4:
+                if "secret" in key.lower() or "password" in key.lower():
+                    secrets.add(value)
+                try:
+                    password = urlsplit(value).password
+                except ValueError:
+                    password = None
+                if password:
+                    secrets.add(password)
+        message = str(exc)
+        for secret in sorted(secrets, key=len, reverse=True):
+            message = message.replace(secret, "**********")
+        print(f"authmd: configuration error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(describe(settings), indent=2))
+    where = f"{source} and AUTHMD_* variables" if source else "defaults and AUTHMD_* variables (no config file)"
+    print(f"authmd: the configuration is valid ({where})", file=sys.stderr)
     return 0
 
 
@@ -103,7 +146,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(keys.hash_secret(secret))
         return 0
     settings = _settings(args)
-    if args.keys_cmd == "init":
+    if args.keys_cmd in ("generate", "init"):
         created = keys.ensure_keys(settings.data_dir, settings.signing_alg)
         print("created" if created else "keys already present")
     elif args.keys_cmd == "rotate":
@@ -111,7 +154,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
         kid = keys.rotate(settings.data_dir, args.alg or settings.signing_alg)
         print(f"new current key {kid}; running servers pick it up within {settings.key_check_interval_seconds:g} s")
     else:
-        print(json.dumps(keys.list_keys(settings.data_dir), indent=2))
+        try:
+            listed = keys.list_keys(settings.data_dir)
+        except FileNotFoundError:
+            print(f"no keys in {os.path.abspath(settings.data_dir)}; run `authmd keys generate`", file=sys.stderr)
+            return 1
+        print(json.dumps(listed, indent=2))
     return 0
 
 
@@ -135,13 +183,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: settings.workers)")
     serve.set_defaults(func=cmd_serve)
 
-    config = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    config = sub.add_parser(
+        "config",
+        help="print the effective configuration (secrets masked), or check a config file",
+        description="Without a verb: print the effective configuration (defaults < TOML file < AUTHMD_*\n"
+        "variables), secrets masked.\n"
+        "check: validate it as `authmd serve` would; exit 0 and print it (secrets masked) when valid,\n"
+        "exit 2 with the reason when not (never showing a secret).",
+        epilog="examples:\n  authmd config --config authmd.toml\n  authmd config check --config authmd.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config.add_argument("config_cmd", nargs="?", choices=["check"], metavar="check", help="validate, exit 0 or 2")
     server_opts(config)
     config.set_defaults(func=cmd_config)
 
-    keys = sub.add_parser("keys", help="signing keys and client-secret hashes")
+    keys = sub.add_parser(
+        "keys",
+        help="signing keys and client-secret hashes",
+        description="generate     create the signing key when none exists (init is an alias)\n"
+        "rotate       make a new current key (the old one stays published while its tokens live)\n"
+        "list         the keys in the data directory\n"
+        "hash-secret  hash an introspection client secret for the config file",
+        epilog="examples:\n  authmd keys generate\n  authmd keys rotate --alg RS256\n  authmd keys list\n"
+        "  authmd keys hash-secret --stdin < secret.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     server_opts(keys)
-    keys.add_argument("keys_cmd", choices=["list", "init", "rotate", "hash-secret"])
+    keys.add_argument(
+        "keys_cmd",
+        choices=["generate", "rotate", "list", "hash-secret", "init"],
+        metavar="{generate,rotate,list,hash-secret}",
+    )
     keys.add_argument("--alg", choices=["ES256", "RS256"], help="algorithm of the new key (rotate)")
     keys.add_argument("--stdin", action="store_true", help="read the secret from stdin (hash-secret)")
     keys.set_defaults(func=cmd_keys)
@@ -151,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    # Verbs that live in their own modules: each has add_arguments(parser) and run(args) -> exit code.
+    for name, summary in (
+        ("agent", "an agent's client for any auth.md service: register, claim, token, call, status, revoke"),
+        ("doctor", "check a service's discovery chain against the protocol and the RFCs"),
+        ("admin", "operator verbs on the configured store: list, show, revoke, revoke-all"),
+    ):
+        module = importlib.import_module(f"app.cli.{name}")
+        verb = sub.add_parser(
+            name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_arguments(verb)
+        verb.set_defaults(func=module.run)
     return parser
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,9 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
     p.add_argument(
         "--scenarios",
-        default="discovery,anonymous,register,idjag,api",
+        default="discovery,anonymous,register,idjag,api,refresh",
         help="comma list: discovery, anonymous (registration only), register (registration + exchange), "
-        "idjag (ID-JAG registration from a trusted provider), api",
+        "idjag (ID-JAG registration from a trusted provider), api, refresh (rotating a claimed grant's "
+        "refresh token; set up through the dev-mode claim ceremony)",
     )
     p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
     p.add_argument(
@@ -200,6 +202,51 @@ async def _api_token(port: int) -> str:
         return token
     finally:
         conn.close()
+
+
+def _claimed_refresh_tokens(port: int, count: int) -> list[str]:
+    """Setup of the refresh scenario: ``count`` registrations claimed through the real ceremony with the
+    development sign-in (the bench server is a loopback issuer), each giving its first refresh token."""
+    import httpx
+
+    def field(pattern: str, text: str) -> str:
+        found = re.search(pattern, text)
+        if found is None:
+            raise RuntimeError(f"the claim pages changed: {pattern!r} not found")
+        return "".join(found.groups())
+
+    tokens = []
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10.0, follow_redirects=True, trust_env=False) as client:
+        for i in range(count):
+            client.cookies.clear()
+            claim = client.post("/agent/identity", json={"type": "anonymous"}).json()["claim"]["token"]
+            start = {"type": "service_auth", "claim_token": claim}
+            link = client.post("/agent/identity/claim", json=start).json()["attempt"]["verification_uri"]
+            form = client.get(link).text
+            email = f"bench{i}@example.com"
+            page = client.post(
+                "/login/dev", data={"csrf": field(r'name="csrf" value="([^"]+)"', form), "email": email}
+            ).text
+            shown = client.post("/claim/confirm", data={"csrf": field(r'name="csrf" value="([^"]+)"', page)}).text
+            code = field(r'class="code"[^>]*>(\d{3}) (\d{3})<', shown)
+            done = client.post("/agent/identity/claim/complete", json={"claim_token": claim, "user_code": code})
+            tokens.append(str(done.json()["identity"]["refresh_token"]["value"]))
+    return tokens
+
+
+def _refresh_chain(tokens: list[str]) -> Step:
+    """Each step spends one refresh token and keeps its successor for a later step (a rotation chain)."""
+    free = list(tokens)
+
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        token = free.pop()
+        body = json.dumps({"type": "refresh", "refresh_token": token}).encode()
+        status, answer = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
+        free.append(json.loads(answer)["identity"]["refresh_token"]["value"] if status == 200 else token)
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -372,7 +419,7 @@ async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) ->
 
 def run(args: argparse.Namespace) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api"}
+    unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api", "refresh"}
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -505,6 +552,9 @@ async def _all(
             step = _register_and_exchange()
         elif name == "idjag":
             step = _idjag_register(provider, f"http://127.0.0.1:{authmd_port}")
+        elif name == "refresh":
+            tokens = await asyncio.to_thread(_claimed_refresh_tokens, authmd_port, args.connections)
+            step = _refresh_chain(tokens)
         else:
             token = await _api_token(authmd_port)
             step = _get("/api/notes", {"Authorization": f"Bearer {token}"})

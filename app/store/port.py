@@ -197,6 +197,15 @@ class Store(Protocol):
 
     async def get_account(self, account_id: str, now: float) -> Account | None: ...
 
+    async def list_accounts(
+        self, after: str | None, limit: int, now: float, kind: AccountKind | None = None
+    ) -> list[Account]:
+        """Up to ``limit`` live accounts (of ``kind`` when given) whose id sorts after ``after`` (None: from
+        the start), ordered by id (bytewise): the operator's listing, paged by passing the last id seen.
+        Expired accounts are absent even before the sweeper reclaims them. Paging is by key, not offset:
+        an account live throughout the walk shows exactly once; one created or deleted meanwhile may or
+        may not show."""
+
     async def access_state(
         self, account_id: str, registration_id: str, token_id: str | None, now: float
     ) -> AccessState | None:

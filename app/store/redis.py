@@ -10,6 +10,11 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
   P{a:ID}:rv:JTI          string: a revoked access token id -> the token's exp
   P{a:ID}:claim:RID       hash: the claim of one registration (version, data: the Claim as JSON)
   P{exp}:accounts         sorted set: temporary account id by expiry (the sweeper's index)
+  P{ids}:accounts         sorted set: every account id, all with score 0 (the operator's listing, paged
+                          by ZRANGEBYLEX in id order); added right before the account's own write (never
+                          an unlisted account; reads skip entries of missing accounts), removed right
+                          after its deletion
+  P{ids}:indexed          string: set once P{ids}:accounts lists every account (see ``list_accounts``)
   P{lim}:w:KEY            hash: one sliding-window counter (all counters share a slot: limits are
                           checked all-or-nothing across a source's and the global counter)
   Pm:NS:KEY               string: a one-time mark -> its expiry (single key: any slot)
@@ -25,10 +30,10 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
 
 Correctness comes from the absolute expiry stored in each record and compared with the caller's
 ``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
-Writes that span slots (the expiry and owner indexes, the audit trail, the delegation a claim activates)
-are issued in order right around the account's own script; a crash between them can at worst leave an
-index entry that reads or the sweeper drop, lose that one audit event, or leave a claimed link's
-delegation pending. People (users, emails, logins) are written across slots in an order whose every
+Writes that span slots (the expiry, listing and owner indexes, the audit trail, the delegation a claim
+activates) are issued in order right around the account's own script; a crash between them can at worst
+leave an index entry that reads or the sweeper skip or drop, lose that one audit event, or leave a
+claimed link's delegation pending. People (users, emails, logins) are written across slots in an order whose every
 crash point is safe: first writer wins on the email and the login, and orphans are unreachable.
 Redis must run with ``maxmemory-policy noeviction`` (eviction would silently drop replay marks and
 revocations): ``open`` refuses anything else.
@@ -58,6 +63,7 @@ from app.errors import StoreUnavailable
 from app.store.port import (
     AccessState,
     Account,
+    AccountKind,
     AddNoteOutcome,
     AuditEvent,
     Claim,
@@ -226,6 +232,14 @@ class RedisStore:
     def _index(self) -> str:
         return f"{self.prefix}{{exp}}:accounts"
 
+    @property
+    def _ids(self) -> str:
+        return f"{self.prefix}{{ids}}:accounts"
+
+    @property
+    def _ids_complete(self) -> str:
+        return f"{self.prefix}{{ids}}:indexed"
+
     # ---- plumbing ----------------------------------------------------------------------------
     def _connect(self) -> Any:
         common: dict[str, Any] = {
@@ -345,18 +359,20 @@ class RedisStore:
             # redis-py refuses scripts in cluster pipelines: the same steps, in the same order, one by one.
             if account.expires_at is not None:
                 await self._do("zadd", self._index, {account.id: account.expires_at})
+            await self._do("zadd", self._ids, {account.id: 0})
             await self._call("create_registration", keys, args)
             if account.owner is not None:
                 await self._do("sadd", self._owned_key(account.owner), account.id)
             await self._call("append_audit", audit_keys, audit_args)
             return
-        # One round trip, in order: the index entry first (an account is never unreachable to the
-        # sweeper), then the account's own atomic script, its owner's index (only once the account
-        # exists: reads drop entries of missing accounts), then its audit event.
+        # One round trip, in order: the index entries first (an account is never unreachable to the
+        # sweeper nor missing from the listing), then the account's own atomic script, its owner's index
+        # (only once the account exists: reads drop entries of missing accounts), then its audit event.
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             if account.expires_at is not None:
                 pipe.zadd(self._index, {account.id: account.expires_at})
+            pipe.zadd(self._ids, {account.id: 0})
             pipe.evalsha(SCRIPTS["create_registration"][0], len(keys), *keys, *args)
             if account.owner is not None:
                 pipe.sadd(self._owned_key(account.owner), account.id)
@@ -387,6 +403,72 @@ class RedisStore:
             return None
         account = _account(account_id, fields)
         return None if expired(account.expires_at, now) else account
+
+    async def list_accounts(
+        self, after: str | None, limit: int, now: float, kind: AccountKind | None = None
+    ) -> list[Account]:
+        # An index rather than SCAN: SCAN walks every key of every primary (registrations, notes, marks,
+        # counters) for each page, in no order, so paging by id would mean reading everything each time.
+        # The index is one sorted set: one slot, ordered by id, a page costs O(log N + page).
+        # Entries of accounts that are gone (a crash between a deletion and its ZREM) or expired (until
+        # the sweeper deletes them) are skipped. A read never removes an entry: one can be written just
+        # before its account exists (a pipeline retried after NOSCRIPT), so a reader cannot tell it stale.
+        await self._complete_ids_index()
+        found: list[Account] = []
+        cursor = after
+        while len(found) < limit:
+            batch = min(max(limit - len(found), 100), 1000)
+            low = "-" if cursor is None else f"({cursor}"
+            ids = await self._do("zrangebylex", self._ids, low, "+", start=0, num=batch)
+            if not ids:
+                break
+            for account_id, fields in zip(ids, await self._read_accounts(ids), strict=True):
+                if not fields:
+                    continue
+                account = _account(account_id, fields)
+                if not expired(account.expires_at, now) and kind in (None, account.kind):
+                    found.append(account)
+                    if len(found) == limit:
+                        break
+            if len(ids) < batch:
+                break
+            cursor = ids[-1]
+        return found
+
+    async def _read_accounts(self, ids: list[str]) -> list[dict[str, str]]:
+        """HGETALL of each account hash in one pipelined round trip (per node on a cluster)."""
+        pipe = self._client.pipeline(transaction=False) if not self._cluster else self._client.pipeline()
+        for account_id in ids:
+            pipe.hgetall(self._a(account_id, "acct"))
+        try:
+            rows: list[dict[str, str]] = await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        return rows
+
+    async def _complete_ids_index(self) -> None:
+        """Accounts written by a version of authmd before the listing index existed are added once, by
+        one SCAN over every primary; ``P{ids}:indexed`` then records that the index is complete. Racing
+        writers and deleters are harmless: ZADD is idempotent and reads skip entries of deleted accounts.
+        (During a rolling upgrade, accounts that older instances create after this walk stay unlisted.)"""
+        if await self._do("exists", self._ids_complete):
+            return
+        # Keys of account hashes: P{a:ID}:acct (the prefix has no { }; glob characters are escaped).
+        head = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{a:"
+        pattern, tail = head + "*}:acct", "}:acct"
+        start = len(self.prefix) + len("{a:")
+        try:
+            batch: list[str] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000, _type="hash"):
+                batch.append(key[start : -len(tail)])
+                if len(batch) >= 500:
+                    await self._client.zadd(self._ids, dict.fromkeys(batch, 0))
+                    batch = []
+            if batch:
+                await self._client.zadd(self._ids, dict.fromkeys(batch, 0))
+            await self._client.set(self._ids_complete, "1")
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     async def _state(
         self, account_id: str, registration_id: str, token_id: str | None
@@ -432,6 +514,7 @@ class RedisStore:
         result = await self._call("delete_account", keys, [repr(float(now)), mode, *prefixes])
         if isinstance(result, str):
             return result
+        await self._do("zrem", self._ids, account_id)  # only the deleter: right after the account's script
         return Deleted(account_id=account_id, registrations=int(result[0]), notes=int(result[1]))
 
     async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
@@ -500,6 +583,7 @@ class RedisStore:
         # which makes the account reachable by the provider subject, comes last.
         acct_fields = _fields(account)
         keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
+        await self._do("zadd", self._ids, {account.id: 0})
         await self._call(
             "create_registration",
             keys,
@@ -577,6 +661,7 @@ class RedisStore:
 
     async def _create_person(self, user: User, account: Account) -> bool:
         # Unreachable orphans first, the email (which makes them reachable) last; its loser rolls back.
+        await self._do("zadd", self._ids, {account.id: 0})
         await self._do("hset", self._a(account.id, "acct"), mapping=_mapping(account))
         await self._do("hset", self._user_key(user.id), mapping=_mapping(user))
         await self._do("sadd", self._owned_key(user.id), account.id)
@@ -769,6 +854,8 @@ class RedisStore:
                 out.append(result)
             if result != "kept":
                 await self._do("zrem", self._index, account_id)
+            if result == "gone":  # reclaimed by its backend TTL before any sweeper came: drop the listing too
+                await self._do("zrem", self._ids, account_id)
         return out
 
     async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]:

@@ -33,6 +33,7 @@ from app.store import window as win
 from app.store.port import (
     AccessState,
     Account,
+    AccountKind,
     AddNoteOutcome,
     AuditEvent,
     Claim,
@@ -337,6 +338,20 @@ class SQLiteStore:
 
     async def get_account(self, account_id: str, now: float) -> Account | None:
         return await self._run(self._get_account, account_id, now)
+
+    def _list_accounts(self, after: str | None, limit: int, now: float, kind: str | None) -> list[Account]:
+        # The primary key is the id (WITHOUT ROWID): a range scan in id order, BINARY collation (bytewise).
+        rows = self.conn.execute(
+            f"SELECT {_ACCT_COLS} FROM accounts WHERE id > ? AND {_LIVE} AND (? IS NULL OR kind = ?) "
+            "ORDER BY id LIMIT ?",
+            (after or "", now, kind, kind, max(0, limit)),
+        ).fetchall()
+        return [_account(r) for r in rows]
+
+    async def list_accounts(
+        self, after: str | None, limit: int, now: float, kind: AccountKind | None = None
+    ) -> list[Account]:
+        return await self._run(self._list_accounts, after, limit, now, kind)
 
     def _access_state(
         self, account_id: str, registration_id: str, token_id: str | None, now: float

@@ -21,7 +21,7 @@ def test_bench_reports_every_scenario() -> None:
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout)
     rows = {r["scenario"]: r for r in report["results"]}
-    assert set(rows) == {"bare", "discovery", "anonymous", "register", "idjag", "api"}
+    assert set(rows) == {"bare", "discovery", "anonymous", "register", "idjag", "api", "refresh"}
     for name, row in rows.items():
         assert row["errors"] == 0, (name, row)
         assert row["requests_per_s"] > 0 and row["paced_requests_per_s"] > 0, (name, row)

@@ -1092,3 +1092,105 @@ async def test_rotate_refresh_advances_exactly_once(store: Store) -> None:
     event = AuditEvent(at=float(T0), type="registration.revoked", account_id=account.id)
     await store.revoke_registration(account.id, registration.id, T0 + 3, event)
     assert await store.rotate_refresh(account.id, registration.id, "fam", 1, T0 + 200, T0 + 4) is False
+
+
+# ---------------------------------------------------------------------------------------------------
+# the operator's listing
+# ---------------------------------------------------------------------------------------------------
+
+
+async def list_all(store: Store, now: float, *, page: int, kind: str | None = None) -> list[list[str]]:
+    """Every page of ``list_accounts``, walking with the last id of each page."""
+    pages: list[list[str]] = []
+    after: str | None = None
+    while True:
+        got = await store.list_accounts(after, page, now, kind)  # type: ignore[arg-type]
+        assert len(got) <= page
+        if not got:
+            return pages
+        pages.append([a.id for a in got])
+        after = got[-1].id
+
+
+async def test_list_accounts_orders_by_id_and_pages_by_the_last_id(store: Store) -> None:
+    ids = ["acct_b", "acct_A", "acct_c", "acct_a", "acct_0", "acct_bb"]
+    for account_id in ids:
+        await seed(store, account_id)
+    # Bytewise order: digits < upper case < lower case; a prefix sorts before its extensions.
+    expected = ["acct_0", "acct_A", "acct_a", "acct_b", "acct_bb", "acct_c"]
+    assert [a.id for a in await store.list_accounts(None, 100, T0)] == expected
+    assert await list_all(store, T0, page=4) == [expected[:4], expected[4:]]
+    assert await list_all(store, T0, page=1) == [[i] for i in expected]
+    assert [a.id for a in await store.list_accounts("acct_a", 2, T0)] == ["acct_b", "acct_bb"]
+    # The cursor need not be a listed id: it is only a position.
+    assert [a.id for a in await store.list_accounts("acct_b0", 10, T0)] == ["acct_bb", "acct_c"]
+    assert await store.list_accounts("acct_c", 10, T0) == []
+    assert await store.list_accounts(None, 0, T0) == []
+    # Whole records, as get_account returns them.
+    first = await store.list_accounts(None, 1, T0)
+    assert first == [await store.get_account("acct_0", T0)]
+
+
+async def test_list_accounts_shows_live_accounts_only(store: Store) -> None:
+    await seed(store, "acct_short", account_expires_at=T0 + 10)
+    await seed(store, "acct_long", account_expires_at=T0 + 1000)
+    await seed(store, "acct_kept", account_expires_at=None, kind="persistent")
+    assert [a.id for a in await store.list_accounts(None, 10, T0 + 9)] == ["acct_kept", "acct_long", "acct_short"]
+    # Absent at exactly its expiry, before any sweeper ran.
+    assert [a.id for a in await store.list_accounts(None, 10, T0 + 10)] == ["acct_kept", "acct_long"]
+    assert [a.id for a in await store.list_accounts(None, 10, T0 + 10**6)] == ["acct_kept"]
+    # Deleted and swept accounts are gone for good.
+    await store.sweep(T0 + 10, 100)
+    event = AuditEvent(at=float(T0), type="account.deleted", account_id="acct_long")
+    assert await store.delete_account("acct_long", T0, event) is not None
+    assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_kept"]
+
+
+async def test_list_accounts_filters_by_kind_across_many_others(store: Store) -> None:
+    # Enough non-matching accounts between the matching ones that a backend reading in batches must
+    # read more than one batch to fill a page.
+    persistent = ["acct_p040", "acct_p130", "acct_p210"]
+    for i in range(220):
+        account_id = f"acct_p{i:03d}"
+        kind = "persistent" if account_id in persistent else "temporary"
+        await seed(store, account_id, kind=kind, account_expires_at=None if kind == "persistent" else T0 + TTL)
+    assert await list_all(store, T0, page=2, kind="persistent") == [persistent[:2], persistent[2:]]
+    temporary = await list_all(store, T0, page=100, kind="temporary")
+    assert [len(p) for p in temporary] == [100, 100, 17]
+    assert not set(persistent) & {i for p in temporary for i in p}
+    # Once the temporary ones expired, the walk still ends (nothing but expired entries to skip).
+    assert await list_all(store, T0 + TTL, page=1, kind="temporary") == []
+    assert await list_all(store, T0 + TTL, page=5) == [persistent]
+
+
+async def test_list_accounts_includes_people_and_follows_claims(store: Store) -> None:
+    user, account, registration, delegation = make_user_records()
+    assert await store.create_user(user, account, registration, delegation, user_event(user))
+    # A losing create_user leaves nothing listed.
+    u2, a2, r2, d2 = make_user_records("usr_2", "ada@example.com", "sub-2")
+    assert await store.create_user(u2, a2, r2, d2, user_event(u2)) is False
+    signed_in, own = signin_records("usr_s", "sam@example.com")
+    assert await store.sign_in_user(OIDC, "s-1", "sam@example.com", signed_in, own) == signed_in
+    loser, loser_account = signin_records("usr_l", "lee@example.com")
+    assert await store.sign_in_user(OIDC, "s-1", "lee@example.com", loser, loser_account) == signed_in
+    temporary, reg = await seed(store, "acct_t")
+    listed = await store.list_accounts(None, 10, T0)
+    assert [a.id for a in listed] == sorted([account.id, own.id, temporary.id])
+    assert [a.id for a in await store.list_accounts(None, 10, T0, "persistent")] == sorted([account.id, own.id])
+    # A claim turns a temporary account persistent: the listing shows its new kind.
+    claim = make_claim(temporary.id, reg.id)
+    await store.save_claim(claim, None)
+    persistent = msgspec.structs.replace(temporary, kind="persistent", expires_at=None, owner=user.id)
+    done = msgspec.structs.replace(claim, version=1, status="claimed", expires_at=None)
+    assert await store.complete_claim(done, 0, persistent, reg, None, claimed_event(temporary))
+    assert [a.id for a in await store.list_accounts(None, 10, T0 + TTL * 2, "persistent")] == sorted(
+        [account.id, own.id, temporary.id]
+    )
+    assert await store.list_accounts(None, 10, T0, "temporary") == []
+
+
+async def test_list_accounts_survives_reopen(store: Store, reopen: Reopen) -> None:
+    await seed(store, "acct_1")
+    await seed(store, "acct_2", account_expires_at=None, kind="persistent")
+    store = await reopen(store)
+    assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_1", "acct_2"]

@@ -1,0 +1,549 @@
+"""An agent's client for any auth.md service: one command from a bare API URL to authenticated calls.
+
+  authmd agent register https://api.example.com/v1/notes      # discover, register, get a token
+  authmd agent call https://api.example.com/v1/notes -X POST -d '{"text":"hi"}'
+  authmd agent claim --email ada@example.com                  # hand the account to a human
+  authmd agent token | status | revoke
+
+register   URL (an API URL, whose 401 names the metadata, or an issuer): anonymous by default,
+           --login-hint EMAIL (service_auth: nothing is issued until that human authorizes) or
+           --id-jag FILE|- (your platform's ID-JAG). Solves a proof of work when asked. Reuses a live
+           stored credential for the service instead of creating a second account, unless --new.
+claim      starts a claim attempt, prints the link for the human (a secret), waits until they have
+           authorized, asks for the code they read back (or takes --code), and stores the post-claim
+           credentials. --no-wait only starts the attempt; --code CODE alone completes one.
+token      prints a fresh access token (re-exchanging, or refreshing the assertion when it expired).
+call       an authenticated request, curl-like (-X, -H, -d); on 401 it gets a new token once.
+status     what is stored for the service, and the claim's state.
+revoke     revokes the stored grant at the service and forgets it.
+
+Credentials live in $AUTHMD_HOME or ~/.config/authmd (directory 0700, one 0600 file per issuer).
+--json prints one JSON object on stdout and nothing else. Exit codes: 0 done; 1 the service refused
+(its error and hint are shown); 2 usage; 3 the service could not be reached or does not speak the
+protocol; 4 waiting for the human ran out (claim not confirmed); 5 nothing stored for the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.client import Client, ClientError, Credentials, CredentialStore, Service, ServiceError
+from app.clock import parse_rfc3339
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_CONFIRMED, EXIT_NOTHING = 1, 2, 3, 4, 5
+
+
+class Exit(Exception):
+    def __init__(self, code: int, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.hint, self.data = code, message, hint, data or {}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", help="where credentials live (default: $AUTHMD_HOME or ~/.config/authmd)")
+    verbs = p.add_subparsers(dest="agent_cmd", required=True)
+
+    def verb(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        v = verbs.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}\n\nexample:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        v.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+        return v
+
+    reg = verb(
+        "register", "discover a service and register with it", "authmd agent register http://127.0.0.1:8000/api/notes"
+    )
+    reg.add_argument("url", help="an API URL of the service, or its issuer")
+    how = reg.add_mutually_exclusive_group()
+    how.add_argument("--login-hint", metavar="EMAIL", help="service_auth: register for this human")
+    how.add_argument("--id-jag", metavar="FILE", help="an ID-JAG from your platform (- reads stdin)")
+    reg.add_argument("--new", action="store_true", help="register again even if a live credential is stored")
+    reg.add_argument("--name", help="your agent's name, shown to the human who claims")
+    reg.add_argument("--platform", help="your agent's platform, shown to the human who claims")
+
+    claim = verb("claim", "hand the account to a human", "authmd agent claim --email ada@example.com")
+    claim.add_argument("--issuer", help="which stored service (needed when several are stored)")
+    claim.add_argument("--email", help="the human's email (binds the claim to them)")
+    claim.add_argument("--code", help="the code the human read back (completes without asking)")
+    claim.add_argument("--no-wait", action="store_true", help="only start the attempt and print the link")
+    claim.add_argument("--wait", type=float, default=900.0, help="seconds to wait for the human (default 900)")
+
+    tok = verb("token", "print a fresh access token", 'curl -H "Authorization: Bearer $(authmd agent token)" …')
+    tok.add_argument("--issuer", help="which stored service")
+
+    call = verb(
+        "call", "an authenticated request", 'authmd agent call http://127.0.0.1:8000/api/notes -d \'{"text":"hi"}\''
+    )
+    call.add_argument("url")
+    call.add_argument("-X", "--request", dest="method", help="method (default GET, or POST with -d)")
+    call.add_argument("-H", "--header", dest="headers", action="append", default=[], help="'Name: value'")
+    call.add_argument("-d", "--data", help="request body; @FILE reads a file, - reads stdin")
+    call.add_argument("--issuer", help="which stored service (default: the one whose origin matches)")
+
+    status = verb("status", "what is stored, and the claim's state", "authmd agent status")
+    status.add_argument("--issuer", help="which stored service")
+
+    revoke = verb("revoke", "revoke the stored grant and forget it", "authmd agent revoke")
+    revoke.add_argument("--issuer", help="which stored service")
+
+
+def run(args: argparse.Namespace) -> int:
+    store = CredentialStore(Path(args.home) if args.home else None)
+    client = Client()
+    out = Output(args.json)
+    try:
+        handler = {
+            "register": cmd_register,
+            "claim": cmd_claim,
+            "token": cmd_token,
+            "call": cmd_call,
+            "status": cmd_status,
+            "revoke": cmd_revoke,
+        }[args.agent_cmd]
+        return handler(args, client, store, out)
+    except Exit as exc:
+        out.fail(exc.code, exc.message, exc.hint, exc.data)
+        return exc.code
+    except ServiceError as exc:
+        out.fail(EXIT_REFUSED, f"the service refused: {exc}", exc.hint, {"error": exc.code, "status": exc.status})
+        return EXIT_REFUSED
+    except ClientError as exc:
+        out.fail(EXIT_UNREACHABLE, str(exc))
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        out.fail(130, "interrupted")
+        return 130
+    finally:
+        client.close()
+
+
+class Output:
+    """Human text on stdout (progress on stderr), or exactly one JSON object with --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def say(self, text: str = "") -> None:
+        if not self.as_json:
+            print(text, flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def done(self, data: dict[str, Any]) -> None:
+        if self.as_json:
+            print(json.dumps(data), flush=True)
+
+    def fail(self, code: int, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
+        if self.as_json:
+            print(json.dumps({"ok": False, "exit": code, "message": message, "hint": hint or None, **(data or {})}))
+        print(f"authmd agent: {message}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+
+
+def _iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else None
+
+
+def _in(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    left = int(ts - time.time())
+    if left <= 0:
+        return "expired"
+    return f"in {left // 3600} h {left % 3600 // 60} min" if left >= 3600 else f"in {left // 60} min {left % 60} s"
+
+
+def _stored(store: CredentialStore, issuer: str | None, url: str | None = None) -> Credentials:
+    issuers = store.issuers()
+    if issuer is None and url is not None:
+        origin = _origin(url)
+        matching = [i for i in issuers if _origin(i) == origin]
+        issuer = matching[0] if len(matching) == 1 else None
+    if issuer is None:
+        if len(issuers) == 1:
+            issuer = issuers[0]
+        elif not issuers:
+            raise Exit(EXIT_NOTHING, "nothing is stored yet", "Run `authmd agent register URL` first.")
+        else:
+            raise Exit(EXIT_USAGE, "several services are stored", "Say which with --issuer: " + ", ".join(issuers))
+    creds = store.load(issuer.rstrip("/"))
+    if creds is None:
+        raise Exit(EXIT_NOTHING, f"nothing is stored for {issuer}", "Run `authmd agent register URL` first.")
+    return creds
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _service(client: Client, creds: Credentials) -> Service:
+    return client.discover(creds.issuer)
+
+
+def _ensure_token(client: Client, store: CredentialStore, creds: Credentials, *, force: bool = False) -> str:
+    """A live access token: the stored one, else by exchanging the assertion, else after refreshing it."""
+    if not force and (token := creds.live(creds.access_token, creds.access_expires_at)):
+        return token
+    service = _service(client, creds)
+    assertion = creds.live(creds.assertion, creds.assertion_expires_at)
+    if assertion is None and creds.live(creds.refresh_token, creds.refresh_expires_at, margin=0):
+        assert creds.refresh_token is not None
+        refreshed = client.refresh(service, creds.refresh_token)
+        creds.take_identity(refreshed["identity"])
+        store.save(creds)  # the presented refresh token is spent: keep its successor at once
+        assertion = creds.assertion
+    if assertion is None:
+        pending = creds.claim_token is not None and creds.type == "service_auth" and not creds.claimed
+        raise Exit(
+            EXIT_NOTHING,
+            "no usable credential is stored for " + creds.issuer,
+            "Finish the claim with `authmd agent claim`."
+            if pending
+            else "Register again: `authmd agent register URL --new`.",
+        )
+    issued = client.exchange(service, assertion)
+    creds.access_token = str(issued["access_token"])
+    creds.access_expires_at = time.time() + float(issued["expires_in"])
+    creds.scope = issued.get("scope")
+    store.save(creds)
+    return creds.access_token
+
+
+def _progress(out: Output) -> Any:
+    state = {"last": 0.0}
+
+    def show(tried: int, expected: int) -> None:
+        now = time.monotonic()
+        if now - state["last"] < 0.2:
+            return
+        state["last"] = now
+        width, done = 30, min(1.0, tried / expected)
+        bar = "#" * int(width * done) + "-" * (width - int(width * done))
+        out.note(f"\rproof of work [{bar}] {tried:,} hashes (about {expected:,} expected)")
+
+    return show
+
+
+def _solving(client: Client, out: Output) -> Any:
+    """Registration with the proof of work solved in a worker thread (Ctrl-C stays responsive)."""
+
+    def register(service: Service, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                result["value"] = client.register(service, body, progress=_progress(out))
+            except BaseException as exc:  # handed back to the main thread below
+                result["error"] = exc
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+        if "error" in result:
+            raise result["error"]
+        return dict(result["value"])
+
+    return register
+
+
+# ---- verbs ----------------------------------------------------------------------------------------
+
+
+def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    service = client.discover(args.url)
+    existing = store.load(service.issuer)
+    if existing is not None and existing.usable and not args.new:
+        token = _ensure_token(client, store, existing)
+        out.say(f"Using the registration already stored for {service.issuer} ({existing.registration_id}).")
+        out.say("Run with --new to register a second one.")
+        out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
+        return 0
+    creds = Credentials(issuer=service.issuer)
+    agent = {k: v for k, v in (("name", args.name), ("platform", args.platform)) if v}
+    if args.login_hint:
+        if "service_auth" not in service.identity_types:
+            raise Exit(EXIT_REFUSED, "this service does not offer service_auth registration", "Register anonymously.")
+        body: dict[str, Any] = {
+            "type": "service_auth",
+            "login_hint": args.login_hint,
+            **({"agent": agent} if agent else {}),
+        }
+        reg = _solving(client, out)(service, body)
+        return _pending_claim(out, store, creds, reg)
+    if args.id_jag:
+        assertion = (sys.stdin.read() if args.id_jag == "-" else Path(args.id_jag).read_text(encoding="utf-8")).strip()
+        reg = client.register_id_jag(service, assertion)
+        if reg.get("error") == "interaction_required":
+            return _pending_claim(out, store, creds, reg)
+    else:
+        if "anonymous" not in service.identity_types:
+            raise Exit(EXIT_REFUSED, "this service does not offer anonymous registration", "See its /auth.md.")
+        reg = _solving(client, out)(service, {"type": "anonymous", **({"agent": agent} if agent else {})})
+    creds.registration_id, creds.type = reg.get("id"), reg.get("type")
+    creds.take_identity(reg["identity"])
+    _take_claim(creds, reg.get("claim"))
+    creds.account = reg.get("account") or {}
+    store.save(creds)
+    _ensure_token(client, store, creds)
+    expires = creds.account.get("expires_at")
+    out.say(f"Registered with {service.issuer} as {creds.registration_id} ({creds.type}).")
+    out.say(f"Scopes: {creds.scope}.")
+    if expires:
+        out.say(
+            f"This is a temporary account: it is deleted with everything in it at {expires} "
+            f"({_in(parse_rfc3339(expires))})."
+        )
+        out.say("To keep it, hand it to a human: `authmd agent claim --email THEIR_EMAIL`.")
+    out.say("Call the API with `authmd agent call URL`, or get a token with `authmd agent token`.")
+    out.done(_summary(creds))
+    return 0
+
+
+def _take_claim(creds: Credentials, claim: Any) -> None:
+    if isinstance(claim, dict) and isinstance(claim.get("token"), str):
+        creds.claim_token, creds.claim_url = claim["token"], claim.get("url")
+        creds.claim_expires_at = (
+            parse_rfc3339(claim["expires_at"]) if isinstance(claim.get("expires_at"), str) else None
+        )
+
+
+def _pending_claim(out: Output, store: CredentialStore, creds: Credentials, reg: dict[str, Any]) -> int:
+    """service_auth registration or an ID-JAG step-up: nothing issued until the human authorizes."""
+    creds.registration_id, creds.type = reg.get("id"), reg.get("type")
+    _take_claim(creds, reg.get("claim"))
+    store.save(creds)
+    attempt = (reg.get("claim") or {}).get("attempt") or {}
+    _show_link(out, attempt)
+    out.say("Then run `authmd agent claim` to enter the code they read back to you.")
+    out.done(
+        _summary(creds)
+        | {"verification_uri": attempt.get("verification_uri"), "attempt_expires_at": attempt.get("expires_at")}
+    )
+    return 0
+
+
+def _show_link(out: Output, attempt: dict[str, Any]) -> None:
+    out.say("Ask the human to open this link, sign in and authorize. It is a secret for them alone:")
+    out.say(f"  {attempt.get('verification_uri')}")
+    out.say(f"The link works until {attempt.get('expires_at')}. The page will show them a 6-digit code.")
+
+
+def _summary(creds: Credentials, **extra: Any) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "issuer": creds.issuer,
+        "registration_id": creds.registration_id,
+        "type": creds.type,
+        "claimed": creds.claimed,
+        "scope": creds.scope,
+        "account": creds.account or None,
+        "assertion_expires_at": _iso(creds.assertion_expires_at),
+        "access_token_expires_at": _iso(creds.access_expires_at),
+        "refresh_token_expires_at": _iso(creds.refresh_expires_at),
+        "claim_expires_at": _iso(creds.claim_expires_at),
+        **extra,
+    }
+
+
+def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    creds = _stored(store, args.issuer)
+    if creds.claimed:
+        raise Exit(EXIT_REFUSED, "this registration is already claimed", "Nothing left to do.")
+    if creds.claim_token is None or creds.claim_url is None:
+        raise Exit(EXIT_NOTHING, "no claim token is stored (the claim window has closed)", "Register again.")
+    token, url = creds.claim_token, creds.claim_url
+    if args.code and not args.email:
+        return _complete(client, store, creds, out, args.code)
+    deadline = time.monotonic() + args.wait
+    while True:
+        attempt = client.start_claim(url, token, args.email)["attempt"]
+        _show_link(out, attempt)
+        if args.no_wait:
+            out.done(
+                _summary(creds)
+                | {"verification_uri": attempt["verification_uri"], "attempt_expires_at": attempt["expires_at"]}
+            )
+            return 0
+        outcome = _wait_for_human(client, url, token, parse_rfc3339(attempt["expires_at"]), deadline, out)
+        if outcome == "confirmed":
+            break
+        if outcome in ("claimed", "revoked", "expired"):
+            raise Exit(EXIT_REFUSED, f"the claim is {outcome}", "Register again." if outcome != "claimed" else "")
+        if time.monotonic() >= deadline:
+            raise Exit(EXIT_NOT_CONFIRMED, "the human has not authorized yet", "Run `authmd agent claim` again later.")
+        out.say("The link expired before the human authorized; starting a new attempt.")
+    code = args.code or _ask_code(out)
+    return _complete(client, store, creds, out, code)
+
+
+def _wait_for_human(client: Client, url: str, token: str, attempt_ends: float, deadline: float, out: Output) -> str:
+    """Poll the claim status (*ext*) until the human authorized, the attempt ended or time ran out."""
+    spinner = "|/-\\"
+    tick = 0
+    while time.monotonic() < deadline and time.time() < attempt_ends:
+        status = client.claim_status(url, token)
+        if status is None:
+            return "confirmed"  # no status endpoint: ask for the code straight away
+        if status != "pending":
+            return status
+        if not out.as_json and sys.stderr.isatty():
+            out.note(f"\rwaiting for the human to authorize {spinner[tick % 4]}")
+        tick += 1
+        time.sleep(2.0)  # a polite polling interval for the service, not test synchronisation
+    return "timeout"
+
+
+def _ask_code(out: Output) -> str:
+    if sys.stdin.isatty():
+        return input("Code the human read back: ")
+    out.note("Code the human read back (one line on stdin):")
+    line = sys.stdin.readline()
+    if not line:
+        raise Exit(EXIT_USAGE, "no code given", "Pass --code CODE.")
+    return line
+
+
+def _complete(client: Client, store: CredentialStore, creds: Credentials, out: Output, code: str) -> int:
+    assert creds.claim_url is not None and creds.claim_token is not None
+    code = "".join(ch for ch in code if ch.isdigit())
+    try:
+        done = client.complete_claim(creds.claim_url, creds.claim_token, code)
+    except ServiceError as exc:
+        if exc.code == "claim_not_confirmed":
+            raise Exit(EXIT_NOT_CONFIRMED, "the human has not authorized yet", exc.hint) from exc
+        raise
+    creds.take_identity(done["identity"])
+    creds.registration_id = done.get("id", creds.registration_id)
+    creds.claimed = True
+    creds.account = {**creds.account, "type": "persistent", "expires_at": None}
+    store.save(creds)  # also forgets the claim token: it has served its purpose
+    _ensure_token(client, store, creds)
+    out.say(f"Claimed: the account now belongs to the human, permanently. Scopes: {creds.scope}.")
+    out.done(_summary(creds))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    creds = _stored(store, args.issuer)
+    token = _ensure_token(client, store, creds)
+    if out.as_json:
+        out.done(
+            {
+                "ok": True,
+                "issuer": creds.issuer,
+                "access_token": token,
+                "expires_at": _iso(creds.access_expires_at),
+                "scope": creds.scope,
+            }
+        )
+    else:
+        print(token)
+    return 0
+
+
+def _body(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        return Path(data[1:]).read_bytes()
+    return data.encode()
+
+
+def cmd_call(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    creds = _stored(store, args.issuer, args.url)
+    headers: dict[str, str] = {}
+    for raw in args.headers:
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            raise Exit(EXIT_USAGE, f"bad header {raw!r}", "Use -H 'Name: value'.")
+        headers[name.strip()] = value.strip()
+    content = _body(args.data)
+    if content and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = "application/json"
+    method = (args.method or ("POST" if content else "GET")).upper()
+    response = client.call(method, args.url, _ensure_token(client, store, creds), headers, content)
+    if response.status_code == 401:
+        # Once: a new token (re-exchange, or refresh). If that is refused too, the grant is gone and the
+        # protocol's answer is to start over with a new registration.
+        response = client.call(method, args.url, _ensure_token(client, store, creds, force=True), headers, content)
+    if out.as_json:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        out.done(
+            {"ok": response.is_success, "status": response.status_code, "headers": dict(response.headers), "body": body}
+        )
+    else:
+        sys.stdout.write(response.text)
+        if response.text and not response.text.endswith("\n"):
+            sys.stdout.write("\n")
+        if not response.is_success:
+            out.note(f"HTTP {response.status_code}")
+    if response.status_code == 401:
+        out.note(
+            "The service refused a fresh token: the grant is gone. Register again: `authmd agent register URL --new`."
+        )
+    return 0 if response.is_success else EXIT_REFUSED
+
+
+def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    creds = _stored(store, args.issuer)
+    claim_status = None
+    if creds.claim_token and creds.claim_url:
+        claim_status = client.claim_status(creds.claim_url, creds.claim_token)
+    elif creds.claimed:
+        claim_status = "claimed"
+    out.say(f"Service:       {creds.issuer}")
+    out.say(f"Registration:  {creds.registration_id} ({creds.type})")
+    account = creds.account or {}
+    if account.get("expires_at"):
+        out.say(
+            f"Account:       temporary, deleted {_in(parse_rfc3339(account['expires_at']))} ({account['expires_at']})"
+        )
+    else:
+        out.say("Account:       " + ("claimed (permanent)" if creds.claimed else account.get("type", "unknown")))
+    access = "valid, expires " + _in(creds.access_expires_at) if creds.access_token else "none stored"
+    out.say(f"Access token:  {access}")
+    out.say(
+        f"Assertion:     {'valid, expires ' + _in(creds.assertion_expires_at) if creds.assertion else 'none stored'}"
+    )
+    if creds.refresh_token:
+        out.say(f"Refresh token: expires {_in(creds.refresh_expires_at)}")
+    if claim_status:
+        out.say(f"Claim:         {claim_status}")
+    out.done(_summary(creds, claim_status=claim_status))
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
+    creds = _stored(store, args.issuer)
+    service = _service(client, creds)
+    # The refresh token or the assertion kills the grant and everything derived from it (RFC 7009);
+    # an unclaimed temporary account is deleted with it.
+    revoked = [t for t in (creds.refresh_token, creds.assertion, creds.access_token) if t]
+    for token in revoked:
+        client.revoke(service, token)
+    store.delete(creds.issuer)
+    out.say(f"Revoked {creds.registration_id} at {creds.issuer} and forgot it.")
+    out.done({"ok": True, "issuer": creds.issuer, "registration_id": creds.registration_id, "revoked": len(revoked)})
+    return 0

@@ -1,0 +1,252 @@
+"""The protocol, client side: discovery, registration, token exchange, the claim, refresh, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
+AS_METADATA = "/.well-known/oauth-authorization-server"
+MAX_BODY = 1_048_576
+
+
+class ClientError(Exception):
+    """The service could not be reached, or answered something that is not the protocol."""
+
+
+class ServiceError(Exception):
+    """The service refused, with the protocol's error body (``error``, ``error_description``, ``hint``)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        self.code = str(body.get("error", "error"))
+        self.description = str(body.get("error_description") or body.get("message") or "")
+        self.hint = str(body.get("hint") or "")
+        super().__init__(f"{self.code}: {self.description}" if self.description else self.code)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What discovery learned: the issuer and its RFC 8414 metadata (with the ``agent_auth`` block)."""
+
+    issuer: str
+    metadata: dict[str, Any]
+    resource: str | None = None
+
+    @property
+    def agent_auth(self) -> dict[str, Any]:
+        block = self.metadata.get("agent_auth")
+        return block if isinstance(block, dict) else {}
+
+    def endpoint(self, name: str) -> str:
+        value = self.agent_auth.get(name) if name not in self.metadata else self.metadata[name]
+        if not isinstance(value, str):
+            raise ClientError(f"the service's metadata has no {name}")
+        return value
+
+    @property
+    def identity_types(self) -> list[str]:
+        types = self.agent_auth.get("identity_types_supported")
+        return [t for t in types if isinstance(t, str)] if isinstance(types, list) else []
+
+
+def _leading_zero_bits_ok(digest: bytes, difficulty: int) -> bool:
+    return int.from_bytes(digest, "big") < (1 << (256 - difficulty))
+
+
+def solve_proof_of_work(
+    challenge: str,
+    difficulty: int,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    cancel: threading.Event | None = None,
+) -> str:
+    """The first decimal nonce with SHA-256(challenge ":" nonce) below the target (PROTOCOL.md).
+
+    ``progress(tried, expected)`` is called every 65,536 tries, from the solving thread. Run it off
+    an event loop (``asyncio.to_thread``) in async code: it is pure CPU."""
+    prefix = f"{challenge}:".encode()
+    expected = 1 << difficulty
+    nonce = 0
+    while True:
+        for _ in range(65_536):
+            if _leading_zero_bits_ok(hashlib.sha256(prefix + str(nonce).encode()).digest(), difficulty):
+                return str(nonce)
+            nonce += 1
+        if progress is not None:
+            progress(nonce, expected)
+        if cancel is not None and cancel.is_set():
+            raise ClientError("proof of work cancelled")
+
+
+_RESOURCE_METADATA = re.compile(r'resource_metadata="([^"]+)"')
+
+
+class Client:
+    """Synchronous and small: one ``httpx.Client`` (no redirects followed, no proxies from the environment)."""
+
+    def __init__(self, http: httpx.Client | None = None, *, timeout: float = 15.0) -> None:
+        self.http = http or httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- transport ------------------------------------------------------------------------------
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {_origin(url)}: {exc.__class__.__name__}") from exc
+
+    def _json(self, response: httpx.Response) -> Any:
+        if len(response.content) > MAX_BODY:
+            raise ClientError(f"{response.request.url} answered more than {MAX_BODY} bytes")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(f"{response.request.url} answered {response.status_code} without JSON") from exc
+
+    def _checked(self, response: httpx.Response, *, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise ClientError(f"{response.request.url} answered a JSON value that is not an object")
+        if response.status_code not in ok:
+            raise ServiceError(response.status_code, body)
+        return body
+
+    def post_json(self, url: str, body: dict[str, Any], *, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        return self._checked(self._send("POST", url, json=body), ok=ok)
+
+    # ---- discovery ------------------------------------------------------------------------------
+    def discover(self, url: str) -> Service:
+        """From an API URL (its 401 names RFC 9728 metadata, which names the issuer) or an issuer."""
+        url = url.rstrip("/")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ClientError(f"{url!r} is not an http(s) URL")
+        resource = None
+        probe = self._send("GET", url, headers={"Accept": "application/json"})
+        challenge = probe.headers.get("www-authenticate", "")
+        found = _RESOURCE_METADATA.search(challenge) if probe.status_code == 401 else None
+        issuer = url
+        if found:
+            prm = self._checked(self._send("GET", found.group(1)))
+            servers = prm.get("authorization_servers")
+            if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
+                raise ClientError("the protected-resource metadata names no authorization server")
+            issuer, resource = servers[0], prm.get("resource")
+        # The official client appends the suffix to the issuer string; RFC 8414 §3.3: issuer must match.
+        metadata = self._checked(self._send("GET", issuer + AS_METADATA))
+        if metadata.get("issuer") != issuer:
+            raise ClientError(f"the metadata at {issuer}{AS_METADATA} names another issuer (RFC 8414 §3.3)")
+        return Service(issuer=issuer, metadata=metadata, resource=resource if isinstance(resource, str) else None)
+
+    def auth_md(self, service: Service) -> str:
+        skill = service.agent_auth.get("skill") or service.issuer + "/auth.md"
+        response = self._send("GET", skill, headers={"Accept": "text/markdown"})
+        return response.text if response.status_code == 200 else ""
+
+    # ---- registration ---------------------------------------------------------------------------
+    def register(
+        self,
+        service: Service,
+        body: dict[str, Any] | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """``POST {identity_endpoint}`` (anonymous unless ``body`` says otherwise). A proof of work the
+        service asks for is solved and the request sent once more (PROTOCOL.md § Proof of work)."""
+        body = dict(body or {"type": "anonymous"})
+        url = service.endpoint("identity_endpoint")
+        response = self._send("POST", url, json=body)
+        if response.status_code == 400:
+            error = self._checked(response, ok=(200, 400))
+            if error.get("error") in ("proof_of_work_required", "invalid_proof_of_work"):
+                ch = error.get("challenge")
+                if not isinstance(ch, dict) or not isinstance(ch.get("challenge"), str):
+                    raise ServiceError(400, error)
+                nonce = solve_proof_of_work(ch["challenge"], int(ch.get("difficulty", 0)), progress)
+                body["proof_of_work"] = {"challenge": ch["challenge"], "nonce": nonce}
+                response = self._send("POST", url, json=body)
+            else:
+                raise ServiceError(400, error)
+        return self._checked(response)
+
+    def register_service_auth(self, service: Service, email: str, **kwargs: Any) -> dict[str, Any]:
+        if "service_auth" not in service.identity_types:
+            raise ClientError("this service does not offer service_auth registration (see its /auth.md)")
+        return self.register(service, {"type": "service_auth", "login_hint": email}, **kwargs)
+
+    def register_id_jag(self, service: Service, assertion: str) -> dict[str, Any]:
+        """An ID-JAG from the agent's platform; a 401 ``interaction_required`` is a flow, returned as is."""
+        body = {"type": "identity_assertion", "assertion_type": ID_JAG, "assertion": assertion}
+        response = self._send("POST", service.endpoint("identity_endpoint"), json=body)
+        result = self._checked(response, ok=(200, 401))
+        if response.status_code == 401 and result.get("error") != "interaction_required":
+            raise ServiceError(401, result)
+        return result
+
+    def refresh(self, service: Service, refresh_token: str) -> dict[str, Any]:
+        return self.post_json(
+            service.endpoint("identity_endpoint"), {"type": "refresh", "refresh_token": refresh_token}
+        )
+
+    # ---- tokens ---------------------------------------------------------------------------------
+    def exchange(self, service: Service, assertion: str) -> dict[str, Any]:
+        """RFC 7523 JWT-bearer grant at the token endpoint."""
+        form = {"grant_type": JWT_BEARER, "assertion": assertion}
+        token = self._checked(self._send("POST", service.endpoint("token_endpoint"), data=form))
+        if not isinstance(token.get("access_token"), str) or not isinstance(token.get("expires_in"), int | float):
+            raise ClientError("the token endpoint answered without access_token or a numeric expires_in")
+        return token
+
+    def revoke(self, service: Service, token: str) -> None:
+        """RFC 7009: always 200 when the endpoint exists."""
+        url = service.metadata.get("revocation_endpoint")
+        if not isinstance(url, str):
+            raise ClientError("the service publishes no revocation endpoint")
+        response = self._send("POST", url, data={"token": token})
+        if response.status_code != 200:
+            self._checked(response)
+
+    # ---- the claim --------------------------------------------------------------------------------
+    def start_claim(self, claim_url: str, claim_token: str, email: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "service_auth", "claim_token": claim_token}
+        if email:
+            body["login_hint"] = email
+        started = self.post_json(claim_url, body)
+        attempt = started.get("attempt")
+        if not isinstance(attempt, dict) or not isinstance(attempt.get("verification_uri"), str):
+            raise ClientError("the claim endpoint answered without attempt.verification_uri")
+        return started
+
+    def claim_status(self, claim_url: str, claim_token: str) -> str | None:
+        """*ext* status; None when the service has no status endpoint."""
+        response = self._send("POST", claim_url + "/status", json={"claim_token": claim_token})
+        if response.status_code == 404:
+            return None
+        status = self._checked(response).get("status")
+        return status if isinstance(status, str) else None
+
+    def complete_claim(self, claim_url: str, claim_token: str, code: str) -> dict[str, Any]:
+        return self.post_json(claim_url + "/complete", {"claim_token": claim_token, "user_code": code})
+
+    # ---- calling the API --------------------------------------------------------------------------
+    def call(
+        self, method: str, url: str, access_token: str, headers: dict[str, str] | None = None, content: bytes = b""
+    ) -> httpx.Response:
+        merged = {**(headers or {}), "Authorization": f"Bearer {access_token}"}
+        return self._send(method, url, headers=merged, content=content or None)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
