@@ -276,6 +276,7 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
         return 0
     creds = Credentials(issuer=service.issuer)
+    contract = store.save_contract(service.issuer, client.auth_md(service))
     agent = {k: v for k, v in (("name", args.name), ("platform", args.platform)) if v}
     if args.login_hint:
         if "service_auth" not in service.identity_types:
@@ -312,7 +313,9 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         )
         out.say("To keep it, hand it to a human: `authmd agent claim --email THEIR_EMAIL`.")
     out.say("Call the API with `authmd agent call URL`, or get a token with `authmd agent token`.")
-    out.done(_summary(creds))
+    if contract is not None:
+        out.say(f"The service's contract (/auth.md) is saved at {contract}.")
+    out.done(_summary(creds, auth_md=str(contract) if contract else None))
     return 0
 
 

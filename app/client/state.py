@@ -125,7 +125,19 @@ class CredentialStore:
             raise
         return target
 
+    def save_contract(self, issuer: str, markdown: str) -> Path | None:
+        """The service's /auth.md beside its credentials, for an agent (or its model) to read."""
+        if not markdown:
+            return None
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        target = self.path(issuer).with_suffix(".auth.md")
+        target.write_text(markdown, encoding="utf-8")
+        return target
+
     def delete(self, issuer: str) -> bool:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(issuer).with_suffix(".auth.md").unlink()
         try:
             self.path(issuer).unlink()
         except FileNotFoundError:

@@ -71,6 +71,8 @@ def test_one_command_from_an_api_url_to_calls(start_server: StartServer, tmp_pat
     files = list(home.glob("*.json"))
     assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert stored(home)["claim_token"].startswith("clm_")
+    contract = Path(body["auth_md"])
+    assert contract.parent == home and "identity" in contract.read_text() and server.issuer in contract.read_text()
 
     created = agent(home, "call", api, "-d", '{"text":"from the cli"}')
     assert created.returncode == 0 and json.loads(created.stdout)["text"] == "from the cli", created.stderr
@@ -93,7 +95,7 @@ def test_one_command_from_an_api_url_to_calls(start_server: StartServer, tmp_pat
     # Revoke: the temporary account is gone at the service and the file is forgotten.
     kept = stored(home)["access_token"]
     assert agent(home, "revoke").returncode == 0
-    assert list(home.glob("*.json")) == []
+    assert list(home.glob("*.json")) == [] and not contract.exists()
     assert httpx.get(api, headers={"Authorization": f"Bearer {kept}"}).status_code == 401
     nothing = agent(home, "token", "--json")
     assert nothing.returncode == 5 and as_json(nothing)["ok"] is False

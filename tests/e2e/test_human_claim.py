@@ -285,3 +285,55 @@ async def test_id_jag_step_up_on_redis_with_the_real_provider(
         assert (await agent.api("GET", "/notes", access)).status_code == 200
     log = server.read_log()
     assert code not in re.findall(r"(?<![0-9])[0-9]{6}(?![0-9])", log)
+
+
+async def test_the_agent_command_claims_with_a_human_in_a_real_browser(
+    start_server: StartServer, oidc_provider: OidcProvider, new_context: Any, tmp_path: Any
+) -> None:
+    """`authmd agent register` then `authmd agent claim`: the command prints the link and waits; the
+    human signs in at the OpenID provider in Chromium, authorizes and reads the code back into it."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    server = start_with_oidc(start_server, oidc_provider)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")} | {"AUTHMD_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "app", "agent"]
+    api = f"{server.issuer}/api/notes"
+    registered = subprocess.run(
+        [*command, "register", api], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert registered.returncode == 0, registered.stderr
+    proc = subprocess.Popen(
+        [*command, "claim", "--email", "ada@example.com", "--wait", "120"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        link = next((line.strip() for line in proc.stdout if "/login?return_to=" in line), "")
+        assert link.startswith(server.issuer), link
+        page = await (await new_context()).new_page()
+        await page.goto(link)
+        await page.wait_for_selector('input[name="login"]')
+        await _sign_in_at_provider(page, "ada@example.com")
+        await page.wait_for_selector("text=Authorize this agent?")
+        await page.get_by_role("button", name="Authorize").click()
+        await page.wait_for_selector(".code")
+        code = re.sub(r"\D", "", await page.inner_text(".code"))
+        out, err = proc.communicate(code + "\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Claimed" in out and "notes:delete" in out
+    called = subprocess.run(
+        [*command, "call", api, "-d", '{"text":"kept"}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert called.returncode == 0 and '"kept"' in called.stdout
