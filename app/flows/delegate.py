@@ -71,7 +71,7 @@ async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
 
 
 def _records(
-    ctx: Context, jag: IdJag, user_id: str, account_id: str, status: str, **grant: Any
+    ctx: Context, jag: IdJag, user_id: str, account_id: str, status: str
 ) -> tuple[Registration, Delegation, AuditEvent]:
     """The stable registration, the delegation and the audit event for ``jag``'s subject."""
     now = int(ctx.clock.now())
@@ -83,7 +83,6 @@ def _records(
         created_at=now,
         expires_at=None,
         pending=status == "pending",
-        **grant,
     )
     delegation = Delegation(
         issuer=jag.provider.issuer,

@@ -65,9 +65,17 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
     return src
 
 
-def _temporary_account(ctx: Context, now: int) -> Account:
-    s = ctx.settings
-    return Account(
+async def _create_temporary(
+    ctx: Context, kind: str, agent_info: AgentInfo | None, proof: ProofOfWork | None, source: str
+) -> AccessState:
+    """Admit the request, then create a temporary account with its first registration (``pending`` for
+    ``service_auth``: it issues nothing until the human authorizes)."""
+    agent = agent_info or AgentInfo()
+    agent_name = _agent_field(agent.name, "name")
+    agent_platform = _agent_field(agent.platform, "platform")
+    src = await _admit(ctx, proof, source)
+    s, now = ctx.settings, int(ctx.clock.now())
+    account = Account(
         id=new_id("acct"),
         kind="temporary",
         created_at=now,
@@ -75,27 +83,14 @@ def _temporary_account(ctx: Context, now: int) -> Account:
         quota_notes=s.quota_notes,
         quota_note_bytes=s.quota_note_bytes,
     )
-
-
-async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: str) -> AnonymousRegistered:
-    s = ctx.settings
-    if not s.anonymous_enabled:
-        raise AuthError("anonymous_not_enabled", "anonymous registration is turned off on this service")
-    agent = req.agent or AgentInfo()
-    agent_name = _agent_field(agent.name, "name")
-    agent_platform = _agent_field(agent.platform, "platform")
-    src = await _admit(ctx, req.proof_of_work, source)
-
-    now = int(ctx.clock.now())
-    account = _temporary_account(ctx, now)
-    assert account.expires_at is not None
     registration = Registration(
         id=new_id("reg"),
-        type="anonymous",
+        type=kind,
         account_id=account.id,
         scopes=tuple(s.pre_claim_scopes),
         created_at=now,
         expires_at=account.expires_at,
+        pending=kind == "service_auth",
         agent_name=agent_name,
         agent_platform=agent_platform,
         source=src,
@@ -105,9 +100,19 @@ async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: s
         type="registration.created",
         account_id=account.id,
         registration_id=registration.id,
-        data={"type": "anonymous", "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
+        data={"type": kind, "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
     )
     await ctx.store.create_registration(account, registration, event)
+    return AccessState(registration=registration, account=account, token_revoked=False)
+
+
+async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: str) -> AnonymousRegistered:
+    s = ctx.settings
+    if not s.anonymous_enabled:
+        raise AuthError("anonymous_not_enabled", "anonymous registration is turned off on this service")
+    state = await _create_temporary(ctx, "anonymous", req.agent, req.proof_of_work, source)
+    account, registration = state.account, state.registration
+    assert account.expires_at is not None
     assertion = identity_assertion(ctx, registration, account.id, account.expires_at)
     return AnonymousRegistered(
         id=registration.id,
@@ -126,46 +131,18 @@ async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: s
 async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, source: str) -> dict[str, Any]:
     """``{"type":"service_auth","login_hint"}``: a temporary account that issues nothing until the named
     human signs in and authorizes; the response carries the claim block with its first attempt."""
-    s = ctx.settings
     claims.require_claims_offered(ctx)
     hint = claims.check_login_hint(ctx, req.login_hint)
     if hint is None:
         raise AuthError("invalid_login_hint", "service_auth needs login_hint: the email of the human to ask")
-    agent = req.agent or AgentInfo()
-    agent_name = _agent_field(agent.name, "name")
-    agent_platform = _agent_field(agent.platform, "platform")
-    src = await _admit(ctx, req.proof_of_work, source)
-
-    now = int(ctx.clock.now())
-    account = _temporary_account(ctx, now)
-    registration = Registration(
-        id=new_id("reg"),
-        type="service_auth",
-        account_id=account.id,
-        scopes=tuple(s.pre_claim_scopes),
-        created_at=now,
-        expires_at=account.expires_at,
-        pending=True,
-        agent_name=agent_name,
-        agent_platform=agent_platform,
-        source=src,
-    )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="registration.created",
-        account_id=account.id,
-        registration_id=registration.id,
-        data={"type": "service_auth", "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
-    )
-    await ctx.store.create_registration(account, registration, event)
-    state = AccessState(registration=registration, account=account, token_revoked=False)
-    claim, attempt_token = claims.with_new_attempt(claims.new_claim(ctx, state), now, hint)
+    state = await _create_temporary(ctx, "service_auth", req.agent, req.proof_of_work, source)
+    claim, attempt_token = claims.with_new_attempt(claims.new_claim(ctx, state), int(ctx.clock.now()), hint)
     if not await ctx.store.save_claim(claim, None):
         raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
     return {
-        "id": registration.id,
+        "id": state.registration.id,
         "type": "service_auth",
-        "scopes": {"post_claim": list(s.post_claim_scopes)},
+        "scopes": {"post_claim": list(ctx.settings.post_claim_scopes)},
         "claim": claims.claim_block(ctx, claim, attempt_token),
     }
 

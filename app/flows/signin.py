@@ -30,7 +30,7 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.flows.issue import new_id
-from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session, SessionData
+from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session
 from app.store.port import Account, User
 
 DEV_ISSUER = "urn:authmd:dev-sign-in"
@@ -114,8 +114,7 @@ async def begin(ctx: Context, session: Session, return_to: str, *, prompt: str |
         code_challenge_method="S256",
         **extra,
     )
-    data = SessionData(csrf=session.data.csrf, user_id=session.data.user_id, login=login, attempt=session.data.attempt)
-    return url, Session(session.cookie, data)
+    return url, Session(session.cookie, msgspec.structs.replace(session.data, login=login))
 
 
 async def finish(ctx: Context, login: LoginState | None, params: dict[str, str]) -> User:

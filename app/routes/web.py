@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 
@@ -95,13 +96,7 @@ def _hold(session: Session, token: str | None) -> Session:
     held = HeldAttempt(
         account_id=loc.account_id, registration_id=loc.registration_id, attempt_hash=claims.attempt_hash(loc.token)
     )
-    data = session.data
-    return Session(
-        session.cookie,
-        SessionData(
-            csrf=data.csrf, user_id=data.user_id, signed_in_at=data.signed_in_at, login=data.login, attempt=held
-        ),
-    )
+    return Session(session.cookie, msgspec.structs.replace(session.data, attempt=held))
 
 
 def _attempt_in(return_to: str | None) -> tuple[str | None, str | None]:
@@ -172,9 +167,7 @@ async def dev_login(request: Request[Any, Any, Any]) -> Response[str]:
 
 
 async def _signed_in_redirect(ctx: Context, session: Session, user: User, return_to: str | None) -> Response[str]:
-    data = SessionData(
-        csrf=session.data.csrf, user_id=user.id, signed_in_at=int(ctx.clock.now()), attempt=session.data.attempt
-    )
+    data = msgspec.structs.replace(session.data, user_id=user.id, signed_in_at=int(ctx.clock.now()), login=None)
     rotated = await sessions.rotate(ctx, session, data)
     return _redirect(ctx, _base(ctx) + signin.safe_return_to(return_to), session=rotated)
 
@@ -187,11 +180,7 @@ async def oidc_callback(request: Request[Any, Any, Any]) -> Response[str]:
         return _message(ctx, "Sign-in expired", "Start again from the link you were given.", 400)
     login_state = session.data.login
     # The sign-in state is spent whatever happens next: a replayed response finds none.
-    data = session.data
-    spent = Session(
-        session.cookie,
-        SessionData(csrf=data.csrf, user_id=data.user_id, signed_in_at=data.signed_in_at, attempt=data.attempt),
-    )
+    spent = Session(session.cookie, msgspec.structs.replace(session.data, login=None))
     await sessions.save(ctx, spent)
     params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
     try:
