@@ -89,7 +89,8 @@ class ServerProcess:
         assert self.proc is None, "server already running"
         self.starts += 1
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"----- start #{self.starts}: {self.overrides} -----\n".encode())
+        shown = {k: "**********" if "SECRET" in k or "PASSWORD" in k else v for k, v in self.overrides.items()}
+        self._log.write(f"----- start #{self.starts}: {shown} -----\n".encode())
         self._log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(self.port)],

@@ -97,6 +97,11 @@ async def test_sign_in_failure_paths_at_the_callback(start_server: StartServer, 
         r = await client.get(_with(callback, state="not-this-browser"), follow_redirects=False)
         assert r.status_code == 400 and "state" in r.text
 
+    # Neither the authorization code nor the client secret reaches the server's log.
+    log = server.read_log()
+    assert params["code"][0] not in log and server.overrides["AUTHMD_OIDC_CLIENT_SECRET"] not in log
+    assert "GET /oidc/callback" in log  # the access log is on and drops the query string
+
     # An unverified email never signs in.
     async with httpx.AsyncClient(timeout=10.0) as client:
         callback = await sign_in_http(client, server, "unverified+bob@example.com", "/account")
