@@ -192,8 +192,17 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+METADATA_TTL_SECONDS = 3600
+
+
 def _service(client: Client, creds: Credentials) -> Service:
-    return client.discover(creds.issuer)
+    """The service's metadata as stored at registration, refreshed once an hour (no discovery per call)."""
+    fetched = creds.metadata_fetched_at or 0.0
+    if creds.metadata and time.time() - fetched < METADATA_TTL_SECONDS:
+        return Service(issuer=creds.issuer, metadata=creds.metadata)
+    service = client.discover(creds.issuer)
+    creds.metadata, creds.metadata_fetched_at = service.metadata, time.time()
+    return service
 
 
 def _ensure_token(client: Client, store: CredentialStore, creds: Credentials, *, force: bool = False) -> str:
@@ -275,7 +284,7 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         out.say("Run with --new to register a second one.")
         out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
         return 0
-    creds = Credentials(issuer=service.issuer)
+    creds = Credentials(issuer=service.issuer, metadata=service.metadata, metadata_fetched_at=time.time())
     contract = store.save_contract(service.issuer, client.auth_md(service))
     agent = {k: v for k, v in (("name", args.name), ("platform", args.platform)) if v}
     if args.login_hint:

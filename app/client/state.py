@@ -38,6 +38,9 @@ class Credentials:
     claim_expires_at: float | None = None
     account: dict[str, Any] = field(default_factory=dict)
     claimed: bool = False
+    # The service's RFC 8414 metadata, so a token or a call needs no discovery round trips.
+    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata_fetched_at: float | None = None
 
     def live(self, value: str | None, expires_at: float | None, *, margin: float = 30.0) -> str | None:
         return value if value and (expires_at is None or expires_at - margin > time.time()) else None

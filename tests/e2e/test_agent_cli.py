@@ -86,9 +86,14 @@ def test_one_command_from_an_api_url_to_calls(start_server: StartServer, tmp_pat
     # A second register reuses the stored registration instead of creating another account.
     again = as_json(agent(home, "register", api, "--json"))
     assert again["reused"] is True and again["registration_id"] == body["registration_id"]
-    # A revoked access token: `call` gets a new one once and succeeds.
+    # A revoked access token: `call` gets a new one once and succeeds, with the stored metadata
+    # (no discovery round trips after registration).
+    discovered = server.read_log().count("GET /.well-known/oauth-authorization-server")
     httpx.post(f"{server.issuer}/oauth2/revoke", data={"token": stored(home)["access_token"]})
     assert agent(home, "call", api).returncode == 0
+    log = server.read_log()
+    assert log.count("POST /oauth2/token") >= 2
+    assert log.count("GET /.well-known/oauth-authorization-server") == discovered
     status = as_json(agent(home, "status", "--json"))
     assert status["claim_status"] == "pending" and status["registration_id"] == body["registration_id"]
 
