@@ -387,3 +387,42 @@ def test_secret_type_masks_itself() -> None:
     assert secret.reveal() == "abc123"
     assert secret == Secret("abc123")
     assert secret != Secret("abc124")
+
+
+OIDC = {
+    "AUTHMD_OIDC_ISSUER": "https://login.example.com",
+    "AUTHMD_OIDC_CLIENT_ID": "authmd",
+    "AUTHMD_OIDC_CLIENT_SECRET": "oidc-secret-value",
+}
+
+
+def test_oidc_settings_come_from_the_environment_and_mask_the_secret() -> None:
+    settings = load_settings(env=OIDC).resolve("127.0.0.1", 8000)
+    assert settings.oidc_issuer == "https://login.example.com" and settings.claims_offered
+    assert isinstance(settings.oidc_client_secret, Secret)
+    assert "oidc-secret-value" not in repr(settings) and "oidc-secret-value" not in str(describe(settings))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AUTHMD_OIDC_ISSUER": "https://login.example.com"}, "together"),
+        ({**OIDC, "AUTHMD_OIDC_ISSUER": "http://login.example.com"}, "must be https"),
+        ({**OIDC, "AUTHMD_OIDC_ISSUER": "https://login.example.com/"}, "trailing slash"),
+        ({**OIDC, "AUTHMD_OIDC_SCOPES": "email,profile"}, "openid"),
+        ({"AUTHMD_TLS_CERT_FILE": "cert.pem"}, "set both or neither"),
+        ({"AUTHMD_REFRESH_GRACE_SECONDS": "-1"}, "refresh_grace_seconds"),
+        ({"AUTHMD_SESSION_TTL_SECONDS": "0"}, "session_ttl_seconds"),
+    ],
+)
+def test_bad_sign_in_settings_refuse_to_start(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings(env=env).resolve("127.0.0.1", 8000)
+    assert "oidc-secret-value" not in str(err.value)
+
+
+def test_claims_are_offered_in_dev_mode_or_with_a_provider() -> None:
+    assert load_settings(env={}).resolve("127.0.0.1", 8000).claims_offered  # dev mode: the dev sign-in
+    production = load_settings(env={"AUTHMD_ISSUER": "https://auth.example.com"}).resolve()
+    assert not production.claims_offered
+    assert load_settings(env={**OIDC, "AUTHMD_ISSUER": "https://auth.example.com"}).resolve().claims_offered

@@ -19,6 +19,8 @@ def test_example_config_loads_and_masks_its_secret():
     assert verify_secret("correct horse battery staple", client.client_secret.reveal())
     assert not verify_secret("wrong", client.client_secret.reveal())
     assert "c4bbcb" not in repr(settings) and "c4bbcb" not in str(describe(settings))
+    assert settings.claims_offered and settings.oidc_name == "Example SSO"
+    assert settings.oidc_client_secret is not None and "example-oidc" not in str(describe(settings))
 
 
 def test_store_urls_are_redacted_for_logs():
