@@ -22,12 +22,14 @@ from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows import session as sessions
 from app.flows import signin
+from app.flows.limits import enforce, source_key
 from app.flows.session import HeldAttempt, Session, SessionData
-from app.routes.http import ctx_of, form_body
-from app.store.port import AuditEvent, User
+from app.routes.http import ctx_of, form_body, source_of
+from app.store.port import AuditEvent, User, WindowHit
 from app.web import pages
 
 HTML = "text/html; charset=utf-8"
+NEW_SESSIONS_PER_SOURCE = 300  # per rate window: far above a person's needs, far below a flood's
 
 
 def _html(ctx: Context, content: str, status: int = 200, *, session: Session | None = None) -> Response[str]:
@@ -79,13 +81,27 @@ def _error_page(ctx: Context, err: AuthError) -> Response[str]:
         "invalid_claim": "This link is no longer valid",
         "already_claimed": "Already claimed",
         "temporarily_unavailable": "Please try again",
+        "rate_limited": "Too many requests",
     }
     status = 503 if err.status >= 500 else 400 if err.status < 400 else err.status
-    return _message(ctx, titles.get(err.code, "Something went wrong"), err.description, status)
+    response = _message(ctx, titles.get(err.code, "Something went wrong"), err.description, status)
+    if "Retry-After" in err.headers:
+        response.headers["Retry-After"] = err.headers["Retry-After"]
+    return response
 
 
 async def _session(request: Request[Any, Any, Any], ctx: Context) -> Session | None:
     return await sessions.load(ctx, request.cookies.get(sessions.cookie_name(ctx)))
+
+
+async def _session_or_new(request: Request[Any, Any, Any], ctx: Context) -> Session:
+    """The browser's session, or a new one: new sessions are stored, so they are rate-limited per source."""
+    session = await _session(request, ctx)
+    if session is not None:
+        return session
+    hit = WindowHit(f"web:src:{source_key(source_of(request, ctx))}", NEW_SESSIONS_PER_SOURCE)
+    await enforce(ctx, [hit])
+    return sessions.fresh()
 
 
 def _hold(session: Session, token: str | None) -> Session:
@@ -123,7 +139,10 @@ def _login_url(ctx: Context, return_to: str, **extra: str) -> str:
 @get(ep.LOGIN)
 async def login(request: Request[Any, Any, Any]) -> Response[str]:
     ctx = ctx_of(request)
-    session = await _session(request, ctx) or sessions.fresh()
+    try:
+        session = await _session_or_new(request, ctx)
+    except AuthError as err:
+        return _error_page(ctx, err)
     token, return_to = _attempt_in(request.query_params.get("return_to"))
     session = _hold(session, token)
     target = signin.safe_return_to(return_to)
@@ -211,7 +230,10 @@ async def logout(request: Request[Any, Any, Any]) -> Response[str]:
 @get(ep.CLAIM_PAGE)
 async def claim_page(request: Request[Any, Any, Any]) -> Response[str]:
     ctx = ctx_of(request)
-    session = await _session(request, ctx) or sessions.fresh()
+    try:
+        session = await _session_or_new(request, ctx)
+    except AuthError as err:
+        return _error_page(ctx, err)
     token = request.query_params.get("claim_attempt_token")
     if token is not None:
         # The secret leaves the URL at once: into the session, then a redirect to the clean page.

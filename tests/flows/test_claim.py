@@ -383,3 +383,16 @@ async def test_revoking_a_refresh_token_kills_the_grant(harness):
     assert r.status_code == 200
     assert (await agent.api("GET", "/notes", access)).status_code == 401
     assert (await agent.refresh(value, expect=400))["error"] == "invalid_refresh_token"
+
+
+async def test_new_browser_sessions_are_rate_limited_per_source(harness):
+    from app.routes.web import NEW_SESSIONS_PER_SOURCE
+
+    url = f"{harness.settings.issuer}/login"
+    for _ in range(NEW_SESSIONS_PER_SOURCE):
+        harness.client.cookies.clear()
+        assert (await harness.client.get(url)).status_code == 200
+    harness.client.cookies.clear()
+    refused = await harness.client.get(url)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "set-cookie" not in refused.headers and "Too many requests" in refused.text
