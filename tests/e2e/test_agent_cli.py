@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,8 @@ async def test_claim_then_refresh_with_the_cli(start_server: StartServer, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(TIMEOUT * 2, proc.kill)  # a stuck command cannot hang the suite
+    watchdog.start()
     try:
         assert proc.stdout is not None and proc.stdin is not None
         link = ""
@@ -140,6 +143,7 @@ async def test_claim_then_refresh_with_the_cli(start_server: StartServer, tmp_pa
         code = await human_code(server, link, "ada@example.com")
         out, err = proc.communicate(code + "\n", timeout=TIMEOUT)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err

@@ -300,6 +300,7 @@ async def test_the_agent_command_claims_with_a_human_in_a_real_browser(
     import os
     import subprocess
     import sys
+    import threading
 
     from tests.e2e.conftest import ROOT
 
@@ -320,6 +321,8 @@ async def test_the_agent_command_claims_with_a_human_in_a_real_browser(
         stderr=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(240, proc.kill)  # a stuck command cannot hang the suite
+    watchdog.start()
     try:
         assert proc.stdout is not None
         link = next((line.strip() for line in proc.stdout if "/login?return_to=" in line), "")
@@ -334,6 +337,7 @@ async def test_the_agent_command_claims_with_a_human_in_a_real_browser(
         code = re.sub(r"\D", "", await page.inner_text(".code"))
         out, err = proc.communicate(code + "\n", timeout=120)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
