@@ -25,9 +25,10 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows.idjag import URN_ID_JAG, IdJag, verify_id_jag
-from app.flows.issue import identity_assertion, new_id
+from app.flows.issue import identity_assertion
+from app.flows.register import new_person
 from app.keys import b64url
-from app.store.port import AccessState, Account, AuditEvent, Claim, Delegation, Registration, User
+from app.store.port import AccessState, AuditEvent, Claim, Delegation, Registration, User
 from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
 
 
@@ -104,17 +105,7 @@ def _records(
 
 
 async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
-    s, now = ctx.settings, int(ctx.clock.now())
-    account = Account(
-        id=new_id("acct"),
-        kind="persistent",
-        created_at=now,
-        expires_at=None,
-        quota_notes=s.claimed_quota_notes,
-        quota_note_bytes=s.claimed_quota_note_bytes,
-    )
-    user = User(id=new_id("usr"), email=jag.identifier, account_id=account.id, created_at=now)
-    account = msgspec.structs.replace(account, owner=user.id)
+    user, account = new_person(ctx, jag.identifier)
     registration, delegation, event = _records(ctx, jag, user.id, account.id, "active")
     if not await ctx.store.create_user(user, account, registration, delegation, event):
         return None

@@ -17,7 +17,7 @@ from app.flows import challenge
 from app.flows import claim as claims
 from app.flows.issue import identity_assertion, new_id
 from app.flows.limits import enforce, source_key
-from app.store.port import AccessState, Account, AuditEvent, Registration, WindowHit
+from app.store.port import AccessState, Account, AuditEvent, Registration, User, WindowHit
 from app.wire import (
     AccountView,
     AgentInfo,
@@ -63,6 +63,22 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
             extra={"challenge": challenge.challenge_body(ctx, needed)},
         )
     return src
+
+
+def new_person(ctx: Context, email: str) -> tuple[User, Account]:
+    """A person not seen before and their own persistent account (claimed quotas, owned by them)."""
+    s, now = ctx.settings, int(ctx.clock.now())
+    user = User(id=new_id("usr"), email=email, account_id=new_id("acct"), created_at=now)
+    account = Account(
+        id=user.account_id,
+        kind="persistent",
+        created_at=now,
+        expires_at=None,
+        quota_notes=s.claimed_quota_notes,
+        quota_note_bytes=s.claimed_quota_note_bytes,
+        owner=user.id,
+    )
+    return user, account
 
 
 async def _create_temporary(

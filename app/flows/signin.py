@@ -29,9 +29,9 @@ from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
-from app.flows.issue import new_id
+from app.flows.register import new_person
 from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session
-from app.store.port import Account, User
+from app.store.port import User
 
 DEV_ISSUER = "urn:authmd:dev-sign-in"
 CALLBACK = "/oidc/callback"
@@ -223,17 +223,7 @@ async def validate_id_token(ctx: Context, meta: dict[str, Any], token: str, nonc
 
 
 async def _user_for(ctx: Context, issuer: str, subject: str, email: str) -> User:
-    s, now = ctx.settings, int(ctx.clock.now())
-    account = Account(
-        id=new_id("acct"),
-        kind="persistent",
-        created_at=now,
-        expires_at=None,
-        quota_notes=s.claimed_quota_notes,
-        quota_note_bytes=s.claimed_quota_note_bytes,
-    )
-    user = User(id=new_id("usr"), email=email, account_id=account.id, created_at=now)
-    account = msgspec.structs.replace(account, owner=user.id)
+    user, account = new_person(ctx, email)  # used only if neither (iss, sub) nor the email is known
     return await ctx.store.sign_in_user(issuer, subject, email, user, account)
 
 
