@@ -47,6 +47,8 @@ from weakref import WeakKeyDictionary
 
 import pytest
 
+from tests.parts import missing
+
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Request, Route
 
@@ -70,10 +72,6 @@ SCREENSHOT_DIR = ROOT / "test-artifacts" / "screenshots"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
-def _ci(env: Mapping[str, str]) -> bool:
-    return env.get("CI", "").strip().lower() == "true"
-
-
 def _playwright_installed() -> bool:
     try:
         import playwright.async_api  # noqa: F401
@@ -91,10 +89,7 @@ def require_browser(env: Mapping[str, str] | None = None) -> None:
     if not _playwright_installed():
         problems.append(f"playwright not found; install it with: {PLAYWRIGHT_INSTALL_HINT}")
     if problems:
-        message = "; ".join(problems)
-        if _ci(env):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("; ".join(problems), env)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -59,6 +59,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 import pytest
 
+from tests.parts import missing, shared, signal_and_wait
+
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 INSTALL_HINT = "apt-get install -y nodejs npm"
@@ -79,16 +81,6 @@ UNVERIFIED_PREFIX = "unverified+"
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 
-def _ci(env: Mapping[str, str]) -> bool:
-    return env.get("CI", "").strip().lower() == "true"
-
-
-def _missing(message: str, env: Mapping[str, str]) -> None:
-    if _ci(env):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 def require_node(env: Mapping[str, str] | None = None, *, need_npm: bool | None = None) -> None:
     """Skip the test when node (or npm, while tests/oidc/node_modules is not installed yet) is missing;
     fail instead when ``CI=true``. ``env`` defaults to ``os.environ``."""
@@ -98,7 +90,7 @@ def require_node(env: Mapping[str, str] | None = None, *, need_npm: bool | None 
     needed = [("node", NODE), ("npm", NPM)] if need_npm else [("node", NODE)]
     for name, path in needed:
         if path is None or not os.access(path, os.X_OK):
-            _missing(f"{name} not found; install it with: {INSTALL_HINT}", env)
+            missing(f"{name} not found; install it with: {INSTALL_HINT}", env)
 
 
 # --- the npm dependency ----------------------------------------------------------------------------
@@ -374,14 +366,7 @@ class OidcProvider:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        signal_and_wait(proc, sig, timeout, STOP_TIMEOUT)
         if self._reader is not None:
             self._reader.join(timeout=STOP_TIMEOUT)
         if proc.stdout is not None:
@@ -621,28 +606,6 @@ async def alogin_via_http(
 
 # --- fixtures --------------------------------------------------------------------------------------
 
-# Shared across every import site of the session fixture (each import site is its own FixtureDef).
-_SHARED: dict[str, tuple[OidcProvider, int]] = {}
-
-
-@contextlib.contextmanager
-def _shared(name: str, make: Callable[[], OidcProvider]) -> Iterator[OidcProvider]:
-    if name in _SHARED:
-        resource, count = _SHARED[name]
-        _SHARED[name] = (resource, count + 1)
-    else:
-        resource = make()
-        _SHARED[name] = (resource, 1)
-    try:
-        yield resource
-    finally:
-        resource, count = _SHARED[name]
-        if count == 1:
-            del _SHARED[name]
-            resource.close()
-        else:
-            _SHARED[name] = (resource, count - 1)
-
 
 @pytest.fixture(scope="session")
 def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
@@ -654,7 +617,7 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
         default = OidcClient.new([DEFAULT_REDIRECT_URI], client_id="authmd-test")
         return OidcProvider([default], directory=tmp_path_factory.mktemp("oidc-provider")).start()
 
-    with _shared("provider", make) as provider:
+    with shared("oidc-provider", make, OidcProvider.close) as provider:
         yield provider
 
 

@@ -35,6 +35,8 @@ from typing import Any, Self
 
 import pytest
 
+from tests.parts import missing, shared, signal_and_wait
+
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 INSTALL_HINT = "apt-get install -y redis-server"
@@ -64,10 +66,7 @@ def require_redis(env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     for name, path in (("redis-server", REDIS_SERVER), ("redis-cli", REDIS_CLI)):
         if path is None or not os.access(path, os.X_OK):
-            message = f"{name} not found; install it with: {INSTALL_HINT}"
-            if env.get("CI", "").strip().lower() == "true":
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
+            missing(f"{name} not found; install it with: {INSTALL_HINT}", env)
 
 
 def free_port() -> int:
@@ -314,17 +313,9 @@ class RedisServer:
         self._signal_and_wait(signal.SIGKILL, STOP_TIMEOUT)
 
     def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> None:
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        signal_and_wait(self.proc, sig, timeout, STOP_TIMEOUT)
         _LIVE.discard(self)
 
     def restart(self, timeout: float = START_TIMEOUT) -> Self:
@@ -494,30 +485,6 @@ class RedisCluster:
 
 # --- fixtures --------------------------------------------------------------------------------------
 
-# Session resources shared across every import site of the fixtures (each import site is its own
-# pytest FixtureDef and would otherwise start its own server): reference-counted, stopped by the last
-# teardown.
-_SHARED: dict[str, tuple[Any, int]] = {}
-
-
-@contextlib.contextmanager
-def _shared(name: str, make: Any) -> Iterator[Any]:
-    if name in _SHARED:
-        resource, count = _SHARED[name]
-        _SHARED[name] = (resource, count + 1)
-    else:
-        resource = make()
-        _SHARED[name] = (resource, 1)
-    try:
-        yield resource
-    finally:
-        resource, count = _SHARED[name]
-        if count == 1:
-            del _SHARED[name]
-            resource.stop()
-        else:
-            _SHARED[name] = (resource, count - 1)
-
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
@@ -535,7 +502,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One single Redis for the whole session: use unique key prefixes; never stop/kill/reconfigure it."""
     require_redis()
-    with _shared("redis", lambda: RedisServer(tmp_path_factory.mktemp("shared-redis")).start()) as server:
+    with shared(
+        "redis", lambda: RedisServer(tmp_path_factory.mktemp("shared-redis")).start(), RedisServer.stop
+    ) as server:
         yield server
 
 
@@ -543,5 +512,7 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """One 3-master Redis Cluster for the whole session: use unique key prefixes (in hash tags)."""
     require_redis()
-    with _shared("cluster", lambda: RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()) as cluster:
+    with shared(
+        "cluster", lambda: RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start(), RedisCluster.stop
+    ) as cluster:
         yield cluster

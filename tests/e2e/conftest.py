@@ -17,6 +17,8 @@ from typing import IO, Any, TypeVar
 import httpx
 import pytest
 
+from tests.parts import signal_and_wait
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -122,13 +124,7 @@ class ServerProcess:
         proc, self.proc = self.proc, None
         code = None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=STOP_TIMEOUT)
+            signal_and_wait(proc, signal.SIGTERM, STOP_TIMEOUT, STOP_TIMEOUT)
             code = proc.returncode
         if self._log is not None:
             self._log.close()
