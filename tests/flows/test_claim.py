@@ -50,11 +50,6 @@ async def test_the_whole_ceremony_makes_the_account_the_humans(harness):
     )
 
 
-async def test_claimed_helper(harness):
-    _reg, done = await claimed(harness.agent(), DevHuman(harness.client, harness.settings.issuer_str))
-    assert done["status"] == "claimed"
-
-
 def parties(h):
     return h.agent(), DevHuman(h.client, h.settings.issuer_str)
 
