@@ -90,6 +90,13 @@ class Page:
         assert found, self.text
         return html.unescape(found.group(1))
 
+    def form(self, action: str) -> dict[str, str]:
+        """The hidden fields of the form that posts to ``action``, exactly as a browser would send them."""
+        found = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', self.text, re.DOTALL)
+        assert found, self.text
+        fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', found.group(1))
+        return {html.unescape(k): html.unescape(v) for k, v in fields}
+
     @property
     def code(self) -> str:
         found = re.search(r'class="code"[^>]*>(\d{3}) (\d{3})<', self.text)
@@ -143,10 +150,11 @@ class DevHuman:
         return page
 
     async def authorize(self, page: Page) -> Page:
-        return await self.post("/claim/confirm", {"csrf": page.csrf})
+        """Press Authorize on ``page`` (its form names the attempt it shows)."""
+        return await self.post("/claim/confirm", page.form("/claim/confirm"))
 
     async def deny(self, page: Page) -> Page:
-        return await self.post("/claim/deny", {"csrf": page.csrf})
+        return await self.post("/claim/deny", page.form("/claim/deny"))
 
 
 def _origin(url: str) -> str:

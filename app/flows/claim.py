@@ -8,7 +8,12 @@ own record (one hash slot on Redis Cluster), never a global index:
 - attempt token ``cvt_{account}.{registration}.{random}``: only its SHA-256 is stored, and a new
   attempt replaces it (the previous link dies);
 - the 6-digit code: stored as an HMAC over (attempt id, code) under a server key; 10-minute life,
-  5 wrong codes end the attempt, wrong codes across attempts are capped per claim.
+  5 wrong codes end the attempt, and 15 over the claim's life lock it for good. The budget is reserved
+  before a code is compared, in one atomic store step (``Store.check_code``): parallel guesses get no
+  more comparisons than sequential ones.
+
+Every other transition reads, decides and saves by compare-and-set (``transition``); a lost race
+decides again from what won, so contention is never an error the client sees.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -29,12 +35,18 @@ from app.errors import AuthError
 from app.flows.issue import new_id
 from app.flows.limits import enforce
 from app.keys import b64url
-from app.store.port import AccessState, AuditEvent, Claim, User, WindowHit
+from app.store.port import AccessState, AuditEvent, Claim, CodeBudget, User, WindowHit
+
+T = TypeVar("T")
 
 ATTEMPT_TTL_SECONDS = 600
 CODE_TTL_SECONDS = 600  # PROTOCOL.md: codes live 10 minutes
 MAX_ATTEMPT_FAILURES = 5  # PROTOCOL.md: 5 wrong codes end the attempt
 MAX_CLAIM_FAILURES = 15  # across attempts: a guesser cannot just start new attempts forever
+BUDGET = CodeBudget(per_attempt=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURES)
+# Compare-and-set rounds before giving up: each lost round means another request changed the claim, and
+# those are few (at most 5 charged codes per attempt, rate-limited attempt starts, one human).
+CAS_ROUNDS = 16
 MAX_STARTS_PER_WINDOW = 20
 MAX_STATUS_PER_WINDOW = 600
 CODE_DIGITS = 6
@@ -147,7 +159,7 @@ def with_new_attempt(claim: Claim, now: int, login_hint: str | None) -> tuple[Cl
     return updated, token
 
 
-def _retry() -> AuthError:
+def contended() -> AuthError:
     return AuthError("temporarily_unavailable", "the claim changed meanwhile; retry", headers={"Retry-After": "1"})
 
 
@@ -170,7 +182,32 @@ def claimable(state: AccessState | None, claim: Claim | None, now: float) -> Cla
         if state.account.kind == "persistent" and not state.registration.pending:
             raise AuthError("already_claimed", "this account already belongs to a person")
         raise AuthError("invalid_claim", "no claim attempt was started for this claim token")
+    if locked(claim):
+        # Permanent: no Retry-After, since waiting changes nothing.
+        raise AuthError(
+            "claim_expired",
+            f"this claim is locked for good after {MAX_CLAIM_FAILURES} wrong codes",
+            "Nobody can claim this account any more; it stays usable until it expires.",
+        )
     return claim
+
+
+def locked(claim: Claim) -> bool:
+    return claim.failures >= MAX_CLAIM_FAILURES
+
+
+async def transition(
+    ctx: Context, loc: Located, decide: Callable[[Claim | None, AccessState | None, int], tuple[Claim, int | None, T]]
+) -> T:
+    """Read the claim, let ``decide`` make the next one (or raise), save it by compare-and-set; a lost
+    race decides again from the claim that won. ``decide`` returns (claim, expected version, result)."""
+    for _ in range(CAS_ROUNDS):
+        now = int(ctx.clock.now())
+        claim, state = await load(ctx, loc)
+        updated, expected, result = decide(claim, state, now)
+        if await ctx.store.save_claim(updated, expected):
+            return result
+    raise contended()
 
 
 def new_claim(ctx: Context, state: AccessState) -> Claim:
@@ -191,31 +228,30 @@ async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, 
     loc = verify_claim_token(ctx, token, malformed="invalid_claim_token")
     hint = check_login_hint(ctx, login_hint)
     await _limit(ctx, f"claim:start:{loc.registration_id}", MAX_STARTS_PER_WINDOW)
-    now = int(ctx.clock.now())
-    for _ in range(3):
-        claim, state = await load(ctx, loc)
-        if claim is None and state is not None and state.account.kind == "temporary":
-            claim = new_claim(ctx, state)
-            expected: int | None = None
+
+    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, dict[str, Any]]:
+        if found is None and state is not None and state.account.kind == "temporary":
+            claim, expected = new_claim(ctx, state), None
         else:
-            claim = claimable(state, claim, now)
+            claim = claimable(state, found, now)
             expected = claim.version
-        if claim.failures >= MAX_CLAIM_FAILURES:
-            raise AuthError("rate_limited", "too many wrong codes for this claim", headers={"Retry-After": "600"})
         updated, attempt_token = with_new_attempt(claim, now, hint)
-        if await ctx.store.save_claim(updated, expected):
-            assert updated.attempt_expires_at is not None
-            return {
-                "id": loc.registration_id,
-                "type": "service_auth",
-                "attempt": attempt_block(ctx, attempt_token, updated.attempt_expires_at),
-            }
-    raise _retry()
+        assert updated.attempt_expires_at is not None
+        body = {
+            "id": loc.registration_id,
+            "type": "service_auth",
+            "attempt": attempt_block(ctx, attempt_token, updated.attempt_expires_at),
+        }
+        return updated, expected, body
+
+    return await transition(ctx, loc, decide)
 
 
 def status_of(claim: Claim | None, state: AccessState | None, now: float) -> str:
     if claim is not None and claim.status in ("claimed", "revoked"):
         return claim.status
+    if claim is not None and locked(claim):
+        return "expired"
     if state is None or (claim is not None and claim.expires_at is not None and claim.expires_at <= now):
         return "expired"
     if state.registration.revoked_at is not None:
@@ -252,10 +288,8 @@ class AttemptView(NamedTuple):
     state: AccessState
 
 
-async def find_attempt(ctx: Context, account_id: str, registration_id: str, hashed: str) -> AttemptView:
-    """The live attempt a browser holds (by the hash of its link token), or a page-level error."""
-    now = ctx.clock.now()
-    claim, state = await load(ctx, Located(account_id, registration_id, ""))
+def attempt_of(claim: Claim | None, state: AccessState | None, hashed: str, now: float) -> AttemptView:
+    """The live attempt whose link token hashes to ``hashed``, or a page-level error."""
     if claim is None or state is None or not hmac.compare_digest(claim.attempt_hash or "", hashed):
         raise AuthError("invalid_claim", "this claim link is no longer valid: the agent may have started a newer one")
     claim = claimable(state, claim, now)
@@ -264,42 +298,58 @@ async def find_attempt(ctx: Context, account_id: str, registration_id: str, hash
     return AttemptView(claim, state)
 
 
+async def find_attempt(ctx: Context, account_id: str, registration_id: str, hashed: str) -> AttemptView:
+    """The live attempt a browser holds (by the hash of its link token), or a page-level error."""
+    claim, state = await load(ctx, Located(account_id, registration_id, ""))
+    return attempt_of(claim, state, hashed, ctx.clock.now())
+
+
 def wrong_account(claim: Claim, user: User) -> bool:
     return claim.login_hint is not None and claim.login_hint != user.email
 
 
-async def confirm(ctx: Context, view: AttemptView, user: User) -> str:
-    """The human authorizes: bind the attempt to them (the first human wins) and mint the code."""
-    claim, now = view.claim, int(ctx.clock.now())
-    if wrong_account(claim, user):
-        raise AuthError("invalid_login_hint", "this claim is meant for another account")
-    if claim.confirmed_by is not None and claim.confirmed_by != user.id:
-        raise AuthError("invalid_claim", "another person already authorized this claim")
-    assert claim.attempt_id is not None
+async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> str:
+    """The human authorizes the attempt they reviewed (by its link's hash): bind it to them (the first
+    human wins) and mint the code."""
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    updated = msgspec.structs.replace(
-        claim,
-        version=claim.version + 1,
-        confirmed_by=user.id,
-        code_hash=code_hash(ctx, claim.attempt_id, code),
-        code_expires_at=now + CODE_TTL_SECONDS,
-    )
-    if not await ctx.store.save_claim(updated, claim.version):
-        raise _retry()
-    return code
+
+    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, str]:
+        claim = attempt_of(found, state, hashed, now).claim
+        if wrong_account(claim, user):
+            raise AuthError("invalid_login_hint", "this claim is meant for another account")
+        if claim.confirmed_by is not None and claim.confirmed_by != user.id:
+            raise AuthError("invalid_claim", "another person already authorized this claim")
+        assert claim.attempt_id is not None
+        updated = msgspec.structs.replace(
+            claim,
+            version=claim.version + 1,
+            confirmed_by=user.id,
+            code_hash=code_hash(ctx, claim.attempt_id, code),
+            code_expires_at=now + CODE_TTL_SECONDS,
+        )
+        return updated, claim.version, code
+
+    return await transition(ctx, Located(account_id, registration_id, ""), decide)
 
 
-async def deny(ctx: Context, view: AttemptView, user: User) -> None:
-    """ "This wasn't me": the registration and everything issued to it die at once."""
-    claim, now = view.claim, int(ctx.clock.now())
-    revoked = msgspec.structs.replace(claim, version=claim.version + 1, status="revoked", attempt_hash=None)
-    if not await ctx.store.save_claim(revoked, claim.version):
-        raise _retry()
+async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> None:
+    """ "This wasn't me", on the attempt the human reviewed: the registration and everything issued to it
+    die at once."""
+
+    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, None]:
+        claim = attempt_of(found, state, hashed, now).claim
+        return (
+            msgspec.structs.replace(claim, version=claim.version + 1, status="revoked", attempt_hash=None),
+            claim.version,
+            None,
+        )
+
+    await transition(ctx, Located(account_id, registration_id, ""), decide)
     event = AuditEvent(
         at=ctx.clock.now(),
         type="claim.denied",
-        account_id=claim.account_id,
-        registration_id=claim.registration_id,
+        account_id=account_id,
+        registration_id=registration_id,
         data={"user": user.id},
     )
-    await ctx.store.revoke_registration(claim.account_id, claim.registration_id, now, event)
+    await ctx.store.revoke_registration(account_id, registration_id, int(ctx.clock.now()), event)

@@ -9,7 +9,6 @@ derived from it die at once. Of two racing completions exactly one wins (compare
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import msgspec
@@ -24,54 +23,56 @@ from app.store.port import AccessState, AuditEvent, Claim, Delegation, User
 
 async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim")
-    for _ in range(3):
+    given = user_code.strip() if isinstance(user_code, str) else ""  # anything malformed is a wrong code
+    for _ in range(claims.CAS_ROUNDS):
         now = int(ctx.clock.now())
         found, state = await claims.load(ctx, loc)
-        claim = claims.claimable(state, found, now)
-        assert state is not None
-        if claim.attempt_id is None:
-            raise AuthError("invalid_claim", "no claim attempt is open; start one at the claim endpoint")
-        if claim.confirmed_by is None or claim.code_hash is None or claim.code_expires_at is None:
-            expired = claim.attempt_expires_at is not None and claim.attempt_expires_at <= now
-            raise AuthError(
-                "claim_not_confirmed",
-                "the human has not authorized this claim yet",
-                "Start a new attempt: this one expired." if expired else "Wait for the human, then send the code.",
-            )
-        if claim.code_expires_at <= now:
-            raise AuthError("user_code_expired", "the code has expired", "Start a new attempt for a new code.")
-        given = user_code if isinstance(user_code, str) else ""
-        expected = claims.code_hash(ctx, claim.attempt_id, given.strip())
-        if not claims.CODE.fullmatch(given.strip()) or not hmac.compare_digest(expected, claim.code_hash):
-            if await _count_failure(ctx, claim):
-                raise _wrong_code(claim)
-            continue
-        user = await ctx.store.get_user(claim.confirmed_by)
+        claim = _code_shown(claims.claimable(state, found, now), now)
+        assert state is not None and claim.attempt_id is not None
+        # Reserve-and-compare in one store step: the budget is charged before a wrong code is answered.
+        digests = {claim.attempt_id: claims.code_hash(ctx, claim.attempt_id, given)}
+        check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET)
+        if not check.compared or check.claim is None:
+            continue  # the claim moved between the read and the check: decide again on what is there now
+        if not check.matched:
+            raise _wrong_code(check.claim)
+        assert check.claim.confirmed_by is not None
+        user = await ctx.store.get_user(check.claim.confirmed_by)
         if user is None:
             raise AuthError("invalid_claim", "the person who authorized this claim no longer exists")
-        landed = await _land(ctx, claim, state, user, now)
+        landed = await _land(ctx, check.claim, state, user, now)
         if landed is not None:
             return landed
-    raise AuthError("temporarily_unavailable", "the claim changed meanwhile; retry", headers={"Retry-After": "1"})
+    raise claims.contended()
 
 
-async def _count_failure(ctx: Context, claim: Claim) -> bool:
-    failures = claim.attempt_failures + 1
-    dead = failures >= claims.MAX_ATTEMPT_FAILURES or claim.failures + 1 >= claims.MAX_CLAIM_FAILURES
-    updated = msgspec.structs.replace(
-        claim, version=claim.version + 1, attempt_failures=failures, failures=claim.failures + 1
-    )
-    if dead:  # the attempt ends: its link and code die; the agent may start a new one
-        updated = msgspec.structs.replace(
-            updated, attempt_id=None, attempt_hash=None, attempt_expires_at=None, code_hash=None, code_expires_at=None
+def _code_shown(claim: Claim, now: int) -> Claim:
+    """The claim if its attempt shows a live code; the PROTOCOL.md error for the step it is at otherwise."""
+    if claim.attempt_id is None:
+        raise AuthError("invalid_claim", "no claim attempt is open; start one at the claim endpoint")
+    if claim.confirmed_by is None or claim.code_hash is None or claim.code_expires_at is None:
+        expired = claim.attempt_expires_at is not None and claim.attempt_expires_at <= now
+        raise AuthError(
+            "claim_not_confirmed",
+            "the human has not authorized this claim yet",
+            "Start a new attempt: this one expired." if expired else "Wait for the human, then send the code.",
         )
-    return await ctx.store.save_claim(updated, claim.version)
+    if claim.code_expires_at <= now:
+        raise AuthError("user_code_expired", "the code has expired", "Start a new attempt for a new code.")
+    return claim
 
 
 def _wrong_code(claim: Claim) -> AuthError:
-    left = claims.MAX_ATTEMPT_FAILURES - claim.attempt_failures - 1
-    if left <= 0 or claim.failures + 1 >= claims.MAX_CLAIM_FAILURES:
+    """The answer to a charged wrong code, from the claim as the charge left it."""
+    if claims.locked(claim):
+        return AuthError(
+            "invalid_user_code",
+            f"wrong code; this claim is now locked after {claims.MAX_CLAIM_FAILURES} wrong codes",
+            "Nobody can claim this account any more; it stays usable until it expires.",
+        )
+    if claim.attempt_id is None:
         return AuthError("invalid_user_code", "wrong code; this attempt has ended", "Start a new attempt.")
+    left = min(claims.MAX_ATTEMPT_FAILURES - claim.attempt_failures, claims.MAX_CLAIM_FAILURES - claim.failures)
     return AuthError(
         "invalid_user_code", f"wrong code ({left} tries left on this attempt)", "Ask the human to read the code again."
     )
@@ -139,7 +140,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         raise AuthError("invalid_request", f"assertion_type must be {URN_ID_JAG}, with the ID-JAG in assertion")
     jag = await verify_id_jag(ctx, assertion)
     now = int(ctx.clock.now())
-    for _ in range(3):
+    for _ in range(claims.CAS_ROUNDS):
         found, state = await claims.load(ctx, loc)
         if found is None and state is not None and state.account.kind == "temporary":
             claim, expected = claims.new_claim(ctx, state), None
@@ -171,4 +172,4 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         landed = await _land(ctx, claim, state, user, now)
         if landed is not None:
             return landed
-    raise AuthError("temporarily_unavailable", "the claim changed meanwhile; retry", headers={"Retry-After": "1"})
+    raise claims.contended()

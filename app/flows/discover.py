@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
-from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES
+from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES
 from app.flows.events import REVOKED_URIS
 from app.flows.exchange import JWT_BEARER
 from app.flows.idjag import URN_ID_JAG
@@ -65,6 +65,7 @@ def claim_metadata(ctx: Context) -> dict[str, Any]:
             "digits": CODE_DIGITS,
             "lifetime_seconds": CODE_TTL_SECONDS,
             "max_attempts": MAX_ATTEMPT_FAILURES,
+            "max_attempts_per_claim": MAX_CLAIM_FAILURES,
         },
         "refresh_token_lifetime_seconds": s.refresh_token_ttl_seconds,
     }
@@ -315,7 +316,8 @@ def _claim_section(ctx: Context, ex: dict[str, Any]) -> str:
 {_block("claim-completed", ex["claim-completed"])}
 
 The code lives {CODE_TTL_SECONDS // 60} minutes; {MAX_ATTEMPT_FAILURES} wrong codes end the attempt
-(start a new one). If the human says "this wasn't me", the registration is revoked.
+(start a new one), and {MAX_CLAIM_FAILURES} over the claim's life lock it for good (410 `claim_expired`).
+If the human says "this wasn't me", the registration is revoked.
 
 To register for a known human without an anonymous phase, `POST {e.url(ep.IDENTITY)}` with
 `{{"type": "service_auth", "login_hint": "<email>"}}`: nothing is issued until the human authorizes,

@@ -2,8 +2,10 @@
 
 The cookie is HttpOnly, SameSite=Lax, Secure (and ``__Host-`` prefixed) outside dev mode. What a
 session holds: the signed-in user, a CSRF token for every form, the sign-in in progress (OIDC
-``state``, ``nonce``, PKCE verifier, where to go back) and the claim attempt this browser opened —
-the attempt by its locator and hash only, so no secret reaches the store. Sign-in rotates the
+``state``, ``nonce``, PKCE verifier, where to go back) and the claim attempts this browser opened
+(the last few, newest last) — each by its locator and hash only, so no secret reaches the store.
+The claim page shows the newest; its forms name the attempt they show (``ref``), so a click acts on
+what the human reviewed even after another link was opened in another tab. Sign-in rotates the
 session id (session fixation).
 """
 
@@ -18,6 +20,7 @@ import msgspec
 from app.context import Context
 
 LOGIN_TTL_SECONDS = 600
+MAX_HELD_ATTEMPTS = 4  # tabs a person plausibly has open on claim pages at once
 
 
 class LoginState(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,13 +36,33 @@ class HeldAttempt(msgspec.Struct, frozen=True, kw_only=True):
     registration_id: str
     attempt_hash: str
 
+    @property
+    def ref(self) -> str:
+        """What a page's forms carry to name this attempt: a hash of the link's hash (no secret, and only
+        meaningful inside the session that holds the attempt)."""
+        return hashlib.sha256(b"claim-form\n" + self.attempt_hash.encode()).hexdigest()[:32]
+
 
 class SessionData(msgspec.Struct, frozen=True, kw_only=True):
     csrf: str
     user_id: str | None = None
     signed_in_at: int | None = None
     login: LoginState | None = None
-    attempt: HeldAttempt | None = None
+    attempts: tuple[HeldAttempt, ...] = ()
+
+    @property
+    def attempt(self) -> HeldAttempt | None:
+        """The attempt the claim page shows: the one opened last."""
+        return self.attempts[-1] if self.attempts else None
+
+    def holding(self, held: HeldAttempt) -> SessionData:
+        """This session with ``held`` opened last (kept once; the oldest drop out past the cap)."""
+        kept = [h for h in self.attempts if h.attempt_hash != held.attempt_hash]
+        return msgspec.structs.replace(self, attempts=(*kept, held)[-MAX_HELD_ATTEMPTS:])
+
+    def held(self, ref: str | None) -> HeldAttempt | None:
+        """The attempt a submitted form names, if this session holds it."""
+        return next((h for h in self.attempts if ref is not None and hmac.compare_digest(h.ref, ref)), None)
 
 
 class Session(msgspec.Struct, frozen=True):

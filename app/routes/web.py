@@ -112,7 +112,7 @@ def _hold(session: Session, token: str | None) -> Session:
     held = HeldAttempt(
         account_id=loc.account_id, registration_id=loc.registration_id, attempt_hash=claims.attempt_hash(loc.token)
     )
-    return Session(session.cookie, msgspec.structs.replace(session.data, attempt=held))
+    return Session(session.cookie, session.data.holding(held))
 
 
 def _attempt_in(return_to: str | None) -> tuple[str | None, str | None]:
@@ -221,7 +221,7 @@ async def logout(request: Request[Any, Any, Any]) -> Response[str]:
     if fields.get("return_to") == ep.CLAIM_PAGE and session.data.attempt is not None:
         # "Switch account": keep the claim this browser holds, sign in again with a fresh prompt.
         switched = sessions.fresh()
-        switched = Session(switched.cookie, SessionData(csrf=switched.data.csrf, attempt=session.data.attempt))
+        switched = Session(switched.cookie, SessionData(csrf=switched.data.csrf, attempts=session.data.attempts))
         await sessions.save(ctx, switched)
         return _redirect(ctx, _login_url(ctx, ep.CLAIM_PAGE, prompt="login"), session=switched)
     return _message(ctx, "Signed out", "You are signed out of this service.", 200)
@@ -254,7 +254,7 @@ async def claim_page(request: Request[Any, Any, Any]) -> Response[str]:
     if claims.wrong_account(view.claim, user):
         return _html(ctx, pages.wrong_account(base, name, user.email, csrf, view.claim.login_hint or ""), 403)
     details = await _details(ctx, view, user)
-    return _html(ctx, pages.claim_ready(base, name, user.email, csrf, details))
+    return _html(ctx, pages.claim_ready(base, name, user.email, csrf, details, held.ref))
 
 
 async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.ClaimDetails:
@@ -282,27 +282,34 @@ async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.
     )
 
 
-async def _claim_action(request: Request[Any, Any, Any]) -> tuple[Context, Session, User, claims.AttemptView]:
+async def _claim_action(request: Request[Any, Any, Any]) -> tuple[Context, Session, User, HeldAttempt]:
+    """The signed-in human and the attempt the submitted form was rendered for (not merely the one this
+    browser opened last: another tab may have opened another agent's link meanwhile)."""
     ctx = ctx_of(request)
-    session, _ = await _form(request, ctx)
+    session, fields = await _form(request, ctx)
     user = await _signed_in(ctx, session)
-    if session is None or user is None or session.data.attempt is None:
+    if session is None or user is None:
         raise AuthError("invalid_claim", "sign in and open the agent's link first")
-    held = session.data.attempt
-    view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
-    return ctx, session, user, view
+    held = session.data.held(fields.get("attempt"))
+    if held is None:
+        raise AuthError(
+            "invalid_claim",
+            "this page is out of date or was opened in another browser: open the link the agent gave you again",
+        )
+    return ctx, session, user, held
 
 
 @post(ep.CLAIM_CONFIRM, status_code=200)
 async def claim_confirm(request: Request[Any, Any, Any]) -> Response[str]:
     try:
-        ctx, session, user, view = await _claim_action(request)
+        ctx, session, user, held = await _claim_action(request)
+        view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
         if claims.wrong_account(view.claim, user):
             page = pages.wrong_account(
                 _base(ctx), ctx.settings.service_name, user.email, session.data.csrf, view.claim.login_hint or ""
             )
             return _html(ctx, page, 403)
-        code = await claims.confirm(ctx, view, user)
+        code = await claims.confirm(ctx, held.account_id, held.registration_id, held.attempt_hash, user)
     except AuthError as err:
         return _error_page(ctx_of(request), err)
     minutes = claims.CODE_TTL_SECONDS // 60
@@ -313,8 +320,8 @@ async def claim_confirm(request: Request[Any, Any, Any]) -> Response[str]:
 @post(ep.CLAIM_DENY, status_code=200)
 async def claim_deny(request: Request[Any, Any, Any]) -> Response[str]:
     try:
-        ctx, _, user, view = await _claim_action(request)
-        await claims.deny(ctx, view, user)
+        ctx, _, user, held = await _claim_action(request)
+        await claims.deny(ctx, held.account_id, held.registration_id, held.attempt_hash, user)
     except AuthError as err:
         return _error_page(ctx_of(request), err)
     return _message(

@@ -11,7 +11,8 @@ Rules every adapter keeps (the contract suite in tests/store checks each one):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hmac
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -104,6 +105,61 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     subject: str | None = None
     claimed_by: str | None = None
     claimed_at: int | None = None
+
+
+class CodeBudget(msgspec.Struct, frozen=True):
+    """How many wrong codes may be compared: per attempt (then it ends) and over the claim's life (then
+    the claim is locked for good)."""
+
+    per_attempt: int
+    per_claim: int
+
+
+class CodeCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of ``check_code``: the claim as it is after the step (None: gone), whether a code was
+    compared (its budget reserved first) and whether it matched (then nothing was charged)."""
+
+    claim: Claim | None
+    compared: bool = False
+    matched: bool = False
+
+
+def code_step(claim: Claim, digests: Mapping[str, str], now: float, budget: CodeBudget) -> CodeCheck:
+    """The reserve-and-compare rule every adapter applies atomically (the Redis Lua script mirrors it).
+
+    A code is compared only while its attempt shows a live code and the attempt and the claim both have
+    budget left; a wrong one is charged to both before the answer goes out, and the charge that spends
+    a budget ends the attempt in the same step. So however many guesses race, at most ``per_attempt``
+    are compared per attempt and ``per_claim`` per claim, and none is compared for free.
+    """
+    attempt = claim.attempt_id
+    live = (
+        claim.status == "pending"
+        and attempt is not None
+        and claim.code_hash is not None
+        and claim.code_expires_at is not None
+        and claim.code_expires_at > now
+        and claim.attempt_failures < budget.per_attempt
+        and claim.failures < budget.per_claim
+    )
+    if not live:
+        return CodeCheck(claim=claim)
+    assert attempt is not None and claim.code_hash is not None
+    if hmac.compare_digest(digests.get(attempt, ""), claim.code_hash):
+        return CodeCheck(claim=claim, compared=True, matched=True)
+    charged = msgspec.structs.replace(
+        claim, version=claim.version + 1, attempt_failures=claim.attempt_failures + 1, failures=claim.failures + 1
+    )
+    if charged.attempt_failures >= budget.per_attempt or charged.failures >= budget.per_claim:
+        charged = ended_attempt(charged)
+    return CodeCheck(claim=charged, compared=True)
+
+
+def ended_attempt(claim: Claim) -> Claim:
+    """The claim with its attempt over: the link and any code die; failure counts stay."""
+    return msgspec.structs.replace(
+        claim, attempt_id=None, attempt_hash=None, attempt_expires_at=None, code_hash=None, code_expires_at=None
+    )
 
 
 class Delegation(msgspec.Struct, frozen=True, kw_only=True):
@@ -274,6 +330,14 @@ class Store(Protocol):
     async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
         """Compare-and-set: store ``claim`` if the stored version equals ``expected_version`` (None:
         only if there is no claim yet). False, and nothing written, otherwise or if the account is gone."""
+
+    async def check_code(
+        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+    ) -> CodeCheck:
+        """Reserve-and-compare, one atomic step (``code_step``): ``digests`` maps attempt ids to the
+        caller's HMAC of the presented code for that attempt. A wrong code is charged before anyone
+        learns it was wrong; a right one changes nothing (the caller lands the claim by
+        ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired."""
 
     async def complete_claim(
         self,

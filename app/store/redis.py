@@ -46,7 +46,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -67,6 +67,8 @@ from app.store.port import (
     AddNoteOutcome,
     AuditEvent,
     Claim,
+    CodeBudget,
+    CodeCheck,
     Delegation,
     Deleted,
     Note,
@@ -96,6 +98,7 @@ _SCRIPTS = (
     "access_state",
     "add_note",
     "append_audit",
+    "check_code",
     "complete_claim",
     "consume_once",
     "create_registration",
@@ -742,6 +745,20 @@ class RedisStore:
         keys = [self._a(claim.account_id, "acct"), self._claim_key(claim.account_id, claim.registration_id)]
         expected = "" if expected_version is None else expected_version
         return bool(await self._call("save_claim", keys, [expected, claim.version, _CLAIM_JSON.encode(claim).decode()]))
+
+    async def check_code(
+        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+    ) -> CodeCheck:
+        keys = [self._a(account_id, "acct"), self._claim_key(account_id, registration_id)]
+        args: list[Any] = [repr(float(now)), budget.per_attempt, budget.per_claim]
+        for attempt_id, digest in digests.items():
+            args += [attempt_id, digest]
+        reply = await self._call("check_code", keys, args)
+        if reply is None:
+            return CodeCheck(claim=None)
+        outcome, data = reply
+        claim = msgspec.json.decode(data, type=Claim)
+        return CodeCheck(claim=claim, compared=outcome != "none", matched=outcome == "match")
 
     async def complete_claim(
         self,

@@ -20,7 +20,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +37,8 @@ from app.store.port import (
     AddNoteOutcome,
     AuditEvent,
     Claim,
+    CodeBudget,
+    CodeCheck,
     Delegation,
     Deleted,
     Note,
@@ -44,6 +46,7 @@ from app.store.port import (
     User,
     WindowHit,
     WindowResult,
+    code_step,
     expired_event,
 )
 
@@ -622,6 +625,24 @@ class SQLiteStore:
 
     async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
         return await self._run(self._save_claim, claim, expected_version)
+
+    def _check_code(
+        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+    ) -> CodeCheck:
+        with self._write() as conn:
+            claim = self._get_claim(account_id, registration_id, now)
+            if claim is None:
+                return CodeCheck(claim=None)
+            step = code_step(claim, digests, now, budget)
+            if step.claim is not claim:
+                assert step.claim is not None
+                self._put_claim(conn, step.claim)
+            return step
+
+    async def check_code(
+        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+    ) -> CodeCheck:
+        return await self._run(self._check_code, account_id, registration_id, dict(digests), now, budget)
 
     def _complete_claim(
         self,

@@ -123,7 +123,8 @@ class ClaimDetails:
     first_link: bool
 
 
-def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails) -> str:
+def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails, attempt_ref: str) -> str:
+    """The review page; both buttons name the attempt shown (``attempt_ref``), so they act on exactly it."""
     vouched = d.provider is not None
     tag = "" if vouched else '<span class="tag">unverified</span>'
 
@@ -161,8 +162,8 @@ def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails)
         "below, and its limits lift.</p>"
         + f"<dl>{details}</dl>{notes}"
         + '<div class="actions">'
-        + form(base + ep.CLAIM_CONFIRM, csrf, "Authorize", "primary")
-        + form(base + ep.CLAIM_DENY, csrf, "This wasn't me", "danger")
+        + form(base + ep.CLAIM_CONFIRM, csrf, "Authorize", "primary", {"attempt": attempt_ref})
+        + form(base + ep.CLAIM_DENY, csrf, "This wasn't me", "danger", {"attempt": attempt_ref})
         + "</div>"
     )
     return layout("Authorize this agent?", body, service)

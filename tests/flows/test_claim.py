@@ -5,8 +5,12 @@ and the real browser are in tests/e2e."""
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from app.flows.claim import attempt_hash
+from app.flows.session import HeldAttempt
 
 from tests.helpers import DevHuman, claimed
 
@@ -101,8 +105,12 @@ async def test_wrong_codes_across_attempts_are_capped_per_claim(harness):
         wrong = f"{(int(code) + 1) % 1_000_000:06d}"
         for _ in range(5):
             await agent.complete_claim(token, wrong, expect=401)
-    refused = await agent.start_claim(token, "ada@example.com", expect=429)
-    assert refused["error"] == "rate_limited"
+    # Locked for good: said so, with no Retry-After (waiting changes nothing), at every step.
+    r = await agent.post_json("/agent/identity/claim", {"type": "service_auth", "claim_token": token})
+    assert r.status_code == 410 and "retry-after" not in r.headers, r.text
+    assert r.json()["error"] == "claim_expired" and "15 wrong codes" in r.json()["error_description"]
+    assert (await agent.complete_claim(token, code, expect=410))["error"] == "claim_expired"
+    assert await agent.claim_status(token) == "expired"
 
 
 async def test_an_expired_code_is_refused(harness):
@@ -152,12 +160,18 @@ async def test_of_two_racing_completions_exactly_one_wins(harness):
 
 
 async def test_a_login_hint_binds_the_attempt_to_that_person(harness):
-    agent, human, reg, page = await ready(harness, email="eve@example.com", hint="ada@example.com")
+    agent, human = parties(harness)
+    reg = await agent.register()
+    attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+    page = await human.open_link(attempt["attempt"]["verification_uri"], "eve@example.com")
     assert page.status == 403 and page.title == "Wrong account"
     assert "Switch account" in page.text
     assert "a•••@example.com" in page.text and "ada@example.com" not in page.text  # the hint is not disclosed
-    # Posting the confirm form anyway is refused too, and no code exists.
-    refused = await human.post("/claim/confirm", {"csrf": page.csrf})
+    # Posting a confirm form anyway (naming the attempt her browser holds) is refused too, and no code exists.
+    return_to = parse_qs(urlsplit(attempt["attempt"]["verification_uri"]).query)["return_to"][0]
+    link_token = parse_qs(urlsplit(return_to).query)["claim_attempt_token"][0]
+    held = HeldAttempt(account_id="", registration_id="", attempt_hash=attempt_hash(link_token))
+    refused = await human.post("/claim/confirm", {"csrf": page.csrf, "attempt": held.ref})
     assert refused.status == 403 and 'class="code"' not in refused.text
     assert await agent.claim_status(reg["claim"]["token"]) == "pending"
     # Switch account: sign out, keep the claim, sign in as the right person.

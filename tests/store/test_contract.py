@@ -16,6 +16,7 @@ from app.store.port import (
     Account,
     AuditEvent,
     Claim,
+    CodeBudget,
     Delegation,
     Deleted,
     Note,
@@ -994,6 +995,98 @@ async def test_racing_claim_transitions_exactly_one_lands(stores: StoreInstances
         )
     )
     assert sorted(results) == [False] * 8 + [True]
+
+
+BUDGET = CodeBudget(per_attempt=5, per_claim=15)
+
+
+def shown_code(claim: Claim, attempt_id: str = "att_1", **extra: object) -> Claim:
+    """``claim`` with a confirmed attempt whose code (digest ``right``) lives until T0 + 600."""
+    return msgspec.structs.replace(
+        claim,
+        attempt_id=attempt_id,
+        attempt_hash="h-" + attempt_id,
+        attempt_expires_at=T0 + 600,
+        confirmed_by="usr_1",
+        code_hash="right",
+        code_expires_at=T0 + 600,
+        **extra,
+    )
+
+
+async def test_check_code_charges_a_wrong_code_before_answering(store: Store) -> None:
+    _account, registration = await seed(store)
+    claim = shown_code(make_claim(registration.account_id, registration.id))
+    assert await store.save_claim(claim, None)
+    ids = (registration.account_id, registration.id)
+    wrong = await store.check_code(*ids, {"att_1": "wrong"}, T0, BUDGET)
+    assert (wrong.compared, wrong.matched) == (True, False)
+    assert wrong.claim is not None
+    assert (wrong.claim.version, wrong.claim.attempt_failures, wrong.claim.failures) == (1, 1, 1)
+    assert await store.get_claim(*ids, T0) == wrong.claim  # the charge is stored, every field intact
+    right = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
+    assert (right.compared, right.matched, right.claim) == (True, True, wrong.claim)  # a match costs nothing
+    # A digest for another attempt is a wrong code for this one.
+    other = await store.check_code(*ids, {"att_9": "right"}, T0, BUDGET)
+    assert (other.compared, other.matched) == (True, False)
+
+
+async def test_check_code_ends_the_attempt_with_its_budget(store: Store) -> None:
+    _account, registration = await seed(store)
+    ids = (registration.account_id, registration.id)
+    assert await store.save_claim(shown_code(make_claim(*ids, scopes_after=())), None)  # an empty list survives
+    for n in range(1, 6):
+        check = await store.check_code(*ids, {"att_1": f"wrong{n}"}, T0, BUDGET)
+        assert check.compared and not check.matched
+    assert check.claim is not None
+    assert (check.claim.attempt_id, check.claim.code_hash, check.claim.attempt_hash) == (None, None, None)
+    assert (check.claim.attempt_failures, check.claim.failures) == (5, 5)
+    assert await store.get_claim(*ids, T0) == check.claim
+    # Nothing more is compared, the right code included, and nothing more is charged.
+    after = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
+    assert (after.compared, after.matched, after.claim) == (False, False, check.claim)
+
+
+async def test_check_code_locks_the_claim_at_its_life_budget(store: Store) -> None:
+    _account, registration = await seed(store)
+    ids = (registration.account_id, registration.id)
+    claim = shown_code(make_claim(*ids), failures=14, attempt_failures=0)
+    assert await store.save_claim(claim, None)
+    check = await store.check_code(*ids, {"att_1": "wrong"}, T0, BUDGET)
+    assert check.compared and check.claim is not None and check.claim.failures == 15
+    assert check.claim.attempt_id is None
+    fresh = shown_code(check.claim, "att_2", version=check.claim.version + 1)
+    assert await store.save_claim(fresh, check.claim.version)
+    locked = await store.check_code(*ids, {"att_2": "right"}, T0, BUDGET)
+    assert (locked.compared, locked.matched) == (False, False)
+
+
+async def test_check_code_compares_nothing_without_a_live_code(store: Store) -> None:
+    _account, registration = await seed(store)
+    ids = (registration.account_id, registration.id)
+    unconfirmed = make_claim(*ids, attempt_id="att_1", attempt_hash="h", attempt_expires_at=T0 + 600)
+    assert await store.save_claim(unconfirmed, None)
+    check = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
+    assert (check.compared, check.claim) == (False, unconfirmed)
+    assert await store.save_claim(shown_code(unconfirmed, version=1), 0)
+    late = await store.check_code(*ids, {"att_1": "wrong"}, T0 + 600, BUDGET)  # the code has expired
+    assert late.compared is False and late.claim is not None and late.claim.failures == 0
+    assert (await store.check_code(*ids, {"att_1": "right"}, T0 + TTL, BUDGET)).claim is None  # window closed
+    assert (await store.check_code("acct_missing", "reg_x", {"att_1": "right"}, T0, BUDGET)).claim is None
+
+
+async def test_racing_wrong_codes_are_each_charged_and_bounded(stores: StoreInstances) -> None:
+    """Many adapters guessing at once: exactly 5 comparisons, each charged; never a lost update."""
+    instances = [await stores.open() for _ in range(3)]
+    _account, registration = await seed(instances[0])
+    ids = (registration.account_id, registration.id)
+    assert await instances[0].save_claim(shown_code(make_claim(*ids)), None)
+    checks = await asyncio.gather(
+        *(instances[i % 3].check_code(*ids, {"att_1": f"wrong{i}"}, T0, BUDGET) for i in range(40))
+    )
+    assert sum(c.compared for c in checks) == 5
+    stored = await instances[1].get_claim(*ids, T0)
+    assert stored is not None and (stored.failures, stored.attempt_failures, stored.version) == (5, 5, 5)
 
 
 async def test_complete_claim_makes_the_account_persistent_and_keeps_its_notes(store: Store) -> None:
