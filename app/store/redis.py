@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -128,12 +129,19 @@ def _lua(name: str) -> tuple[str, str]:
 SCRIPTS = {name: _lua(name) for name in _SCRIPTS}
 
 
-def parse_redis_url(url: str) -> tuple[str, bool, str]:
-    """(connection URL without our parameters, is_cluster, key prefix).
+class RedisURL(NamedTuple):
+    url: str  # the connection URL without our parameters
+    cluster: bool
+    prefix: str
+    max_connections: int = 64
+    pool_timeout: float = 3.0
 
-    ``redis://``, ``rediss://`` for one server; ``redis+cluster://h:p,h:p`` and ``rediss+cluster://``
-    for a cluster. ``?prefix=`` sets the key prefix (default ``authmd:``).
-    """
+
+def parse_redis_url(url: str) -> RedisURL:
+    """``redis://``, ``rediss://`` for one server; ``redis+cluster://h:p,h:p`` and ``rediss+cluster://``
+    for a cluster. Our parameters: ``?prefix=`` (key prefix, default ``authmd:``), ``?max_connections=``
+    (connections per worker, per node on a cluster, default 64) and ``?pool_timeout=`` (seconds a
+    request waits for a free connection before a 503, default 3)."""
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
@@ -142,10 +150,19 @@ def parse_redis_url(url: str) -> tuple[str, bool, str]:
     prefix = query.pop("prefix", ["authmd:"])[0]
     if not prefix or "{" in prefix or "}" in prefix:
         raise ValueError("prefix must be non-empty and free of { }")
+    size = query.pop("max_connections", ["64"])[0]
+    if not size.isdigit() or not 1 <= int(size) <= 10_000:
+        raise ValueError("max_connections must be a whole number from 1 to 10000")
+    try:
+        wait = float(query.pop("pool_timeout", ["3"])[0])
+    except ValueError:
+        wait = -1.0
+    if not 0 < wait <= 60:
+        raise ValueError("pool_timeout must be a number of seconds above 0 and at most 60")
     rest = urlencode({k: v[0] for k, v in query.items()})
     cluster = scheme.endswith("+cluster")
     base_scheme = scheme.removesuffix("+cluster")
-    return urlunsplit((base_scheme, parts.netloc, parts.path, rest, "")), cluster, prefix
+    return RedisURL(urlunsplit((base_scheme, parts.netloc, parts.path, rest, "")), cluster, prefix, int(size), wait)
 
 
 def _ms(seconds: float) -> int:
@@ -221,11 +238,12 @@ def _mapping(record: Account | User) -> dict[str, str]:
 class RedisStore:
     def __init__(self, url: str, *, socket_timeout: float = 2.0) -> None:
         try:
-            self._url, self._cluster, self.prefix = parse_redis_url(url)
+            self._url, self._cluster, self.prefix, self._size, self._pool_timeout = parse_redis_url(url)
         except ValueError as exc:
             raise ConfigError(f"store_url: {exc}") from exc
         self._socket_timeout = socket_timeout
         self._client: Any = None
+        self._gate: asyncio.Semaphore | None = None
 
     # ---- keys --------------------------------------------------------------------------------
     def _a(self, account_id: str, part: str) -> str:
@@ -252,6 +270,8 @@ class RedisStore:
             # One immediate retry replaces a pooled connection that died with a restarted server;
             # beyond that an outage is a prompt 503, not a request hanging in backoff.
             "retry": Retry(NoBackoff(), 1),
+            # The gate below keeps us within this; redis-py would refuse the next connection at once.
+            "max_connections": self._size,
         }
         if not self._cluster:
             return aioredis.Redis.from_url(self._url, **common)
@@ -273,25 +293,48 @@ class RedisStore:
         for _sha, source in SCRIPTS.values():
             await self._client.script_load(source)
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[None]:
+        """One of ``max_connections`` slots, waited for at most ``pool_timeout``: a burst that outruns the
+        pool queues (a 503 only when Redis stays too slow to free one). redis-py's async cluster client
+        has no blocking pool, so one gate serves both modes; each slot runs one command at a time."""
+        gate = self._gate
+        if gate is None:
+            raise StoreUnavailable("redis: store is not open")
+        if gate.locked():
+            try:
+                await asyncio.wait_for(gate.acquire(), self._pool_timeout)
+            except TimeoutError as exc:
+                raise StoreUnavailable("redis: no connection free within pool_timeout") from exc
+        else:
+            await gate.acquire()
+        try:
+            yield
+        finally:
+            gate.release()
+
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = SCRIPTS[name][0]
-        try:
+        async with self._connection():
             try:
-                return await self._client.evalsha(sha, len(keys), *keys, *args)
-            except rx.NoScriptError:
-                await self._load_scripts()  # NOSCRIPT: nothing ran, so running again is safe
-                return await self._client.evalsha(sha, len(keys), *keys, *args)
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+                try:
+                    return await self._client.evalsha(sha, len(keys), *keys, *args)
+                except rx.NoScriptError:
+                    await self._load_scripts()  # NOSCRIPT: nothing ran, so running again is safe
+                    return await self._client.evalsha(sha, len(keys), *keys, *args)
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     async def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await getattr(self._client, method)(*args, **kwargs)
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        async with self._connection():
+            try:
+                return await getattr(self._client, method)(*args, **kwargs)
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     async def open(self) -> None:
         self._client = self._connect()
+        self._gate = asyncio.Semaphore(self._size)
         await self._check_eviction_policy()
         try:
             await self._load_scripts()

@@ -44,13 +44,28 @@ def _records(account_id: str = "acct_r", kind: str = "temporary") -> tuple[Accou
         ("rediss://u:p@cache:6380/0?prefix=svc1:", ("rediss://u:p@cache:6380/0", False, "svc1:")),
         ("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", ("redis://10.0.0.1:7000,10.0.0.2:7000", True, "authmd:")),
         ("rediss+cluster://h:7000?prefix=a:", ("rediss://h:7000", True, "a:")),
+        (
+            "redis://h:1/0?max_connections=8&pool_timeout=0.5&prefix=p:",
+            ("redis://h:1/0", False, "p:", 8, 0.5),
+        ),
     ],
 )
-def test_urls(url: str, expected: tuple[str, bool, str]) -> None:
-    assert parse_redis_url(url) == expected
+def test_urls(url: str, expected: tuple[object, ...]) -> None:
+    assert parse_redis_url(url) == (*expected, 64, 3.0)[:5]
 
 
-@pytest.mark.parametrize("url", ["http://h", "redis://h?prefix=", "redis://h?prefix={x}"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h",
+        "redis://h?prefix=",
+        "redis://h?prefix={x}",
+        "redis://h?max_connections=0",
+        "redis://h?max_connections=x",
+        "redis://h?pool_timeout=0",
+        "redis://h?pool_timeout=nan",
+    ],
+)
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError):
         parse_redis_url(url)
