@@ -21,6 +21,7 @@ from app.flows.cimd import ClientMetadataCache
 from app.flows.expire import run_key_watch, run_sweeper
 from app.flows.issue import VerifiedCache
 from app.flows.jwks import JwksCache
+from app.flows.limits import LocalWindows
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging
 from app.routes import health, identity, notes, oauth, web
@@ -76,6 +77,7 @@ def create_app(
             refetch_interval=settings.jwks_refetch_interval_seconds,
         ),
         cimd=ClientMetadataCache(http, clock),
+        refusals=LocalWindows(settings.rate_window_seconds),
     )
     docs = Documents(ctx)
     under_issuer, at_root = discovery_handlers(docs)

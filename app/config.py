@@ -114,6 +114,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     register_limit_global: int = 100_000
     challenge_limit_per_source: int = 400
     challenge_limit_global: int = 200_000
+    # Registrations per source per window refused for a missing, bad or replayed proof (or over a cap):
+    # counted in each worker's memory, never in the shared store; beyond it, 429 before any work.
+    unproven_limit_per_source: int = 400
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
     # Scopes and quotas
     pre_claim_scopes: list[str] = msgspec.field(default_factory=lambda: ["notes:read", "notes:write"])
@@ -133,6 +136,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+    # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
+    introspection_checks_per_client: int = 20
+    introspection_checks_per_source: int = 60
     # Provider-attested registration (ID-JAG) and security events
     providers: list[Provider] = msgspec.field(default_factory=list)
     identity_assertion_ttl_seconds: int = 3600
@@ -263,6 +269,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             "claimed_quota_note_bytes",
             "max_body_bytes",
             "workers",
+            "unproven_limit_per_source",
+            "introspection_checks_per_client",
+            "introspection_checks_per_source",
         )
         for name in positive:
             if getattr(self, name) <= 0:

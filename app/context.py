@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.flows.cimd import ClientMetadataCache
     from app.flows.issue import VerifiedCache
     from app.flows.jwks import JwksCache
+    from app.flows.limits import LocalWindows
 
 log = logging.getLogger("authmd")
 
@@ -37,6 +38,8 @@ class Context:
     http: httpx.AsyncClient
     jwks: JwksCache
     cimd: ClientMetadataCache
+    # Registrations refused per source, in this worker's memory (app/flows/register.py).
+    refusals: LocalWindows
     pow_key: bytes = b""
     endpoints: Endpoints = field(init=False)
     # (client_id, sha256(secret)) pairs that passed the slow hash once in this process.

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import math
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -90,14 +90,14 @@ def difficulty_for(ctx: Context, source_volume: float) -> int:
     return min(s.pow_difficulty + extra, s.pow_max_difficulty)
 
 
-def required(ctx: Context, source_volume: float, global_volume: float) -> int | None:
-    """The difficulty a registration must prove now, or None when it is free."""
+def volume_paid(ctx: Context, difficulty: int) -> int | None:
+    """The largest source volume (this registration included) a proof of ``difficulty`` pays for: the
+    inverse of ``difficulty_for``, so a challenge minted when registering was cheap stops paying once the
+    source's price has risen. None: no cap (the maximum difficulty pays for any volume)."""
     s = ctx.settings
-    if s.pow_mode == "off":
+    if difficulty >= s.pow_max_difficulty:
         return None
-    if s.pow_mode == "adaptive" and source_volume <= s.pow_free_per_source and global_volume <= s.pow_free_global:
-        return None
-    return difficulty_for(ctx, source_volume)
+    return max(s.pow_free_per_source, 1) << max(0, difficulty - s.pow_difficulty)
 
 
 def new_challenge(ctx: Context, difficulty: int) -> Challenge:
@@ -113,6 +113,19 @@ def new_challenge(ctx: Context, difficulty: int) -> Challenge:
 def challenge_body(ctx: Context, difficulty: int) -> dict[str, Any]:
     """The `challenge` member of a proof_of_work_required / invalid_proof_of_work error body."""
     return msgspec.structs.asdict(new_challenge(ctx, difficulty))
+
+
+def proof_required(ctx: Context, difficulty: int) -> AuthError:
+    return AuthError(
+        "proof_of_work_required",
+        "this service asks for a proof of work before it creates an account",
+        extra={"challenge": challenge_body(ctx, difficulty)},
+    )
+
+
+def proof_refused(ctx: Context, description: str, difficulty: int) -> AuthError:
+    """Every refused proof carries a fresh challenge at the current price (one round trip teaches)."""
+    return AuthError("invalid_proof_of_work", description, extra={"challenge": challenge_body(ctx, difficulty)})
 
 
 async def issue_challenge(ctx: Context, source: str) -> Challenge:
@@ -131,30 +144,42 @@ async def issue_challenge(ctx: Context, source: str) -> Challenge:
     return new_challenge(ctx, difficulty_for(ctx, max(chal_src.count, reg_src.count)))
 
 
-async def redeem(ctx: Context, proof: ProofOfWork, fresh_difficulty: int) -> None:
-    """Check a submitted proof: our MAC, not expired, hash meets the signed difficulty, first use.
+class Verdict(NamedTuple):
+    """A submitted proof, checked without the store: the challenge it names and, when it fails, why."""
 
-    Every failure is ``invalid_proof_of_work`` carrying a fresh challenge (one round trip teaches).
-    """
+    challenge_id: str
+    expires_at: int
+    difficulty: int
+    flaw: str | None
 
-    def fail(description: str) -> AuthError:
-        return AuthError(
-            "invalid_proof_of_work", description, extra={"challenge": challenge_body(ctx, fresh_difficulty)}
-        )
+
+def verify(ctx: Context, proof: ProofOfWork) -> Verdict:
+    """Our MAC, not expired, at least the base difficulty, and the hash meets the signed difficulty.
+    What is left is the single use (``redeem``) and the price (the caller's limit from ``volume_paid``)."""
+
+    def flawed(description: str) -> Verdict:
+        return Verdict("", 0, 0, description)
 
     challenge, nonce = proof.challenge, proof.nonce
     if not (nonce.isascii() and nonce.isdigit() and 0 < len(nonce) <= MAX_NONCE_DIGITS):
-        raise fail("proof_of_work.nonce must be a decimal string of at most 32 digits")
+        return flawed("proof_of_work.nonce must be a decimal string of at most 32 digits")
     parsed = parse(ctx.pow_key, challenge)
     if parsed is None:
-        raise fail("the challenge was not issued by this service")
+        return flawed("the challenge was not issued by this service")
     challenge_id, expires_at, difficulty = parsed
-    now = ctx.clock.now()
-    if expires_at <= now:
-        raise fail("the challenge has expired")
+    if expires_at <= ctx.clock.now():
+        return flawed("the challenge has expired")
     if difficulty < ctx.settings.pow_difficulty:
-        raise fail("the challenge is easier than this service now accepts")
+        return flawed("the challenge is easier than this service now accepts")
     if not meets(challenge, nonce, difficulty):
-        raise fail(f"sha256(challenge:nonce) does not have {difficulty} leading zero bits")
-    if not await ctx.store.consume_once("pow", challenge_id, expires_at, now):
-        raise fail("the challenge was already used")
+        return flawed(f"sha256(challenge:nonce) does not have {difficulty} leading zero bits")
+    return Verdict(challenge_id, expires_at, difficulty, None)
+
+
+async def redeem(ctx: Context, verdict: Verdict) -> Verdict:
+    """Spend a sound proof's challenge (first use wins); the verdict with a flaw if it was used."""
+    if verdict.flaw is not None:
+        return verdict
+    if not await ctx.store.consume_once("pow", verdict.challenge_id, verdict.expires_at, ctx.clock.now()):
+        return verdict._replace(flaw="the challenge was already used")
+    return verdict

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from app.context import Context
 from app.errors import AuthError
+from app.store import window as win
 from app.store.port import WindowHit, WindowResult
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -67,13 +69,52 @@ def _unmapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.
 async def enforce(ctx: Context, hits: Sequence[WindowHit]) -> list[WindowResult]:
     """Count the hits; if any limited one is over, nothing is counted and the caller gets a 429."""
     results = await ctx.store.hit_windows(hits, ctx.clock.now(), ctx.settings.rate_window_seconds)
+    refuse_if_over(results)
+    return results
+
+
+def refuse_if_over(results: Sequence[WindowResult]) -> None:
+    """The 429 for the refused results, if any (Retry-After: until the last of them would fit)."""
     refused = [r for r in results if not r.allowed]
     if refused:
-        wait = max(1, math.ceil(max(r.retry_after for r in refused)))
-        raise AuthError(
-            "rate_limited",
-            "too many requests from this source or to this service",
-            f"Wait {wait} seconds (Retry-After), then retry.",
-            headers={"Retry-After": str(wait)},
-        )
-    return results
+        raise rate_limited(max(r.retry_after for r in refused))
+
+
+def rate_limited(retry_after: float) -> AuthError:
+    wait = max(1, math.ceil(retry_after))
+    return AuthError(
+        "rate_limited",
+        "too many requests from this source or to this service",
+        f"Wait {wait} seconds (Retry-After), then retry.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+class LocalWindows:
+    """Sliding-window counters in this worker's memory (the store's two-bucket math), for counting what
+    we refuse: a refusal must cost no shared write, and only bounds what one worker spends on one
+    source. At most ``max_keys`` counters; the least recently touched one is forgotten first."""
+
+    def __init__(self, window: float, max_keys: int = 65_536) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._state: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+
+    def _rolled(self, key: str, now: float) -> tuple[int, int, int]:
+        bucket, count, prev = self._state.get(key, (0, 0, 0))
+        return win.roll(bucket, count, prev, now, self.window)
+
+    def check(self, key: str, limit: int, now: float) -> WindowResult:
+        """Whether one more refusal of ``key`` fits under ``limit`` (nothing counted)."""
+        state = self._rolled(key, now)
+        est = win.estimate(*state, now, self.window)
+        if est + 1 <= limit:
+            return WindowResult(count=est, allowed=True, retry_after=0.0)
+        return WindowResult(count=est, allowed=False, retry_after=win.retry_after(*state, now, self.window, limit))
+
+    def count(self, key: str, now: float) -> None:
+        bucket, count, prev = self._rolled(key, now)
+        self._state[key] = (bucket, count + 1, prev)
+        self._state.move_to_end(key)
+        if len(self._state) > self.max_keys:
+            self._state.popitem(last=False)

@@ -16,7 +16,7 @@ from app.errors import AuthError
 from app.flows import challenge
 from app.flows import claim as claims
 from app.flows.issue import identity_assertion, new_id
-from app.flows.limits import enforce, source_key
+from app.flows.limits import rate_limited, refuse_if_over, source_key
 from app.store.port import AccessState, Account, AuditEvent, Registration, User, WindowHit
 from app.wire import (
     AccountView,
@@ -45,24 +45,61 @@ def _agent_field(value: str | None, name: str) -> str | None:
 
 
 async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
-    """The layered controls before an account is created: rate limits (429), then proof of work."""
-    s = ctx.settings
+    """The layered controls before an account is created. Only what is admitted is counted in the
+    shared per-source and global windows: a request without the proof it needs (missing, bad, replayed,
+    or minted at a lower price than the source's current one) is refused without spending them, and
+    refusals are counted apart, in this worker's memory, with their own per-source limit."""
+    s, now = ctx.settings, ctx.clock.now()
     src = source_key(source)
-    src_hit, all_hit = await enforce(
-        ctx,
-        [WindowHit(f"reg:src:{src}", s.register_limit_per_source), WindowHit("reg:all", s.register_limit_global)],
-    )
-    needed = challenge.required(ctx, src_hit.count, all_hit.count)
+    refusals = ctx.refusals.check(src, s.unproven_limit_per_source, now)
+    if not refusals.allowed:
+        raise rate_limited(refusals.retry_after)
+    src_key, all_key = f"reg:src:{src}", "reg:all"
+    # What this request may be counted within: the hard caps, narrowed to what needs no proof (adaptive
+    # mode without one), to nothing (always mode without one), or to the volume its proof paid for.
+    src_cap, all_cap = s.register_limit_per_source, s.register_limit_global
     if proof is not None:
         # A proof is checked whenever one is sent, so a client never learns to send bad ones.
-        await challenge.redeem(ctx, proof, needed or challenge.difficulty_for(ctx, src_hit.count))
-    elif needed is not None:
-        raise AuthError(
-            "proof_of_work_required",
-            "this service asks for a proof of work before it creates an account",
-            extra={"challenge": challenge.challenge_body(ctx, needed)},
+        verdict = await challenge.redeem(ctx, challenge.verify(ctx, proof))
+        if verdict.flaw is not None:
+            [src_hit] = await ctx.store.hit_windows(
+                [WindowHit(src_key, None, increment=False)], now, s.rate_window_seconds
+            )
+            ctx.refusals.count(src, now)
+            raise challenge.proof_refused(ctx, verdict.flaw, challenge.difficulty_for(ctx, src_hit.count + 1))
+        paid = challenge.volume_paid(ctx, verdict.difficulty)
+        if paid is not None and s.pow_mode != "off":
+            src_cap = min(src_cap, paid)
+    elif s.pow_mode == "always":
+        src_cap = 0
+    elif s.pow_mode == "adaptive":
+        src_cap, all_cap = min(src_cap, s.pow_free_per_source), min(all_cap, s.pow_free_global)
+    src_hit, all_hit = await ctx.store.hit_windows(
+        [WindowHit(src_key, src_cap), WindowHit(all_key, all_cap)], now, s.rate_window_seconds
+    )
+    if src_hit.allowed and all_hit.allowed:
+        return src
+    ctx.refusals.count(src, now)
+    if src_hit.count + 1 > s.register_limit_per_source or all_hit.count + 1 > s.register_limit_global:
+        # Over a hard cap: look (counting nothing) for how long until one more fits.
+        refuse_if_over(
+            await ctx.store.hit_windows(
+                [
+                    WindowHit(src_key, s.register_limit_per_source, increment=False),
+                    WindowHit(all_key, s.register_limit_global, increment=False),
+                ],
+                now,
+                s.rate_window_seconds,
+            )
         )
-    return src
+    if s.pow_mode == "off":  # refused by a hard cap that the second look found no longer full: a race
+        raise rate_limited(1.0)
+    needed = challenge.difficulty_for(ctx, src_hit.count + 1)
+    if proof is None:
+        raise challenge.proof_required(ctx, needed)
+    raise challenge.proof_refused(
+        ctx, "registering from this source costs more than this challenge paid: solve this one", needed
+    )
 
 
 def new_person(ctx: Context, email: str) -> tuple[User, Account]:

@@ -56,7 +56,12 @@ async def form_body(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
 
 def source_of(request: Request[Any, Any, Any], ctx: Context) -> str:
     peer = request.client.host if request.client else None
-    return client_source(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_proxies)
+    if not ctx.settings.trusted_proxies:
+        return client_source(peer, None, ())
+    # Several header lines are one list, in order (RFC 9110 §5.3): a proxy may add its own line rather
+    # than append to the client's, so the right-most hop can sit in any line but the first.
+    forwarded = ",".join(request.headers.getall("x-forwarded-for", [])) or None
+    return client_source(peer, forwarded, ctx.settings.trusted_proxies)
 
 
 def json_response(

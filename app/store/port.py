@@ -190,7 +190,8 @@ class AccessState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WindowHit(msgspec.Struct, frozen=True):
-    """One sliding-window counter touched by ``hit_windows``. ``limit=None`` counts without refusing."""
+    """One sliding-window counter touched by ``hit_windows``. ``limit=None`` counts without refusing;
+    ``increment=False`` only looks: whether one more hit would fit under ``limit``, counting nothing."""
 
     key: str
     limit: int | None

@@ -258,10 +258,7 @@ class SQLiteStore:
                 bucket, count, prev = row or (0, 0, 0)
                 states.append(win.roll(bucket, count, prev, now, window))
             estimates = [win.estimate(*state, now, window) for state in states]
-            refused = [
-                hit.limit is not None and est + hit.increment > hit.limit
-                for hit, est in zip(hits, estimates, strict=True)
-            ]
+            refused = [hit.limit is not None and est + 1 > hit.limit for hit, est in zip(hits, estimates, strict=True)]
             if any(refused):  # all-or-nothing: no counter moves
                 return [
                     WindowResult(

@@ -11,7 +11,6 @@ import pytest
 
 from app.flows.claim import attempt_hash
 from app.flows.session import HeldAttempt
-
 from tests.helpers import DevHuman, claimed
 
 pytestmark = pytest.mark.anyio

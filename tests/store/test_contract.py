@@ -191,6 +191,20 @@ async def test_hit_windows_is_all_or_nothing(store: Store) -> None:
     assert [p.count for p in peeks] == pytest.approx([0.0, 1.0, 0.0])  # no counter moved
 
 
+async def test_a_look_with_a_limit_counts_nothing_and_says_whether_one_more_fits(store: Store) -> None:
+    for _ in range(2):
+        await store.hit_windows([WindowHit("a", None)], T0, WINDOW)
+    [fits] = await store.hit_windows([WindowHit("a", 3, increment=False)], T0, WINDOW)
+    assert (fits.allowed, fits.count, fits.retry_after) == (True, pytest.approx(2.0), 0.0)
+    [full] = await store.hit_windows([WindowHit("a", 2, increment=False)], T0, WINDOW)
+    assert full.allowed is False and full.retry_after > 0
+    # A refused look refuses the whole call, which counts nothing either way.
+    results = await store.hit_windows([WindowHit("b", None), WindowHit("a", 2, increment=False)], T0, WINDOW)
+    assert [r.allowed for r in results] == [True, False]
+    peeks = await store.hit_windows([WindowHit(k, None, increment=False) for k in "ab"], T0, WINDOW)
+    assert [p.count for p in peeks] == pytest.approx([2.0, 0.0])  # "b" was not counted
+
+
 async def test_hit_windows_without_limit_never_refuses(store: Store) -> None:
     for i in range(1, 61):
         [result] = await store.hit_windows([WindowHit("global", None)], T0, WINDOW)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.flows.limits import client_source, source_key
+from app.flows.limits import LocalWindows, client_source, source_key
 
 PROXIES = ["10.0.0.0/8", "192.168.1.1", "::1"]
 
@@ -84,3 +84,25 @@ def test_one_ipv6_subscriber_prefix_counts_as_one_source() -> None:
     assert same == {"2001:db8:aa:bb::/64"}
     assert source_key("2001:db8:aa:bc::1") != source_key("2001:db8:aa:bb::1")
     assert source_key("203.0.113.5") != source_key("203.0.113.6")
+
+
+def test_local_windows_count_refusals_per_key_and_say_when_one_more_fits() -> None:
+    windows = LocalWindows(window=600)
+    t0 = 1_800_000_000.0
+    for _ in range(3):
+        assert windows.check("a", 3, t0).allowed
+        windows.count("a", t0)
+    full = windows.check("a", 3, t0)
+    assert full.allowed is False and full.count == pytest.approx(3.0) and full.retry_after > 0
+    assert windows.check("b", 3, t0).allowed  # another key is untouched
+    # The sliding window forgets: once the retry_after has passed, one more fits.
+    assert windows.check("a", 3, t0 + full.retry_after + 0.001).allowed
+
+
+def test_local_windows_forget_the_least_recently_touched_key_first() -> None:
+    windows = LocalWindows(window=600, max_keys=2)
+    for key in ("a", "b", "a", "c"):  # "b" is now the least recently touched
+        windows.count(key, 1_800_000_000.0)
+    assert windows.check("b", 1, 1_800_000_000.0).allowed
+    assert not windows.check("a", 2, 1_800_000_000.0).allowed
+    assert not windows.check("c", 1, 1_800_000_000.0).allowed

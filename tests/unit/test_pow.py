@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -117,3 +118,20 @@ def test_meets_binds_the_challenge() -> None:
     # The same nonce against another challenge is just another hash: find a challenge where it fails.
     other = next(f"{FIXED}{i}" for i in range(1000) if lzb(f"{FIXED}{i}", nonce) < 10)
     assert meets(other, nonce, 10) is False
+
+
+@pytest.mark.parametrize(("free", "base", "top"), [(10, 20, 28), (2, 8, 14), (0, 8, 9), (1, 1, 40)])
+def test_volume_paid_is_the_inverse_of_the_price(free: int, base: int, top: int, tmp_path) -> None:
+    """A proof of difficulty d pays for exactly the volumes whose price is at most d."""
+    from app.config import Settings
+    from app.flows.challenge import difficulty_for, volume_paid
+
+    class Ctx:
+        settings = Settings(pow_free_per_source=free, pow_difficulty=base, pow_max_difficulty=top)
+
+    ctx: Any = Ctx()
+    for d in range(base, top + 1):
+        paid = volume_paid(ctx, d)
+        for tenths in range(1, 20_000, 7):
+            volume = tenths / 10
+            assert (difficulty_for(ctx, volume) <= d) == (paid is None or volume <= paid), (d, volume, paid)

@@ -29,7 +29,7 @@ for i, key in ipairs(KEYS) do
   end
   local est = p * (1.0 - (now / window - b)) + c
   local limit, inc = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
-  local no = limit ~= '' and est + inc > tonumber(limit)
+  local no = limit ~= '' and est + 1 > tonumber(limit)  -- would one more hit fit (counted or not)
   if no then refused = true end
   states[i] = {b, c, p, est, inc, no, limit}
 end
