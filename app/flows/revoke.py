@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
@@ -23,10 +25,11 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import refresh
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, verify
+from app.flows.limits import enforce, source_key
 from app.flows.params import single
 from app.flows.use import authenticate
-from app.keys import verify_secret
-from app.store.port import AuditEvent
+from app.keys import hash_secret, verify_secret
+from app.store.port import AuditEvent, WindowHit
 
 log = logging.getLogger("authmd.revoke")
 
@@ -82,7 +85,14 @@ async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-async def _authenticate_client(ctx: Context, authorization: str | None) -> str:
+@functools.cache
+def _unknown_client_hash() -> str:
+    """Stands in for an unknown client's stored hash, so an unknown id costs the same slow check as a
+    known one with a wrong secret: the answer's timing does not tell which client ids exist."""
+    return hash_secret(secrets.token_urlsafe(32))
+
+
+async def _authenticate_client(ctx: Context, authorization: str | None, source: str) -> str:
     """RFC 7662 §2.1 requires client authentication; we take client_secret_basic (RFC 6749 §2.3.1)."""
     challenge = {"WWW-Authenticate": 'Basic realm="authmd introspection"'}
     scheme, _, encoded = (authorization or "").partition(" ")
@@ -98,16 +108,29 @@ async def _authenticate_client(ctx: Context, authorization: str | None) -> str:
     memo = (client_id, hashlib.sha256(secret.encode()).hexdigest())
     if client is not None and memo in ctx.verified_clients:
         return client_id
+    # Reserve the slow check before running it (per client id, unknown ids sharing one counter, and per
+    # source): a flood of wrong secrets is refused unchecked and cannot be turned into CPU burnt.
+    s = ctx.settings
+    await enforce(
+        ctx,
+        [
+            WindowHit(f"introspect:client:{client.client_id if client else '?'}", s.introspection_checks_per_client),
+            WindowHit(f"introspect:src:{source_key(source)}", s.introspection_checks_per_source),
+        ],
+    )
+    stored = client.client_secret.reveal() if client is not None else _unknown_client_hash()
     # scrypt is slow by design: keep it off the event loop.
-    ok = client is not None and await asyncio.to_thread(verify_secret, secret, client.client_secret.reveal())
-    if not ok:
+    ok = await asyncio.to_thread(verify_secret, secret, stored)
+    if not ok or client is None:
         raise AuthError("invalid_client", "unknown client or wrong secret", headers=challenge)
     ctx.verified_clients.add(memo)
     return client_id
 
 
-async def introspect(ctx: Context, authorization: str | None, form: Mapping[str, list[str]]) -> dict[str, Any]:
-    await _authenticate_client(ctx, authorization)
+async def introspect(
+    ctx: Context, authorization: str | None, form: Mapping[str, list[str]], source: str
+) -> dict[str, Any]:
+    await _authenticate_client(ctx, authorization, source)
     token = single(form, "token")
     if not token:
         raise AuthError("invalid_request", "token is missing (RFC 7662 §2.1)")

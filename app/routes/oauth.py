@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.flows import exchange, revoke
-from app.routes.http import NO_STORE, ctx_of, form_body, json_response
+from app.routes.http import NO_STORE, ctx_of, form_body, json_response, source_of
 
 
 @post(ep.TOKEN, status_code=200)
@@ -29,7 +29,8 @@ async def revoke_token(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post(ep.INTROSPECT, status_code=200)
 async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = ctx_of(request)
-    result = await revoke.introspect(ctx, request.headers.get("authorization"), await form_body(request))
+    form = await form_body(request)
+    result = await revoke.introspect(ctx, request.headers.get("authorization"), form, source_of(request, ctx))
     return json_response(result, no_store=True)
 
 

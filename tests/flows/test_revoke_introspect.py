@@ -93,3 +93,28 @@ async def test_introspection(harness_factory):
         assert r.json() == {"active": False}
         r = await h.client.post(url, data={}, headers=_basic("api-gw", SECRET))
         assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+
+
+async def test_an_unknown_client_id_costs_the_same_slow_check_as_a_wrong_secret(harness_factory, monkeypatch):
+    """Whether or not the client id exists, the presented secret goes through one scrypt check of the
+    same cost (the same parameters), so timing does not tell which client ids exist."""
+    from app.flows import revoke
+
+    stored = hash_secret(SECRET)
+    checked: list[str] = []
+
+    def spy(secret: str, against: str) -> bool:
+        checked.append(against)
+        return revoke_verify(secret, against)
+
+    revoke_verify = revoke.verify_secret
+    monkeypatch.setattr(revoke, "verify_secret", spy)
+    clients = [IntrospectionClient(client_id="api-gw", client_secret=Secret(stored))]
+    async with harness_factory(introspection_clients=clients) as h:
+        url = f"{h.settings.issuer}/oauth2/introspect"
+        for headers in (_basic("api-gw", "wrong-secret-000000"), _basic("nobody", "wrong-secret-000000")):
+            r = await h.client.post(url, data={"token": "x"}, headers=headers)
+            assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
+    assert len(checked) == 2 and checked[0] == stored
+    params = [h.split("$")[:4] for h in checked]
+    assert params[0] == params[1] and params[0][0] == "scrypt"
