@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import httpx
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.types import ControllerRouterHandler, Message, Scope
+from litestar.types import BeforeMessageSendHookHandler, ControllerRouterHandler, Message, Scope
 
 from app import __version__
 from app.clock import Clock, SystemClock
@@ -39,6 +39,24 @@ async def log_access(message: Message, scope: Scope) -> None:
     if message["type"] == "http.response.start":
         client = scope.get("client") or ("-", 0)
         access_log.info("%s %s %s %s", client[0], scope.get("method"), scope.get("path"), message["status"])
+
+
+def hsts(settings: Settings) -> BeforeMessageSendHookHandler | None:
+    """RFC 6797: browsers that reached us over https never use plain http for this host again (so a
+    claim link cannot be downgraded). Sent only over the TLS authmd serves itself (§7.2: never over http);
+    behind a TLS-terminating proxy, the proxy sends it."""
+    if not (settings.tls_cert_file and settings.hsts_max_age_seconds > 0):
+        return None
+    value = f"max-age={settings.hsts_max_age_seconds}" + (
+        "; includeSubDomains" if settings.hsts_include_subdomains else ""
+    )
+    header = (b"strict-transport-security", value.encode())
+
+    async def add(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+
+    return add
 
 
 def create_app(
@@ -111,7 +129,7 @@ def create_app(
         openapi_config=None,
         logging_config=None,
         debug=False,
-        before_send=[log_access] if settings.access_log else [],
+        before_send=[hook for hook in (log_access if settings.access_log else None, hsts(settings)) if hook],
         state=State({"ctx": ctx, "docs": docs}),
     )
 

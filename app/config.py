@@ -133,6 +133,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # TLS served by authmd itself (most deployments terminate TLS at a proxy instead)
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # RFC 6797 Strict-Transport-Security on every response, only when authmd serves https itself.
+    hsts_max_age_seconds: int = 31_536_000
+    hsts_include_subdomains: bool = False
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
@@ -276,7 +279,13 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
-        for name in ("quota_notes", "claimed_quota_notes", "pow_free_per_source", "pow_free_global"):
+        for name in (
+            "quota_notes",
+            "claimed_quota_notes",
+            "pow_free_per_source",
+            "pow_free_global",
+            "hsts_max_age_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative")
         if not 1 <= self.pow_difficulty <= self.pow_max_difficulty <= 40:
