@@ -91,8 +91,10 @@ class Page:
         return html.unescape(found.group(1))
 
     def form(self, action: str) -> dict[str, str]:
-        """The hidden fields of the form that posts to ``action``, exactly as a browser would send them."""
-        found = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', self.text, re.DOTALL)
+        """The hidden fields of the form that posts to ``action`` (under any base path), exactly as a browser
+        would send them."""
+        pattern = rf'<form method="post" action="[^"]*{re.escape(action)}">(.*?)</form>'
+        found = re.search(pattern, self.text, re.DOTALL)
         assert found, self.text
         fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', found.group(1))
         return {html.unescape(k): html.unescape(v) for k, v in fields}

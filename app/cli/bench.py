@@ -226,9 +226,14 @@ def _claimed_refresh_tokens(port: int, count: int) -> list[str]:
             form = client.get(link).text
             email = f"bench{i}@example.com"
             page = client.post(
-                "/login/dev", data={"csrf": field(r'name="csrf" value="([^"]+)"', form), "email": email}
+                "/login/dev",
+                data={"csrf": field(r'name="csrf" value="([^"]+)"', form), "email": email, "return_to": "/claim"},
             ).text
-            shown = client.post("/claim/confirm", data={"csrf": field(r'name="csrf" value="([^"]+)"', page)}).text
+            confirm = {
+                "csrf": field(r'name="csrf" value="([^"]+)"', page),
+                "attempt": field(r'name="attempt" value="([^"]+)"', page),  # the attempt the page shows
+            }
+            shown = client.post("/claim/confirm", data=confirm).text
             code = field(r'class="code"[^>]*>(\d{3}) (\d{3})<', shown)
             done = client.post("/agent/identity/claim/complete", json={"claim_token": claim, "user_code": code})
             tokens.append(str(done.json()["identity"]["refresh_token"]["value"]))

@@ -279,7 +279,7 @@ async def test_id_jag_step_up_on_redis_with_the_real_provider(
         step_up = r.json()
         page = Page(await client.get(step_up["claim"]["attempt"]["verification_uri"], follow_redirects=True))
         assert page.title == "Link this agent to your account?" and "Agent Platform" in page.text
-        code = Page(await client.post(f"{server.issuer}/claim/confirm", data={"csrf": page.csrf})).code
+        code = Page(await client.post(f"{server.issuer}/claim/confirm", data=page.form("/claim/confirm"))).code
         agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
         done = await agent.complete_claim(step_up["claim"]["token"], code)
         assert done["status"] == "claimed" and done["id"] == step_up["id"]
