@@ -8,7 +8,8 @@ platform an agent gives itself, and one for showing those on the human pages (Un
   ``phone``: an ID-JAG's verified phone number, printable ASCII only.
 - ``agent_label``: an agent's ``name``/``platform`` at registration. Printable text of at most
   ``MAX_LABEL`` code points, no controls, format or separator characters (bidi overrides could
-  reorder the page around them), no run of more than four nonspacing marks (UTS #39 §5.4).
+  reorder the page around them), no run of more than four nonspacing marks and no mark twice in a row
+  (UTS #39 §5.4).
 - ``shown``: how a page shows such a label. Plain printable ASCII is shown as it is. Anything else is
   *flagged* and its exact code points are listed (``\\u2714`` and ``U+2714 HEAVY CHECK MARK``): every
   non-ASCII character, not only the confusables of UTS #39's data, because a symbol (``✔ Verified``),
@@ -35,7 +36,7 @@ MAX_PHONE = 64  # E.164 has at most 15 digits; room for separators and an extens
 # agent or platform name and leave little room to write instructions onto the consent page. In UTF-8
 # that is at most 256 bytes, so no separate byte cap is needed.
 MAX_LABEL = 64
-MAX_MARK_RUN = 4  # UTS #39 §5.4: more than 4 nonspacing marks in a row only serves to overdraw text
+MAX_MARK_RUN = 4  # UTS #39 §5.4
 
 # General categories refused everywhere: controls (Cc: NUL, ESC, C1), format characters (Cf: the bidi
 # embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks U+200E/U+200F, the
@@ -76,13 +77,20 @@ def _refused(ch: str) -> str | None:
     return None
 
 
-def _mark_run(value: str) -> bool:
-    run = 0
-    for ch in value:
-        run = run + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
+def _mark_run(value: str) -> str | None:
+    """UTS #39 §5.4 on the NFD form: no nonspacing mark twice in a row, at most 4 in a row. Stacked
+    marks only serve to overdraw the text around them (or to fake a character with a doubled mark)."""
+    run, previous = 0, ""
+    for ch in unicodedata.normalize("NFD", value):
+        if unicodedata.category(ch) not in ("Mn", "Me"):
+            run, previous = 0, ""
+            continue
+        if ch == previous:
+            return f"it repeats {code_point(ch)} on one character"
+        run, previous = run + 1, ch
         if run > MAX_MARK_RUN:
-            return True
-    return False
+            return f"it stacks more than {MAX_MARK_RUN} combining marks on one character"
+    return None
 
 
 # ---- email addresses ------------------------------------------------------------------------------
@@ -170,9 +178,7 @@ def _hazard(value: str) -> str | None:
             return f"it contains {why}"
         if ch.isspace() and ch != " ":
             return f"it contains {code_point(ch)}, {_KIND['Zs']} other than U+0020"
-    if _mark_run(value):
-        return f"it stacks more than {MAX_MARK_RUN} combining marks on one character"
-    return None
+    return _mark_run(value)
 
 
 def agent_label(value: str | None, field: str) -> str | None:

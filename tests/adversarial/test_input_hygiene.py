@@ -147,7 +147,7 @@ async def test_lookalike_agent_names_are_flagged_with_their_code_points(
         ("name", "Claude \u202eedoC", "U+202E RIGHT-TO-LEFT OVERRIDE"),
         ("platform", "cli\u200b", "U+200B ZERO WIDTH SPACE"),
         ("platform", "cli\u2028Verified", "U+2028 LINE SEPARATOR"),
-        ("name", "Z" + "\u0336" * 5, "combining marks"),  # UTS #39 §5.4: overdraws the page around it
+        ("name", "Z\u0336\u0337\u0338\u0335\u0334", "combining marks"),  # UTS #39 §5.4: overdraws the page
         ("name", "x" * 65, "longer than 64"),
     ],
 )
