@@ -45,6 +45,7 @@ from app.config import ConfigError, load_settings, redact_url
 from app.errors import StoreUnavailable
 from app.store import open_store
 from app.store.port import Account, AccountKind, AuditEvent, Claim, Registration, Store, User
+from app.text import normalize_email
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_LIMIT = 50
@@ -296,7 +297,7 @@ class Admin:
 
     async def _person(self, email: str) -> tuple[User, list[Account]]:
         """The user with this email, their own account first, then every other account they own."""
-        user = await self.store.find_user_by_email(email.strip().lower())
+        user = await self.store.find_user_by_email(normalize_email(email))
         if user is None:
             raise Exit(NOT_FOUND, f"no user with the email {email.strip()}")
         owned = await self.store.owned_accounts(user.id, self.now)

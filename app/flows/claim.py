@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
+from app import text
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
@@ -51,7 +52,6 @@ MAX_STARTS_PER_WINDOW = 20
 MAX_STATUS_PER_WINDOW = 600
 CODE_DIGITS = 6
 CODE = re.compile(r"[0-9]{6}")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
 
 
@@ -124,9 +124,7 @@ def check_login_hint(ctx: Context, login_hint: Any) -> str | None:
         if ctx.settings.claim_require_login_hint:
             raise AuthError("invalid_login_hint", "this service needs a login_hint: the email of the human who claims")
         return None
-    if not isinstance(login_hint, str) or not _EMAIL.fullmatch(login_hint.strip()):
-        raise AuthError("invalid_login_hint", "login_hint must be an email address")
-    return login_hint.strip().lower()
+    return text.email(login_hint, "invalid_login_hint", "login_hint")
 
 
 def require_claims_offered(ctx: Context) -> None:

@@ -20,6 +20,7 @@ from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES,
 from app.flows.events import REVOKED_URIS
 from app.flows.exchange import JWT_BEARER
 from app.flows.idjag import URN_ID_JAG
+from app.text import MAX_LABEL
 from app.wire import (
     AccountView,
     AnonymousRegistered,
@@ -403,7 +404,9 @@ challenge, so one round trip teaches you:
 ## 3. Register
 
 `POST {e.url(ep.IDENTITY)}` with `{{"type": "anonymous"}}` (optional: `"proof_of_work"` as above, and
-`"agent": {{"name": "…", "platform": "…"}}` to tell the human who is asking). The answer:
+`"agent": {{"name": "…", "platform": "…"}}` to tell the human who is asking: at most {MAX_LABEL} characters
+each, no control or invisible formatting characters; the human sees anything beyond plain ASCII flagged,
+with its code points). The answer:
 
 {_block("registration", ex["registration"])}
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import jwt
 import msgspec
 
+from app import text
 from app.config import ASYMMETRIC_ALGS, Provider
 from app.context import Context
 from app.errors import AuthError
@@ -161,9 +162,11 @@ async def _check_client(ctx: Context, provider: Provider, client_id: Any) -> str
 def _verified_identifier(claims: dict[str, Any]) -> str:
     email, phone = claims.get("email"), claims.get("phone_number")
     if isinstance(email, str) and "@" in email and claims.get("email_verified") is True:
-        return email.strip().lower()
+        # A verified but unsafe address is refused, not passed over for the phone number: the
+        # provider vouched for exactly this string (app/text.py).
+        return text.email(email, "missing_verified_email", "the assertion's verified email")
     if isinstance(phone, str) and phone and claims.get("phone_number_verified") is True:
-        return "tel:" + phone.strip()
+        return "tel:" + text.phone(phone, "missing_verified_email", "the assertion's verified phone_number")
     raise AuthError("missing_verified_email", "the assertion carries no verified email (or phone number)")
 
 

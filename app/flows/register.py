@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import text
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
@@ -30,18 +31,6 @@ from app.wire import (
     Quotas,
     ServiceAuthRegistration,
 )
-
-MAX_AGENT_FIELD = 128
-
-
-def _agent_field(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    if len(value) > MAX_AGENT_FIELD or not value.isprintable():
-        raise AuthError(
-            "invalid_request", f"agent.{name} must be printable text of at most {MAX_AGENT_FIELD} characters"
-        )
-    return value
 
 
 async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
@@ -124,8 +113,8 @@ async def _create_temporary(
     """Admit the request, then create a temporary account with its first registration (``pending`` for
     ``service_auth``: it issues nothing until the human authorizes)."""
     agent = agent_info or AgentInfo()
-    agent_name = _agent_field(agent.name, "name")
-    agent_platform = _agent_field(agent.platform, "platform")
+    agent_name = text.agent_label(agent.name, "name")
+    agent_platform = text.agent_label(agent.platform, "platform")
     src = await _admit(ctx, proof, source)
     s, now = ctx.settings, int(ctx.clock.now())
     account = Account(

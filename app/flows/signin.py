@@ -25,6 +25,7 @@ from authlib.oauth2.auth import encode_client_secret_basic
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from app import text
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
@@ -145,8 +146,13 @@ async def finish(ctx: Context, login: LoginState | None, params: dict[str, str])
         raise AuthError(
             "invalid_grant", "the sign-in provider has not verified this email address", "Verify your email there."
         )
+    # Checked before anyone is looked up or created: a provider's word does not make an address with
+    # hidden or reordering characters safe to show and compare (app/text.py).
+    email = text.email(
+        email, "invalid_grant", "the sign-in provider's email address", "Sign in with an account with a plain email."
+    )
     assert s.oidc_issuer is not None
-    return await _user_for(ctx, s.oidc_issuer, claims["sub"], email.lower())
+    return await _user_for(ctx, s.oidc_issuer, claims["sub"], email)
 
 
 async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> str:
@@ -231,7 +237,5 @@ async def dev_sign_in(ctx: Context, email: str) -> User:
     """Dev mode without a provider: any email, clearly labelled on the page as not a real sign-in."""
     if not ctx.settings.dev_mode or ctx.settings.oidc_issuer is not None:
         raise AuthError("not_found", "development sign-in is only available in dev mode without a provider")
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
-        raise AuthError("invalid_request", "enter an email address")
+    email = text.email(email, "invalid_request", "the email")
     return await _user_for(ctx, DEV_ISSUER, email, email)

@@ -9,8 +9,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import NamedTuple
 
 from app import endpoints as ep
+from app.text import shown
 
 STYLE = """
 :root{color-scheme:light dark;--fg:#1d1d1f;--muted:#5f6368;--bg:#f6f7f9;--card:#fff;--line:#d9dce1;
@@ -39,6 +41,9 @@ padding:1rem;border:2px dashed var(--accent);border-radius:12px;margin:1rem 0}
 header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem;flex-wrap:wrap}
 ul.grants{list-style:none;padding:0;margin:0}ul.grants li{border-top:1px solid var(--line);padding:.75rem 0}
 .dev{border:2px solid var(--danger);border-radius:8px;padding:.5rem .75rem;color:var(--danger);font-weight:600}
+.tag.warn{color:var(--warn);background:var(--warn-bg);border-color:var(--warn);font-weight:600}
+.chars{display:block;font-size:.85rem;color:var(--muted);font-weight:400}
+.chars code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
 """
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -106,6 +111,45 @@ def dev_sign_in(base: str, service: str, csrf: str, return_to: str) -> str:
     return layout("Sign in", body, service)
 
 
+class AgentText(NamedTuple):
+    """An agent's self-chosen text as HTML: the text itself, its warning tag and its exact characters."""
+
+    text: str
+    warning: str = ""
+    characters: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.warning)
+
+
+def agent_text(value: str) -> AgentText:
+    """Plain printable ASCII as it is; anything else flagged as look-alike with its code points beside
+    it (app/text.py says why every non-ASCII character), so ``✔ Verified`` cannot pass for a badge nor
+    ``\\u0410pple`` (a Cyrillic A) for Apple. ``<bdi>`` keeps right-to-left text from reordering what follows it."""
+    seen = shown(value)
+    if not seen.flagged:
+        return AgentText(escape(value))
+    drawn = (
+        f"<bdi>{escape(seen.text)}</bdi>"
+        if seen.text is not None
+        else '<span class="muted">(not drawn: it holds invisible characters)</span>'
+    )
+    return AgentText(
+        drawn,
+        '<span class="tag warn">look-alike characters</span>',
+        f'<span class="chars">Exact characters: <code>{escape(seen.escaped)}</code> '
+        f"({escape(', '.join(seen.code_points))})</span>",
+    )
+
+
+LOOKALIKE_ADVICE = (
+    "The agent's name or platform holds characters beyond plain ASCII. They can imitate other letters, "
+    "words or badges (a Cyrillic letter can look Latin; a check mark can pose as a verified badge): read "
+    "the exact characters listed before you trust it."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimDetails:
     registration_id: str
@@ -128,15 +172,17 @@ def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails,
     vouched = d.provider is not None
     tag = "" if vouched else '<span class="tag">unverified</span>'
 
-    def value(v: str | None) -> str:
-        return f"{escape(v)}{tag}" if v else '<span class="muted">not given</span>'
+    name, platform = (agent_text(v) if v else None for v in (d.agent_name, d.agent_platform))
+
+    def value(v: AgentText | None) -> str:
+        return f"{v.text}{tag}{v.warning}{v.characters}" if v else '<span class="muted">not given</span>'
 
     rows = [("Registration", escape(d.registration_id))]
     if d.provider:
         rows.append(("Provider", f"{escape(d.provider)} (vouched for this agent's user)"))
     rows += [
-        ("Agent name", value(d.agent_name)),
-        ("Agent platform", value(d.agent_platform)),
+        ("Agent name", value(name)),
+        ("Agent platform", value(platform)),
         ("Registered", escape(d.created_at) + (f" from {escape(d.source)}" if d.source else "")),
         ("Scopes now", escape(" ".join(d.scopes_now)) or '<span class="muted">none</span>'),
         ("Scopes after", escape(" ".join(d.scopes_after))),
@@ -147,6 +193,8 @@ def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails,
         rows.append(("Deleted if unclaimed", escape(d.expires_at)))
     details = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     advisories = []
+    if any(v is not None and v.flagged for v in (name, platform)):
+        advisories.append(LOOKALIKE_ADVICE)
     if d.first_link:
         advisories.append(f"This is the first time {escape(d.provider or 'this provider')} links to your account.")
     advisories.append(
@@ -190,12 +238,14 @@ def mask_email(email: str) -> str:
 
 
 def wrong_account(base: str, service: str, email: str, csrf: str, hint: str) -> str:
-    hint = mask_email(hint)
+    # The agent chose this address: what the mask leaves visible is flagged as an agent's name would be.
+    local, _, domain = hint.partition("@")
+    visible = agent_text(f"{local[:1]}@{domain}")
     body = (
         signed_in_header(base, email, csrf, switch=True)
         + "<h1>Wrong account</h1>"
-        + f"<p>This request is meant for <strong>{escape(hint)}</strong>, but you are signed in as "
-        + f"<strong>{escape(email)}</strong>.</p>"
+        + f"<p>This request is meant for <strong><bdi>{escape(mask_email(hint))}</bdi></strong>{visible.warning}, "
+        + f"but you are signed in as <strong>{escape(email)}</strong>.{visible.characters}</p>"
         + "<p>Switch account to continue, or close this page if the request is not for you.</p>"
         + '<div class="actions">'
         + form(base + ep.LOGOUT, csrf, "Switch account", "primary", {"return_to": "/claim"})
@@ -242,9 +292,11 @@ def account_page(
                     "danger",
                     {"account_id": g.account_id, "registration_id": g.registration_id},
                 )
+            agent = agent_text(g.agent)
             parts.append(
-                f'<li><strong>{escape(g.agent)}</strong> <span class="tag">{escape(g.kind)}</span> '
-                f'<span class="tag">{escape(g.status)}</span><br><span class="muted">{escape(g.registration_id)}'
+                f'<li><strong>{agent.text}</strong>{agent.warning} <span class="tag">{escape(g.kind)}</span> '
+                f'<span class="tag">{escape(g.status)}</span>{agent.characters or "<br>"}'
+                f'<span class="muted">{escape(g.registration_id)}'
                 f" · since {escape(g.created_at)} · {escape(g.scopes)}</span>{action}</li>"
             )
         parts.append("</ul>")
