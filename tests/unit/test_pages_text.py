@@ -27,7 +27,7 @@ def details(name: str | None, platform: str | None) -> pages.ClaimDetails:
 
 
 def test_the_claim_page_flags_a_badge_and_a_lookalike_and_explains() -> None:
-    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("✔ Verified", "\u0410pple"))
+    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("✔ Verified", "\u0410pple"), "ref")
     assert html.count('<span class="tag warn">look-alike characters</span>') == 2
     assert "<bdi>✔ Verified</bdi>" in html and "<code>\\u2714 Verified</code> (U+2714 HEAVY CHECK MARK)" in html
     assert "<code>\\u0410pple</code> (U+0410 CYRILLIC CAPITAL LETTER A)" in html
@@ -35,7 +35,7 @@ def test_the_claim_page_flags_a_badge_and_a_lookalike_and_explains() -> None:
 
 
 def test_the_claim_page_shows_plain_ascii_as_before() -> None:
-    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("Docs bot", "pytest"))
+    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("Docs bot", "pytest"), "ref")
     assert '<dd>Docs bot<span class="tag">unverified</span></dd>' in html
     assert "look-alike" not in html and pages.LOOKALIKE_ADVICE not in html and "<bdi>" not in html
 
