@@ -3,7 +3,36 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import msgspec
+
+# ---- nesting ----------------------------------------------------------------------------------------
+
+# Our deepest shape is 3 levels; unknown fields may nest a little (forward compatibility). A decoder
+# recurses once per level, so a body nested thousands deep must be refused before it is decoded
+# (RFC 8259 §9 lets a parser limit nesting).
+MAX_JSON_DEPTH = 32
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_within(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True unless arrays/objects in ``raw`` nest deeper than ``limit``; brackets in strings do not count.
+
+    Linear: a typical body is settled by two counts (0.4 µs measured); only a body with more than
+    ``limit`` brackets is scanned, outside its strings, for its running depth (64 KB of them: ~3 ms)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return True  # nothing can nest deeper than the number of openers
+    # Drop escapes (`\\` first, so `\\"` keeps its quote); then every other piece between quotes is
+    # outside a string. Up to the first byte that is not JSON this reads what the decoder reads, and
+    # the decoder stops there.
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKET)
+    return not any(map(limit.__lt__, accumulate(map(_STEP.__getitem__, skeleton))))
+
 
 # ---- requests -------------------------------------------------------------------------------------
 
