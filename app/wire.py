@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from itertools import accumulate
+from typing import Literal
 
 import msgspec
 
@@ -164,3 +165,104 @@ class NoteList(msgspec.Struct):
     notes: list[NoteView]
     count: int
     limit: int
+
+
+# ---- shapes the OpenAPI document names (some flows still build these as dicts; the fuzz run checks
+# every real response against them) --------------------------------------------------------------
+
+Registration = AnonymousRegistration | IdentityAssertionRegistration | ServiceAuthRegistration | RefreshRequest
+
+
+class ClaimStatusRequest(msgspec.Struct):
+    claim_token: str | None = None
+
+
+class TokenRequest(msgspec.Struct):
+    """RFC 7523 §2.1 (form fields)."""
+
+    grant_type: str
+    assertion: str | msgspec.UnsetType = msgspec.UNSET
+    resource: str | msgspec.UnsetType = msgspec.UNSET  # RFC 8707
+    scope: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class TokenHint(msgspec.Struct):
+    """RFC 7009 §2.1 and RFC 7662 §2.1 (form fields)."""
+
+    token: str
+    token_type_hint: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Attempt(msgspec.Struct):
+    verification_uri: str
+    expires_at: str
+
+
+class ClaimBlockWithAttempt(ClaimBlock):
+    attempt: Attempt
+
+
+class PostClaimScopes(msgspec.Struct):
+    post_claim: list[str]
+
+
+class ServiceAuthRegistered(msgspec.Struct):
+    id: str
+    type: str
+    scopes: PostClaimScopes
+    claim: ClaimBlockWithAttempt
+
+
+class RefreshTokenView(msgspec.Struct):
+    value: str
+    expires_at: str
+
+
+class IdentityWithRefresh(Identity):
+    refresh_token: RefreshTokenView
+
+
+class Refreshed(msgspec.Struct):
+    id: str
+    type: str
+    identity: IdentityWithRefresh
+
+
+Registered = AnonymousRegistered | ServiceAuthRegistered | IdentityRegistered | Refreshed
+
+
+class ClaimAttemptStarted(msgspec.Struct):
+    id: str
+    type: str
+    attempt: Attempt
+
+
+class ClaimCompleted(msgspec.Struct):
+    id: str
+    status: str
+    identity: IdentityWithRefresh
+
+
+class ClaimStatus(msgspec.Struct):
+    id: str
+    status: Literal["pending", "confirmed", "claimed", "expired", "revoked"]
+
+
+class Introspection(msgspec.Struct):
+    """RFC 7662 §2.2: only ``active`` for an inactive token."""
+
+    active: bool
+    scope: str | msgspec.UnsetType = msgspec.UNSET
+    client_id: str | msgspec.UnsetType = msgspec.UNSET
+    sub: str | msgspec.UnsetType = msgspec.UNSET
+    aud: str | list[str] | msgspec.UnsetType = msgspec.UNSET
+    iss: str | msgspec.UnsetType = msgspec.UNSET
+    exp: int | msgspec.UnsetType = msgspec.UNSET
+    iat: int | msgspec.UnsetType = msgspec.UNSET
+    jti: str | msgspec.UnsetType = msgspec.UNSET
+    token_type: str | msgspec.UnsetType = msgspec.UNSET
+    account_type: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Health(msgspec.Struct):
+    status: str
