@@ -183,7 +183,7 @@ def test_basic_credentials_that_are_not_ascii_are_invalid_client(
         r = http.post(
             f"{server.issuer}/oauth2/introspect",
             data={"token": "x"},
-            headers={"Authorization": b"Basic " + credentials.encode()},  # UTF-8 bytes on the wire
+            headers={b"Authorization": b"Basic " + credentials.encode()},  # UTF-8 bytes on the wire
         )
         assert_error(r, 401, "invalid_client")
         assert r.headers["www-authenticate"].startswith("Basic ")
