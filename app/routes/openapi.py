@@ -148,14 +148,14 @@ def _discovery(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
-    """Litestar's document, completed from ``OPERATIONS``; every documented operation must be a route."""
+    """Litestar's document, completed from ``OPERATIONS``, each of which must be a route."""
     doc = copy.deepcopy(generated)
     base = ctx.endpoints.base_path
     # A response union is untagged (msgspec decodes none of them): each member gets its schema, then anyOf.
-    types = [t for op in OPERATIONS.values() for ok in op.ok.values() if ok is not None for t in _members(ok)]
-    types += [op.body[1] for op in OPERATIONS.values() if op.body is not None]
-    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
-    schema_of = dict(zip(types, schemas, strict=True))
+    shapes = [t for op in OPERATIONS.values() for ok in op.ok.values() if ok is not None for t in _members(ok)]
+    shapes += [op.body[1] for op in OPERATIONS.values() if op.body is not None]
+    schemas, components = msgspec.json.schema_components(shapes, ref_template=REF)
+    schema_of = dict(zip(shapes, schemas, strict=True))
     for status in sorted({s for op in OPERATIONS.values() for s in op.errors}):
         components[f"Error{status}"] = _error_schema(status)
     components["SetError"] = _SET_ERROR
@@ -165,7 +165,7 @@ def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             key = (method.upper(), path.removeprefix(base) if base else path)
             if key not in OPERATIONS:
-                raise LookupError(f"{key} is a route in the OpenAPI document but not in OPERATIONS")
+                continue  # an operator's own route (create_app's route_handlers): as Litestar describes it
             seen.add(key)
             op = OPERATIONS[key]
             responses: dict[str, Any] = {}
@@ -191,7 +191,9 @@ def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
     if missing := set(OPERATIONS) - seen:
         raise LookupError(f"OPERATIONS names {sorted(missing)}, which no route serves")
     doc["paths"].update(_discovery(ctx))
-    doc["components"] = {"schemas": components, "securitySchemes": SECURITY_SCHEMES}
+    generated_components = doc.setdefault("components", {})  # an operator's routes may have some
+    generated_components["schemas"] = {**generated_components.get("schemas", {}), **components}
+    generated_components["securitySchemes"] = {**generated_components.get("securitySchemes", {}), **SECURITY_SCHEMES}
     return doc
 
 

@@ -11,10 +11,15 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from litestar import get
+from litestar.testing import TestClient
 
+from app.asgi import create_app
 from app.errors import STATUS
 from app.keys import hash_secret
+from app.routes.guard import requires
 from tests.adversarial.test_malformed_input import no_unhandled_errors
+from tests.conftest import make_settings
 from tests.e2e.common import JWT_BEARER
 from tests.e2e.conftest import ServerProcess, StartServer
 from tests.helpers import Page
@@ -79,6 +84,19 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
             assert s["properties"]["error"]["enum"] == sorted(c for c, v in STATUS.items() if v == int(status[1]))
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
     no_unhandled_errors(server)
+
+
+def test_an_operators_own_route_is_described_as_litestar_generates_it(tmp_path: Path) -> None:
+    @get("/reports", guards=[requires("notes:read")], sync_to_thread=False)
+    def reports() -> dict[str, int]:
+        return {"count": 0}
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, route_handlers=[reports], background=False)) as client:
+        r = client.get(DOCUMENT)
+    assert r.status_code == 200, r.text
+    ok = r.json()["paths"]["/reports"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["type"] == "object"
 
 
 class Checked:
