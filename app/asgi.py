@@ -27,6 +27,7 @@ from app.logs import configure_logging
 from app.routes import health, identity, notes, oauth, web
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
+from app.routes.openapi import openapi_config
 from app.store import open_store
 from app.store.port import Store
 
@@ -119,14 +120,16 @@ def create_app(
 
     service = Router(
         path=ctx.endpoints.base_path or "/",
-        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS, *web.HANDLERS],
+        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS],
     )
+    # The human pages are HTML for browsers, not part of the API's OpenAPI document.
+    pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
     return Litestar(
-        route_handlers=[service, *at_root, *health.HANDLERS, *route_handlers],
+        route_handlers=[service, pages, *at_root, *health.HANDLERS, *route_handlers],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
+        openapi_config=openapi_config(ctx),
         logging_config=None,
         debug=False,
         before_send=[hook for hook in (log_access if settings.access_log else None, hsts(settings)) if hook],

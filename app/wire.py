@@ -3,7 +3,37 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
+from typing import Literal
+
 import msgspec
+
+# ---- nesting ----------------------------------------------------------------------------------------
+
+# Our deepest shape is 3 levels; unknown fields may nest a little (forward compatibility). A decoder
+# recurses once per level, so a body nested thousands deep must be refused before it is decoded
+# (RFC 8259 §9 lets a parser limit nesting).
+MAX_JSON_DEPTH = 32
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_within(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True unless arrays/objects in ``raw`` nest deeper than ``limit``; brackets in strings do not count.
+
+    Linear: a typical body is settled by two counts (0.4 µs measured); only a body with more than
+    ``limit`` brackets is scanned, outside its strings, for its running depth (64 KB of them: ~3 ms)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return True  # nothing can nest deeper than the number of openers
+    # Drop escapes (`\\` first, so `\\"` keeps its quote); then every other piece between quotes is
+    # outside a string. Up to the first byte that is not JSON this reads what the decoder reads, and
+    # the decoder stops there.
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKET)
+    return not any(map(limit.__lt__, accumulate(map(_STEP.__getitem__, skeleton))))
+
 
 # ---- requests -------------------------------------------------------------------------------------
 
@@ -135,3 +165,104 @@ class NoteList(msgspec.Struct):
     notes: list[NoteView]
     count: int
     limit: int
+
+
+# ---- shapes the OpenAPI document names (some flows still build these as dicts; the fuzz run checks
+# every real response against them) --------------------------------------------------------------
+
+Registration = AnonymousRegistration | IdentityAssertionRegistration | ServiceAuthRegistration | RefreshRequest
+
+
+class ClaimStatusRequest(msgspec.Struct):
+    claim_token: str | None = None
+
+
+class TokenRequest(msgspec.Struct):
+    """RFC 7523 §2.1 (form fields)."""
+
+    grant_type: str
+    assertion: str | msgspec.UnsetType = msgspec.UNSET
+    resource: str | msgspec.UnsetType = msgspec.UNSET  # RFC 8707
+    scope: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class TokenHint(msgspec.Struct):
+    """RFC 7009 §2.1 and RFC 7662 §2.1 (form fields)."""
+
+    token: str
+    token_type_hint: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Attempt(msgspec.Struct):
+    verification_uri: str
+    expires_at: str
+
+
+class ClaimBlockWithAttempt(ClaimBlock):
+    attempt: Attempt
+
+
+class PostClaimScopes(msgspec.Struct):
+    post_claim: list[str]
+
+
+class ServiceAuthRegistered(msgspec.Struct):
+    id: str
+    type: str
+    scopes: PostClaimScopes
+    claim: ClaimBlockWithAttempt
+
+
+class RefreshTokenView(msgspec.Struct):
+    value: str
+    expires_at: str
+
+
+class IdentityWithRefresh(Identity):
+    refresh_token: RefreshTokenView
+
+
+class Refreshed(msgspec.Struct):
+    id: str
+    type: str
+    identity: IdentityWithRefresh
+
+
+Registered = AnonymousRegistered | ServiceAuthRegistered | IdentityRegistered | Refreshed
+
+
+class ClaimAttemptStarted(msgspec.Struct):
+    id: str
+    type: str
+    attempt: Attempt
+
+
+class ClaimCompleted(msgspec.Struct):
+    id: str
+    status: str
+    identity: IdentityWithRefresh
+
+
+class ClaimStatus(msgspec.Struct):
+    id: str
+    status: Literal["pending", "confirmed", "claimed", "expired", "revoked"]
+
+
+class Introspection(msgspec.Struct):
+    """RFC 7662 §2.2: only ``active`` for an inactive token."""
+
+    active: bool
+    scope: str | msgspec.UnsetType = msgspec.UNSET
+    client_id: str | msgspec.UnsetType = msgspec.UNSET
+    sub: str | msgspec.UnsetType = msgspec.UNSET
+    aud: str | list[str] | msgspec.UnsetType = msgspec.UNSET
+    iss: str | msgspec.UnsetType = msgspec.UNSET
+    exp: int | msgspec.UnsetType = msgspec.UNSET
+    iat: int | msgspec.UnsetType = msgspec.UNSET
+    jti: str | msgspec.UnsetType = msgspec.UNSET
+    token_type: str | msgspec.UnsetType = msgspec.UNSET
+    account_type: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Health(msgspec.Struct):
+    status: str

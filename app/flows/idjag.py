@@ -21,6 +21,7 @@ from app import text
 from app.config import ASYMMETRIC_ALGS, Provider
 from app.context import Context
 from app.errors import AuthError
+from app.wire import nesting_within
 
 TYP_ID_JAG = "oauth-id-jag+jwt"
 URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
@@ -56,7 +57,8 @@ def jose_segment(token: str, index: int) -> dict[str, Any]:
     """The decoded JSON header (0) or payload (1) of a compact JWS, before any verification."""
     try:
         part = token.split(".")[index]
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        value = json.loads(raw) if nesting_within(raw) else None  # json.loads recurses once per level
     except (IndexError, ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise AuthError("invalid_request", "the assertion is not a well-formed JWT") from exc
     if not isinstance(value, dict):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import hashlib
 import logging
@@ -100,7 +99,7 @@ async def _authenticate_client(ctx: Context, authorization: str | None, source: 
         raise AuthError("invalid_client", "introspection needs HTTP Basic client authentication", headers=challenge)
     try:
         raw_id, _, raw_secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, or non-ASCII text that is not base64 at all
         raise AuthError("invalid_client", "malformed Basic credentials", headers=challenge) from exc
     # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
     client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)

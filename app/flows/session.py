@@ -112,4 +112,9 @@ async def end(ctx: Context, session: Session) -> None:
 
 
 def csrf_ok(session: Session | None, presented: str | None) -> bool:
-    return session is not None and presented is not None and hmac.compare_digest(session.data.csrf, presented)
+    # compare_digest takes str only when ASCII: compare the UTF-8 bytes, whatever the form carried.
+    return (
+        session is not None
+        and presented is not None
+        and hmac.compare_digest(session.data.csrf.encode(), presented.encode())
+    )

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import jwt
@@ -38,6 +38,8 @@ DEV_ISSUER = "urn:authmd:dev-sign-in"
 CALLBACK = "/oidc/callback"
 METADATA_TTL_SECONDS = 3600
 MAX_DOCUMENT_BYTES = 262_144
+# RFC 3986 §2.2-2.3: reserved and unreserved characters, plus `%` of an existing percent-encoding.
+_URI_CHARACTERS = "/?#[]@!$&'()*+,;=:%-._~"
 _metadata_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
@@ -46,13 +48,18 @@ def redirect_uri(ctx: Context) -> str:
 
 
 def safe_return_to(value: str | None) -> str:
-    """Only our own paths: an absolute path, never ``//host`` or a backslash trick (open redirects)."""
+    """Only our own paths: an absolute path, never ``//host`` or a backslash trick (open redirects), no
+    control characters (header injection). What a URI cannot carry as it is gets percent-encoded as
+    UTF-8 (RFC 3986 §2.1, RFC 3987 §3.1), so the result is ASCII and fits a Location header."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 2048:
         return "/account"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or any(ord(c) < 0x20 for c in value):
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or urlsplit(value).netloc:
         return "/account"
-    return value
+    try:
+        encoded = quote(value, safe=_URI_CHARACTERS)  # idempotent: `%` is kept
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+        return "/account"
+    return encoded if len(encoded) <= 2048 else "/account"
 
 
 def _fail(description: str) -> AuthError:
@@ -122,7 +129,7 @@ async def finish(ctx: Context, login: LoginState | None, params: dict[str, str])
     """The callback: check the response, redeem the code, validate the ID token, find the user."""
     if login is None or ctx.clock.now() - login.started_at > LOGIN_TTL_SECONDS:
         raise _fail("no sign-in is in progress in this browser, or it took too long")
-    if not hmac.compare_digest(login.state, params.get("state", "")):
+    if not hmac.compare_digest(login.state.encode(), params.get("state", "").encode()):  # bytes: any text
         raise _fail("the sign-in response does not belong to this browser (state mismatch)")
     meta = await metadata(ctx)
     s = ctx.settings
@@ -221,7 +228,8 @@ async def validate_id_token(ctx: Context, meta: dict[str, Any], token: str, nonc
         raise _fail("the ID token has expired")
     if not isinstance(iat, int | float) or iat > now + s.clock_skew_seconds:  # (10)
         raise _fail("the ID token was issued in the future")
-    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):  # (11)
+    nonce_claim = claims.get("nonce")
+    if not isinstance(nonce_claim, str) or not hmac.compare_digest(nonce_claim.encode(), nonce.encode()):  # (11)
         raise _fail("the ID token's nonce does not match this sign-in")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise _fail("the ID token has no subject")

@@ -11,6 +11,7 @@ from litestar import Request, Response
 from app.context import Context
 from app.errors import AuthError
 from app.flows.limits import client_source
+from app.wire import MAX_JSON_DEPTH, nesting_within
 
 T = TypeVar("T")
 
@@ -36,11 +37,13 @@ async def json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
 
 
 def decode_json(raw: bytes, type_: type[T]) -> T:
+    if not nesting_within(raw):
+        raise AuthError("invalid_request", f"the JSON body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
         raise AuthError("invalid_request", f"the JSON body does not match the contract: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: unreachable under the limit above
         raise AuthError("invalid_request", "the body is not valid JSON") from exc
 
 

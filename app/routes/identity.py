@@ -15,6 +15,7 @@ from app.wire import (
     AnonymousRegistration,
     ClaimComplete,
     ClaimStart,
+    ClaimStatusRequest,
     IdentityAssertionRegistration,
     RefreshRequest,
     ServiceAuthRegistration,
@@ -78,7 +79,7 @@ async def complete_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post(ep.CLAIM_STATUS, status_code=200)
 async def claim_status(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = ctx_of(request)
-    req = await json_body(request, ClaimComplete)
+    req = await json_body(request, ClaimStatusRequest)
     return json_response(await claim.status(ctx, req.claim_token), no_store=True)
 
 

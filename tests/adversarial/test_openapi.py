@@ -1,0 +1,173 @@
+"""The published OpenAPI document (issue 10): valid OpenAPI 3.1, the API and only the API, the right
+request schemas; and every answer of a real journey — including the success shapes a fuzzer cannot
+reach (a claim completed by a human, a refresh) — conforms to it, on both stores."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from litestar import get
+from litestar.testing import TestClient
+
+from app.asgi import create_app
+from app.errors import STATUS
+from app.keys import hash_secret
+from app.routes.guard import requires
+from tests.adversarial.test_malformed_input import no_unhandled_errors
+from tests.conftest import make_settings
+from tests.e2e.common import JWT_BEARER
+from tests.e2e.conftest import ServerProcess, StartServer
+from tests.helpers import Page
+
+pytestmark = pytest.mark.e2e
+
+DOCUMENT = "/schema/openapi.json"
+CLIENT = ("gateway", "gateway-secret")
+NO_CONFIG = schemathesis.Config.from_dict({})  # never a schemathesis.toml from the working directory
+
+
+def load(http: httpx.Client, server: ServerProcess, base: str = "") -> tuple[dict[str, Any], Any]:
+    r = http.get(f"{server.origin}{base}{DOCUMENT}")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/vnd.oai.openapi+json"
+    doc: dict[str, Any] = r.json()
+    return doc, schemathesis.openapi.from_dict(doc, config=NO_CONFIG)
+
+
+def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: StartServer, http: httpx.Client) -> None:
+    server = start_server({"AUTHMD_ISSUER": "{origin}/tenant"})
+    doc, schema = load(http, server, "/tenant")
+    schema.validate()  # against the OpenAPI 3.1 meta-schema schemathesis ships; raises if invalid
+    assert doc["openapi"].startswith("3.1") and doc["servers"] == [{"url": server.origin}]
+    paths = doc["paths"]
+    assert "/tenant/agent/identity" in paths and "/.well-known/oauth-authorization-server/tenant" in paths
+    assert not [p for p in paths if re.match(r"/tenant/(login|oidc|logout|claim$|claim/(confirm|deny)|account)", p)]
+    assert not [p for p in paths if p.startswith("/tenant/schema")]
+
+    bodies = {
+        (path.removeprefix("/tenant"), method): next(iter(op["requestBody"]["content"]))
+        for path, item in paths.items()
+        for method, op in item.items()
+        if "requestBody" in op
+    }
+    form, json_ = "application/x-www-form-urlencoded", "application/json"
+    assert bodies == {
+        ("/agent/identity", "post"): json_,
+        ("/agent/identity/claim", "post"): json_,
+        ("/agent/identity/claim/complete", "post"): json_,
+        ("/agent/identity/claim/status", "post"): json_,
+        ("/api/notes", "post"): json_,
+        ("/oauth2/token", "post"): form,
+        ("/oauth2/revoke", "post"): form,
+        ("/oauth2/introspect", "post"): form,
+        ("/agent/events", "post"): "application/secevent+jwt",
+    }
+    registration = paths["/tenant/agent/identity"]["post"]["requestBody"]["content"][json_]["schema"]
+    assert registration["discriminator"]["propertyName"] == "type"
+    assert set(registration["discriminator"]["mapping"]) == {
+        "anonymous",
+        "identity_assertion",
+        "service_auth",
+        "refresh",
+    }
+
+    components = doc["components"]["schemas"]
+    # Request bodies ignore unknown fields (PROTOCOL.md): no schema may forbid them.
+    assert not [name for name, s in components.items() if s.get("additionalProperties") is False]
+    for name, s in components.items():
+        if (status := re.fullmatch(r"Error(\d{3})", name)) is not None:
+            assert s["properties"]["error"]["enum"] == sorted(c for c, v in STATUS.items() if v == int(status[1]))
+    assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
+    no_unhandled_errors(server)
+
+
+def test_an_operators_own_route_is_described_as_litestar_generates_it(tmp_path: Path) -> None:
+    @get("/reports", guards=[requires("notes:read")], sync_to_thread=False)
+    def reports() -> dict[str, int]:
+        return {"count": 0}
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, route_handlers=[reports], background=False)) as client:
+        r = client.get(DOCUMENT)
+    assert r.status_code == 200, r.text
+    ok = r.json()["paths"]["/reports"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["type"] == "object"
+
+
+class Checked:
+    """Sends a request and checks the answer against the document: a documented status, and a body
+    (and headers) that match what the document says for it."""
+
+    def __init__(self, http: httpx.Client, server: ServerProcess, doc: dict[str, Any], schema: Any) -> None:
+        self.http, self.server, self.doc, self.schema = http, server, doc, schema
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def __call__(self, method: str, path: str, template: str | None = None, **kwargs: Any) -> httpx.Response:
+        r = self.http.request(method, f"{self.server.issuer}{path}", **kwargs)
+        template = template or path
+        documented = self.doc["paths"][template][method.lower()]["responses"]
+        assert str(r.status_code) in documented, (method, path, r.status_code, r.text)
+        self.schema[template][method].validate_response(r)  # raises with every violation it finds
+        self.seen.add((method, template, r.status_code))
+        return r
+
+
+def test_every_answer_of_a_real_journey_conforms(
+    start_server: StartServer, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "authmd.toml"
+    config.write_text(
+        f'[[introspection_clients]]\nclient_id = "{CLIENT[0]}"\nclient_secret = "{hash_secret(CLIENT[1])}"\n'
+    )
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", **store_env})
+    with httpx.Client(timeout=10.0) as http, httpx.Client(timeout=10.0) as browser:
+        doc, schema = load(http, server)
+        call = Checked(http, server, doc, schema)
+        for path in ("/.well-known/oauth-authorization-server", "/.well-known/jwks.json", "/auth.md", "/healthz"):
+            call("GET", path)
+        call("GET", "/readyz")
+        call("POST", "/agent/identity/challenge")
+
+        reg = call("POST", "/agent/identity", json={"type": "anonymous", "agent": {"name": "journey"}}).json()
+        form = {"grant_type": JWT_BEARER, "assertion": reg["identity"]["assertion"]}
+        token = call("POST", "/oauth2/token", data=form).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        note = call("POST", "/api/notes", json={"text": "hello"}, headers=auth).json()
+        call("GET", "/api/notes", headers=auth)
+        call("GET", f"/api/notes/{note['id']}", "/api/notes/{note_id}", headers=auth)
+        call("DELETE", f"/api/notes/{note['id']}", "/api/notes/{note_id}", headers=auth)  # 403: not yet claimed
+        call("GET", "/api/notes")  # 401 with a Bearer challenge
+        basic = httpx.BasicAuth(*CLIENT)
+        assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json()["active"] is True
+
+        # The claim: an attempt, the human signs in (dev form) and authorizes, the agent completes.
+        claim_token = reg["claim"]["token"]
+        attempt = call("POST", "/agent/identity/claim", json={"type": "service_auth", "claim_token": claim_token})
+        status = {"claim_token": claim_token}
+        assert call("POST", "/agent/identity/claim/status", json=status).json()["status"] == "pending"
+        complete = {"claim_token": claim_token, "user_code": "000000"}
+        call("POST", "/agent/identity/claim/complete", json=complete)  # 409: the human has not authorized
+        page = Page(browser.get(attempt.json()["attempt"]["verification_uri"], follow_redirects=True))
+        fields = {"csrf": page.csrf, "email": "ada@example.com", "return_to": "/claim"}
+        page = Page(browser.post(f"{server.issuer}/login/dev", data=fields, follow_redirects=True))
+        code = Page(browser.post(f"{server.issuer}/claim/confirm", data={"csrf": page.csrf})).code
+        assert call("POST", "/agent/identity/claim/status", json=status).json()["status"] == "confirmed"
+        done = call("POST", "/agent/identity/claim/complete", json={**complete, "user_code": code}).json()
+        refresh = {"type": "refresh", "refresh_token": done["identity"]["refresh_token"]["value"]}
+        assert call("POST", "/agent/identity", json=refresh).json()["type"] == "refresh"
+        call("POST", "/agent/identity/claim", json={"type": "service_auth", "claim_token": claim_token})  # 409
+
+        service = {"type": "service_auth", "login_hint": "grace@example.com"}
+        assert "attempt" in call("POST", "/agent/identity", json=service).json()["claim"]
+        call("POST", "/oauth2/revoke", data={"token": token})
+        assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json() == {"active": False}
+        call("POST", "/agent/events", content=b"not-a-set", headers={"Content-Type": "application/secevent+jwt"})
+
+    statuses = {status for _, _, status in call.seen}
+    assert {200, 201, 400, 401, 403, 409} <= statuses, call.seen
+    no_unhandled_errors(server)
