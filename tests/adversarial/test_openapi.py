@@ -155,7 +155,7 @@ def test_every_answer_of_a_real_journey_conforms(
         page = Page(browser.get(attempt.json()["attempt"]["verification_uri"], follow_redirects=True))
         fields = {"csrf": page.csrf, "email": "ada@example.com", "return_to": "/claim"}
         page = Page(browser.post(f"{server.issuer}/login/dev", data=fields, follow_redirects=True))
-        code = Page(browser.post(f"{server.issuer}/claim/confirm", data={"csrf": page.csrf})).code
+        code = Page(browser.post(f"{server.issuer}/claim/confirm", data=page.form("/claim/confirm"))).code
         assert call("POST", "/agent/identity/claim/status", json=status).json()["status"] == "confirmed"
         done = call("POST", "/agent/identity/claim/complete", json={**complete, "user_code": code}).json()
         refresh = {"type": "refresh", "refresh_token": done["identity"]["refresh_token"]["value"]}
