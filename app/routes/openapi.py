@@ -60,7 +60,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", ep.EVENTS): Op({202: None}, (400, 413, *STORE), (SECEVENT_JWT, str), rfc8935=True),
     ("POST", ep.TOKEN): Op({200: wire.TokenIssued}, (*BODY, 401), (FORM, wire.TokenRequest)),
     ("POST", ep.REVOKE): Op({200: None}, BODY, (FORM, wire.TokenHint)),
-    ("POST", ep.INTROSPECT): Op({200: wire.Introspection}, (*BODY, 401), (FORM, wire.TokenHint), "basic"),
+    ("POST", ep.INTROSPECT): Op({200: wire.Introspection}, (*BODY, 401, 429), (FORM, wire.TokenHint), "basic"),
     ("GET", ep.NOTES): Op({200: wire.NoteList}, (401, 403, *STORE), security="bearer"),
     ("POST", ep.NOTES): Op({201: wire.NoteView}, (*BODY, 401, 403), (JSON, wire.NoteCreate), "bearer"),
     ("GET", ep.NOTES + "/{note_id}"): Op({200: wire.NoteView}, (401, 403, 404, *STORE), security="bearer"),
