@@ -171,24 +171,28 @@ class _Connections:
         self.limits = limits
         self.open = 0  # every connection, refused ones still draining included
         self.per_client: dict[str, int] = {}
-        # Connections waiting for a request, the longest-waiting first; refused ones go before them.
+        # Connections in the order they last began to wait for a request. One that has since started
+        # a request stays in place until an eviction passes it over (one queue update a request).
         self.waiting: collections.OrderedDict[GuardedProtocol, None] = collections.OrderedDict()
-        self.closing: set[GuardedProtocol] = set()
+        self.closing: set[GuardedProtocol] = set()  # refused and draining: the first to go
         self.warn = _Warnings()
 
     def evict(self) -> bool:
         """Close one connection that serves no request, to make room; False if there is none."""
         if self.closing:
             victim = self.closing.pop()
-        elif self.waiting:
-            victim = next(iter(self.waiting))
-            self.warn(
-                "closed an idle connection from %s: %d connections open (http_max_connections)",
-                victim.peer,
-                self.open,
-            )
         else:
-            return False
+            while self.waiting:
+                victim = self.waiting.popitem(last=False)[0]
+                if victim.idle:
+                    self.warn(
+                        "closed an idle connection from %s: %d connections open (http_max_connections)",
+                        victim.peer,
+                        self.open,
+                    )
+                    break
+            else:
+                return False
         victim.release()
         victim.transport.close()
         return True
@@ -242,19 +246,27 @@ class GuardedProtocol(HttpToolsProtocol):
         self.guard = _connections(server_state, self.config)
         self.limits = self.guard.limits
         self.phase = HEAD
+        self.heads = 0  # request heads begun on this connection
         self.head_bytes = 0  # bytes of the current head handed to the parser
         self.exact = True  # the head began at the start of a read, so head_bytes counts all of it
         self.began = False  # the parser has seen the start of a request
+        self.now = 0.0  # the loop's time when the bytes being parsed arrived
         self.deadline: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.closing = False
+        self.refusal = b""  # an answer waiting for the responses ahead of it
         self.counted = False
         self.client_key: str | None = None
 
     @property
     def peer(self) -> str:
         return self.client[0] if self.client else "a local socket"
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress: waiting for one, or for the rest of its head."""
+        return (self.phase == IDLE or self.phase == HEAD) and (self.cycle is None or self.cycle.response_complete)
 
     # ---- connections ----------------------------------------------------------------------------
 
@@ -283,6 +295,7 @@ class GuardedProtocol(HttpToolsProtocol):
             guard.per_client[key] = guard.per_client.get(key, 0) + 1
             self.client_key = key
         guard.waiting[self] = None
+        self.now = self.loop.time()
         self.begin_head(exact=True)  # the first head's deadline runs from the connection's opening
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -313,17 +326,21 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return  # refused: drained, never parsed
-        if self.phase == IDLE or self.phase == APP:
-            self.begin_head(exact=True)  # the next request starts with this read
+        if self.phase != BODY:
+            self.now = self.loop.time()  # for the deadlines set while this read is parsed
+            if self.phase != HEAD:
+                self.begin_head(exact=True)  # the next request starts with this read
         if self.phase == HEAD:
             room = self.limits.max_header_bytes - self.head_bytes
             if len(data) > room:
-                # Parse only what the limit allows; if the head ends within it, the rest is its body.
+                # Parse only what the limit allows: if this head ends within it, the rest is its body
+                # and maybe requests behind it (their heads are measured when complete).
                 self.head_bytes += room
+                heads = self.heads
                 self.feed(data[:room])
                 if self.closing:
                     return
-                if self.phase == HEAD:
+                if self.phase == HEAD and self.heads == heads:
                     self.too_large(f"a request head over {self.limits.max_header_bytes} bytes", "http_max_header_bytes")
                     return
                 data = data[room:]
@@ -345,6 +362,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.refuse(err, "a malformed request", None)
 
     def begin_head(self, *, exact: bool) -> None:
+        self.heads += 1
         self.phase = HEAD
         self.head_bytes = 0
         self.exact = exact
@@ -382,6 +400,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self.phase != HEAD:  # a request right behind the previous one, within one read
+            self.now = self.loop.time()
             self.begin_head(exact=False)
         self.began = True
 
@@ -394,7 +413,6 @@ class GuardedProtocol(HttpToolsProtocol):
                 raise _Stop
         self.phase = BODY
         self.set_deadline(self.limits.body_timeout)
-        self.guard.waiting.pop(self, None)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -414,14 +432,20 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+        elif self.refusal:
+            self.send_refusal(self.refusal)
         elif self.phase == APP:
             self.wait_for_request()
 
     def wait_for_request(self) -> None:
         self.phase = IDLE
+        self.now = self.loop.time()
         self.set_deadline(self.limits.keepalive_timeout)
-        if self.counted:
-            self.guard.waiting[self] = None
+        try:
+            self.guard.waiting.move_to_end(self)
+        except KeyError:  # passed over by an eviction while it was busy, or released
+            if self.counted and not self.closing:
+                self.guard.waiting[self] = None
 
     def _should_upgrade(self) -> bool:
         return False  # no WebSocket or other protocol here
@@ -429,9 +453,9 @@ class GuardedProtocol(HttpToolsProtocol):
     # ---- deadlines --------------------------------------------------------------------------------
 
     def set_deadline(self, seconds: float) -> None:
-        # One timer a connection, moved only when a deadline comes earlier than it: most requests
-        # change the deadline without touching the event loop's timers.
-        at = self.loop.time() + seconds
+        """``seconds`` from ``now``. One timer a connection, moved only when a deadline comes earlier
+        than it: most requests change the deadline without touching the event loop's timers."""
+        at = self.now + seconds
         self.deadline = at
         if self.timer is None or at < self.timer_at:
             if self.timer is not None:
@@ -480,20 +504,28 @@ class GuardedProtocol(HttpToolsProtocol):
         guard.waiting.pop(self, None)
         if self.counted:
             guard.closing.add(self)
-        answered = False
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            # A request still in the app (its body too slow, or one pipelined ahead of this one): the
-            # app sees a disconnect, and whatever it sends later is dropped.
-            answered = cycle.response_started
-            cycle.disconnected = True
-            cycle.message_event.set()
-        if not answered:
-            self.transport.write(self.error_response(err))
         guard.warn("%d to %s: %s (%s)", err.status, self.peer, what, setting or "HTTP/1.1")
         self.flow.resume_reading()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self.phase != BODY:
+                # Requests pipelined ahead of this one are answered first, in order (RFC 9112 §9.3.2).
+                self.refusal = self.error_response(err)
+                self.deadline = None
+                return
+            # This request's body is late: the app sees a disconnect and sends nothing more.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        self.send_refusal(self.error_response(err))
+
+    def send_refusal(self, response: bytes) -> None:
+        self.transport.write(response)
         if self.transport.can_write_eof():  # not over TLS
             self.transport.write_eof()
+        self.now = self.loop.time()
         self.set_deadline(LINGER_SECONDS)
 
     def error_response(self, err: AuthError) -> bytes:

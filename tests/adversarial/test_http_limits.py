@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import select
 import socket
@@ -142,20 +143,26 @@ def read_until_closed(sock: socket.socket, timeout: float = DEADLINE) -> tuple[b
     return data, False
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One response with a Content-Length body, on a connection that stays open."""
-    data = b""
-    while b"\r\n\r\n" not in data:
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` responses with Content-Length bodies, on a connection that stays open."""
+    data, responses = b"", []
+    while len(responses) < count:
+        head, found, rest = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), None
+        )
+        if found and length is not None and len(rest) >= length:
+            responses.append(head + found + rest[:length])
+            data = rest[length:]
+            continue
         chunk = sock.recv(65536)
         assert chunk, f"closed before a whole response: {data!r}"
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole response: {data!r}"
-        body += chunk
-    return head + b"\r\n\r\n" + body
+    return responses
+
+
+def read_response(sock: socket.socket) -> bytes:
+    return read_responses(sock, 1)[0]
 
 
 def status(response: bytes) -> int:
@@ -334,6 +341,30 @@ def test_many_headers_over_the_total_get_431(
             assert status(answer) == expected, (size, answer[:300])
             if expected == 431:
                 assert error_code(answer) == "request_header_fields_too_large"
+
+
+def statuses(answers: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answers)]
+
+
+def test_pipelined_requests_are_measured_one_by_one(start_server: StartServer) -> None:
+    """Requests sent back to back in one write: each head is held to the limits on its own, and a
+    refusal comes after the answers to the requests ahead of it, in order (RFC 9112 §9.3.2)."""
+    server = serve(start_server)
+    too_long = request_head("/healthz", "X-Long: " + "a" * DEFAULT_LINE)
+    for pipelined, expected in (
+        (request_head() + padded_head(DEFAULT_HEAD, DEFAULT_LINE), [200, 200]),
+        (request_head() + padded_head(DEFAULT_HEAD + 1, DEFAULT_LINE), [200, 431]),
+        (request_head() + request_head("/readyz") + too_long + request_head(), [200, 200, 431]),
+    ):
+        with connect(server) as sock:
+            sock.sendall(pipelined)
+            if 431 in expected:
+                answers, closed = read_until_closed(sock)
+                assert closed
+            else:
+                answers = b"".join(read_responses(sock, len(expected)))
+        assert statuses(answers) == expected, answers
 
 
 def test_realistic_headers_pass(start_server: StartServer, store_env: dict[str, str]) -> None:
