@@ -101,6 +101,17 @@ class Limits:
         )
 
 
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does at start: descriptors are
+    the budget every connection limit is cut from, and uvloop, when it runs out in the middle of a
+    burst of connections, resets all those still pending. Returns the soft limit before and after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return soft, hard
+    return soft, soft
+
+
 def file_budget(configured: int) -> tuple[int, int]:
     """The connection cap (``configured``, or 0 to compute it) and the listen backlog of one process.
 
@@ -117,7 +128,7 @@ def file_budget(configured: int) -> tuple[int, int]:
         most = usable - 2 * MIN_BACKLOG
         raise ConfigError(
             f"http_max_connections: {configured} does not fit the open-file limit ({soft}: at most {most}); "
-            "raise `ulimit -n` or lower the setting"
+            "raise the hard limit (`ulimit -Hn`, systemd's LimitNOFILE=) or lower the setting"
         )
     return connections, max(8, backlog)
 

@@ -28,14 +28,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.asgi import create_app
     from app.keys import ensure_keys
-    from app.server import Limits, uvicorn_options
+    from app.server import Limits, raise_open_file_limit, uvicorn_options
     from app.store import open_store
 
     settings = _settings(args)
+    files = raise_open_file_limit()  # before the budget is cut from it; workers inherit it
     limits = Limits.from_settings(settings)  # a connection cap the open-file limit cannot hold stops here
     workers = args.workers or settings.workers
     configure_logging(settings.log_level)
     log = logging.getLogger("authmd")
+    if files[1] != files[0]:
+        log.info("raised the open-file limit from %d to %d (the hard limit)", *files)
     # Keys and schema are settled once, here, before any worker starts.
     if ensure_keys(settings.data_dir, settings.signing_alg):
         log.info("created a new %s signing key in %s", settings.signing_alg, os.path.abspath(settings.data_dir))

@@ -8,7 +8,7 @@ import resource
 import pytest
 
 from app.config import ConfigError, Settings
-from app.server import Limits, _client_key, file_budget, uvicorn_options
+from app.server import Limits, _client_key, file_budget, raise_open_file_limit, uvicorn_options
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_a_configured_cap_must_fit_the_open_file_limit(monkeypatch: pytest.Monke
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
     assert file_budget(500) == (500, 134)
     assert file_budget(640) == (640, 64)
-    with pytest.raises(ConfigError, match=r"http_max_connections.*at most 640.*ulimit -n"):
+    with pytest.raises(ConfigError, match=r"http_max_connections.*at most 640.*ulimit -Hn"):
         file_budget(641)
 
 
@@ -67,3 +67,12 @@ def test_serve_options_use_the_guard() -> None:
     options = uvicorn_options(Settings(tls_cert_file="c.pem", tls_key_file="k.pem"), "127.0.0.1", 8000)
     assert options["http"] == "app.server:GuardedProtocol" and options["ws"] == "none"
     assert (options["ssl_certfile"], options["ssl_keyfile"]) == ("c.pem", "k.pem")
+
+
+def test_serve_raises_the_soft_open_file_limit_to_the_hard_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = {resource.RLIMIT_NOFILE: (1024, 524_288)}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits[which])
+    monkeypatch.setattr(resource, "setrlimit", lambda which, value: limits.__setitem__(which, value))
+    assert raise_open_file_limit() == (1024, 524_288)
+    assert limits[resource.RLIMIT_NOFILE] == (524_288, 524_288)
+    assert raise_open_file_limit() == (524_288, 524_288)  # nothing left to raise
