@@ -10,12 +10,12 @@ complete, and httptools itself buffers a header of any size.
 * deadlines: the head within ``http_header_timeout_seconds`` of the connection opening (or of the
   first byte of the next request on a kept-alive connection), the body within
   ``http_body_timeout_seconds`` of the head, else 408 (RFC 9110 §15.5.9); a kept-alive connection idle
-  for ``http_keepalive_timeout_seconds`` is closed (RFC 9112 §9.8);
+  for ``http_keepalive_timeout_seconds`` is closed (RFC 9112 §9.5);
 * capped connections, per process: ``http_max_connections`` (by default from the open-file limit)
   and ``http_max_connections_per_client`` per source (an IPv4 address or IPv6 /64; peers in
   ``trusted_proxies`` are exempt). Over the per-client cap: 429 (RFC 6585 §4). At the process cap a
   new connection closes the one that has waited longest for a request; if every connection is in
-  the middle of a request, the new one gets 503.
+  the middle of a request, the new one gets 503 with Retry-After (RFC 9110 §15.6.4).
 
 Every refusal is the app's JSON error with ``Connection: close``. The server then reads no further
 request but drains what the client is still sending for a moment before closing ("lingering close"),
