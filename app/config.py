@@ -137,6 +137,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     hsts_max_age_seconds: int = 31_536_000
     hsts_include_subdomains: bool = False
     access_log: bool = True
+    # HTTP: what one client may hold in the server (app/server.py)
+    http_max_header_bytes: int = 16_384
+    http_max_header_line_bytes: int = 8192
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_keepalive_timeout_seconds: float = 5.0
+    http_max_connections: int = 0  # 0: from the open-file limit
+    http_max_connections_per_client: int = 100
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
@@ -254,6 +262,23 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         if "openid" not in self.oidc_scopes:
             raise ConfigError("oidc_scopes: must include openid")
 
+    def _validate_http(self) -> None:
+        positive = (
+            "http_max_header_bytes",
+            "http_max_header_line_bytes",
+            "http_header_timeout_seconds",
+            "http_body_timeout_seconds",
+            "http_keepalive_timeout_seconds",
+            "http_max_connections_per_client",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.http_max_header_line_bytes > self.http_max_header_bytes:
+            raise ConfigError("http_max_header_line_bytes: must not exceed http_max_header_bytes")
+        if self.http_max_connections < 0:
+            raise ConfigError("http_max_connections: must not be negative (0 = from the open-file limit)")
+
     def validate(self) -> None:
         _check_issuer(self.issuer_str)
         _check_resource(self.resource_str)
@@ -305,6 +330,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 raise ConfigError(f"trusted_proxies: {cidr!r} is not an address or network") from exc
         self._validate_providers()
         self._validate_oidc()
+        self._validate_http()
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
         seen: set[str] = set()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# PROTOCOL.md § Errors, plus the two HTTP-level codes every server needs (404/405).
+# PROTOCOL.md § Errors, plus the HTTP-level codes every server needs (404/405, 408/431 from app/server.py).
 STATUS: dict[str, int] = {
     # 400
     "invalid_request": 400,
@@ -45,6 +45,8 @@ STATUS: dict[str, int] = {
     # 404 / 405
     "not_found": 404,
     "method_not_allowed": 405,
+    # 408 (RFC 9110 §15.5.9)
+    "request_timeout": 408,
     # 409 / 410
     "already_claimed": 409,
     "claim_not_confirmed": 409,
@@ -54,6 +56,8 @@ STATUS: dict[str, int] = {
     "request_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    # 431 (RFC 6585 §5)
+    "request_header_fields_too_large": 431,
     # 5xx
     "server_error": 500,
     "temporarily_unavailable": 503,
@@ -77,6 +81,8 @@ DEFAULT_HINTS: dict[str, str] = {
     "not_found": "Check the path; the contract is at /auth.md.",
     "method_not_allowed": "Check the method; the contract is at /auth.md.",
     "request_too_large": "Send a smaller body.",
+    "request_timeout": "Send the whole request at once, on a new connection.",
+    "request_header_fields_too_large": "Send a smaller request line and headers.",
     "unsupported_media_type": "Send the body with the content type the endpoint documents in /auth.md.",
     "rate_limited": "Wait for the Retry-After seconds, then retry.",
     "temporarily_unavailable": "Retry after the Retry-After seconds.",

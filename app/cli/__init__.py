@@ -28,12 +28,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.asgi import create_app
     from app.keys import ensure_keys
+    from app.server import Limits, raise_open_file_limit, uvicorn_options
     from app.store import open_store
 
     settings = _settings(args)
+    files = raise_open_file_limit()  # before the budget is cut from it; workers inherit it
+    limits = Limits.from_settings(settings)  # a connection cap the open-file limit cannot hold stops here
     workers = args.workers or settings.workers
     configure_logging(settings.log_level)
     log = logging.getLogger("authmd")
+    if files[1] != files[0]:
+        log.info("raised the open-file limit from %d to %d (the hard limit)", *files)
     # Keys and schema are settled once, here, before any worker starts.
     if ensure_keys(settings.data_dir, settings.signing_alg):
         log.info("created a new %s signing key in %s", settings.signing_alg, os.path.abspath(settings.data_dir))
@@ -58,19 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         redact_url(settings.store_url_str),
         workers,
     )
-    common = {
-        "host": args.host,
-        "port": args.port,
-        "access_log": False,
-        "log_config": None,
-        "lifespan": "on",
-        "server_header": False,
-        "proxy_headers": False,
-    }
-    if settings.tls_cert_file and settings.tls_key_file:
-        common.update({"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file})
+    options = uvicorn_options(settings, args.host, args.port)
+    log.info("http limits: %s", limits.describe())
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings), **options)
     else:
         # Workers rebuild the same settings from the environment (see app.asgi.app_from_env).
         os.environ.update(
@@ -84,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         if args.config:
             os.environ["AUTHMD_CONFIG"] = os.path.abspath(args.config)
-        uvicorn.run("app.asgi:app_from_env", factory=True, workers=workers, **common)
+        uvicorn.run("app.asgi:app_from_env", factory=True, workers=workers, **options)
     return 0
 
 

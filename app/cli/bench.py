@@ -402,6 +402,7 @@ def _authmd_env(data_dir: str, store_url: str | None) -> dict[str, str]:
             "AUTHMD_REGISTER_LIMIT_GLOBAL": "1000000000",
             "AUTHMD_CHALLENGE_LIMIT_PER_SOURCE": "1000000000",
             "AUTHMD_CHALLENGE_LIMIT_GLOBAL": "1000000000",
+            "AUTHMD_HTTP_MAX_CONNECTIONS_PER_CLIENT": "1000000000",  # every bench connection is one client
         }
     )
     if store_url:
@@ -423,6 +424,8 @@ async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.server import PROTOCOL
+
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api", "refresh"}
     if unknown:
@@ -459,6 +462,10 @@ def run(args: argparse.Namespace) -> int:
             "-m",
             "uvicorn",
             "app.cli.bare:app",
+            "--http",  # the server authmd runs behind, with the same limits (from the same environment)
+            PROTOCOL,
+            "--ws",
+            "none",
             "--host",
             host,
             "--port",

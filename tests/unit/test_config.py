@@ -309,6 +309,13 @@ def test_pre_claim_scopes_must_be_a_subset_of_post_claim_scopes() -> None:
         ("pow_difficulty", 0, "pow_difficulty"),
         ("pow_max_difficulty", 41, "pow_max_difficulty"),
         ("sweep_interval_seconds", 0.0, "sweep_interval_seconds"),
+        ("http_max_header_bytes", 0, "http_max_header_bytes"),
+        ("http_max_header_line_bytes", 20_000, "http_max_header_line_bytes"),  # over the total
+        ("http_header_timeout_seconds", 0.0, "http_header_timeout_seconds"),
+        ("http_body_timeout_seconds", -1.0, "http_body_timeout_seconds"),
+        ("http_keepalive_timeout_seconds", 0.0, "http_keepalive_timeout_seconds"),
+        ("http_max_connections", -1, "http_max_connections"),
+        ("http_max_connections_per_client", 0, "http_max_connections_per_client"),
     ],
 )
 def test_out_of_range_numbers_are_refused(key: str, value: object, named: str) -> None:
