@@ -21,6 +21,8 @@ from tests.redis_servers import RedisCluster, RedisServer
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 BURST = 200
+# The burst stands for many clients; from one test client it needs more than one client's connection cap.
+ENV = {"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "false", "AUTHMD_HTTP_MAX_CONNECTIONS_PER_CLIENT": "1000"}
 STALL_MS = "1500"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -43,13 +45,13 @@ async def _burst_during_a_stall(server: ServerProcess, stall: Callable[[], None]
 
 async def test_a_burst_during_a_redis_stall_is_served(start_server: StartServer, shared_redis: RedisServer) -> None:
     url = f"{shared_redis.url}?prefix=pool{secrets.token_hex(4)}:"
-    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "false", "AUTHMD_STORE_URL": url})
+    server = start_server({**ENV, "AUTHMD_STORE_URL": url})
     await _burst_during_a_stall(server, lambda: shared_redis.command("CLIENT", "PAUSE", STALL_MS, "ALL"))
 
 
 async def test_a_burst_during_a_cluster_stall_is_served(start_server: StartServer, redis_cluster: RedisCluster) -> None:
     url = f"{redis_cluster.url}?prefix=pool{secrets.token_hex(4)}:"
-    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "false", "AUTHMD_STORE_URL": url})
+    server = start_server({**ENV, "AUTHMD_STORE_URL": url})
 
     def stall() -> None:
         for node in redis_cluster.servers:
@@ -64,7 +66,7 @@ async def test_a_stall_longer_than_the_pool_timeout_is_a_prompt_503(
     """The failure path: with 2 connections and a 0.3 s wait, a stall past both answers 503 (with
     Retry-After) for the requests that found no connection, and the service recovers after it."""
     url = f"{shared_redis.url}?prefix=pool{secrets.token_hex(4)}:&max_connections=2&pool_timeout=0.3"
-    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "false", "AUTHMD_STORE_URL": url})
+    server = start_server({**ENV, "AUTHMD_STORE_URL": url})
     async with httpx.AsyncClient(base_url=server.origin, timeout=60.0) as client:
         shared_redis.command("CLIENT", "PAUSE", "5000", "ALL")
         try:
