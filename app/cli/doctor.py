@@ -11,8 +11,15 @@ URL is either an API URL or an issuer:
 It checks the RFC 9728 and RFC 8414 metadata, the `agent_auth` block, the JWKS, /auth.md, the 401,
 TLS and caching headers, and prints one line per check: PASS, WARN or FAIL, with the reason and the
 RFC or PROTOCOL.md section. A missing /auth.md is a FAIL (the protocol's prose contract for agents).
+Revision 2 of PROTOCOL.md is checked too: `authorization_grant_profiles_supported`, the trust list
+`identity_assertion.issuers_supported`, `claim.max_live_attempts`, and every error body the doctor
+sees (`error`, `error_description`, `message`; `retry_after` on a 429). A revision 1 error code name
+(e.g. `rate_limited`) is a WARN naming its revision 2 replacement.
 Only GETs are sent, unless --probe: that registers one anonymous account (POST identity_endpoint
-{"type":"anonymous"}), exchanges its assertion at the token endpoint, then revokes it.
+{"type":"anonymous"}), exchanges its assertion at the token endpoint, sends one invalid assertion,
+starts claim attempts for it (two live at once, the flat `login_hint` alias, one past the advertised
+`max_live_attempts`: nobody can act on them, the links go nowhere but the service), then revokes it
+and checks that its claim answers `claim_revoked`.
 
 Exit status: 0 no failure (warnings allowed), 1 a check failed, 2 usage error, 3 URL unreachable.
 
@@ -26,6 +33,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import re
@@ -33,7 +41,8 @@ import ssl
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -46,6 +55,19 @@ AS_SUFFIX = "/.well-known/oauth-authorization-server"
 PRM_SUFFIX = "/.well-known/oauth-protected-resource"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
+GRANT_PROFILE_ID_JAG = "urn:ietf:params:oauth:grant-profile:id-jag"
+# PROTOCOL.md Revision 2: the revision 1 code names and what replaced them. `invalid_issuer` stays right
+# at the RFC 8935 events endpoint alone, which the doctor never calls.
+REVISION_1_CODES = {
+    "anonymous_not_enabled": "anonymous_registration_disabled",
+    "service_auth_not_enabled": "service_auth_registration_disabled",
+    "rate_limited": "rate_limit_exceeded",
+    "invalid_issuer": "issuer_not_enabled",
+}
+RATE_LIMIT_CODES = ("rate_limit_exceeded", "rate_limited")
+PROBE_EMAIL = "doctor-probe@example.com"  # RFC 2606: nobody receives anything there
+PROBE_BOGUS_ASSERTION = "authmd-doctor.not-an-assertion.probe"
+MAX_PROBED_ATTEMPTS = 5  # the attempt cap is probed only when it is this small
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 KNOWN_ALGS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "ES256K", "EdDSA", "Ed25519"}
@@ -75,8 +97,17 @@ R_CACHE = "RFC 9111 sec 5.2; RFC 9110 sec 8.8.3"
 R_PROBE_REGISTER = "PROTOCOL.md Registration"
 R_PROBE_TOKEN = "PROTOCOL.md Token exchange; RFC 6749 sec 5.1"
 R_NO_STORE = "PROTOCOL.md Registration (Cache-Control: no-store); RFC 6749 sec 5.1"
+R_GRANT_PROFILES = "draft-ietf-oauth-identity-assertion-authz-grant-04 sec 7; PROTOCOL.md Revision 2"
+R_ISSUERS = "PROTOCOL.md Revision 2 (trust list); RFC 8414 sec 2"
+R_MAX_ATTEMPTS = "PROTOCOL.md Claim 1; Revision 2"
+R_ERRORS = "PROTOCOL.md Errors; Revision 2"
+R_ERROR_NAMES = "PROTOCOL.md Revision 2"
+R_RETRY = "PROTOCOL.md Errors (429); RFC 6585 sec 4; RFC 9110 sec 10.2.3"
+R_PROBE_INVALID = "RFC 7523 sec 3.1; RFC 6749 sec 5.2"
+R_PROBE_CLAIM = "PROTOCOL.md Claim 1; Revision 2"
+R_PROBE_REVOKED = "PROTOCOL.md Claim; Revision 2 (claim_revoked)"
 
-GROUPS = ("transport", "resource", "prm", "as", "agent_auth", "jwks", "auth_md", "cache", "probe")
+GROUPS = ("transport", "resource", "prm", "as", "agent_auth", "jwks", "auth_md", "cache", "probe", "errors")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,7 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--probe",
         action="store_true",
-        help="also POST an anonymous registration and exchange it at the token endpoint (creates an account)",
+        help="also register one anonymous account, exchange it, start claim attempts for it, then revoke it",
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--ca-file", help="PEM bundle of CAs to trust for https (default: the system's)")
@@ -221,6 +252,11 @@ def well_known(url: str, suffix: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{suffix}{path}{query}"
 
 
+def _label(method: str, url: str) -> str:
+    """How a request is named in messages: the method and the path (the origin is the issuer's)."""
+    return f"{method} {urlsplit(url).path or '/'}"
+
+
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if str(exc) else text
@@ -229,6 +265,7 @@ def _describe(exc: Exception) -> str:
 class Http:
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
+        self.throttled: list[tuple[str, Fetched]] = []  # every 429, whatever asked (errors.retry_after)
 
     def request(self, method: str, url: str, **kwargs: Any) -> Fetched:
         http_url(url)
@@ -242,11 +279,14 @@ class Http:
                     body += chunk
                     if len(body) > MAX_BYTES:
                         raise Problem(f"{method} {url}: the response is larger than {MAX_BYTES} bytes")
-                return Fetched(url, r.status_code, r.headers, bytes(body))
+                got = Fetched(url, r.status_code, r.headers, bytes(body))
         except httpx.TransportError as exc:
             raise Unreachable(f"{method} {url}: {_describe(exc)}") from None
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
             raise Problem(f"{method} {url}: {_describe(exc)}") from None
+        if got.status == 429:
+            self.throttled.append((_label(method, url), got))
+        return got
 
     def get(self, url: str, accept: str = "application/json") -> Fetched:
         return self.request("GET", url, headers={"Accept": accept})
@@ -344,6 +384,17 @@ class Document:
     doc: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class SeenError:
+    """An error response the doctor met (errors.*): ``strict`` when the protocol's JSON error body is
+    required (the authorization server's endpoints), not for a resource server's 401 (RFC 6750 puts the
+    error in the header)."""
+
+    label: str
+    fetched: Fetched
+    strict: bool
+
+
 class Doctor:
     def __init__(self, http: Http, url: str, *, probe: bool = False) -> None:
         self.http = http
@@ -353,11 +404,18 @@ class Doctor:
         self.cached: list[tuple[str, Fetched]] = []  # (cache check name, response) for cache.*
         self.prm: Document | None = None
         self.as_meta: Document | None = None
+        self.seen_errors: list[SeenError] = []
+        self.max_live_attempts: int | None = None  # agent_auth.claim.max_live_attempts, when well formed
 
     # -- plumbing ------------------------------------------------------------------------------------
 
     def add(self, id: str, status: Status, message: str, reference: str) -> None:
         self.report.add(id, status, message, reference)
+
+    def saw(self, label: str, got: Fetched, *, strict: bool = True) -> None:
+        """An error response, for errors.* (a 2xx or 3xx is not recorded)."""
+        if got.status >= 400:
+            self.seen_errors.append(SeenError(label, got, strict))
 
     def guarded(self, group: str, fn: Callable[[], None]) -> None:
         """Run one check group; anything it did not expect becomes a FAIL `{group}.error`, never a crash."""
@@ -422,6 +480,7 @@ class Doctor:
         self.guarded("cache", self.check_caching)
         if self.probe:
             self.guarded("probe", self.check_probe)
+        self.guarded("errors", self.check_errors)
         return self.report
 
     @staticmethod
@@ -459,6 +518,7 @@ class Doctor:
 
     def check_api(self, start: Fetched) -> None:
         """The 401 of an unauthenticated GET must name the metadata; follow it (or derive it)."""
+        self.saw(_label("GET", start.url), start, strict=False)
         challenges = parse_challenges(start.headers.get_list("www-authenticate"))
         bearer = [params for scheme, params in challenges if scheme == "bearer"]
         metadata_url: str | None = None
@@ -764,6 +824,11 @@ class Doctor:
                 "an identity_assertion block, but identity_types_supported does not list identity_assertion",
                 R_AGENT,
             )
+        supported = ia.get("assertion_types_supported") if isinstance(ia, dict) else None
+        accepts_id_jag = isinstance(supported, list) and URN_ID_JAG in supported
+        self.check_grant_profiles(accepts_id_jag)
+        self.check_trust_list(ia, accepts_id_jag)
+        self.check_claim_metadata(block.get("claim"))
 
         if "skill" not in block:
             self.add(
@@ -798,6 +863,90 @@ class Doctor:
                 "no events_endpoint (needed only with identity providers)",
                 R_AGENT_DISCOVERY,
             )
+
+    def check_grant_profiles(self, accepts_id_jag: bool) -> None:
+        """RFC 8414 `authorization_grant_profiles_supported` (ID-JAG draft sec 7): MCP clients look there."""
+        assert self.as_meta is not None
+        meta = self.as_meta.doc
+        key = "authorization_grant_profiles_supported"
+        if key not in meta:
+            if accepts_id_jag:
+                self.add(
+                    "as.grant_profiles",
+                    "warn",
+                    f"ID-JAGs are accepted but {key} is missing (MCP clients look for {GRANT_PROFILE_ID_JAG})",
+                    R_GRANT_PROFILES,
+                )
+            return
+        profiles = meta[key]
+        if not isinstance(profiles, list) or not all(isinstance(x, str) and x for x in profiles):
+            self.add(
+                "as.grant_profiles", "fail", f"{key} must be a list of profile URIs: {short(profiles)}", R_AS_FIELDS
+            )
+        elif accepts_id_jag and GRANT_PROFILE_ID_JAG not in profiles:
+            self.add(
+                "as.grant_profiles",
+                "warn",
+                f"ID-JAGs are accepted but {key} {short(profiles)} lacks {GRANT_PROFILE_ID_JAG}",
+                R_GRANT_PROFILES,
+            )
+        elif not accepts_id_jag and GRANT_PROFILE_ID_JAG in profiles:
+            self.add(
+                "as.grant_profiles",
+                "warn",
+                f"{key} lists {GRANT_PROFILE_ID_JAG}, but assertion_types_supported lacks {URN_ID_JAG}",
+                R_GRANT_PROFILES,
+            )
+        else:
+            self.add("as.grant_profiles", "pass", f"{key} {short(profiles, 100)}", R_GRANT_PROFILES)
+
+    def check_trust_list(self, ia: Any, accepts_id_jag: bool) -> None:
+        """`identity_assertion.issuers_supported`: [{issuer, name}], so an agent knows before trying."""
+        if not isinstance(ia, dict) or "issuers_supported" not in ia:
+            if accepts_id_jag:
+                self.add(
+                    "agent_auth.issuers",
+                    "warn",
+                    "ID-JAGs are accepted but no trust list is published (identity_assertion.issuers_supported): "
+                    "an agent cannot tell whether its provider is trusted before trying",
+                    R_ISSUERS,
+                )
+            return
+        entries = ia["issuers_supported"]
+        if not isinstance(entries, list):
+            self.add("agent_auth.issuers", "fail", f"issuers_supported is not a list: {short(entries)}", R_ISSUERS)
+            return
+        findings = [
+            f for i, entry in enumerate(entries) for f in _trust_entry_findings(f"issuers_supported[{i}]", entry)
+        ]
+        issuers = [e["issuer"] for e in entries if isinstance(e, dict) and isinstance(e.get("issuer"), str)]
+        if len(set(issuers)) != len(issuers):
+            findings.append(("warn", "an issuer is listed twice"))
+        if not entries and accepts_id_jag:
+            findings.append(("warn", "issuers_supported is empty, so every ID-JAG is refused"))
+        if findings:
+            self.add("agent_auth.issuers", worst(s for s, _ in findings), "; ".join(m for _, m in findings), R_ISSUERS)
+        else:
+            names = ", ".join(str(e["name"]) for e in entries)
+            self.add(
+                "agent_auth.issuers", "pass", f"a trust list of {len(entries)} issuer(s): {short(names, 80)}", R_ISSUERS
+            )
+
+    def check_claim_metadata(self, claim: Any) -> None:
+        """*ext* `agent_auth.claim.max_live_attempts`: a positive integer when present."""
+        if not isinstance(claim, dict) or "max_live_attempts" not in claim:
+            return
+        value = claim["max_live_attempts"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.add(
+                "agent_auth.max_live_attempts",
+                "fail",
+                f"claim.max_live_attempts must be a positive integer: {short(value)}",
+                R_MAX_ATTEMPTS,
+            )
+            return
+        self.max_live_attempts = value
+        self.add("agent_auth.max_live_attempts", "pass", f"up to {value} claim attempt(s) live at once", R_MAX_ATTEMPTS)
 
     # -- JWKS ---------------------------------------------------------------------------------------------
 
@@ -892,6 +1041,20 @@ class Doctor:
         else:
             self.add("auth_md.mentions", "pass", "mentions the issuer and the identity endpoint", R_AUTH_MD)
 
+        # Agents that read /auth.md script against the codes it names. `invalid_issuer` is left out: it
+        # stays right for the RFC 8935 events endpoint, which the prose may well document.
+        old = [
+            f"{code} (revision 2: {REVISION_1_CODES[code]})"
+            for code in ("anonymous_not_enabled", "service_auth_not_enabled", "rate_limited")
+            if re.search(rf"(?<![A-Za-z0-9_]){code}(?![A-Za-z0-9_])", text)
+        ]
+        if old:
+            self.add(
+                "auth_md.error_codes", "warn", f"documents revision 1 error codes: {', '.join(old)}", R_ERROR_NAMES
+            )
+        else:
+            self.add("auth_md.error_codes", "pass", "names no revision 1 error code", R_ERROR_NAMES)
+
         examples = json_examples(text)
         parsed: dict[str, Any] = {}
         broken: list[str] = []
@@ -949,8 +1112,9 @@ class Doctor:
             self.add("probe.register", "fail", f"identity_endpoint: {exc}", R_PROBE_REGISTER)
             return
         if got.status != 200:
+            self.saw(_label("POST", url), got)
             code = _error_code(got)
-            status: Status = "warn" if code in ("proof_of_work_required", "rate_limited") else "fail"
+            status: Status = "warn" if code in ("proof_of_work_required", *RATE_LIMIT_CODES) else "fail"
             self.add(
                 "probe.register", status, f"POST {url} answered {got.status} {code or ''}".rstrip(), R_PROBE_REGISTER
             )
@@ -973,10 +1137,18 @@ class Doctor:
         assertion = identity.get("assertion") if isinstance(identity, dict) else None
         if not isinstance(assertion, str):
             return
+        claim = _ProbeClaim.of(reg, block, self.report.issuer or url)
+        claim_probed = False
+        revoked = False
         try:
             self.probe_token(assertion)
+            self.guarded("probe", self.probe_invalid_grant)
+            if claim is not None:
+                claim_probed = self.probe_claim(claim)
         finally:
-            self.probe_cleanup(assertion)
+            revoked = self.probe_cleanup(assertion)
+        if claim is not None and claim_probed and revoked:
+            self.probe_revoked_claim(claim)
 
     def probe_token(self, assertion: str) -> None:
         assert self.as_meta is not None
@@ -985,6 +1157,7 @@ class Doctor:
             form = {"grant_type": JWT_BEARER, "assertion": assertion}
             got = self.http.request("POST", url, data=form, headers={"Accept": "application/json"})
             if got.status != 200:
+                self.saw(_label("POST", url), got)
                 raise Problem(f"POST {url} answered {got.status} {_error_code(got) or ''}".rstrip())
             body = json_object(got)
         except Problem as exc:
@@ -1006,7 +1179,207 @@ class Doctor:
         if status != "pass":
             self.add("probe.token_no_store", status, message, R_NO_STORE)
 
-    def probe_cleanup(self, assertion: str) -> None:
+    def probe_invalid_grant(self) -> None:
+        """One assertion that is no JWT at all: an RFC 6749 sec 5.2 error (and an error body to check)."""
+        assert self.as_meta is not None
+        url = http_url(self.as_meta.doc.get("token_endpoint"))
+        form = {"grant_type": JWT_BEARER, "assertion": PROBE_BOGUS_ASSERTION}
+        got = self.http.request("POST", url, data=form, headers={"Accept": "application/json"})
+        self.saw(_label("POST", url), got)
+        code = _error_code(got)
+        if got.status == 200:
+            self.add("probe.invalid_grant", "fail", "an assertion that is not a JWT got a 200", R_PROBE_INVALID)
+        elif got.status == 400 and code == "invalid_grant":
+            self.add("probe.invalid_grant", "pass", "a bogus assertion: 400 invalid_grant", R_PROBE_INVALID)
+        elif 400 <= got.status < 500 and code is not None:
+            self.add(
+                "probe.invalid_grant",
+                "warn",
+                f"a bogus assertion: {got.status} {code} (RFC 7523 sec 3.1 asks for 400 invalid_grant)",
+                R_PROBE_INVALID,
+            )
+        else:
+            self.add(
+                "probe.invalid_grant",
+                "fail",
+                f"a bogus assertion: {got.status} {code or 'without a JSON error'}",
+                R_PROBE_INVALID,
+            )
+
+    def claim_post(self, url: str, body: dict[str, Any]) -> tuple[Fetched, dict[str, Any] | None]:
+        """POST a JSON body to a claim endpoint: the response and its JSON object (None if it has none).
+        An error response is recorded for errors.*."""
+        got = self.http.request("POST", url, json=body, headers={"Accept": "application/json"})
+        self.saw(_label("POST", url), got)
+        try:
+            return got, json_object(got)
+        except Problem:
+            return got, None
+
+    def probe_claim(self, claim: _ProbeClaim) -> bool:
+        """Revision 2's attempts: two live at once (the second with the flat `login_hint` alias), the
+        status still `pending`, and one past an advertised `max_live_attempts` refused with
+        `too_many_attempts`. True when attempts could be started (so the revoked claim is worth checking)."""
+        if claim.skip:
+            self.report.notes.append(f"claim attempts not probed: {claim.skip}")
+            return False
+        cap = self.max_live_attempts
+
+        def start(kind: str) -> tuple[Fetched, dict[str, Any] | None]:
+            return self.claim_post(claim.url, {"type": kind, "claim_token": claim.token, "login_hint": PROBE_EMAIL})
+
+        got, body = start("service_auth")
+        if got.status != 200:
+            code = _error_code(got)
+            disabled = ("auth_method_disabled", "service_auth_registration_disabled", "service_auth_not_enabled")
+            self.add(
+                "probe.claim_attempts",
+                "warn" if code in disabled else "fail",
+                f"starting a claim attempt answered {got.status} {code or ''}".rstrip()
+                + (": claims are off, nothing more probed" if code in disabled else ""),
+                R_PROBE_CLAIM,
+            )
+            return False
+        problem = _attempt_problem(body)
+        if problem:
+            self.add("probe.claim_attempts", "fail", f"the first attempt: {problem}", R_PROBE_CLAIM)
+            return True
+        links = [_attempt_link(body)]
+        if cap == 1:
+            self.add("probe.claim_attempts", "pass", "one attempt started (max_live_attempts is 1)", R_PROBE_CLAIM)
+            self.report.notes.append("max_live_attempts is 1: a second live attempt and the alias were not probed")
+        else:
+            got, body = start("login_hint")
+            alias: tuple[Status, str]
+            if got.status == 200 and not _attempt_problem(body):
+                alias = ("pass", 'claim start accepts the flat dialect\'s {"type":"login_hint"} as service_auth')
+                links.append(_attempt_link(body))
+            else:
+                alias = (
+                    "warn" if got.status in (400, 422) else "fail",
+                    f'{{"type":"login_hint"}} answered {got.status} {_error_code(got) or ""}'.rstrip()
+                    + " (revision 2 takes it as an alias of service_auth; agents that read the flat AUTH.md send it)",
+                )
+                got, body = start("service_auth")
+                if got.status == 200 and not _attempt_problem(body):
+                    links.append(_attempt_link(body))
+            if len(links) < 2:
+                code = _error_code(got)
+                self.add(
+                    "probe.claim_attempts",
+                    "warn" if code == "too_many_attempts" else "fail",
+                    f"a second attempt answered {got.status} {code or ''}".rstrip()
+                    + " (revision 2: several attempts may be live at once)",
+                    R_PROBE_CLAIM,
+                )
+            else:
+                self.check_two_attempts(claim, links)
+            self.add("probe.claim_alias", alias[0], alias[1], R_PROBE_CLAIM)
+            if len(links) < 2:
+                return True
+        if cap is None:
+            self.report.notes.append("no claim.max_live_attempts advertised: the attempt cap was not probed")
+        elif cap > MAX_PROBED_ATTEMPTS:
+            self.report.notes.append(f"claim.max_live_attempts is {cap}: too many attempts to probe the cap")
+        else:
+            self.probe_attempt_cap(cap, len(links), start)
+        return True
+
+    def check_two_attempts(self, claim: _ProbeClaim, links: list[str]) -> None:
+        findings: list[tuple[Status, str]] = []
+        if links[0] == links[1]:
+            findings.append(("warn", "both attempts have the same verification_uri (each call mints an attempt)"))
+        got, body = self.claim_post(claim.status_url, {"claim_token": claim.token})
+        if got.status == 404:
+            said = "no status endpoint (*ext*)"
+        elif got.status != 200 or body is None:
+            findings.append(("fail", f"the claim status answered {got.status} {_error_code(got) or ''}".rstrip()))
+            said = ""
+        elif body.get("status") != "pending":
+            findings.append(("fail", f"the claim status is {short(body.get('status'))} (expected pending)"))
+            said = ""
+        else:
+            said = "status pending"
+        if findings:
+            self.add(
+                "probe.claim_attempts", worst(s for s, _ in findings), "; ".join(m for _, m in findings), R_PROBE_CLAIM
+            )
+        else:
+            self.add("probe.claim_attempts", "pass", f"two attempts started on one claim; {said}", R_PROBE_CLAIM)
+
+    def probe_attempt_cap(
+        self, cap: int, live: int, start: Callable[[str], tuple[Fetched, dict[str, Any] | None]]
+    ) -> None:
+        while live < cap:
+            got, body = start("service_auth")
+            if got.status != 200 or _attempt_problem(body):
+                self.add(
+                    "probe.claim_cap",
+                    "fail",
+                    f"attempt {live + 1} of {cap} answered {got.status} {_error_code(got) or ''}".rstrip(),
+                    R_PROBE_CLAIM,
+                )
+                return
+            live += 1
+        got, _ = start("service_auth")
+        code = _error_code(got)
+        if got.status == 429 and code == "too_many_attempts":
+            self.add(
+                "probe.claim_cap",
+                "pass",
+                f"attempt {cap + 1} past the cap of {cap}: 429 too_many_attempts",
+                R_PROBE_CLAIM,
+            )
+        elif got.status == 200:
+            self.add(
+                "probe.claim_cap",
+                "warn",
+                f"attempt {cap + 1} was started although max_live_attempts is {cap} (expected 429 too_many_attempts)",
+                R_PROBE_CLAIM,
+            )
+        else:
+            self.add(
+                "probe.claim_cap",
+                "fail",
+                f"attempt {cap + 1} past the cap answered {got.status} {code or ''} (expected 429 too_many_attempts)",
+                R_PROBE_CLAIM,
+            )
+
+    def probe_revoked_claim(self, claim: _ProbeClaim) -> None:
+        """After the revocation: the claim status says `revoked` and a new attempt is 410 `claim_revoked`."""
+        findings: list[tuple[Status, str]] = []
+        got, body = self.claim_post(claim.status_url, {"claim_token": claim.token})
+        status_said = None
+        if got.status == 200 and body is not None:
+            status_said = body.get("status")
+            if status_said != "revoked":
+                findings.append(("warn", f"the claim status is {short(status_said)} (revision 2: revoked)"))
+        elif got.status != 404:
+            findings.append(("warn", f"the claim status answered {got.status} {_error_code(got) or ''}".rstrip()))
+        got, _ = self.claim_post(
+            claim.url, {"type": "service_auth", "claim_token": claim.token, "login_hint": PROBE_EMAIL}
+        )
+        code = _error_code(got)
+        if got.status == 200:
+            findings.append(("fail", "a claim attempt was started for the revoked registration"))
+        elif got.status != 410 or code != "claim_revoked":
+            findings.append(
+                ("warn", f"a new attempt answered {got.status} {code or ''} (revision 2: 410 claim_revoked)")
+            )
+        if findings:
+            self.add(
+                "probe.claim_revoked", worst(s for s, _ in findings), "; ".join(m for _, m in findings), R_PROBE_REVOKED
+            )
+        else:
+            said = "status revoked, " if status_said else ""
+            self.add(
+                "probe.claim_revoked",
+                "pass",
+                f"after the revocation: {said}a new attempt 410 claim_revoked",
+                R_PROBE_REVOKED,
+            )
+
+    def probe_cleanup(self, assertion: str) -> bool:
         """Revoke the throwaway registration (an unclaimed account's assertion revoked: account deleted)."""
         assert self.as_meta is not None
         endpoint = self.as_meta.doc.get("revocation_endpoint")
@@ -1014,21 +1387,208 @@ class Doctor:
             self.add(
                 "probe.cleanup", "warn", "no revocation_endpoint: the probe account stays until it expires", R_REVOKE
             )
-            return
+            return False
         try:
             got = self.http.request("POST", http_url(endpoint), data={"token": assertion})
         except Problem as exc:
             self.add("probe.cleanup", "warn", f"could not revoke the probe registration: {exc}", R_REVOKE)
-            return
+            return False
         if got.status == 200:
             self.add("probe.cleanup", "pass", "the probe registration was revoked (200)", R_REVOKE)
+            return True
+        self.saw(_label("POST", endpoint), got)
+        self.add("probe.cleanup", "warn", f"revoking the probe registration answered {got.status}", R_REVOKE)
+        return False
+
+    # -- error bodies (everything the doctor met) ---------------------------------------------------------
+
+    def check_errors(self) -> None:
+        seen = list(self.seen_errors)
+        known = {id(e.fetched) for e in seen}
+        seen += [SeenError(label, got, True) for label, got in self.http.throttled if id(got) not in known]
+        if not seen:
+            self.report.notes.append(
+                "no error response met: error bodies not checked (start from an API URL, or add --probe)"
+            )
+            return
+        grouped: dict[tuple[Status, str], list[str]] = {}
+        for e in seen:
+            if finding := _error_body_finding(e):
+                grouped.setdefault(finding, []).append(_seen_name(e))
+        if grouped:
+            message = "; ".join(
+                f"{problem}: {', '.join(dict.fromkeys(where))}" for (_, problem), where in grouped.items()
+            )
+            self.add("errors.body", worst(s for s, _ in grouped), message, R_ERRORS)
         else:
-            self.add("probe.cleanup", "warn", f"revoking the probe registration answered {got.status}", R_REVOKE)
+            self.add(
+                "errors.body",
+                "pass",
+                f"{len(seen)} error response(s), each with error, error_description and message",
+                R_ERRORS,
+            )
+
+        codes = list(dict.fromkeys(c for e in seen if (c := _error_code(e.fetched))))
+        old = [c for c in codes if c in REVISION_1_CODES]
+        if old:
+            renamed = ", ".join(f"{c} (revision 2: {REVISION_1_CODES[c]})" for c in old)
+            self.add("errors.codes", "warn", f"revision 1 error codes: {renamed}", R_ERROR_NAMES)
+        elif codes:
+            self.add("errors.codes", "pass", f"no revision 1 code name among {', '.join(codes)}", R_ERROR_NAMES)
+
+        throttled = [e for e in seen if e.fetched.status == 429 and _error_code(e.fetched) != "too_many_attempts"]
+        if throttled:
+            findings = [f for e in throttled for f in _retry_after_findings(e)]
+            if findings:
+                self.add(
+                    "errors.retry_after", worst(s for s, _ in findings), "; ".join(m for _, m in findings), R_RETRY
+                )
+            else:
+                self.add(
+                    "errors.retry_after",
+                    "pass",
+                    f"{len(throttled)} 429(s), each with Retry-After and the same numeric retry_after",
+                    R_RETRY,
+                )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Small pure helpers of the checks
 # ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ProbeClaim:
+    """Where the probe's claim attempts go: the registration's claim token, its claim URL and status URL;
+    ``skip`` says why no attempt is started."""
+
+    token: str
+    url: str
+    status_url: str
+    skip: str = ""
+
+    @classmethod
+    def of(cls, reg: dict[str, Any], block: dict[str, Any], issuer: str) -> _ProbeClaim | None:
+        claim = reg.get("claim")
+        token = claim.get("token") if isinstance(claim, dict) else None
+        if not isinstance(token, str) or not token:
+            return None
+        assert isinstance(claim, dict)
+        try:
+            url = http_url(claim.get("url") if isinstance(claim.get("url"), str) else block.get("claim_endpoint"))
+        except Problem:
+            return None
+        found = block.get("claim")
+        ext: dict[str, Any] = found if isinstance(found, dict) else {}
+        status_url = url.rstrip("/") + "/status"
+        if isinstance(ext.get("status_endpoint"), str):
+            with contextlib.suppress(Problem):
+                status_url = http_url(ext["status_endpoint"])
+        methods = ext.get("methods")
+        skip = ""
+        if ext.get("offered") is False:
+            skip = "agent_auth.claim.offered is false"
+        elif isinstance(methods, list) and "service_auth" not in methods:
+            skip = "agent_auth.claim.methods lacks service_auth"
+        elif origin(url) != origin(issuer) or origin(status_url) != origin(issuer):
+            skip = f"the claim endpoints are not on the issuer's origin {origin(issuer)}"
+        return cls(token, url, status_url, skip)
+
+
+def _attempt_problem(body: dict[str, Any] | None) -> str:
+    """What is wrong with a claim start's 200 body ('' when it has what the official client reads)."""
+    if body is None:
+        return "the body is not a JSON object"
+    attempt = body.get("attempt")
+    if not isinstance(attempt, dict):
+        return "no attempt object (the official client throws)"
+    try:
+        http_url(attempt.get("verification_uri"))
+    except Problem as exc:
+        return f"attempt.verification_uri: {exc}"
+    problem = _timestamp_problem("attempt.expires_at", attempt.get("expires_at"))
+    return problem[1] if problem and problem[0] == "fail" else ""
+
+
+def _attempt_link(body: dict[str, Any] | None) -> str:
+    assert body is not None
+    return str(body["attempt"]["verification_uri"])
+
+
+def _error_body_finding(seen: SeenError) -> tuple[Status, str] | None:
+    """PROTOCOL.md Errors, revision 2: `error`, `error_description` and `message` (the same text).
+    (status, what is wrong) or None when the body has all three."""
+    got = seen.fetched
+    try:
+        body = json.loads(got.body)
+    except (ValueError, RecursionError):
+        body = None
+    not_protocol: Status = "fail" if seen.strict else "warn"
+    if not isinstance(body, dict):
+        return not_protocol, "not a JSON error body"
+    code = body.get("error")
+    if not isinstance(code, str) or not code:
+        return not_protocol, "no error code in the body"
+    message, description = body.get("message"), body.get("error_description")
+    wrong = [
+        n
+        for n, v in (("message", message), ("error_description", description))
+        if v is not None and not isinstance(v, str)
+    ]
+    if wrong:
+        return "fail", f"{' and '.join(wrong)} not a string"
+    if not message and not description:
+        return "fail", "neither message nor error_description (agents show one of them)"
+    if not message:
+        return "warn", "error_description but no message (revision 2: both, the same text)"
+    if not description:
+        return "warn", "message but no error_description (RFC 6749 sec 5.2 clients read it)"
+    return None
+
+
+def _seen_name(seen: SeenError) -> str:
+    return f"{seen.label} {seen.fetched.status} {_error_code(seen.fetched) or ''}".rstrip()
+
+
+def _retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds: delay-seconds or an HTTP-date (RFC 9110 sec 10.2.3); None if neither."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _retry_after_findings(seen: SeenError) -> Iterator[tuple[Status, str]]:
+    """A 429: `Retry-After` and, revision 2, the same number of seconds in the body's `retry_after`."""
+    got = seen.fetched
+    where = f"{seen.label} 429 {_error_code(got) or ''}".rstrip()
+    header = got.headers.get("retry-after")
+    from_header = _retry_after_seconds(header) if header is not None else None
+    if header is not None and from_header is None:
+        yield "fail", f"{where}: Retry-After {short(header)} is neither seconds nor an HTTP date"
+        return
+    try:
+        body = json.loads(got.body)
+    except (ValueError, RecursionError):
+        body = None
+    in_body = body.get("retry_after") if isinstance(body, dict) else None
+    if in_body is not None and (isinstance(in_body, bool) or not isinstance(in_body, int | float) or in_body < 0):
+        yield "fail", f"{where}: retry_after {short(in_body)} is not a number of seconds"
+        return
+    if header is None and in_body is None:
+        yield "fail", f"{where}: neither Retry-After nor retry_after says when to retry"
+    elif header is None:
+        yield "warn", f"{where}: retry_after but no Retry-After header (RFC 6585 clients read the header)"
+    elif in_body is None:
+        yield "warn", f"{where}: Retry-After but no numeric retry_after in the body (revision 2)"
+    elif from_header is not None and abs(from_header - float(in_body)) > 1.0:
+        yield "fail", f"{where}: retry_after {in_body} disagrees with Retry-After {header}"
 
 
 def _covers(resource: str, url: str) -> bool:
@@ -1081,6 +1641,52 @@ def _key_findings(label: str, key: dict[str, Any]) -> Iterator[tuple[Status, str
             yield "fail", f"{label} alg {short(alg)} is not an asymmetric signature algorithm"
         elif alg not in KNOWN_ALGS:
             yield "warn", f"{label} has an unknown alg {short(alg)}"
+
+
+_SECRET_MEMBER = re.compile(r"secret|password|passwd|private|credential|api_?key", re.IGNORECASE)
+
+
+def _secrets_in(node: Any, path: str, depth: int = 0) -> Iterator[str]:
+    """Members of a public document that look like a secret: a name like client_secret or private_key,
+    a JWK's private or symmetric member (d, k, ...) or a PEM private key."""
+    if depth > 4:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            name = f"{path}.{key}"
+            if isinstance(key, str) and (_SECRET_MEMBER.search(key) or key in PRIVATE_MEMBERS):
+                yield name
+            else:
+                yield from _secrets_in(value, name, depth + 1)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _secrets_in(value, f"{path}[{i}]", depth + 1)
+    elif isinstance(node, str) and "PRIVATE KEY" in node:
+        yield path
+
+
+def _trust_entry_findings(label: str, entry: Any) -> Iterator[tuple[Status, str]]:
+    if not isinstance(entry, dict):
+        yield "fail", f"{label} is not an object {{issuer, name}}: {short(entry)}"
+        return
+    try:
+        issuer = http_url(entry.get("issuer"))
+    except Problem as exc:
+        yield "fail", f"{label}.issuer: {exc}"
+    else:
+        parts = urlsplit(issuer)
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            yield "fail", f"{label}.issuer {issuer} is plain http on a non-loopback host"
+        if parts.query or parts.fragment:
+            yield "fail", f"{label}.issuer {issuer} has a query or fragment (RFC 8414 sec 2: an issuer has none)"
+    name = entry.get("name")
+    if not isinstance(name, str):
+        yield "fail", f"{label}.name must be a string: {short(name)}"
+    elif not name.strip():
+        yield "warn", f"{label}.name is empty (agents show it to their user)"
+    leaked = list(_secrets_in(entry, label))
+    if leaked:
+        yield "fail", f"{label} publishes what looks like a secret: {', '.join(leaked)}"
 
 
 def _key_diff(example: Any, live: dict[str, Any]) -> str:

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ROOT, StartServer, free_port
+from tests.e2e.fake_service import CLAIM, IDENTITY, FakeAuthService, Reply
 from tests.provider import TestProvider
 
 pytestmark = pytest.mark.e2e
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
+PROFILE_ID_JAG = "urn:ietf:params:oauth:grant-profile:id-jag"
 AS_PATH = "/.well-known/oauth-authorization-server"
 PRM_PATH = "/.well-known/oauth-protected-resource/api"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -189,6 +192,8 @@ class FakeService:
         self.jwks: Any = provider.jwks()
         self.auth_md: bytes | str | None = None  # None: generated from the metadata at publish()
         self.www_authenticate: str | None = f'Bearer resource_metadata="{self.prm_url}"'
+        text = "the access token is missing or invalid"
+        self.api_error: Any = {"error": "invalid_token", "error_description": text, "message": text}
 
     def generated_auth_md(self) -> str:
         example = ""
@@ -213,7 +218,7 @@ class FakeService:
             body = auth_md.encode() if isinstance(auth_md, str) else auth_md
             p.serve_bytes("/auth.md", body, "text/markdown; charset=utf-8", headers=DOC_HEADERS)
         challenge = {"WWW-Authenticate": self.www_authenticate} if self.www_authenticate is not None else {}
-        p.serve_json("/api/notes", {"error": "invalid_token"}, status=401, headers=challenge)
+        p.serve_bytes("/api/notes", _bytes(self.api_error), "application/json", status=401, headers=challenge)
 
 
 @pytest.fixture
@@ -397,6 +402,254 @@ def test_hostile_values_stay_ascii_in_the_table(fake: FakeService) -> None:
     assert result.stdout.isascii()
     assert "\x1b" not in result.stdout
     assert any(line.startswith("FAIL") and "as.issuer" in line for line in result.stdout.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Revision 2 (PROTOCOL.md): the metadata it adds, error bodies, and revision 1 names as warnings
+# ---------------------------------------------------------------------------------------------------
+
+
+def _accept_id_jags(fake: FakeService, **identity_assertion: Any) -> None:
+    block = fake.as_metadata["agent_auth"]
+    block["identity_types_supported"] = ["anonymous", "service_auth", "identity_assertion"]
+    block["identity_assertion"] = {"assertion_types_supported": [URN_ID_JAG], **identity_assertion}
+
+
+def test_revision_2_metadata_passes(fake: FakeService) -> None:
+    _accept_id_jags(
+        fake,
+        issuers_supported=[
+            {"issuer": "https://idp.example.com", "name": "Example IdP"},
+            {"issuer": "http://127.0.0.1:9", "name": "A provider on loopback"},
+        ],
+    )
+    fake.as_metadata["authorization_grant_profiles_supported"] = [PROFILE_ID_JAG]
+    fake.as_metadata["agent_auth"]["claim"] = {"max_live_attempts": 3}
+    fake.publish()
+    for url in (fake.issuer, fake.api_url):
+        result = doctor(url)
+        assert_clean(result)
+        assert result.warning() == [], result.stdout
+    assert result.status("as.grant_profiles") == "pass"
+    assert "2 issuer(s)" in result.check("agent_auth.issuers")["message"]
+    assert "Example IdP" in result.check("agent_auth.issuers")["message"]
+    assert result.status("agent_auth.max_live_attempts") == "pass"
+    assert result.status("auth_md.error_codes") == "pass"
+    assert result.status("errors.body") == "pass"  # the API's 401 body: error, error_description, message
+
+
+def test_id_jags_without_grant_profiles_or_a_trust_list_warn(fake: FakeService) -> None:
+    _accept_id_jags(fake)
+    fake.publish()
+    result = doctor(fake.issuer)
+    assert result.code == 0, result.stdout
+    assert sorted(result.warning()) == ["agent_auth.issuers", "as.grant_profiles"]
+    assert PROFILE_ID_JAG in result.check("as.grant_profiles")["message"]
+    assert "trust list" in result.check("agent_auth.issuers")["message"]
+
+
+def test_without_id_jags_the_revision_2_fields_are_not_asked_for(fake: FakeService) -> None:
+    fake.publish()
+    ids = [c["id"] for c in doctor(fake.issuer).report["checks"]]
+    assert "as.grant_profiles" not in ids and "agent_auth.issuers" not in ids
+    assert "agent_auth.max_live_attempts" not in ids
+
+
+@pytest.mark.parametrize(
+    ("issuers", "found"),
+    [
+        ({"issuer": "https://idp.example.com", "name": "x"}, "not a list"),
+        (["https://idp.example.com"], "not an object"),
+        ([{"issuer": "http://idp.example.com", "name": "Plain"}], "plain http"),
+        ([{"issuer": "idp.example.com", "name": "No scheme"}], "not an absolute"),
+        ([{"issuer": "https://idp.example.com"}], "name must be a string"),
+        ([{"issuer": "https://idp.example.com", "name": "x", "client_secret": "s3cr3t"}], "client_secret"),
+        (
+            [{"issuer": "https://idp.example.com", "name": "x", "keys": [{"kty": "EC", "d": "c2VjcmV0"}]}],
+            "keys[0].d",
+        ),
+        (
+            [{"issuer": "https://idp.example.com", "name": "x", "pem": "-----BEGIN PRIVATE KEY-----\nMII..."}],
+            ".pem",
+        ),
+    ],
+    ids=["not-a-list", "strings", "plain-http", "no-scheme", "no-name", "client-secret", "jwk-d", "pem"],
+)
+def test_a_malformed_trust_list_fails(fake: FakeService, issuers: Any, found: str) -> None:
+    _accept_id_jags(fake, issuers_supported=issuers)
+    fake.as_metadata["authorization_grant_profiles_supported"] = [PROFILE_ID_JAG]
+    fake.publish()
+    result = doctor(fake.issuer)
+    assert result.code == 1
+    assert result.failing() == ["agent_auth.issuers"]
+    assert found in result.check("agent_auth.issuers")["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "check_id"),
+    [
+        ("authorization_grant_profiles_supported", PROFILE_ID_JAG, "as.grant_profiles"),
+        ("authorization_grant_profiles_supported", [PROFILE_ID_JAG, 7], "as.grant_profiles"),
+        ("agent_auth.claim.max_live_attempts", 0, "agent_auth.max_live_attempts"),
+        ("agent_auth.claim.max_live_attempts", "3", "agent_auth.max_live_attempts"),
+        ("agent_auth.claim.max_live_attempts", True, "agent_auth.max_live_attempts"),
+    ],
+    ids=["profiles-string", "profiles-not-strings", "attempts-zero", "attempts-string", "attempts-bool"],
+)
+def test_malformed_revision_2_fields_fail(fake: FakeService, path: str, value: Any, check_id: str) -> None:
+    node = fake.as_metadata
+    *parents, last = path.split(".")
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[last] = value
+    fake.publish()
+    result = doctor(fake.issuer)
+    assert result.code == 1
+    assert result.failing() == [check_id]
+
+
+def test_grant_profile_without_id_jags_warns(fake: FakeService) -> None:
+    fake.as_metadata["authorization_grant_profiles_supported"] = [PROFILE_ID_JAG]
+    fake.publish()
+    result = doctor(fake.issuer)
+    assert result.code == 0
+    assert result.warning() == ["as.grant_profiles"]
+
+
+def test_revision_1_error_body_and_names_in_auth_md_warn(fake: FakeService) -> None:
+    """A revision 1 service: the 401 body has only error_description, /auth.md documents `rate_limited`."""
+    fake.api_error = {"error": "invalid_token", "error_description": "the access token is missing"}
+    fake.auth_md = fake.generated_auth_md() + "\nToo many requests: 429 `rate_limited` with Retry-After.\n"
+    fake.publish()
+    result = doctor(fake.api_url)
+    assert result.code == 0, result.stdout
+    assert sorted(result.warning()) == ["auth_md.error_codes", "errors.body"]
+    assert "no message" in result.check("errors.body")["message"]
+    assert "GET /api/notes 401 invalid_token" in result.check("errors.body")["message"]
+    assert "rate_limit_exceeded" in result.check("auth_md.error_codes")["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "found"),
+    [
+        ({"error": "invalid_token"}, "fail", "neither message nor error_description"),
+        ({"error": "invalid_token", "message": "no token"}, "warn", "no error_description"),
+        ({"error": "invalid_token", "message": 7, "error_description": "x"}, "fail", "not a string"),
+        (b"Unauthorized", "warn", "not a JSON error body"),  # a resource server: RFC 6750 needs no body
+    ],
+    ids=["bare-code", "message-only", "message-not-text", "not-json"],
+)
+def test_the_401_error_body(fake: FakeService, body: Any, status: str, found: str) -> None:
+    fake.api_error = body
+    fake.publish()
+    result = doctor(fake.api_url)
+    assert result.status("errors.body") == status
+    assert found in result.check("errors.body")["message"]
+    assert result.code == (1 if status == "fail" else 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# --probe against a fake service in each revision (tests/e2e/fake_service.py)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_probe_of_a_revision_2_service_is_clean() -> None:
+    with FakeAuthService(revision=2, max_live_attempts=3) as svc:
+        result = doctor(svc.issuer, "--probe")
+        starts = svc.requests("POST", CLAIM)
+        registration = svc.only()
+    assert_clean(result)
+    assert result.warning() == [], result.stdout
+    for check_id in (
+        "probe.register",
+        "probe.token",
+        "probe.invalid_grant",
+        "probe.claim_attempts",
+        "probe.claim_alias",
+        "probe.claim_cap",
+        "probe.cleanup",
+        "probe.claim_revoked",
+        "errors.body",
+        "errors.codes",
+        "agent_auth.max_live_attempts",
+    ):
+        assert result.status(check_id) == "pass", result.check(check_id)
+    assert "429 too_many_attempts" in result.check("probe.claim_cap")["message"]
+    # Three attempts up to the cap, one past it, one after the revocation; the second was the alias.
+    assert [r.json()["type"] for r in starts] == ["service_auth", "login_hint", *["service_auth"] * 3]
+    assert {r.json()["login_hint"] for r in starts} == {"doctor-probe@example.com"}
+    assert registration.status == "revoked"  # cleaned up
+    assert "errors.retry_after" not in [c["id"] for c in result.report["checks"]]  # no 429 rate limit met
+
+
+def test_probe_of_a_revision_1_service_warns_naming_revision_2() -> None:
+    with FakeAuthService(revision=1) as svc:
+        result = doctor(svc.issuer, "--probe")
+        registration = svc.only()
+    assert result.code == 0, result.stdout
+    assert sorted(result.warning()) == [
+        "auth_md.error_codes",
+        "errors.body",
+        "probe.claim_alias",
+        "probe.claim_revoked",
+    ]
+    assert "claim_revoked" in result.check("probe.claim_revoked")["message"]
+    assert "410 claim_expired" in result.check("probe.claim_revoked")["message"]
+    assert "login_hint" in result.check("probe.claim_alias")["message"]
+    assert result.status("probe.claim_attempts") == "pass"  # two attempts started (revision 1 replaces)
+    assert "probe.claim_cap" not in [c["id"] for c in result.report["checks"]]
+    assert any("max_live_attempts" in note for note in result.report["notes"])
+    assert registration.status == "revoked"
+
+
+def test_probe_finds_an_attempt_cap_that_is_not_enforced() -> None:
+    with FakeAuthService(revision=2, max_live_attempts=5, advertised=2) as svc:
+        result = doctor(svc.issuer, "--probe")
+    assert result.code == 0
+    assert result.warning() == ["probe.claim_cap"]
+    assert "max_live_attempts is 2" in result.check("probe.claim_cap")["message"]
+
+
+@pytest.mark.parametrize(
+    ("code", "retry_after", "header", "status", "found"),
+    [
+        ("rate_limit_exceeded", 7, "7", "pass", "same numeric retry_after"),
+        ("rate_limit_exceeded", 30, "7", "fail", "disagrees"),
+        ("rate_limit_exceeded", "soon", "7", "fail", "not a number"),
+        ("rate_limit_exceeded", 7, None, "warn", "no Retry-After header"),
+        ("rate_limited", None, "7", "warn", "no numeric retry_after"),  # revision 1
+        ("rate_limited", None, None, "fail", "neither"),
+    ],
+    ids=["consistent", "disagree", "not-a-number", "no-header", "revision-1", "nothing"],
+)
+def test_a_rate_limited_registration(code: str, retry_after: Any, header: str | None, status: str, found: str) -> None:
+    text = "too many registrations from this address"
+    body: dict[str, Any] = {"error": code, "error_description": text, "message": text}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    with FakeAuthService(revision=2) as svc:
+        svc.script("POST", IDENTITY, Reply(429, body, {"Retry-After": header} if header else {}))
+        result = doctor(svc.issuer, "--probe")
+        assert svc.registrations == {}  # nothing registered, nothing to clean up
+    assert result.status("probe.register") == "warn"
+    assert result.status("errors.retry_after") == status
+    assert found in result.check("errors.retry_after")["message"]
+    if code == "rate_limited":
+        assert result.status("errors.codes") == "warn"
+        assert "rate_limited (revision 2: rate_limit_exceeded)" in result.check("errors.codes")["message"]
+    else:
+        assert result.status("errors.codes") == "pass"
+
+
+def test_probe_error_body_without_text_fails() -> None:
+    with FakeAuthService(revision=2) as svc:
+        svc.script("POST", CLAIM, Reply(400, {"error": "invalid_request"}))
+        result = doctor(svc.issuer, "--probe")
+        assert svc.only().status == "revoked"  # cleaned up all the same
+    assert result.code == 1
+    assert sorted(result.failing()) == ["errors.body", "probe.claim_attempts"]
+    assert "POST /agent/identity/claim 400 invalid_request" in result.check("errors.body")["message"]
+    assert "neither message nor error_description" in result.check("errors.body")["message"]
 
 
 # ---------------------------------------------------------------------------------------------------
