@@ -11,15 +11,24 @@ register   URL (an API URL, whose 401 names the metadata, or an issuer): anonymo
            stored credential for the service instead of creating a second account, unless --new.
 claim      starts a claim attempt, prints the link for the human (a secret), waits until they have
            authorized, asks for the code they read back (or takes --code), and stores the post-claim
-           credentials. --no-wait only starts the attempt; --code CODE alone completes one.
+           credentials. --no-wait only starts the attempt; --code CODE alone completes one. The code
+           is sent as typed ("870 581" is fine: the service ignores spaces and hyphens). When the
+           service already has as many live links as it allows (too_many_attempts), the last link
+           shown is shown again if it still lives; otherwise it exits 1 (use a link already given,
+           or wait for one to expire). A human who pressed "This wasn't me" (claim_denied) or a
+           revoked registration (claim_revoked) ends it with exit 1, and the stored credentials,
+           dead with the registration, are forgotten.
 token      prints a fresh access token (re-exchanging, or refreshing the assertion when it expired).
 call       an authenticated request, curl-like (-X, -H, -d); on 401 it gets a new token once.
 status     what is stored for the service, and the claim's state.
 revoke     revokes the stored grant at the service and forgets it.
 
+A rate limit (429 rate_limit_exceeded, or rate_limited) asking for at most 10 s is waited out and the
+request sent once more; a longer one exits 1 with the wait in the message (and `retry_after` in --json).
 Credentials live in $AUTHMD_HOME or ~/.config/authmd (directory 0700, one 0600 file per issuer).
 --json prints one JSON object on stdout and nothing else. Exit codes: 0 done; 1 the service refused
-(its error and hint are shown); 2 usage; 3 the service could not be reached or does not speak the
+(its error and hint are shown: also a rate limit, a denied or revoked claim; `status` exits 1 when
+the registration is known revoked); 2 usage; 3 the service could not be reached or does not speak the
 protocol; 4 waiting for the human ran out (claim not confirmed); 5 nothing stored for the service.
 """
 
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -34,7 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.client import Client, ClientError, Credentials, CredentialStore, Service, ServiceError
+from app.client import Client, ClientError, Credentials, CredentialStore, Service, ServiceError, rate_limited
+from app.client.core import CLAIM_ENDED
 from app.clock import parse_rfc3339
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_CONFIRMED, EXIT_NOTHING = 1, 2, 3, 4, 5
@@ -99,8 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = CredentialStore(Path(args.home) if args.home else None)
-    client = Client()
     out = Output(args.json)
+    client = Client(on_wait=lambda s: out.note(f"the service is rate limiting: waiting {s:g} s, then retrying once"))
     try:
         handler = {
             "register": cmd_register,
@@ -115,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
         out.fail(exc.code, exc.message, exc.hint, exc.data)
         return exc.code
     except ServiceError as exc:
-        out.fail(EXIT_REFUSED, f"the service refused: {exc}", exc.hint, {"error": exc.code, "status": exc.status})
-        return EXIT_REFUSED
+        refusal = _refusal(exc)
+        out.fail(refusal.code, refusal.message, refusal.hint, refusal.data)
+        return refusal.code
     except ClientError as exc:
         out.fail(EXIT_UNREACHABLE, str(exc))
         return EXIT_UNREACHABLE
@@ -153,6 +165,68 @@ class Output:
 
 
 # ---- helpers --------------------------------------------------------------------------------------
+
+
+def _refusal(exc: ServiceError) -> Exit:
+    """What a refusal means for the one running the command (revision 1 names understood too)."""
+    data: dict[str, Any] = {"error": exc.code, "status": exc.status}
+    said = f": {exc.description}" if exc.description else ""
+    if exc.kind == "rate_limit_exceeded":
+        data["retry_after"] = exc.retry_after
+        when = f"retry in {exc.retry_after:g} s" if exc.retry_after is not None else "retry later"
+        return Exit(
+            EXIT_REFUSED,
+            f"the service is rate limiting this client ({exc.code}): {when}",
+            exc.hint or "Wait that long, then run the same command again.",
+            data,
+        )
+    if exc.code == "auth_method_disabled":
+        return Exit(
+            EXIT_REFUSED,
+            f"the service has turned this claim method off ({exc.code}){said}",
+            exc.hint or "Nothing to retry: see the service's /auth.md for the ways it still offers.",
+            data,
+        )
+    if exc.kind in ("anonymous_registration_disabled", "service_auth_registration_disabled"):
+        kind = "anonymous" if exc.kind.startswith("anonymous") else "service_auth"
+        return Exit(
+            EXIT_REFUSED,
+            f"the service does not offer {kind} registration ({exc.code}){said}",
+            exc.hint or "See the service's /auth.md for the ways it offers.",
+            data,
+        )
+    return Exit(EXIT_REFUSED, f"the service refused: {exc}", exc.hint, data)
+
+
+def _claim_over(outcome: str, creds: Credentials) -> Exit:
+    """The claim ended without landing (its credentials are already forgotten)."""
+    data = {"claim_status": outcome, "registration_id": creds.registration_id}
+    if outcome == "denied":
+        return Exit(
+            EXIT_REFUSED,
+            'the human refused this claim ("This wasn\'t me"): the registration is revoked',
+            "Do not send the link again; ask your user before registering anew.",
+            {"error": "claim_denied", **data},
+        )
+    if outcome == "revoked":
+        return Exit(
+            EXIT_REFUSED,
+            "the registration was revoked: it can no longer be claimed or used",
+            "Register again: `authmd agent register URL --new`.",
+            {"error": "claim_revoked", **data},
+        )
+    return Exit(
+        EXIT_REFUSED,
+        "the claim window has closed",
+        "The account stays usable until it expires; register again for a new claim.",
+        {"error": "claim_expired", **data},
+    )
+
+
+def _end_claim(store: CredentialStore, creds: Credentials, outcome: str) -> Exit:
+    creds.end_claim(outcome)
+    store.save(creds)
+    return _claim_over(outcome, creds)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -217,6 +291,9 @@ def _ensure_token(client: Client, store: CredentialStore, creds: Credentials, *,
         creds.take_identity(refreshed["identity"])
         store.save(creds)  # the presented refresh token is spent: keep its successor at once
         assertion = creds.assertion
+    if assertion is None and creds.claim_outcome:
+        over = _claim_over(creds.claim_outcome, creds)
+        raise Exit(EXIT_NOTHING, f"nothing usable is stored: {over.message}", over.hint, over.data)
     if assertion is None:
         pending = creds.claim_token is not None and creds.type == "service_auth" and not creds.claimed
         raise Exit(
@@ -296,7 +373,7 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
             **({"agent": agent} if agent else {}),
         }
         reg = _solving(client, out)(service, body)
-        return _pending_claim(out, store, creds, reg)
+        return _pending_claim(out, store, creds, reg, args.login_hint)
     if args.id_jag:
         assertion = (sys.stdin.read() if args.id_jag == "-" else Path(args.id_jag).read_text(encoding="utf-8")).strip()
         reg = client.register_id_jag(service, assertion)
@@ -336,12 +413,15 @@ def _take_claim(creds: Credentials, claim: Any) -> None:
         )
 
 
-def _pending_claim(out: Output, store: CredentialStore, creds: Credentials, reg: dict[str, Any]) -> int:
+def _pending_claim(
+    out: Output, store: CredentialStore, creds: Credentials, reg: dict[str, Any], login_hint: str | None = None
+) -> int:
     """service_auth registration or an ID-JAG step-up: nothing issued until the human authorizes."""
     creds.registration_id, creds.type = reg.get("id"), reg.get("type")
     _take_claim(creds, reg.get("claim"))
-    store.save(creds)
     attempt = (reg.get("claim") or {}).get("attempt") or {}
+    creds.take_attempt(attempt, login_hint)
+    store.save(creds)
     _show_link(out, attempt)
     out.say("Then run `authmd agent claim` to enter the code they read back to you.")
     out.done(
@@ -376,6 +456,8 @@ def _summary(creds: Credentials, **extra: Any) -> dict[str, Any]:
 
 def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
     creds = _stored(store, args.issuer)
+    if creds.claim_outcome:
+        raise _claim_over(creds.claim_outcome, creds)
     if creds.claimed:
         raise Exit(EXIT_REFUSED, "this registration is already claimed", "Nothing left to do.")
     if creds.claim_token is None or creds.claim_url is None:
@@ -385,19 +467,25 @@ def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, 
         return _complete(client, store, creds, out, args.code)
     deadline = time.monotonic() + args.wait
     while True:
-        attempt = client.start_claim(url, token, args.email)["attempt"]
+        attempt, reused = _start_attempt(client, store, creds, args.email, out)
         _show_link(out, attempt)
         if args.no_wait:
             out.done(
                 _summary(creds)
-                | {"verification_uri": attempt["verification_uri"], "attempt_expires_at": attempt["expires_at"]}
+                | {
+                    "verification_uri": attempt["verification_uri"],
+                    "attempt_expires_at": attempt["expires_at"],
+                    "reused_link": reused,
+                }
             )
             return 0
         outcome = _wait_for_human(client, url, token, parse_rfc3339(attempt["expires_at"]), deadline, out)
         if outcome == "confirmed":
             break
-        if outcome in ("claimed", "revoked", "expired"):
-            raise Exit(EXIT_REFUSED, f"the claim is {outcome}", "Register again." if outcome != "claimed" else "")
+        if outcome in ("denied", "revoked", "expired"):
+            raise _end_claim(store, creds, outcome)
+        if outcome == "claimed":
+            raise Exit(EXIT_REFUSED, "the claim is claimed", "")
         if time.monotonic() >= deadline:
             raise Exit(EXIT_NOT_CONFIRMED, "the human has not authorized yet", "Run `authmd agent claim` again later.")
         out.say("The link expired before the human authorized; starting a new attempt.")
@@ -405,12 +493,55 @@ def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, 
     return _complete(client, store, creds, out, code)
 
 
+def _same_email(a: str | None, b: str | None) -> bool:
+    return (a or "").strip().casefold() == (b or "").strip().casefold()
+
+
+def _start_attempt(
+    client: Client, store: CredentialStore, creds: Credentials, email: str | None, out: Output
+) -> tuple[dict[str, Any], bool]:
+    """A new attempt, or (revision 2, past the service's cap of live attempts) the last link shown if it
+    still lives and is meant for the same human: (attempt, reused)."""
+    assert creds.claim_url is not None and creds.claim_token is not None
+    try:
+        attempt: dict[str, Any] = client.start_claim(creds.claim_url, creds.claim_token, email)["attempt"]
+    except ServiceError as exc:
+        if exc.code in CLAIM_ENDED and exc.code != "already_claimed":
+            raise _end_claim(store, creds, CLAIM_ENDED[exc.code]) from exc
+        if exc.code != "too_many_attempts":
+            raise
+        last = creds.live(creds.claim_attempt_uri, creds.claim_attempt_expires_at)
+        fits = email is None or _same_email(email, creds.claim_attempt_login_hint)
+        if last and creds.claim_attempt_expires_at is not None and fits:
+            out.say("The service allows no more live claim links (too_many_attempts); the last one still works.")
+            return {"verification_uri": last, "expires_at": _iso(creds.claim_attempt_expires_at)}, True
+        wait = f" (the service says: retry in {exc.retry_after:g} s)" if exc.retry_after is not None else ""
+        raise Exit(
+            EXIT_REFUSED,
+            "the service already has as many live claim links for this registration as it allows "
+            f"(too_many_attempts){wait}",
+            "The human can still use a link you gave them; or wait until one expires (links live about "
+            "10 minutes), then run `authmd agent claim` again.",
+            {"error": exc.code, "status": exc.status, "retry_after": exc.retry_after},
+        ) from exc
+    creds.take_attempt(attempt, email)
+    store.save(creds)
+    return attempt, False
+
+
 def _wait_for_human(client: Client, url: str, token: str, attempt_ends: float, deadline: float, out: Output) -> str:
     """Poll the claim status (*ext*) until the human authorized, the attempt ended or time ran out."""
     spinner = "|/-\\"
     tick = 0
     while time.monotonic() < deadline and time.time() < attempt_ends:
-        status = client.claim_status(url, token)
+        try:
+            status = client.claim_status(url, token)
+        except ServiceError as exc:
+            if not rate_limited(exc):
+                raise
+            # Slowed down by the service: wait as asked (within our own deadline), then poll again.
+            time.sleep(min(max(exc.retry_after or 2.0, 2.0), max(0.0, deadline - time.monotonic())))
+            continue
         if status is None:
             return "confirmed"  # no status endpoint: ask for the code straight away
         if status != "pending":
@@ -434,12 +565,20 @@ def _ask_code(out: Output) -> str:
 
 def _complete(client: Client, store: CredentialStore, creds: Credentials, out: Output, code: str) -> int:
     assert creds.claim_url is not None and creds.claim_token is not None
-    code = "".join(ch for ch in code if ch.isdigit())
+    code = code.strip()  # as the human read it: the service ignores spaces and hyphens (revision 2)
     try:
         done = client.complete_claim(creds.claim_url, creds.claim_token, code)
     except ServiceError as exc:
         if exc.code == "claim_not_confirmed":
             raise Exit(EXIT_NOT_CONFIRMED, "the human has not authorized yet", exc.hint) from exc
+        if exc.code in CLAIM_ENDED and exc.code != "already_claimed":
+            raise _end_claim(store, creds, CLAIM_ENDED[exc.code]) from exc
+        if exc.code == "invalid_user_code" and re.search(r"[^0-9]", code):
+            refusal = _refusal(exc)
+            refusal.hint = " ".join(
+                x for x in (exc.hint, "A service older than revision 2 wants the digits alone, e.g. 870581.") if x
+            )
+            raise refusal from exc
         raise
     creds.take_identity(done["identity"])
     creds.registration_id = done.get("id", creds.registration_id)
@@ -520,10 +659,13 @@ def cmd_call(args: argparse.Namespace, client: Client, store: CredentialStore, o
 
 def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
     creds = _stored(store, args.issuer)
-    claim_status = None
-    if creds.claim_token and creds.claim_url:
+    claim_status = creds.claim_outcome
+    if claim_status is None and creds.claim_token and creds.claim_url:
         claim_status = client.claim_status(creds.claim_url, creds.claim_token)
-    elif creds.claimed:
+        if claim_status in ("denied", "revoked", "expired"):
+            creds.end_claim(claim_status)
+            store.save(creds)
+    elif claim_status is None and creds.claimed:
         claim_status = "claimed"
     out.say(f"Service:       {creds.issuer}")
     out.say(f"Registration:  {creds.registration_id} ({creds.type})")
@@ -542,9 +684,20 @@ def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore,
     if creds.refresh_token:
         out.say(f"Refresh token: expires {_in(creds.refresh_expires_at)}")
     if claim_status:
-        out.say(f"Claim:         {claim_status}")
+        out.say(f"Claim:         {CLAIM_SHOWN.get(claim_status, claim_status)}")
+    if claim_status in ("denied", "revoked"):
+        over = _claim_over(claim_status, creds)
+        summary = {k: v for k, v in _summary(creds).items() if k != "ok"}
+        raise Exit(over.code, over.message, over.hint, summary | over.data)
     out.done(_summary(creds, claim_status=claim_status))
     return 0
+
+
+CLAIM_SHOWN = {
+    "denied": 'denied (the human pressed "This wasn\'t me"; the registration is revoked)',
+    "revoked": "revoked (the registration no longer works)",
+    "confirmed": "confirmed (ask the human for the code)",
+}
 
 
 def cmd_revoke(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:

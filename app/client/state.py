@@ -3,7 +3,10 @@
 ``$AUTHMD_HOME`` or ``~/.config/authmd`` (directory 0700, files 0600, written atomically). A file holds
 what is still worth holding: the access token until it expires, the identity assertion until it
 expires, the refresh token, and the claim token only until the claim expires or lands (PROTOCOL.md:
-it is a secret that lets a human take the account over; nobody needs it afterwards).
+it is a secret that lets a human take the account over; nobody needs it afterwards). The last claim
+link handed out is kept while it lives (revision 2: it stays usable when a newer one is started, so it
+can be shown again when the service refuses more live attempts). A claim the human denied, or a
+registration revoked, leaves no secret behind: only ``claim_outcome`` says what happened.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class Credentials:
     claim_token: str | None = None
     claim_url: str | None = None
     claim_expires_at: float | None = None
+    claim_attempt_uri: str | None = None  # the last verification_uri shown (a secret for the human)
+    claim_attempt_expires_at: float | None = None
+    claim_attempt_login_hint: str | None = None
+    claim_outcome: str | None = None  # "denied" or "revoked" once the service said so
     account: dict[str, Any] = field(default_factory=dict)
     claimed: bool = False
     # The service's RFC 8414 metadata, so a token or a call needs no discovery round trips.
@@ -64,6 +71,26 @@ class Credentials:
             self.refresh_token = self.refresh_expires_at = None
         if self.claimed or not self.live(self.claim_token, self.claim_expires_at, margin=0):
             self.claim_token = self.claim_url = self.claim_expires_at = None
+        if self.claim_token is None or not self.live(self.claim_attempt_uri, self.claim_attempt_expires_at, margin=0):
+            self.claim_attempt_uri = self.claim_attempt_expires_at = self.claim_attempt_login_hint = None
+
+    def take_attempt(self, attempt: dict[str, Any], login_hint: str | None) -> None:
+        uri = attempt.get("verification_uri")
+        self.claim_attempt_uri = uri if isinstance(uri, str) else None
+        self.claim_attempt_expires_at = _when(attempt.get("expires_at"))
+        self.claim_attempt_login_hint = login_hint
+
+    def end_claim(self, outcome: str) -> None:
+        """The claim is over without landing: ``expired`` forgets the claim token; ``denied`` (the human
+        said "This wasn't me") and ``revoked`` also forget every credential, which died with the
+        registration."""
+        self.claim_token = self.claim_url = self.claim_expires_at = None
+        self.claim_attempt_uri = self.claim_attempt_expires_at = self.claim_attempt_login_hint = None
+        if outcome in ("denied", "revoked"):
+            self.claim_outcome = outcome
+            self.assertion = self.assertion_expires_at = None
+            self.access_token = self.access_expires_at = None
+            self.refresh_token = self.refresh_expires_at = None
 
     def take_identity(self, identity: dict[str, Any]) -> None:
         self.assertion = identity.get("assertion")

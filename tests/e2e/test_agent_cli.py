@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, ServerProcess, StartServer
+from tests.e2e.fake_service import CLAIM, IDENTITY, FakeAuthService, Reply
 from tests.helpers import DevHuman
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -190,3 +191,176 @@ def test_errors_an_agent_scripts_against(tmp_path: Path, start_server: StartServ
     server = start_server({"AUTHMD_ANONYMOUS_ENABLED": "false"})
     refused = agent(home, "register", server.issuer, "--json")
     assert refused.returncode == 1 and "anonymous" in as_json(refused)["message"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Against a fake service (tests/e2e/fake_service.py): the revision 1 and revision 2 answers an agent
+# meets at other services, some of which the real server never gives on demand
+# ---------------------------------------------------------------------------------------------------
+
+
+def _registered(home: Path, svc: FakeAuthService) -> dict[str, Any]:
+    reg = agent(home, "register", svc.issuer, "--json")
+    assert reg.returncode == 0, reg.stderr
+    return as_json(reg)
+
+
+def _rate_limit(svc: FakeAuthService, seconds: int) -> Reply:
+    return svc.error("rate_limit_exceeded", "too many registrations from this address", retry_after=seconds)
+
+
+@pytest.mark.parametrize("revision", [1, 2])
+def test_register_waits_out_a_short_rate_limit(tmp_path: Path, revision: int) -> None:
+    """rate_limit_exceeded with retry_after (revision 2) or rate_limited with Retry-After (revision 1):
+    a wait of at most 10 s is waited out and the registration sent once more."""
+    with FakeAuthService(revision=revision) as svc:
+        svc.script("POST", IDENTITY, _rate_limit(svc, 1))
+        body = _registered(tmp_path / "home", svc)
+        posts = svc.requests("POST", IDENTITY)
+    assert body["ok"] and body["type"] == "anonymous"
+    assert len(posts) == 2 and posts[0].body == posts[1].body
+
+
+@pytest.mark.parametrize("revision", [1, 2])
+def test_register_reports_a_long_rate_limit(tmp_path: Path, revision: int) -> None:
+    with FakeAuthService(revision=revision) as svc:
+        svc.script("POST", IDENTITY, _rate_limit(svc, 120))
+        refused = agent(tmp_path / "home", "register", svc.issuer, "--json")
+        posts = svc.requests("POST", IDENTITY)
+    assert refused.returncode == 1
+    body = as_json(refused)
+    assert body["ok"] is False and body["retry_after"] == 120
+    assert body["error"] == ("rate_limit_exceeded" if revision == 2 else "rate_limited")
+    assert "rate limiting" in body["message"] and "retry in 120 s" in body["message"]
+    assert len(posts) == 1  # not retried: the wait is too long to sit through
+
+
+def test_register_gives_up_after_a_second_rate_limit(tmp_path: Path) -> None:
+    with FakeAuthService(revision=2) as svc:
+        svc.script("POST", IDENTITY, _rate_limit(svc, 1), _rate_limit(svc, 1))
+        refused = agent(tmp_path / "home", "register", svc.issuer, "--json")
+        assert len(svc.requests("POST", IDENTITY)) == 2
+    assert refused.returncode == 1 and as_json(refused)["retry_after"] == 1
+
+
+def test_message_only_error_body_is_shown(tmp_path: Path) -> None:
+    """The reference service answers {error, message}: the message is the text shown."""
+    with FakeAuthService(revision=2) as svc:
+        svc.script("POST", IDENTITY, Reply(400, {"error": "invalid_request", "message": "agent.name is too long"}))
+        refused = agent(tmp_path / "home", "register", svc.issuer, "--json")
+    assert refused.returncode == 1
+    assert "agent.name is too long" in as_json(refused)["message"]
+    assert "agent.name is too long" in refused.stderr
+
+
+def test_too_many_attempts_shows_the_last_link_again(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2, max_live_attempts=1) as svc:
+        _registered(home, svc)
+        first = as_json(agent(home, "claim", "--email", "ada@example.com", "--no-wait", "--json"))
+        assert first["reused_link"] is False
+        again = agent(home, "claim", "--email", "ADA@example.com", "--no-wait", "--json")
+        assert again.returncode == 0, again.stderr
+        assert as_json(again)["reused_link"] is True
+        assert as_json(again)["verification_uri"] == first["verification_uri"]
+        # Another human: the open link is not theirs, and the service takes no new one.
+        other = agent(home, "claim", "--email", "bob@example.com", "--no-wait", "--json")
+        starts = svc.requests("POST", CLAIM)
+    assert other.returncode == 1
+    body = as_json(other)
+    assert body["error"] == "too_many_attempts" and "too_many_attempts" in body["message"]
+    assert "link you gave them" in body["hint"] and "expires" in body["hint"]
+    assert len(starts) == 3  # each run asked the service; only the first got a new attempt
+
+
+def test_a_denied_claim_ends_with_exit_1_and_forgets_the_credentials(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2) as svc:
+        _registered(home, svc)
+        assert agent(home, "claim", "--email", "ada@example.com", "--no-wait").returncode == 0
+        svc.deny()  # the human pressed "This wasn't me"
+        denied = agent(home, "claim", "--code", "870581", "--json")
+        assert denied.returncode == 1
+        body = as_json(denied)
+        assert body["error"] == "claim_denied" and "This wasn't me" in body["message"]
+        creds = stored(home)
+        assert creds["claim_outcome"] == "denied"
+        assert creds["claim_token"] is None and creds["assertion"] is None and creds["access_token"] is None
+        assert creds["claim_attempt_uri"] is None
+        # Every later command says so, without asking the service for a dead claim.
+        completes = len(svc.requests("POST", CLAIM + "/complete"))
+        status = agent(home, "status", "--json")
+        assert status.returncode == 1 and as_json(status)["claim_status"] == "denied"
+        token = agent(home, "token")
+        assert token.returncode == 5 and "This wasn't me" in token.stderr
+        assert agent(home, "claim", "--code", "870581").returncode == 1
+        assert len(svc.requests("POST", CLAIM + "/complete")) == completes
+        # A new registration replaces the dead one without --new.
+        assert _registered(home, svc)["registration_id"] != body["registration_id"]
+
+
+@pytest.mark.parametrize("revision", [1, 2])
+def test_status_understands_a_denied_claim(tmp_path: Path, revision: int) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=revision) as svc:
+        _registered(home, svc)
+        assert agent(home, "claim", "--no-wait").returncode == 0
+        svc.deny()
+        status = agent(home, "status")
+    assert status.returncode == 1
+    expected = "denied" if revision == 2 else "revoked"  # revision 1 has no `denied` status
+    assert f"Claim:         {expected}" in status.stdout
+    assert stored(home)["claim_outcome"] == expected and stored(home)["claim_token"] is None
+
+
+def test_a_revoked_registration_at_complete(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2) as svc:
+        _registered(home, svc)
+        assert agent(home, "claim", "--no-wait").returncode == 0
+        httpx.post(svc.url("/oauth2/revoke"), data={"token": svc.only().assertion})  # e.g. the operator
+        revoked = agent(home, "claim", "--code", "870581", "--json")
+    assert revoked.returncode == 1
+    body = as_json(revoked)
+    assert body["error"] == "claim_revoked" and "revoked" in body["message"]
+    assert stored(home)["claim_token"] is None and stored(home)["claim_outcome"] == "revoked"
+
+
+def test_the_code_goes_as_typed(tmp_path: Path) -> None:
+    """The human reads "870 581" off the page: sent as typed (trimmed), the service normalises."""
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2) as svc:
+        _registered(home, svc)
+        assert agent(home, "claim", "--no-wait").returncode == 0
+        svc.confirm("870581")
+        done = agent(home, "claim", "--code", " 870 581 ", "--json")
+        sent = [r.json()["user_code"] for r in svc.requests("POST", CLAIM + "/complete")]
+    assert done.returncode == 0, done.stderr
+    assert as_json(done)["claimed"] is True
+    assert sent == ["870 581"]
+
+
+def test_a_revision_1_service_refusing_a_spaced_code_says_why(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=1) as svc:
+        _registered(home, svc)
+        assert agent(home, "claim", "--no-wait").returncode == 0
+        svc.confirm("870581")
+        wrong = agent(home, "claim", "--code", "870 581", "--json")
+        right = agent(home, "claim", "--code", "870581", "--json")
+    assert wrong.returncode == 1 and as_json(wrong)["error"] == "invalid_user_code"
+    assert "digits alone" in as_json(wrong)["hint"]
+    assert right.returncode == 0 and as_json(right)["claimed"] is True
+
+
+def test_a_claim_method_turned_off(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2) as svc:
+        _registered(home, svc)
+        svc.script("POST", CLAIM, svc.error("auth_method_disabled", "claims by sign-in link are turned off"))
+        refused = agent(home, "claim", "--email", "ada@example.com", "--no-wait", "--json")
+    assert refused.returncode == 1
+    body = as_json(refused)
+    assert body["error"] == "auth_method_disabled"
+    assert "turned this claim method off" in body["message"] and "sign-in link" in body["message"]
+    assert stored(home)["claim_token"]  # the claim itself is not over: another method may work
