@@ -168,6 +168,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     oidc_scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "email", "profile"])
     oidc_require_verified_email: bool = True
     claim_require_login_hint: bool = False
+    # Revision 2: the claim methods agents may use (auth_method_disabled otherwise), and how many attempts
+    # one claim may have live at once (too_many_attempts past it).
+    claim_methods: list[Literal["service_auth", "identity_assertion"]] = msgspec.field(
+        default_factory=lambda: ["service_auth", "identity_assertion"]
+    )
+    claim_max_live_attempts: int = 3
     session_ttl_seconds: int = 28_800
     refresh_token_ttl_seconds: int = 2_592_000
     refresh_grace_seconds: int = 60
@@ -298,6 +304,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             "max_body_bytes",
             "workers",
             "unproven_limit_per_source",
+            "claim_max_live_attempts",
             "introspection_checks_per_client",
             "introspection_checks_per_source",
         )

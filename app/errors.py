@@ -21,17 +21,18 @@ STATUS: dict[str, int] = {
     "invalid_scope": 400,
     "proof_of_work_required": 400,
     "invalid_proof_of_work": 400,
-    "anonymous_not_enabled": 400,
-    "service_auth_not_enabled": 400,
-    "invalid_issuer": 400,
+    "anonymous_registration_disabled": 400,
+    "service_auth_registration_disabled": 400,
+    "issuer_not_enabled": 400,  # an ID-JAG issuer that is not on the trust list
     "invalid_signature": 400,
     "invalid_audience": 400,
     "expired": 400,
     "replay_detected": 400,
     "missing_verified_email": 400,
     "invalid_client_id": 400,
-    # RFC 8935 §2.3 (the events endpoint only)
+    # RFC 8935 §2.3 (the events endpoint only, in its own {"err"} body)
     "invalid_key": 400,
+    "invalid_issuer": 400,
     # 401
     "interaction_required": 401,
     "login_required": 401,
@@ -42,6 +43,8 @@ STATUS: dict[str, int] = {
     # 403
     "insufficient_scope": 403,
     "quota_exceeded": 403,
+    "claim_denied": 403,
+    "auth_method_disabled": 403,
     # 404 / 405
     "not_found": 404,
     "method_not_allowed": 405,
@@ -51,11 +54,13 @@ STATUS: dict[str, int] = {
     "already_claimed": 409,
     "claim_not_confirmed": 409,
     "claim_expired": 410,
+    "claim_revoked": 410,
     "user_code_expired": 410,
     # 413 / 415 / 429
     "request_too_large": 413,
     "unsupported_media_type": 415,
-    "rate_limited": 429,
+    "rate_limit_exceeded": 429,
+    "too_many_attempts": 429,
     # 431 (RFC 6585 §5)
     "request_header_fields_too_large": 431,
     # 5xx
@@ -72,8 +77,9 @@ DEFAULT_HINTS: dict[str, str] = {
     "invalid_scope": "Ask for a subset of the scopes the registration was granted, or omit `scope`.",
     "proof_of_work_required": "Solve the challenge in `challenge` and resend with `proof_of_work`.",
     "invalid_proof_of_work": "Solve the fresh challenge in `challenge` and resend with `proof_of_work`.",
-    "anonymous_not_enabled": "This service does not offer anonymous registration; see /auth.md.",
-    "service_auth_not_enabled": "This service does not offer service_auth registration; see /auth.md.",
+    "anonymous_registration_disabled": "This service does not offer anonymous registration; see /auth.md.",
+    "service_auth_registration_disabled": "This service does not offer service_auth registration; see /auth.md.",
+    "issuer_not_enabled": "Use a provider this service trusts: agent_auth.identity_assertion.issuers_supported.",
     "invalid_token": "Exchange your identity assertion at the token endpoint for a new access token.",
     "invalid_client": "Authenticate with HTTP Basic using a configured introspection client.",
     "insufficient_scope": "Ask a human to claim the account to get the post-claim scopes.",
@@ -84,7 +90,11 @@ DEFAULT_HINTS: dict[str, str] = {
     "request_timeout": "Send the whole request at once, on a new connection.",
     "request_header_fields_too_large": "Send a smaller request line and headers.",
     "unsupported_media_type": "Send the body with the content type the endpoint documents in /auth.md.",
-    "rate_limited": "Wait for the Retry-After seconds, then retry.",
+    "rate_limit_exceeded": "Wait for the Retry-After seconds, then retry.",
+    "too_many_attempts": "Use a link you already gave the human, or wait until one expires.",
+    "claim_denied": "The human said this wasn't them; the registration is revoked. Do not ask again.",
+    "claim_revoked": "The registration was revoked; register again if you still need an account.",
+    "auth_method_disabled": "Use a claim method this service lists in agent_auth.claim.methods (see /auth.md).",
     "temporarily_unavailable": "Retry after the Retry-After seconds.",
     "server_error": "Retry later; if it persists, report it to the operator.",
 }
@@ -118,7 +128,15 @@ class AuthError(Exception):
         return STATUS[self.code]
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "error_description": self.description, "hint": self.hint, **self.extra}
+        # `message` repeats the description: the reference service answers {error, message}, and agents
+        # read either (revision 2).
+        return {
+            "error": self.code,
+            "error_description": self.description,
+            "message": self.description,
+            "hint": self.hint,
+            **self.extra,
+        }
 
 
 class StoreUnavailable(Exception):

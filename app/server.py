@@ -289,9 +289,10 @@ class GuardedProtocol(HttpToolsProtocol):
         key = _client_key(self.client[0], limits.trusted_proxies) if self.client else None
         if key is not None and guard.per_client.get(key, 0) >= limits.max_connections_per_client:
             err = AuthError(
-                "rate_limited",
+                "rate_limit_exceeded",
                 "too many open connections from this address",
                 "Reuse an open connection or close idle ones, then retry after Retry-After seconds.",
+                extra={"retry_after": 1},
                 headers={"Retry-After": "1"},
             )
             self.refuse(err, f"{guard.per_client[key]} connections open from it", "http_max_connections_per_client")

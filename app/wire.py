@@ -245,7 +245,7 @@ class ClaimCompleted(msgspec.Struct):
 
 class ClaimStatus(msgspec.Struct):
     id: str
-    status: Literal["pending", "confirmed", "claimed", "expired", "revoked"]
+    status: Literal["pending", "confirmed", "claimed", "expired", "revoked", "denied"]
 
 
 class Introspection(msgspec.Struct):

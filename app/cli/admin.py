@@ -189,13 +189,22 @@ def _status(reg: Registration) -> str:
 
 def _claim_view(claim: Claim, now: float) -> dict[str, Any]:
     # Never the hashes: the operator needs the state of the ceremony, not its secrets' fingerprints.
-    attempt_live = claim.attempt_expires_at is not None and claim.attempt_expires_at > now
     return {
         "status": claim.status,
         "expires_at": claim.expires_at,
-        "login_hint": claim.login_hint,
-        "attempt_expires_at": claim.attempt_expires_at if attempt_live else None,
-        "confirmed_by": claim.confirmed_by,
+        "attempts": [
+            {
+                "id": a.id,
+                "expires_at": a.expires_at,
+                "login_hint": a.login_hint,
+                "method": a.method,
+                "confirmed_by": a.confirmed_by,
+                "code_expires_at": a.code_expires_at if a.code_live(now) else None,
+            }
+            for a in claim.attempts
+            if a.live(now)
+        ],
+        "window_failures": claim.window_failures,
         "failures": claim.failures,
         "provider": claim.provider,
         "subject": claim.subject,
@@ -257,18 +266,23 @@ def _table(rows: list[list[str]]) -> list[str]:
 def _claim_line(claim: Claim, now: float) -> str:
     if claim.status == "claimed":
         return f"claimed by {claim.claimed_by or '?'} at {_when(claim.claimed_at, '?')}"
+    if claim.status == "denied":
+        return "denied (the human said it was not them)"
     if claim.status == "revoked":
-        return "revoked (the human said it was not them)"
+        return "revoked"
     parts = [f"pending until {_when(claim.expires_at)}"]
-    if claim.attempt_expires_at is not None and claim.attempt_expires_at > now:
-        parts.append(f"attempt open until {_when(claim.attempt_expires_at)}")
-    if claim.confirmed_by:
-        parts.append(f"authorized by {claim.confirmed_by}")
-    if claim.login_hint:
-        parts.append(f"for {claim.login_hint}")
+    for a in claim.attempts:
+        if not a.live(now):
+            continue
+        attempt = f"attempt open until {_when(a.expires_at)}"
+        if a.confirmed_by:
+            attempt += f", authorized by {a.confirmed_by}"
+        if a.login_hint:
+            attempt += f", for {a.login_hint}"
+        parts.append(attempt)
     if claim.failures:
         parts.append(f"{claim.failures} wrong code(s)")
-    return ", ".join(parts)
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------

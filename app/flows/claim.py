@@ -5,12 +5,14 @@ Tokens locate their own record, so every step is one read and one compare-and-se
 own record (one hash slot on Redis Cluster), never a global index:
 
 - claim token ``clm_{account}.{registration}.{mac}``: a MAC under a server key, so nothing is stored;
-- attempt token ``cvt_{account}.{registration}.{random}``: only its SHA-256 is stored, and a new
-  attempt replaces it (the previous link dies);
-- the 6-digit code: stored as an HMAC over (attempt id, code) under a server key; 10-minute life,
-  5 wrong codes end the attempt, and 15 over the claim's life lock it for good. The budget is reserved
-  before a code is compared, in one atomic store step (``Store.check_code``): parallel guesses get no
-  more comparisons than sequential ones.
+- attempt token ``cvt_{account}.{registration}.{random}``: only its SHA-256 is stored. Several attempts
+  may be live at once (``claim_max_live_attempts``); each keeps its own ``login_hint``, and starting
+  one more than the cap is ``too_many_attempts``;
+- the 6-digit code: stored as an HMAC over (attempt id, code) under a server key; 10-minute life. The
+  agent names no attempt: a code completes the claim if it is the live code of any attempt a human
+  confirmed. Wrong codes are charged to the claim: 5 end every live attempt (a window), 15 over the
+  claim's life lock it for good. The budget is reserved before a code is compared, in one atomic store
+  step (``Store.check_code``): parallel guesses get no more comparisons than sequential ones.
 
 Every other transition reads, decides and saves by compare-and-set (``transition``); a lost race
 decides again from what won, so contention is never an error the client sees.
@@ -36,15 +38,16 @@ from app.errors import AuthError
 from app.flows.issue import new_id
 from app.flows.limits import enforce
 from app.keys import b64url
-from app.store.port import AccessState, AuditEvent, Claim, CodeBudget, User, WindowHit
+from app.store.port import AccessState, Attempt, AuditEvent, Claim, CodeBudget, User, WindowHit
 
 T = TypeVar("T")
 
 ATTEMPT_TTL_SECONDS = 600
 CODE_TTL_SECONDS = 600  # PROTOCOL.md: codes live 10 minutes
-MAX_ATTEMPT_FAILURES = 5  # PROTOCOL.md: 5 wrong codes end the attempt
-MAX_CLAIM_FAILURES = 15  # across attempts: a guesser cannot just start new attempts forever
-BUDGET = CodeBudget(per_attempt=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURES)
+MAX_ATTEMPT_FAILURES = 5  # wrong codes per window of live attempts: then every one of them ends
+MAX_CLAIM_FAILURES = 15  # over the claim's life: a guesser cannot just start new attempts forever
+BUDGET = CodeBudget(per_window=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURES)
+METHODS = ("service_auth", "identity_assertion")  # the claim methods there are
 # Compare-and-set rounds before giving up: each lost round means another request changed the claim, and
 # those are few (at most 5 charged codes per attempt, rate-limited attempt starts, one human).
 CAS_ROUNDS = 16
@@ -52,6 +55,9 @@ MAX_STARTS_PER_WINDOW = 20
 MAX_STATUS_PER_WINDOW = 600
 CODE_DIGITS = 6
 CODE = re.compile(r"[0-9]{6}")
+# Revision 2: a code is read back as the page groups it ("870 581", "870-581"): spaces, dashes and case
+# are not part of it.
+_CODE_NOISE = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
 TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
 
 
@@ -107,16 +113,25 @@ def attempt_block(ctx: Context, token: str, expires_at: int) -> dict[str, str]:
     return {"verification_uri": verification_uri(ctx, token), "expires_at": rfc3339(expires_at)}
 
 
-def claim_block(ctx: Context, claim: Claim, attempt_token: str | None = None) -> dict[str, Any]:
-    """The ``claim`` object of a registration response (with ``attempt`` when one was just started)."""
+def claim_block(ctx: Context, claim: Claim, attempt: tuple[str, Attempt] | None = None) -> dict[str, Any]:
+    """The ``claim`` object of a registration response (with ``attempt`` when one was just started:
+    its token and record)."""
     block: dict[str, Any] = {
         "token": claim_token(ctx, claim.account_id, claim.registration_id),
         "expires_at": rfc3339(claim.expires_at or 0),
         "url": ctx.endpoints.url(CLAIM),
     }
-    if attempt_token is not None and claim.attempt_expires_at is not None:
-        block["attempt"] = attempt_block(ctx, attempt_token, claim.attempt_expires_at)
+    if attempt is not None:
+        block["attempt"] = attempt_block(ctx, attempt[0], attempt[1].expires_at)
     return block
+
+
+def normalized_code(user_code: Any) -> str:
+    """The code as the human saw it, without the grouping they may have read it back with. Anything
+    else (not 6 digits after that) is kept as it is, and counts as a wrong code."""
+    if not isinstance(user_code, str):
+        return ""
+    return _CODE_NOISE.sub("", user_code).lower()
 
 
 def check_login_hint(ctx: Context, login_hint: Any) -> str | None:
@@ -128,33 +143,64 @@ def check_login_hint(ctx: Context, login_hint: Any) -> str | None:
 
 
 def require_claims_offered(ctx: Context) -> None:
+    """For ``service_auth`` registration: it needs a human sign-in and the ``service_auth`` claim method."""
     if not ctx.settings.claims_offered:
         raise AuthError(
-            "service_auth_not_enabled",
+            "service_auth_registration_disabled",
             "no human sign-in is configured on this service, so accounts cannot be claimed",
             "Keep using the account until it expires; the operator has not configured an OpenID Connect provider.",
         )
+    if "service_auth" not in ctx.settings.claim_methods:
+        raise AuthError("service_auth_registration_disabled", "the operator turned service_auth claims off")
 
 
-def with_new_attempt(claim: Claim, now: int, login_hint: str | None) -> tuple[Claim, str]:
-    """A new attempt replacing the previous one (its link and any code die with it)."""
+def methods_offered(ctx: Context) -> list[str]:
+    """The claim methods an agent can use here: the operator's ``claim_methods`` that this
+    configuration can serve (a human sign-in; for ``identity_assertion``, a trusted provider)."""
+    s = ctx.settings
+    if not s.claims_offered:
+        return []
+    return [m for m in s.claim_methods if m == "service_auth" or s.providers]
+
+
+def require_method(ctx: Context, method: str) -> None:
+    """Revision 2: a claim method the operator turned off (or that this service cannot serve) is
+    ``auth_method_disabled`` (403), at the claim endpoint and at completion."""
+    if method not in methods_offered(ctx):
+        offered = ", ".join(methods_offered(ctx)) or "none"
+        raise AuthError(
+            "auth_method_disabled",
+            f"the claim method {method} is not available on this service (available: {offered})",
+        )
+
+
+def new_attempt(claim: Claim, now: int, login_hint: str | None, method: str | None) -> tuple[str, Attempt]:
+    """A fresh attempt for ``claim``: its link token (given out once) and its record (the token's hash)."""
     token = f"cvt_{claim.account_id}.{claim.registration_id}.{secrets.token_urlsafe(32)}"
     expires = now + ATTEMPT_TTL_SECONDS
     if claim.expires_at is not None:
         expires = min(expires, claim.expires_at)
-    updated = msgspec.structs.replace(
-        claim,
-        version=claim.version + 1,
-        login_hint=login_hint,
-        attempt_id=new_id("att"),
-        attempt_hash=attempt_hash(token),
-        attempt_expires_at=expires,
-        confirmed_by=None,
-        code_hash=None,
-        code_expires_at=None,
-        attempt_failures=0,
+    attempt = Attempt(
+        id=new_id("att"), link_hash=attempt_hash(token), expires_at=expires, login_hint=login_hint, method=method
     )
-    return updated, token
+    return token, attempt
+
+
+def with_attempt(claim: Claim, attempt: Attempt, now: int, cap: int) -> Claim:
+    """``claim`` with one more live attempt (the dead ones dropped), or ``too_many_attempts`` at the cap.
+    When none was live, a new window opens: its wrong-code count starts again (the life count does not)."""
+    live = tuple(a for a in claim.attempts if a.live(now))
+    if len(live) >= cap:
+        wait = max(1, min(max(a.expires_at, a.code_expires_at or 0) for a in live) - now)
+        raise AuthError(
+            "too_many_attempts",
+            f"this claim already has {len(live)} live attempts (at most {cap})",
+            "Use a link you already gave the human, or wait until one expires (Retry-After).",
+            extra={"retry_after": wait},
+            headers={"Retry-After": str(wait)},
+        )
+    window = claim.window_failures if live else 0
+    return msgspec.structs.replace(claim, version=claim.version + 1, attempts=(*live, attempt), window_failures=window)
 
 
 def contended() -> AuthError:
@@ -168,14 +214,17 @@ async def load(ctx: Context, loc: Located) -> tuple[Claim | None, AccessState | 
     return claim, state
 
 
-def claimable(state: AccessState | None, claim: Claim | None, now: float) -> Claim:
-    """The claim if it can still move; the PROTOCOL.md error otherwise."""
+def claimable(state: AccessState | None, claim: Claim | None, now: float, *, completing: bool = False) -> Claim:
+    """The claim if it can still move; the protocol's error otherwise. What the agent sees after a
+    denial differs by step: ``claim_denied`` when completing, ``claim_revoked`` for a new attempt."""
     if claim is not None and claim.status == "claimed":
         raise AuthError("already_claimed", "this account was already claimed", "Use the credentials you got then.")
     if state is None or (claim is not None and claim.expires_at is not None and claim.expires_at <= now):
         raise AuthError("claim_expired", "the claim window has closed", "Register again to get a new account.")
-    if (claim is not None and claim.status == "revoked") or state.registration.revoked_at is not None:
-        raise AuthError("claim_expired", "the registration was revoked", "Register again to get a new account.")
+    if claim is not None and claim.status == "denied" and completing:
+        raise AuthError("claim_denied", "the human said this request was not theirs; the registration is revoked")
+    if (claim is not None and claim.status in ("denied", "revoked")) or state.registration.revoked_at is not None:
+        raise AuthError("claim_revoked", "the registration was revoked")
     if claim is None:
         if state.account.kind == "persistent" and not state.registration.pending:
             raise AuthError("already_claimed", "this account already belongs to a person")
@@ -221,8 +270,9 @@ def new_claim(ctx: Context, state: AccessState) -> Claim:
 
 
 async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, Any]:
-    """``POST {claim_endpoint}`` ``{"type":"service_auth","claim_token","login_hint"}``."""
-    require_claims_offered(ctx)
+    """``POST {claim_endpoint}`` ``{"type":"service_auth","claim_token","login_hint"}``: one more live
+    attempt (the others stay live, up to ``claim_max_live_attempts``)."""
+    require_method(ctx, "service_auth")
     loc = verify_claim_token(ctx, token, malformed="invalid_claim_token")
     hint = check_login_hint(ctx, login_hint)
     await _limit(ctx, f"claim:start:{loc.registration_id}", MAX_STARTS_PER_WINDOW)
@@ -233,12 +283,12 @@ async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, 
         else:
             claim = claimable(state, found, now)
             expected = claim.version
-        updated, attempt_token = with_new_attempt(claim, now, hint)
-        assert updated.attempt_expires_at is not None
+        attempt_token, attempt = new_attempt(claim, now, hint, "service_auth")
+        updated = with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
         body = {
             "id": loc.registration_id,
             "type": "service_auth",
-            "attempt": attempt_block(ctx, attempt_token, updated.attempt_expires_at),
+            "attempt": attempt_block(ctx, attempt_token, attempt.expires_at),
         }
         return updated, expected, body
 
@@ -246,7 +296,7 @@ async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, 
 
 
 def status_of(claim: Claim | None, state: AccessState | None, now: float) -> str:
-    if claim is not None and claim.status in ("claimed", "revoked"):
+    if claim is not None and claim.status in ("claimed", "revoked", "denied"):
         return claim.status
     if claim is not None and locked(claim):
         return "expired"
@@ -256,12 +306,7 @@ def status_of(claim: Claim | None, state: AccessState | None, now: float) -> str
         return "revoked"
     if claim is None and state.account.kind == "persistent" and not state.registration.pending:
         return "claimed"
-    if (
-        claim is not None
-        and claim.confirmed_by is not None
-        and claim.code_expires_at is not None
-        and claim.code_expires_at > now
-    ):
+    if claim is not None and any(a.confirmed_by is not None and a.code_live(now) for a in claim.attempts):
         return "confirmed"
     return "pending"
 
@@ -284,16 +329,20 @@ async def _limit(ctx: Context, key: str, limit: int) -> None:
 class AttemptView(NamedTuple):
     claim: Claim
     state: AccessState
+    attempt: Attempt
 
 
 def attempt_of(claim: Claim | None, state: AccessState | None, hashed: str, now: float) -> AttemptView:
     """The live attempt whose link token hashes to ``hashed``, or a page-level error."""
-    if claim is None or state is None or not hmac.compare_digest(claim.attempt_hash or "", hashed):
-        raise AuthError("invalid_claim", "this claim link is no longer valid: the agent may have started a newer one")
+    if claim is None or state is None:
+        raise AuthError("invalid_claim", "this claim link is no longer valid")
     claim = claimable(state, claim, now)
-    if claim.attempt_expires_at is None or claim.attempt_expires_at <= now:
+    attempt = next((a for a in claim.attempts if hmac.compare_digest(a.link_hash, hashed)), None)
+    if attempt is None:
+        raise AuthError("invalid_claim", "this claim link is no longer valid: ask the agent for a new one")
+    if attempt.expires_at <= now:
         raise AuthError("claim_expired", "this claim link has expired: ask the agent for a new one")
-    return AttemptView(claim, state)
+    return AttemptView(claim, state, attempt)
 
 
 async def find_attempt(ctx: Context, account_id: str, registration_id: str, hashed: str) -> AttemptView:
@@ -302,45 +351,49 @@ async def find_attempt(ctx: Context, account_id: str, registration_id: str, hash
     return attempt_of(claim, state, hashed, ctx.clock.now())
 
 
-def wrong_account(claim: Claim, user: User) -> bool:
-    return claim.login_hint is not None and claim.login_hint != user.email
+def wrong_account(attempt: Attempt, user: User) -> bool:
+    return attempt.login_hint is not None and attempt.login_hint != user.email
+
+
+def _replaced(claim: Claim, attempt: Attempt) -> tuple[Attempt, ...]:
+    return tuple(attempt if a.id == attempt.id else a for a in claim.attempts)
 
 
 async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> str:
     """The human authorizes the attempt they reviewed (by its link's hash): bind it to them (the first
-    human wins) and mint the code."""
+    human wins) and mint its code."""
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
     def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, str]:
-        claim = attempt_of(found, state, hashed, now).claim
-        if wrong_account(claim, user):
+        view = attempt_of(found, state, hashed, now)
+        claim, attempt = view.claim, view.attempt
+        if wrong_account(attempt, user):
             raise AuthError("invalid_login_hint", "this claim is meant for another account")
-        if claim.confirmed_by is not None and claim.confirmed_by != user.id:
+        if attempt.confirmed_by is not None and attempt.confirmed_by != user.id:
             raise AuthError("invalid_claim", "another person already authorized this claim")
-        assert claim.attempt_id is not None
-        updated = msgspec.structs.replace(
-            claim,
-            version=claim.version + 1,
+        confirmed = msgspec.structs.replace(
+            attempt,
             confirmed_by=user.id,
-            code_hash=code_hash(ctx, claim.attempt_id, code),
+            code_hash=code_hash(ctx, attempt.id, code),
             code_expires_at=now + CODE_TTL_SECONDS,
         )
-        return updated, claim.version, code
+        return (
+            msgspec.structs.replace(claim, version=claim.version + 1, attempts=_replaced(claim, confirmed)),
+            claim.version,
+            code,
+        )
 
     return await transition(ctx, Located(account_id, registration_id, ""), decide)
 
 
 async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> None:
-    """ "This wasn't me", on the attempt the human reviewed: the registration and everything issued to it
-    die at once."""
+    """ "This wasn't me", on the attempt the human reviewed: the claim is denied (every attempt ends) and
+    the registration and everything issued to it die at once."""
 
     def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, None]:
         claim = attempt_of(found, state, hashed, now).claim
-        return (
-            msgspec.structs.replace(claim, version=claim.version + 1, status="revoked", attempt_hash=None),
-            claim.version,
-            None,
-        )
+        denied = msgspec.structs.replace(claim, version=claim.version + 1, status="denied", attempts=())
+        return denied, claim.version, None
 
     await transition(ctx, Located(account_id, registration_id, ""), decide)
     event = AuditEvent(

@@ -23,21 +23,28 @@ from app.store.port import AccessState, AuditEvent, Claim, Delegation, User
 
 async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim")
-    given = user_code.strip() if isinstance(user_code, str) else ""  # anything malformed is a wrong code
+    given = claims.normalized_code(user_code)  # anything that is not 6 digits then is a wrong code
     for _ in range(claims.CAS_ROUNDS):
         now = int(ctx.clock.now())
         found, state = await claims.load(ctx, loc)
-        claim = _code_shown(claims.claimable(state, found, now), now)
-        assert state is not None and claim.attempt_id is not None
-        # Reserve-and-compare in one store step: the budget is charged before a wrong code is answered.
-        digests = {claim.attempt_id: claims.code_hash(ctx, claim.attempt_id, given)}
+        claim = _codes_shown(ctx, claims.claimable(state, found, now, completing=True), now)
+        assert state is not None
+        # The agent names no attempt: the code is compared with every live code, in one store step that
+        # reserves the budget first. An attempt of a method the operator turned off matches nothing.
+        offered = claims.methods_offered(ctx)
+        digests = {
+            a.id: claims.code_hash(ctx, a.id, given) if a.method is None or a.method in offered else ""
+            for a in claim.attempts
+            if a.code_live(now)
+        }
         check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET)
         if not check.compared or check.claim is None:
             continue  # the claim moved between the read and the check: decide again on what is there now
-        if not check.matched:
+        if check.matched is None:
             raise _wrong_code(check.claim)
-        assert check.claim.confirmed_by is not None
-        user = await ctx.store.get_user(check.claim.confirmed_by)
+        attempt = check.claim.attempt(check.matched)
+        assert attempt is not None and attempt.confirmed_by is not None
+        user = await ctx.store.get_user(attempt.confirmed_by)
         if user is None:
             raise AuthError("invalid_claim", "the person who authorized this claim no longer exists")
         landed = await _land(ctx, check.claim, state, user, now)
@@ -46,19 +53,31 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
     raise claims.contended()
 
 
-def _code_shown(claim: Claim, now: int) -> Claim:
-    """The claim if its attempt shows a live code; the PROTOCOL.md error for the step it is at otherwise."""
-    if claim.attempt_id is None:
+def _codes_shown(ctx: Context, claim: Claim, now: int) -> Claim:
+    """The claim if some live attempt shows a code; the protocol's error for the step it is at otherwise."""
+    live = [a for a in claim.attempts if a.live(now)]
+    if not live:
+        if any(a.code_expires_at is not None for a in claim.attempts):
+            raise AuthError("user_code_expired", "the code has expired", "Start a new attempt for a new code.")
+        if claim.attempts:
+            raise AuthError(
+                "claim_not_confirmed",
+                "the human did not authorize before the link expired",
+                "Start a new attempt: the links have expired.",
+            )
         raise AuthError("invalid_claim", "no claim attempt is open; start one at the claim endpoint")
-    if claim.confirmed_by is None or claim.code_hash is None or claim.code_expires_at is None:
-        expired = claim.attempt_expires_at is not None and claim.attempt_expires_at <= now
+    methods = {a.method for a in live if a.method is not None}
+    if methods and not methods & set(claims.methods_offered(ctx)):
+        claims.require_method(ctx, sorted(methods)[0])  # every live attempt's method was turned off
+    if not any(a.code_live(now) for a in live):
+        if all(a.code_expires_at is not None for a in live):
+            raise AuthError("user_code_expired", "the code has expired", "Start a new attempt for a new code.")
+        expired = all(a.expires_at <= now for a in live if a.code_expires_at is None)
         raise AuthError(
             "claim_not_confirmed",
             "the human has not authorized this claim yet",
-            "Start a new attempt: this one expired." if expired else "Wait for the human, then send the code.",
+            "Start a new attempt: the links have expired." if expired else "Wait for the human, then send the code.",
         )
-    if claim.code_expires_at <= now:
-        raise AuthError("user_code_expired", "the code has expired", "Start a new attempt for a new code.")
     return claim
 
 
@@ -70,11 +89,17 @@ def _wrong_code(claim: Claim) -> AuthError:
             f"wrong code; this claim is now locked after {claims.MAX_CLAIM_FAILURES} wrong codes",
             "Nobody can claim this account any more; it stays usable until it expires.",
         )
-    if claim.attempt_id is None:
-        return AuthError("invalid_user_code", "wrong code; this attempt has ended", "Start a new attempt.")
-    left = min(claims.MAX_ATTEMPT_FAILURES - claim.attempt_failures, claims.MAX_CLAIM_FAILURES - claim.failures)
+    if not claim.attempts:
+        return AuthError(
+            "invalid_user_code",
+            f"wrong code; {claims.MAX_ATTEMPT_FAILURES} wrong codes ended every open attempt",
+            "Start a new attempt.",
+        )
+    left = min(claims.MAX_ATTEMPT_FAILURES - claim.window_failures, claims.MAX_CLAIM_FAILURES - claim.failures)
     return AuthError(
-        "invalid_user_code", f"wrong code ({left} tries left on this attempt)", "Ask the human to read the code again."
+        "invalid_user_code",
+        f"wrong code ({left} tries left before the open attempts end)",
+        "Ask the human to read the code again.",
     )
 
 
@@ -112,8 +137,7 @@ async def _land(ctx: Context, claim: Claim, state: AccessState, user: User, now:
         version=claim.version + 1,
         status="claimed",
         expires_at=None,
-        attempt_hash=None,
-        code_hash=None,
+        attempts=(),  # completion ends every other attempt
         claimed_by=user.id,
         claimed_at=now,
     )
@@ -134,7 +158,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
     whose platform now vouches for its user claims its anonymous account. A provider subject already
     linked to a person (a clean match) claims at once; otherwise the person with the verified email
     must sign in and authorize, exactly as for ``service_auth`` (401 ``interaction_required``)."""
-    claims.require_claims_offered(ctx)
+    claims.require_method(ctx, "identity_assertion")
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim_token")
     if assertion_type != URN_ID_JAG or not isinstance(assertion, str):
         raise AuthError("invalid_request", f"assertion_type must be {URN_ID_JAG}, with the ID-JAG in assertion")
@@ -151,7 +175,8 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         delegation = await ctx.store.get_delegation(jag.provider.issuer, jag.subject)
         user = await ctx.store.get_user(delegation.user_id) if delegation and delegation.status == "active" else None
         if user is None:
-            updated, attempt_token = claims.with_new_attempt(claim, now, jag.identifier)
+            attempt_token, attempt = claims.new_attempt(claim, now, jag.identifier, "identity_assertion")
+            updated = claims.with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
             if not await ctx.store.save_claim(updated, expected):
                 continue
             raise AuthError(
@@ -162,7 +187,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
                     "id": loc.registration_id,
                     "type": "identity_assertion",
                     "scopes": {"post_claim": list(claim.scopes_after)},
-                    "claim": claims.claim_block(ctx, updated, attempt_token),
+                    "claim": claims.claim_block(ctx, updated, (attempt_token, attempt)),
                 },
             )
         if expected is None:

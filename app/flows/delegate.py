@@ -136,7 +136,9 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
     old = await ctx.store.get_claim(user.account_id, registration.id, now)
     if old is not None and old.status == "pending":
         pending = msgspec.structs.replace(pending, version=old.version, failures=old.failures)
-    claim, attempt_token = claims.with_new_attempt(pending, now, user.email)
+    # Each step-up replaces the pending link's attempt: the previous link dies.
+    attempt_token, attempt = claims.new_attempt(pending, now, user.email, None)
+    claim = msgspec.structs.replace(pending, version=pending.version + 1, attempts=(attempt,))
     # A delegation whose grant was revoked goes back through the gate: a human confirms again.
     replace = current is not None and current.status == "active"
     if not await ctx.store.save_pending_link(delegation, registration, claim, event, replace_active=replace):
@@ -146,7 +148,7 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
         "id": registration.id,
         "type": "identity_assertion",
         "scopes": {"post_claim": list(jag.scopes)},
-        "claim": claims.claim_block(ctx, claim, attempt_token),
+        "claim": claims.claim_block(ctx, claim, (attempt_token, attempt)),
     }
     return AuthError(
         "interaction_required",

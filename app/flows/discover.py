@@ -16,10 +16,11 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
-from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES
+from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
 from app.flows.events import REVOKED_URIS
 from app.flows.exchange import JWT_BEARER
-from app.flows.idjag import URN_ID_JAG
+from app.flows.idjag import ID_JAG_PROFILE, URN_ID_JAG
+from app.flows.limits import rate_limited
 from app.text import MAX_LABEL
 from app.wire import (
     AccountView,
@@ -45,7 +46,7 @@ def identity_types(ctx: Context) -> list[str]:
     s = ctx.settings
     types = (
         ("anonymous", s.anonymous_enabled),
-        ("service_auth", s.claims_offered),
+        ("service_auth", s.claims_offered and "service_auth" in s.claim_methods),
         ("identity_assertion", bool(s.providers)),
     )
     return [t for t, on in types if on]
@@ -58,7 +59,8 @@ def claim_metadata(ctx: Context) -> dict[str, Any]:
     return {
         "offered": s.claims_offered,
         "sign_in": sign_in,
-        "methods": ["service_auth", *(["identity_assertion"] if s.providers else [])] if s.claims_offered else [],
+        "methods": methods_offered(ctx),
+        "max_live_attempts": s.claim_max_live_attempts,
         "login_hint_required": s.claim_require_login_hint,
         "complete_endpoint": e.url(ep.CLAIM_COMPLETE),
         "status_endpoint": e.url(ep.CLAIM_STATUS),
@@ -84,10 +86,13 @@ def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
     if s.providers:
         agent_auth["identity_assertion"] = {
             "assertion_types_supported": [URN_ID_JAG],
-            "issuers": [p.issuer for p in s.providers],  # authmd extension: the trust list
+            # The trust list, so an agent can tell before trying whether its provider is trusted
+            # (workos/auth.md#24): issuer and display name only, nothing secret.
+            "issuers_supported": [{"issuer": p.issuer, "name": p.display_name} for p in s.providers],
         }
         agent_auth["events_endpoint"] = e.url(ep.EVENTS)
         agent_auth["events_supported"] = list(REVOKED_URIS)
+    profiles = {"authorization_grant_profiles_supported": [ID_JAG_PROFILE]} if s.providers else {}
     return {
         "issuer": s.issuer,
         "jwks_uri": e.url(ep.JWKS),
@@ -101,6 +106,8 @@ def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        # ID-JAG draft -04 §7: the profile of the JWT-bearer grant that accepts ID-JAGs (MCP clients look).
+        **profiles,
         "service_documentation": e.url(ep.AUTH_MD),
         "agent_auth": {
             **agent_auth,
@@ -199,7 +206,7 @@ def examples(ctx: Context) -> dict[str, Any]:
             "quota_exceeded", f"this account may hold at most {s.quota_notes} notes", "Ask a human to claim …"
         ).body(),
         "invalid-token": AuthError("invalid_token", "the access token has expired").body(),
-        "rate-limited": AuthError("rate_limited", "too many requests", "Wait 30 seconds …").body(),
+        "rate-limited": rate_limited(30, "too many requests").body(),
     }
     if s.claims_offered:
         attempt = {"verification_uri": f"{s.issuer}/login?return_to=…", "expires_at": _T}

@@ -25,6 +25,8 @@ from app.wire import nesting_within
 
 TYP_ID_JAG = "oauth-id-jag+jwt"
 URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
+# ID-JAG draft -04 §7: the grant profile an authorization server advertises when it accepts ID-JAGs.
+ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
 
 # Signature only: every time and audience check reads our injected clock and settings instead.
 SIGNATURE_ONLY = jwt.PyJWT(
@@ -92,7 +94,7 @@ async def verify_id_jag(ctx: Context, token: str, *, record_replay: bool = True)
     unverified = jose_segment(token, 1)
     provider = s.provider(str(unverified.get("iss", "")))
     if provider is None:
-        raise AuthError("invalid_issuer", "the assertion's issuer is not a trusted agent identity provider")
+        raise AuthError("issuer_not_enabled", "the assertion's issuer is not a trusted agent identity provider")
     if alg not in provider.algorithms:
         raise AuthError("invalid_signature", f"{provider.display_name} does not sign with {alg} here")
     kid = header.get("kid")
@@ -106,7 +108,7 @@ async def verify_id_jag(ctx: Context, token: str, *, record_replay: bool = True)
 
     now = ctx.clock.now()
     if claims.get("iss") != provider.issuer:
-        raise AuthError("invalid_issuer", "the assertion's issuer is not a trusted agent identity provider")
+        raise AuthError("issuer_not_enabled", "the assertion's issuer is not a trusted agent identity provider")
     # The draft: aud is the issuer identifier of the authorization server (spec/id-jag-audience.md).
     aud = claims.get("aud")
     if aud != s.issuer and aud != [s.issuer]:

@@ -80,12 +80,17 @@ def refuse_if_over(results: Sequence[WindowResult]) -> None:
         raise rate_limited(max(r.retry_after for r in refused))
 
 
-def rate_limited(retry_after: float) -> AuthError:
+def rate_limited(
+    retry_after: float, description: str = "too many requests from this source or to this service"
+) -> AuthError:
+    """429 ``rate_limit_exceeded``: the wait in whole seconds, as the Retry-After header (RFC 9110
+    §10.2.3) and as a number in the body (``retry_after``, for agents that read only the body)."""
     wait = max(1, math.ceil(retry_after))
     return AuthError(
-        "rate_limited",
-        "too many requests from this source or to this service",
+        "rate_limit_exceeded",
+        description,
         f"Wait {wait} seconds (Retry-After), then retry.",
+        extra={"retry_after": wait},
         headers={"Retry-After": str(wait)},
     )
 

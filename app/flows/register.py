@@ -151,7 +151,7 @@ async def _create_temporary(
 async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: str) -> AnonymousRegistered:
     s = ctx.settings
     if not s.anonymous_enabled:
-        raise AuthError("anonymous_not_enabled", "anonymous registration is turned off on this service")
+        raise AuthError("anonymous_registration_disabled", "anonymous registration is turned off on this service")
     state = await _create_temporary(ctx, "anonymous", req.agent, req.proof_of_work, source)
     account, registration = state.account, state.registration
     assert account.expires_at is not None
@@ -178,14 +178,17 @@ async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, sour
     if hint is None:
         raise AuthError("invalid_login_hint", "service_auth needs login_hint: the email of the human to ask")
     state = await _create_temporary(ctx, "service_auth", req.agent, req.proof_of_work, source)
-    claim, attempt_token = claims.with_new_attempt(claims.new_claim(ctx, state), int(ctx.clock.now()), hint)
+    now = int(ctx.clock.now())
+    first = claims.new_claim(ctx, state)
+    attempt_token, attempt = claims.new_attempt(first, now, hint, "service_auth")
+    claim = claims.with_attempt(first, attempt, now, ctx.settings.claim_max_live_attempts)
     if not await ctx.store.save_claim(claim, None):
         raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
     return {
         "id": state.registration.id,
         "type": "service_auth",
         "scopes": {"post_claim": list(ctx.settings.post_claim_scopes)},
-        "claim": claims.claim_block(ctx, claim, attempt_token),
+        "claim": claims.claim_block(ctx, claim, (attempt_token, attempt)),
     }
 
 

@@ -59,12 +59,14 @@ async def start_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
     """PROTOCOL.md § Claim step 1: a new attempt (``service_auth``), or *ext* a claim by ID-JAG."""
     ctx = ctx_of(request)
     req = await json_body(request, ClaimStart)
-    if req.type == "identity_assertion" and ctx.settings.providers:
+    # Revision 2: "login_hint" is the flat dialect's name for service_auth (agents that read the older
+    # AUTH.md text send it); no type at all is service_auth too (*ext*).
+    if req.type == "identity_assertion":
         result = await complete.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
-    elif req.type in ("service_auth", None):
+    elif req.type in ("service_auth", "login_hint", None):
         result = await claim.start_attempt(ctx, req.claim_token, req.login_hint)
     else:
-        methods = "service_auth" + (", identity_assertion" if ctx.settings.providers else "")
+        methods = ", ".join(claim.methods_offered(ctx)) or "none"
         raise AuthError("invalid_request", f"unsupported claim type {req.type!r}; supported: {methods}")
     return json_response(result, no_store=True)
 

@@ -82,15 +82,15 @@ _OPTIONAL_HEADERS = {
 
 
 def _error_schema(status: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["error", "error_description", "hint"],
-        "properties": {
-            "error": {"enum": sorted(code for code, s in STATUS.items() if s == status)},
-            "error_description": {"type": "string"},
-            "hint": {"type": "string", "description": "the next step, in one sentence"},
-        },
+    properties: dict[str, Any] = {
+        "error": {"enum": sorted(code for code, s in STATUS.items() if s == status)},
+        "error_description": {"type": "string"},
+        "message": {"type": "string", "description": "the same text as error_description (revision 2)"},
+        "hint": {"type": "string", "description": "the next step, in one sentence"},
     }
+    if status == 429:
+        properties["retry_after"] = {"type": "integer", "minimum": 1, "description": "seconds, as Retry-After"}
+    return {"type": "object", "required": ["error", "error_description", "message", "hint"], "properties": properties}
 
 
 _SET_ERROR = {

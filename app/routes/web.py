@@ -81,7 +81,9 @@ def _error_page(ctx: Context, err: AuthError) -> Response[str]:
         "invalid_claim": "This link is no longer valid",
         "already_claimed": "Already claimed",
         "temporarily_unavailable": "Please try again",
-        "rate_limited": "Too many requests",
+        "rate_limit_exceeded": "Too many requests",
+        "claim_revoked": "This request was revoked",
+        "claim_denied": "This request was denied",
     }
     status = 503 if err.status >= 500 else 400 if err.status < 400 else err.status
     response = _message(ctx, titles.get(err.code, "Something went wrong"), err.description, status)
@@ -251,8 +253,8 @@ async def claim_page(request: Request[Any, Any, Any]) -> Response[str]:
     except AuthError as err:
         return _error_page(ctx, err)
     base, name, csrf = _base(ctx), ctx.settings.service_name, session.data.csrf
-    if claims.wrong_account(view.claim, user):
-        return _html(ctx, pages.wrong_account(base, name, user.email, csrf, view.claim.login_hint or ""), 403)
+    if claims.wrong_account(view.attempt, user):
+        return _html(ctx, pages.wrong_account(base, name, user.email, csrf, view.attempt.login_hint or ""), 403)
     details = await _details(ctx, view, user)
     return _html(ctx, pages.claim_ready(base, name, user.email, csrf, details, held.ref))
 
@@ -304,9 +306,9 @@ async def claim_confirm(request: Request[Any, Any, Any]) -> Response[str]:
     try:
         ctx, session, user, held = await _claim_action(request)
         view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
-        if claims.wrong_account(view.claim, user):
+        if claims.wrong_account(view.attempt, user):
             page = pages.wrong_account(
-                _base(ctx), ctx.settings.service_name, user.email, session.data.csrf, view.claim.login_hint or ""
+                _base(ctx), ctx.settings.service_name, user.email, session.data.csrf, view.attempt.login_hint or ""
             )
             return _html(ctx, page, 403)
         code = await claims.confirm(ctx, held.account_id, held.registration_id, held.attempt_hash, user)

@@ -74,15 +74,37 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     created_at: int
 
 
-ClaimStatus = Literal["pending", "claimed", "revoked"]
+ClaimStatus = Literal["pending", "claimed", "revoked", "denied"]
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt at a claim: a link for a human (only the SHA-256 of its token is kept), who it is for,
+    and once a human authorized it, who did and the code (as an HMAC)."""
+
+    id: str
+    link_hash: str
+    expires_at: int  # the link works until then
+    login_hint: str | None = None  # only the person with this email may authorize it
+    method: str | None = None  # the claim method that started it; None: a provider link's step-up
+    confirmed_by: str | None = None  # the user id of the human who authorized it
+    code_hash: str | None = None
+    code_expires_at: int | None = None
+
+    def code_live(self, now: float) -> bool:
+        return self.code_hash is not None and self.code_expires_at is not None and self.code_expires_at > now
+
+    def live(self, now: float) -> bool:
+        """Its link or its code still works."""
+        return self.expires_at > now or self.code_live(now)
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """The claim ceremony of one registration (PROTOCOL.md § Claim): the claim token, the current
-    attempt (its link token and, once a human authorized it, the code), and failure counters.
+    """The claim ceremony of one registration: the claim token, the live attempts (each with its link
+    and, once a human authorized it, its code), and the wrong codes charged to it.
 
     Written by compare-and-set on ``version``: every transition reads, decides in the flow, and saves
     with the version it read, so of two racing transitions exactly one lands. Only hashes are stored.
+    A claim stored by an older version (one attempt in flat fields) reads as one with no live attempt.
     """
 
     account_id: str
@@ -92,74 +114,65 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     status: ClaimStatus = "pending"
     version: int = 0
     scopes_after: tuple[str, ...] = ()
-    login_hint: str | None = None
-    attempt_id: str | None = None
-    attempt_hash: str | None = None
-    attempt_expires_at: int | None = None
-    confirmed_by: str | None = None  # the user id of the first human to authorize this attempt
-    code_hash: str | None = None
-    code_expires_at: int | None = None
-    attempt_failures: int = 0
-    failures: int = 0  # wrong codes across every attempt of this claim
+    attempts: tuple[Attempt, ...] = ()
+    window_failures: int = 0  # wrong codes while the current attempts are live (a window)
+    failures: int = 0  # wrong codes over the claim's life
     provider: str | None = None  # an ID-JAG step-up: the provider issuer and subject asking to link
     subject: str | None = None
     claimed_by: str | None = None
     claimed_at: int | None = None
 
+    def attempt(self, attempt_id: str) -> Attempt | None:
+        return next((a for a in self.attempts if a.id == attempt_id), None)
+
 
 class CodeBudget(msgspec.Struct, frozen=True):
-    """How many wrong codes may be compared: per attempt (then it ends) and over the claim's life (then
-    the claim is locked for good)."""
+    """How many wrong codes may be compared: per window of live attempts (then all of them end) and over
+    the claim's life (then the claim is locked for good)."""
 
-    per_attempt: int
+    per_window: int
     per_claim: int
 
 
 class CodeCheck(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of ``check_code``: the claim as it is after the step (None: gone), whether a code was
-    compared (its budget reserved first) and whether it matched (then nothing was charged)."""
+    compared (its budget reserved first), and the attempt whose code it matched (then nothing was charged)."""
 
     claim: Claim | None
     compared: bool = False
-    matched: bool = False
+    matched: str | None = None
 
 
 def code_step(claim: Claim, digests: Mapping[str, str], now: float, budget: CodeBudget) -> CodeCheck:
     """The reserve-and-compare rule every adapter applies atomically (the Redis Lua script mirrors it).
 
-    A code is compared only while its attempt shows a live code and the attempt and the claim both have
-    budget left; a wrong one is charged to both before the answer goes out, and the charge that spends
-    a budget ends the attempt in the same step. So however many guesses race, at most ``per_attempt``
-    are compared per attempt and ``per_claim`` per claim, and none is compared for free.
+    A code is compared only while the claim is pending with budget left, some attempt shows a live
+    code, and ``digests`` holds the caller's digest for every such attempt (else the caller read an
+    older claim and must look again). It is compared with every live code; a wrong one is charged to
+    the window and the claim before the answer goes out, and the charge that spends a budget ends every
+    attempt in the same step. So however many guesses race, at most ``per_window`` are compared per
+    window of live attempts and ``per_claim`` over the claim's life, and none is compared for free.
     """
-    attempt = claim.attempt_id
-    live = (
+    coded = [a for a in claim.attempts if a.code_live(now)]
+    comparable = (
         claim.status == "pending"
-        and attempt is not None
-        and claim.code_hash is not None
-        and claim.code_expires_at is not None
-        and claim.code_expires_at > now
-        and claim.attempt_failures < budget.per_attempt
+        and bool(coded)
+        and claim.window_failures < budget.per_window
         and claim.failures < budget.per_claim
+        and all(a.id in digests for a in coded)
     )
-    if not live:
+    if not comparable:
         return CodeCheck(claim=claim)
-    assert attempt is not None and claim.code_hash is not None
-    if hmac.compare_digest(digests.get(attempt, ""), claim.code_hash):
-        return CodeCheck(claim=claim, compared=True, matched=True)
+    for attempt in coded:
+        assert attempt.code_hash is not None
+        if hmac.compare_digest(digests[attempt.id], attempt.code_hash):
+            return CodeCheck(claim=claim, compared=True, matched=attempt.id)
     charged = msgspec.structs.replace(
-        claim, version=claim.version + 1, attempt_failures=claim.attempt_failures + 1, failures=claim.failures + 1
+        claim, version=claim.version + 1, window_failures=claim.window_failures + 1, failures=claim.failures + 1
     )
-    if charged.attempt_failures >= budget.per_attempt or charged.failures >= budget.per_claim:
-        charged = ended_attempt(charged)
+    if charged.window_failures >= budget.per_window or charged.failures >= budget.per_claim:
+        charged = msgspec.structs.replace(charged, attempts=())
     return CodeCheck(claim=charged, compared=True)
-
-
-def ended_attempt(claim: Claim) -> Claim:
-    """The claim with its attempt over: the link and any code die; failure counts stay."""
-    return msgspec.structs.replace(
-        claim, attempt_id=None, attempt_hash=None, attempt_expires_at=None, code_hash=None, code_expires_at=None
-    )
 
 
 class Delegation(msgspec.Struct, frozen=True, kw_only=True):

@@ -793,15 +793,15 @@ class RedisStore:
         self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
     ) -> CodeCheck:
         keys = [self._a(account_id, "acct"), self._claim_key(account_id, registration_id)]
-        args: list[Any] = [repr(float(now)), budget.per_attempt, budget.per_claim]
+        args: list[Any] = [repr(float(now)), budget.per_window, budget.per_claim]
         for attempt_id, digest in digests.items():
             args += [attempt_id, digest]
         reply = await self._call("check_code", keys, args)
         if reply is None:
             return CodeCheck(claim=None)
-        outcome, data = reply
+        outcome, data, matched = reply
         claim = msgspec.json.decode(data, type=Claim)
-        return CodeCheck(claim=claim, compared=outcome != "none", matched=outcome == "match")
+        return CodeCheck(claim=claim, compared=outcome != "none", matched=matched or None)
 
     async def complete_claim(
         self,

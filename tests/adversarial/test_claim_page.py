@@ -67,7 +67,7 @@ async def test_deny_acts_on_the_attempt_the_page_showed(start_server: StartServe
         (a_token, b_token), human, page_a = await _two_tabs(server, client)
         denied = await human.post("/claim/deny", page_a.form("/claim/deny"))
         assert denied.title == "Access revoked", denied.text
-        assert await _status(client, a_token) == "revoked"
+        assert await _status(client, a_token) == "denied"
         assert await _status(client, b_token) == "pending"
 
 

@@ -471,7 +471,7 @@ def test_2000_idle_connections_from_one_source_do_not_lock_out_another(start_ser
             assert client.get("/healthz").status_code == 200
         last, closed = read_until_closed(socks[-1])
         assert closed and status(last) == 429, last
-        assert error_code(last) == "rate_limited" and header(last, "retry-after")  # RFC 6585 §4
+        assert error_code(last) == "rate_limit_exceeded" and header(last, "retry-after")  # RFC 6585 §4
         wait_until(
             lambda: sum(not c for c in are_closed(socks)) <= DEFAULT_PER_CLIENT * workers,
             DEADLINE,

@@ -66,7 +66,7 @@ async def test_wrong_secrets_are_throttled_per_client_before_the_slow_check(
             *(_introspect(client, "api-gw", secrets.token_hex(8), f"10.1.0.{n}") for n in range(FLOOD))
         )
         outcomes = _outcomes(flood)
-        assert outcomes == {(401, "invalid_client"): 4, (429, "rate_limited"): FLOOD - 4}, outcomes
+        assert outcomes == {(401, "invalid_client"): 4, (429, "rate_limit_exceeded"): FLOOD - 4}, outcomes
         assert all(int(r.headers["retry-after"]) > 0 for r in flood if r.status_code == 429)
         assert all(r.headers["www-authenticate"].startswith("Basic") for r in flood if r.status_code == 401)
         # The gateway itself keeps working.
@@ -83,6 +83,6 @@ async def test_unknown_clients_are_throttled_per_source(
         )
         outcomes = _outcomes(flood)
         assert outcomes[(401, "invalid_client")] <= 8, outcomes
-        assert outcomes[(401, "invalid_client")] + outcomes[(429, "rate_limited")] == FLOOD, outcomes
+        assert outcomes[(401, "invalid_client")] + outcomes[(429, "rate_limit_exceeded")] == FLOOD, outcomes
         # Another source still reaches the check (and the real client still authenticates there).
         assert (await _introspect(client, "api-gw", SECRET, "10.2.0.2")).json() == {"active": False}

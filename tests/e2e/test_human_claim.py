@@ -212,7 +212,7 @@ async def test_wrong_account_then_switch_then_this_wasnt_me(
         await page.wait_for_selector("text=Access revoked")
         await screenshot(page, "claim-7-revoked")
         assert (await agent.api("GET", "/notes", access)).status_code == 401
-        assert await agent.claim_status(reg["claim"]["token"]) == "revoked"
+        assert await agent.claim_status(reg["claim"]["token"]) == "denied"
 
 
 async def test_the_ceremony_over_https_with_secure_cookies(

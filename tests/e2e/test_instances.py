@@ -142,12 +142,12 @@ def test_rate_limits_are_shared(start_server: StartServer, redis_server: RedisSe
     assert statuses == {200: 3, 429: 6}, [r.text for r in responses]
     for r in responses:
         if r.status_code == 429:
-            assert_error(r, 429, "rate_limited")
+            assert_error(r, 429, "rate_limit_exceeded")
             retry_after(r)
     # The next one is refused by every instance, whichever served the three that passed.
     for server in servers:
         r = register(server)
-        assert_error(r, 429, "rate_limited")
+        assert_error(r, 429, "rate_limit_exceeded")
         retry_after(r)
 
 

@@ -120,13 +120,113 @@ async def test_an_expired_code_is_refused(harness):
     assert await agent.claim_status(reg["claim"]["token"]) == "pending"
 
 
-async def test_a_superseded_link_is_dead(harness):
+async def test_several_attempts_live_at_once_up_to_the_cap(harness):
+    """Revision 2: a new attempt does not kill the older ones; one past the cap is too_many_attempts."""
     agent, human = parties(harness)
     reg = await agent.register()
-    first = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
-    await agent.start_claim(reg["claim"]["token"], "ada@example.com")
-    page = await human.open_link(first["attempt"]["verification_uri"], "ada@example.com")
-    assert page.status == 400 and page.title == "This link is no longer valid"
+    token = reg["claim"]["token"]
+    links = [(await agent.start_claim(token, "ada@example.com"))["attempt"]["verification_uri"] for _ in range(3)]
+    refused = await agent.start_claim(token, "ada@example.com", expect=429)
+    assert refused["error"] == "too_many_attempts" and refused["retry_after"] > 0
+    # The first link still works, and its code completes the claim (the agent names no attempt).
+    page = await human.open_link(links[0], "ada@example.com")
+    assert page.title == "Authorize this agent?", page.text
+    code = (await human.authorize(page)).code
+    done = await agent.complete_claim(token, code)
+    assert done["status"] == "claimed"
+    # Completion ended every other attempt: their links are dead.
+    other = await human.follow(links[1])
+    assert other.status == 409 and other.title == "Already claimed"
+
+
+async def test_each_attempt_keeps_its_own_login_hint(harness):
+    agent, ada = parties(harness)
+    eve = DevHuman(harness.client, harness.settings.issuer_str)
+    reg = await agent.register()
+    token = reg["claim"]["token"]
+    for_ada = (await agent.start_claim(token, "ada@example.com"))["attempt"]["verification_uri"]
+    for_eve = (await agent.start_claim(token, "eve@example.com"))["attempt"]["verification_uri"]
+    assert (await eve.open_link(for_ada, "eve@example.com")).title == "Wrong account"
+    page = await eve.open_link(for_eve, "eve@example.com")
+    code = (await eve.authorize(page)).code
+    assert (await ada.open_link(for_eve, "ada@example.com")).title == "Wrong account"
+    done = await agent.complete_claim(token, code)
+    assert done["status"] == "claimed"
+    owner = (await harness.ctx.store.get_account(reg["account"]["id"], harness.clock.now())).owner
+    assert owner == (await harness.ctx.store.find_user_by_email("eve@example.com")).id
+
+
+async def test_the_code_is_read_back_as_the_page_groups_it(harness):
+    agent, human = parties(harness)
+    for spelled in ("{a} {b}", "{a}-{b}", " {a}{b} ", "{a}\u2011{b}"):
+        reg = await agent.register()
+        attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+        code = (
+            await human.authorize(await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com"))
+        ).code
+        typed = spelled.format(a=code[:3], b=code[3:])
+        assert (await agent.complete_claim(reg["claim"]["token"], typed))["status"] == "claimed", typed
+
+
+async def test_login_hint_is_an_alias_of_service_auth(harness):
+    agent, human = parties(harness)
+    reg = await agent.register()
+    body = {"type": "login_hint", "claim_token": reg["claim"]["token"], "login_hint": "ada@example.com"}
+    r = await agent.post_json("/agent/identity/claim", body)
+    assert r.status_code == 200 and r.json()["type"] == "service_auth", r.text
+    page = await human.open_link(r.json()["attempt"]["verification_uri"], "ada@example.com")
+    assert page.title == "Authorize this agent?"
+
+
+async def test_wrong_codes_are_charged_to_the_claim_across_live_attempts(harness):
+    """5 wrong codes in a window end every live attempt, however many there are."""
+    agent, human = parties(harness)
+    reg = await agent.register()
+    token = reg["claim"]["token"]
+    codes = []
+    for _ in range(2):
+        attempt = await agent.start_claim(token, "ada@example.com")
+        codes.append(
+            (
+                await human.authorize(await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com"))
+            ).code
+        )
+    wrong = next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in codes)
+    for _ in range(5):
+        body = await agent.complete_claim(token, wrong, expect=401)
+        assert body["error"] == "invalid_user_code"
+    assert "ended every open attempt" in body["error_description"]
+    for code in codes:
+        assert (await agent.complete_claim(token, code, expect=400))["error"] == "invalid_claim"
+
+
+async def test_a_claim_method_the_operator_turned_off(harness_factory):
+    async with harness_factory(claim_methods=["identity_assertion"]) as h:
+        agent = h.agent()
+        reg = await agent.register()
+        body = await agent.start_claim(reg["claim"]["token"], "ada@example.com", expect=403)
+        assert body["error"] == "auth_method_disabled"
+        r = await agent.post_json("/agent/identity", {"type": "service_auth", "login_hint": "ada@example.com"})
+        assert (r.status_code, r.json()["error"]) == (400, "service_auth_registration_disabled")
+        meta = (await h.client.get(f"{agent.issuer}/.well-known/oauth-authorization-server")).json()
+        assert "service_auth" not in meta["agent_auth"]["identity_types_supported"]
+
+
+async def test_a_method_turned_off_while_an_attempt_is_live(harness_factory, tmp_path):
+    """The operator restarts with service_auth removed: the live attempt's code completes nothing."""
+    from tests.conftest import make_settings
+
+    async with harness_factory() as h:
+        agent, human = parties(h)
+        reg = await agent.register()
+        attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")
+        code = (
+            await human.authorize(await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com"))
+        ).code
+        ctx = h.ctx
+        ctx.settings = make_settings(tmp_path, claim_methods=["identity_assertion"])
+        body = await agent.complete_claim(reg["claim"]["token"], code, expect=403)
+        assert body["error"] == "auth_method_disabled"
 
 
 async def test_claims_close_with_the_temporary_account(harness):
@@ -217,9 +317,37 @@ async def test_this_wasnt_me_revokes_everything(harness):
     assert gone.title == "Access revoked"
     assert (await agent.api("GET", "/notes", access)).status_code == 401
     await agent.token(reg["identity"]["assertion"], expect=400)
-    assert await agent.claim_status(reg["claim"]["token"]) == "revoked"
-    assert (await agent.complete_claim(reg["claim"]["token"], "123456", expect=410))["error"] == "claim_expired"
+    # Revision 2: the agent learns it was denied at completion, and that the registration is revoked at
+    # a new attempt.
+    assert await agent.claim_status(reg["claim"]["token"]) == "denied"
+    assert (await agent.complete_claim(reg["claim"]["token"], "123456", expect=403))["error"] == "claim_denied"
+    assert (await agent.start_claim(reg["claim"]["token"], "ada@example.com", expect=410))["error"] == "claim_revoked"
     assert [e.type for e in await harness.ctx.store.audit_events()][-1] == "claim.denied"
+
+
+async def test_a_revoked_registration_answers_claim_revoked(harness):
+    agent = harness.agent()
+    reg, _access = await agent.start()
+    token = reg["claim"]["token"]
+    await agent.start_claim(token, "ada@example.com")
+    # The agent revokes its own assertion (an anonymous temporary account is deleted: claim_expired) …
+    r = await harness.client.post(f"{agent.issuer}/oauth2/revoke", data={"token": reg["identity"]["assertion"]})
+    assert r.status_code == 200
+    assert (await agent.complete_claim(token, "123456", expect=410))["error"] == "claim_expired"
+    # … while a registration revoked and still there (here by the operator) answers claim_revoked.
+    other = await agent.register()
+    await agent.start_claim(other["claim"]["token"], "ada@example.com")
+    from app.store.port import AuditEvent
+
+    now = harness.clock.now()
+    event = AuditEvent(at=now, type="registration.revoked", account_id=other["account"]["id"])
+    assert await harness.ctx.store.revoke_registration(other["account"]["id"], other["id"], int(now), event)
+    for step in (
+        agent.complete_claim(other["claim"]["token"], "123456", expect=410),
+        agent.start_claim(other["claim"]["token"], "ada@example.com", expect=410),
+    ):
+        assert (await step)["error"] == "claim_revoked"
+    assert await agent.claim_status(other["claim"]["token"]) == "revoked"
 
 
 async def test_forms_without_the_csrf_token_change_nothing(harness):
@@ -330,8 +458,8 @@ async def test_without_a_sign_in_outside_dev_mode_claims_are_not_offered(harness
         assert meta["agent_auth"]["identity_types_supported"] == ["anonymous"]
         assert meta["agent_auth"]["claim"]["offered"] is False
         reg = await h.agent().register()
-        body = await h.agent().start_claim(reg["claim"]["token"], "ada@example.com", expect=400)
-        assert body["error"] == "service_auth_not_enabled"
+        body = await h.agent().start_claim(reg["claim"]["token"], "ada@example.com", expect=403)
+        assert body["error"] == "auth_method_disabled"
         r = await h.client.get("https://auth.example/login", follow_redirects=False)
         assert r.status_code == 404
 

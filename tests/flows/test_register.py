@@ -154,8 +154,10 @@ async def test_rate_limits_per_source_and_global(harness_factory):
             await _register(h, {"type": "anonymous"}, 200)
         r = await _register(h, {"type": "anonymous"}, 429)
         body = r.json()
-        assert body["error"] == "rate_limited" and body["hint"]
+        assert body["error"] == "rate_limit_exceeded" and body["hint"]
         retry = int(r.headers["retry-after"])
+        assert body["retry_after"] == retry  # revision 2: the wait in the body too, as a number
+        assert body["message"] == body["error_description"]
         assert 1 <= retry <= 2 * h.settings.rate_window_seconds
         accounts, _ = await _counts(h)
         assert accounts == 3
@@ -215,6 +217,6 @@ async def test_bad_input_is_a_clear_4xx_and_stores_nothing(harness_factory):
 async def test_anonymous_disabled(harness_factory):
     async with harness_factory(anonymous_enabled=False) as h:
         r = await _register(h, {"type": "anonymous"}, 400)
-        assert r.json()["error"] == "anonymous_not_enabled"
+        assert r.json()["error"] == "anonymous_registration_disabled"
         meta = (await h.client.get(f"{h.settings.issuer}/.well-known/oauth-authorization-server")).json()
         assert meta["agent_auth"]["identity_types_supported"] == ["service_auth"]

@@ -14,6 +14,7 @@ import pytest
 from app.store.port import (
     AccessState,
     Account,
+    Attempt,
     AuditEvent,
     Claim,
     CodeBudget,
@@ -834,7 +835,9 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
         type="identity_assertion",
         pending=True,
     )
-    claim = make_claim(account.id, "reg_link", token_hash="h1", attempt_hash="a1", provider=ISS, subject="sub-9")
+    claim = make_claim(
+        account.id, "reg_link", token_hash="h1", attempts=(attempt("att_1"),), provider=ISS, subject="sub-9"
+    )
     pending = Delegation(
         issuer=ISS,
         subject="sub-9",
@@ -853,7 +856,7 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
     assert await store.get_claim(account.id, "reg_link", T0) == claim
     # A new attempt replaces the claim (tokens and attempt) of the previous one.
     renewed = msgspec.structs.replace(pending_reg, scopes=("notes:read",))
-    renewed_claim = msgspec.structs.replace(claim, token_hash="h2", attempt_hash="a2", version=7)
+    renewed_claim = msgspec.structs.replace(claim, token_hash="h2", attempts=(attempt("att_2"),), version=7)
     assert await store.save_pending_link(pending, renewed, renewed_claim, event) is True
     assert await store.get_registration(account.id, "reg_link", T0) == renewed
     assert await store.get_claim(account.id, "reg_link", T0) == renewed_claim
@@ -970,23 +973,27 @@ def make_claim(account_id: str = "acct_1", registration_id: str = "reg_of_acct_1
     return Claim(**values)  # type: ignore[arg-type]
 
 
+def attempt(attempt_id: str = "att_1", **extra: object) -> Attempt:
+    values: dict[str, object] = {"id": attempt_id, "link_hash": "h-" + attempt_id, "expires_at": T0 + 600}
+    values.update(extra)
+    return Attempt(**values)  # type: ignore[arg-type]
+
+
 def claimed_event(account: Account) -> AuditEvent:
     return AuditEvent(at=float(T0), type="account.claimed", account_id=account.id)
 
 
 async def test_claim_compare_and_set(store: Store) -> None:
     _account, registration = await seed(store)
-    claim = make_claim(registration.account_id, registration.id, login_hint="ada@example.com")
+    claim = make_claim(registration.account_id, registration.id)
     assert await store.save_claim(claim, None) is True
     assert await store.save_claim(claim, None) is False  # only one first claim
     assert await store.get_claim(registration.account_id, registration.id, T0) == claim
-    attempt = msgspec.structs.replace(
-        claim, version=1, attempt_id="att_1", attempt_hash="a1", attempt_expires_at=T0 + 600
-    )
-    assert await store.save_claim(attempt, 0) is True
-    stale = msgspec.structs.replace(claim, version=1, attempt_id="att_2")
+    started = msgspec.structs.replace(claim, version=1, attempts=(attempt("att_1", login_hint="ada@example.com"),))
+    assert await store.save_claim(started, 0) is True
+    stale = msgspec.structs.replace(claim, version=1, attempts=(attempt("att_2"),))
     assert await store.save_claim(stale, 0) is False  # the version moved on
-    assert await store.get_claim(registration.account_id, registration.id, T0) == attempt
+    assert await store.get_claim(registration.account_id, registration.id, T0) == started
     # Gone with the window, and with the account.
     assert await store.get_claim(registration.account_id, registration.id, T0 + TTL) is None
     assert await store.get_claim(registration.account_id, "reg_missing", T0) is None
@@ -1004,89 +1011,94 @@ async def test_racing_claim_transitions_exactly_one_lands(stores: StoreInstances
     assert await stores[0].save_claim(claim, None)
     results = await asyncio.gather(
         *(
-            stores[i % 3].save_claim(msgspec.structs.replace(claim, version=1, attempt_id=f"att_{i}"), 0)
+            stores[i % 3].save_claim(msgspec.structs.replace(claim, version=1, attempts=(attempt(f"att_{i}"),)), 0)
             for i in range(9)
         )
     )
     assert sorted(results) == [False] * 8 + [True]
 
 
-BUDGET = CodeBudget(per_attempt=5, per_claim=15)
+BUDGET = CodeBudget(per_window=5, per_claim=15)
 
 
-def shown_code(claim: Claim, attempt_id: str = "att_1", **extra: object) -> Claim:
-    """``claim`` with a confirmed attempt whose code (digest ``right``) lives until T0 + 600."""
-    return msgspec.structs.replace(
-        claim,
-        attempt_id=attempt_id,
-        attempt_hash="h-" + attempt_id,
-        attempt_expires_at=T0 + 600,
-        confirmed_by="usr_1",
-        code_hash="right",
-        code_expires_at=T0 + 600,
-        **extra,
-    )
+def shown(attempt_id: str = "att_1", code: str = "right", **extra: object) -> Attempt:
+    """A confirmed attempt whose code (digest ``code``) lives until T0 + 600."""
+    return attempt(attempt_id, confirmed_by="usr_1", code_hash=code, code_expires_at=T0 + 600, **extra)
 
 
 async def test_check_code_charges_a_wrong_code_before_answering(store: Store) -> None:
     _account, registration = await seed(store)
-    claim = shown_code(make_claim(registration.account_id, registration.id))
-    assert await store.save_claim(claim, None)
     ids = (registration.account_id, registration.id)
-    wrong = await store.check_code(*ids, {"att_1": "wrong"}, T0, BUDGET)
-    assert (wrong.compared, wrong.matched) == (True, False)
+    claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2"), attempt("att_3")))
+    assert await store.save_claim(claim, None)
+    digests = {"att_1": "wrong", "att_2": "wrong"}
+    wrong = await store.check_code(*ids, digests, T0, BUDGET)
+    assert (wrong.compared, wrong.matched) == (True, None)
     assert wrong.claim is not None
-    assert (wrong.claim.version, wrong.claim.attempt_failures, wrong.claim.failures) == (1, 1, 1)
+    assert (wrong.claim.version, wrong.claim.window_failures, wrong.claim.failures) == (1, 1, 1)
     assert await store.get_claim(*ids, T0) == wrong.claim  # the charge is stored, every field intact
-    right = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
-    assert (right.compared, right.matched, right.claim) == (True, True, wrong.claim)  # a match costs nothing
-    # A digest for another attempt is a wrong code for this one.
-    other = await store.check_code(*ids, {"att_9": "right"}, T0, BUDGET)
-    assert (other.compared, other.matched) == (True, False)
+    # Any live code matches, and a match costs nothing.
+    right = await store.check_code(*ids, {"att_1": "wrong", "att_2": "right2"}, T0, BUDGET)
+    assert (right.compared, right.matched, right.claim) == (True, "att_2", wrong.claim)
 
 
-async def test_check_code_ends_the_attempt_with_its_budget(store: Store) -> None:
+async def test_check_code_needs_a_digest_for_every_live_code(store: Store) -> None:
+    """A caller that read the claim before another attempt was confirmed must look again: nothing is
+    compared or charged."""
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
-    assert await store.save_claim(shown_code(make_claim(*ids, scopes_after=())), None)  # an empty list survives
+    claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2")))
+    assert await store.save_claim(claim, None)
+    stale = await store.check_code(*ids, {"att_1": "right1"}, T0, BUDGET)
+    assert (stale.compared, stale.matched, stale.claim) == (False, None, claim)
+
+
+async def test_check_code_ends_every_attempt_with_the_window_budget(store: Store) -> None:
+    _account, registration = await seed(store)
+    ids = (registration.account_id, registration.id)
+    claim = make_claim(*ids, scopes_after=(), attempts=(shown("att_1"), shown("att_2", "right2")))  # () survives
+    assert await store.save_claim(claim, None)
     for n in range(1, 6):
-        check = await store.check_code(*ids, {"att_1": f"wrong{n}"}, T0, BUDGET)
-        assert check.compared and not check.matched
+        check = await store.check_code(*ids, {"att_1": f"wrong{n}", "att_2": f"wrong{n}"}, T0, BUDGET)
+        assert check.compared and check.matched is None
     assert check.claim is not None
-    assert (check.claim.attempt_id, check.claim.code_hash, check.claim.attempt_hash) == (None, None, None)
-    assert (check.claim.attempt_failures, check.claim.failures) == (5, 5)
+    assert (check.claim.attempts, check.claim.window_failures, check.claim.failures) == ((), 5, 5)
     assert await store.get_claim(*ids, T0) == check.claim
     # Nothing more is compared, the right code included, and nothing more is charged.
     after = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
-    assert (after.compared, after.matched, after.claim) == (False, False, check.claim)
+    assert (after.compared, after.matched, after.claim) == (False, None, check.claim)
 
 
 async def test_check_code_locks_the_claim_at_its_life_budget(store: Store) -> None:
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
-    claim = shown_code(make_claim(*ids), failures=14, attempt_failures=0)
-    assert await store.save_claim(claim, None)
+    assert await store.save_claim(make_claim(*ids, failures=14, attempts=(shown(),)), None)
     check = await store.check_code(*ids, {"att_1": "wrong"}, T0, BUDGET)
     assert check.compared and check.claim is not None and check.claim.failures == 15
-    assert check.claim.attempt_id is None
-    fresh = shown_code(check.claim, "att_2", version=check.claim.version + 1)
+    assert check.claim.attempts == ()
+    fresh = msgspec.structs.replace(
+        check.claim, version=check.claim.version + 1, window_failures=0, attempts=(shown("att_2"),)
+    )
     assert await store.save_claim(fresh, check.claim.version)
     locked = await store.check_code(*ids, {"att_2": "right"}, T0, BUDGET)
-    assert (locked.compared, locked.matched) == (False, False)
+    assert (locked.compared, locked.matched) == (False, None)
 
 
 async def test_check_code_compares_nothing_without_a_live_code(store: Store) -> None:
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
-    unconfirmed = make_claim(*ids, attempt_id="att_1", attempt_hash="h", attempt_expires_at=T0 + 600)
+    unconfirmed = make_claim(*ids, attempts=(attempt(),))
     assert await store.save_claim(unconfirmed, None)
     check = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
     assert (check.compared, check.claim) == (False, unconfirmed)
-    assert await store.save_claim(shown_code(unconfirmed, version=1), 0)
+    assert await store.save_claim(msgspec.structs.replace(unconfirmed, version=1, attempts=(shown(),)), 0)
     late = await store.check_code(*ids, {"att_1": "wrong"}, T0 + 600, BUDGET)  # the code has expired
     assert late.compared is False and late.claim is not None and late.claim.failures == 0
     assert (await store.check_code(*ids, {"att_1": "right"}, T0 + TTL, BUDGET)).claim is None  # window closed
     assert (await store.check_code("acct_missing", "reg_x", {"att_1": "right"}, T0, BUDGET)).claim is None
+    denied = msgspec.structs.replace(unconfirmed, version=2, status="denied", attempts=(shown(),))
+    assert await store.save_claim(denied, 1)
+    assert (await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)).compared is False
 
 
 async def test_racing_wrong_codes_are_each_charged_and_bounded(stores: StoreInstances) -> None:
@@ -1094,13 +1106,13 @@ async def test_racing_wrong_codes_are_each_charged_and_bounded(stores: StoreInst
     instances = [await stores.open() for _ in range(3)]
     _account, registration = await seed(instances[0])
     ids = (registration.account_id, registration.id)
-    assert await instances[0].save_claim(shown_code(make_claim(*ids)), None)
+    assert await instances[0].save_claim(make_claim(*ids, attempts=(shown(),)), None)
     checks = await asyncio.gather(
         *(instances[i % 3].check_code(*ids, {"att_1": f"wrong{i}"}, T0, BUDGET) for i in range(40))
     )
     assert sum(c.compared for c in checks) == 5
     stored = await instances[1].get_claim(*ids, T0)
-    assert stored is not None and (stored.failures, stored.attempt_failures, stored.version) == (5, 5, 5)
+    assert stored is not None and (stored.failures, stored.window_failures, stored.version) == (5, 5, 5)
 
 
 async def test_complete_claim_makes_the_account_persistent_and_keeps_its_notes(store: Store) -> None:
