@@ -364,3 +364,59 @@ def test_a_claim_method_turned_off(tmp_path: Path) -> None:
     assert body["error"] == "auth_method_disabled"
     assert "turned this claim method off" in body["message"] and "sign-in link" in body["message"]
     assert stored(home)["claim_token"]  # the claim itself is not over: another method may work
+
+
+# ---------------------------------------------------------------------------------------------------
+# Revision 2 against the real server
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_real_server_rate_limit_too_long_to_wait(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1"})
+    home = tmp_path / "home"
+    assert agent(home, "register", server.issuer).returncode == 0
+    refused = agent(home, "register", server.issuer, "--new", "--json")
+    assert refused.returncode == 1
+    body = as_json(refused)
+    assert body["error"] == "rate_limit_exceeded" and body["status"] == 429
+    assert isinstance(body["retry_after"], int | float) and body["retry_after"] > 10
+    assert f"retry in {body['retry_after']:g} s" in body["message"]
+    assert server.read_log().count("POST /agent/identity 429") == 1  # a long wait is not sat through
+
+
+async def test_real_server_live_links_and_a_spaced_code(start_server: StartServer, tmp_path: Path) -> None:
+    """Revision 2: links stay live up to the cap; past it the last one is shown again; the code is
+    accepted as the page groups it."""
+    server = start_server({"AUTHMD_POW_MODE": "off"})
+    home = tmp_path / "home"
+    assert agent(home, "register", server.issuer).returncode == 0
+    links = [as_json(agent(home, "claim", "--email", "ada@example.com", "--no-wait", "--json")) for _ in range(4)]
+    assert [link["reused_link"] for link in links] == [False, False, False, True]
+    assert len({link["verification_uri"] for link in links[:3]}) == 3
+    assert links[3]["verification_uri"] == links[2]["verification_uri"]
+    other = agent(home, "claim", "--email", "bob@example.com", "--no-wait", "--json")
+    assert other.returncode == 1 and as_json(other)["error"] == "too_many_attempts"
+    # The first link still works: the human uses it, and reads the code back with a space.
+    code = await human_code(server, links[0]["verification_uri"], "ada@example.com")
+    done = agent(home, "claim", "--code", f"{code[:3]} {code[3:]}", "--json")
+    assert done.returncode == 0, done.stderr
+    assert as_json(done)["claimed"] is True
+
+
+async def test_real_server_this_wasnt_me(start_server: StartServer, tmp_path: Path) -> None:
+    """The human denies: `/complete` answers claim_denied, the status says denied; either way exit 1
+    and nothing of the dead registration is kept."""
+    server = start_server({"AUTHMD_POW_MODE": "off"})
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        for name, probe in (("complete", ("claim", "--code", "123456", "--json")), ("status", ("status", "--json"))):
+            home = tmp_path / name
+            assert agent(home, "register", server.issuer).returncode == 0
+            claim = agent(home, "claim", "--email", "ada@example.com", "--no-wait", "--json")
+            human = DevHuman(client, server.issuer)
+            await human.deny(await human.open_link(as_json(claim)["verification_uri"], "ada@example.com"))
+            refused = agent(home, *probe)
+            assert refused.returncode == 1, refused.stderr
+            body = as_json(refused)
+            assert body["error"] == "claim_denied" and body["claim_status"] == "denied", body
+            assert stored(home)["claim_token"] is None and stored(home)["assertion"] is None
+            assert agent(home, "token").returncode == 5

@@ -96,6 +96,8 @@ def test_real_server_from_issuer_and_from_api(start_server: StartServer) -> None
 
     from_api = doctor(f"{server.issuer}/api/notes")
     assert_clean(from_api)
+    assert from_api.status("errors.body") == "pass"  # the API's 401 body
+    assert from_api.status("auth_md.error_codes") == "pass"
     assert from_api.report["mode"] == "api"
     assert from_api.report["issuer"] == server.issuer
     assert from_api.status("resource.401") == "pass"
@@ -124,9 +126,14 @@ def test_real_server_with_an_identity_provider(start_server: StartServer, tmp_pa
         server = start_server({"AUTHMD_CONFIG": str(config)})
         result = doctor(server.issuer)
     assert_clean(result)
+    assert result.warning() == [], result.stdout
     assert result.status("agent_auth.id_jag") == "pass"
     assert result.status("agent_auth.events") == "pass"
     assert "events_endpoint" in result.check("agent_auth.events")["message"]
+    # Revision 2: the grant profile for MCP clients, and the trust list naming the one provider.
+    assert result.status("as.grant_profiles") == "pass"
+    assert result.status("agent_auth.issuers") == "pass"
+    assert "1 issuer(s)" in result.check("agent_auth.issuers")["message"]
 
 
 def test_real_server_text_output(start_server: StartServer) -> None:
@@ -149,8 +156,27 @@ def test_real_server_probe(start_server: StartServer) -> None:
     server = start_server()
     result = doctor(server.issuer, "--probe")
     assert_clean(result)
-    for check_id in ("probe.register", "probe.no_store", "probe.token", "probe.cleanup"):
+    # authmd deletes an unclaimed temporary account whose agent revokes it, and then answers its claim
+    # as expired (status `expired`, 410 `claim_expired`), where revision 2 says `revoked` and 410
+    # `claim_revoked` ("revoked by the agent"): the doctor warns. When the server remembers the
+    # revocation, this becomes a pass.
+    assert result.warning() == ["probe.claim_revoked"], result.stdout
+    assert "410 claim_expired (revision 2: 410 claim_revoked)" in result.check("probe.claim_revoked")["message"]
+    for check_id in (
+        "probe.register",
+        "probe.no_store",
+        "probe.token",
+        "probe.invalid_grant",
+        "probe.claim_attempts",
+        "probe.claim_alias",
+        "probe.claim_cap",
+        "probe.cleanup",
+        "errors.body",
+        "errors.codes",
+        "agent_auth.max_live_attempts",
+    ):
         assert result.status(check_id) == "pass", result.check(check_id)
+    assert "429 too_many_attempts" in result.check("probe.claim_cap")["message"]
     # Without --probe nothing is registered.
     assert not any(c["id"].startswith("probe.") for c in doctor(server.issuer).report["checks"])
 
