@@ -7,7 +7,8 @@
 
 register   URL (an API URL, whose 401 names the metadata, or an issuer): anonymous by default,
            --login-hint EMAIL (service_auth: nothing is issued until that human authorizes) or
-           --id-jag FILE|- (your platform's ID-JAG). Solves a proof of work when asked. Reuses a live
+           --id-jag FILE|- (your platform's ID-JAG; not sent when the service publishes a trust list,
+           issuers_supported, without its issuer). Solves a proof of work when asked. Reuses a live
            stored credential for the service instead of creating a second account, unless --new.
 claim      starts a claim attempt, prints the link for the human (a secret), waits until they have
            authorized, asks for the code they read back (or takes --code), and stores the post-claim
@@ -45,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.client import Client, ClientError, Credentials, CredentialStore, Service, ServiceError, rate_limited
-from app.client.core import CLAIM_ENDED
+from app.client.core import CLAIM_ENDED, unverified_issuer
 from app.clock import parse_rfc3339
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_CONFIRMED, EXIT_NOTHING = 1, 2, 3, 4, 5
@@ -193,6 +194,15 @@ def _refusal(exc: ServiceError) -> Exit:
             EXIT_REFUSED,
             f"the service does not offer {kind} registration ({exc.code}){said}",
             exc.hint or "See the service's /auth.md for the ways it offers.",
+            data,
+        )
+    max_age = exc.body.get("max_age")
+    if exc.code == "login_required" and isinstance(max_age, int | float) and not isinstance(max_age, bool):
+        data["max_age"] = max_age
+        return Exit(
+            EXIT_REFUSED,
+            f"the service refused: {exc} (it takes sign-ins at most {max_age:g} s old)",
+            exc.hint or "Have your user sign in again at their provider, then send a fresh ID-JAG.",
             data,
         )
     return Exit(EXIT_REFUSED, f"the service refused: {exc}", exc.hint, data)
@@ -376,6 +386,7 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         return _pending_claim(out, store, creds, reg, args.login_hint)
     if args.id_jag:
         assertion = (sys.stdin.read() if args.id_jag == "-" else Path(args.id_jag).read_text(encoding="utf-8")).strip()
+        _check_trusted(service, assertion)
         reg = client.register_id_jag(service, assertion)
         if reg.get("error") == "interaction_required":
             return _pending_claim(out, store, creds, reg)
@@ -403,6 +414,21 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         out.say(f"The service's contract (/auth.md) is saved at {contract}.")
     out.done(_summary(creds, auth_md=str(contract) if contract else None))
     return 0
+
+
+def _check_trusted(service: Service, assertion: str) -> None:
+    """Revision 2's trust list: an ID-JAG from a provider the service does not list is not sent."""
+    trusted = service.trusted_issuers
+    issuer = unverified_issuer(assertion)
+    if trusted is None or issuer is None or issuer in trusted:
+        return
+    names = "; ".join(f"{name} ({iss})" for iss, name in trusted.items()) or "none"
+    raise Exit(
+        EXIT_REFUSED,
+        f"this service does not trust your identity provider {issuer} (not in its issuers_supported)",
+        f"Trusted providers: {names}. Register another way (anonymous, or --login-hint EMAIL).",
+        {"error": "issuer_not_enabled", "issuer": issuer, "trusted": sorted(trusted)},
+    )
 
 
 def _take_claim(creds: Credentials, claim: Any) -> None:

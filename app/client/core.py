@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import re
 import threading
 import time
@@ -109,6 +112,34 @@ class Service:
     def identity_types(self) -> list[str]:
         types = self.agent_auth.get("identity_types_supported")
         return [t for t in types if isinstance(t, str)] if isinstance(types, list) else []
+
+    @property
+    def trusted_issuers(self) -> dict[str, str] | None:
+        """Revision 2's trust list, ``identity_assertion.issuers_supported``: {issuer: name}; None when the
+        service does not publish one (then only trying tells)."""
+        block = self.agent_auth.get("identity_assertion")
+        entries = block.get("issuers_supported") if isinstance(block, dict) else None
+        if not isinstance(entries, list):
+            return None
+        return {
+            e["issuer"]: str(e.get("name") or e["issuer"])
+            for e in entries
+            if isinstance(e, dict) and isinstance(e.get("issuer"), str)
+        }
+
+
+def unverified_issuer(jwt: str) -> str | None:
+    """The ``iss`` of a compact JWS, read without verifying anything (to pick a service's trust list
+    entry before sending it; the service verifies)."""
+    parts = jwt.strip().split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    iss = payload.get("iss") if isinstance(payload, dict) else None
+    return iss if isinstance(iss, str) else None
 
 
 def _leading_zero_bits_ok(digest: bytes, difficulty: int) -> bool:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from tests.e2e.conftest import ROOT, ServerProcess, StartServer
 from tests.e2e.fake_service import CLAIM, IDENTITY, FakeAuthService, Reply
 from tests.helpers import DevHuman
+from tests.provider import TestProvider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 TIMEOUT = 60
@@ -420,3 +422,40 @@ async def test_real_server_this_wasnt_me(start_server: StartServer, tmp_path: Pa
             assert body["error"] == "claim_denied" and body["claim_status"] == "denied", body
             assert stored(home)["claim_token"] is None and stored(home)["assertion"] is None
             assert agent(home, "token").returncode == 5
+
+
+def test_real_server_trust_list_and_a_stale_sign_in(start_server: StartServer, tmp_path: Path) -> None:
+    """Revision 2's issuers_supported: an ID-JAG from a provider the service does not list is never
+    sent; a trusted one with a sign-in older than the provider's max_age is login_required."""
+    with TestProvider() as trusted, TestProvider() as stranger:
+        config = tmp_path / "authmd.toml"
+        config.write_text(
+            f'[[providers]]\nissuer = "{trusted.issuer}"\nname = "Trusted IdP"\nclient_ids = ["agent-cli"]\n'
+            'scopes = ["notes:read"]\nmax_age = 300\n'
+        )
+        server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+        home = tmp_path / "home"
+
+        def register_with(jag: str) -> subprocess.CompletedProcess[str]:
+            path = tmp_path / "id-jag.jwt"
+            path.write_text(jag)
+            return agent(home, "register", server.issuer, "--id-jag", str(path), "--json")
+
+        foreign = register_with(stranger.mint_id_jag("u1", aud=server.issuer, email="ada@example.com"))
+        assert foreign.returncode == 1
+        body = as_json(foreign)
+        assert body["error"] == "issuer_not_enabled" and body["trusted"] == [trusted.issuer]
+        assert "Trusted IdP" in body["hint"]
+        assert "POST /agent/identity" not in server.read_log()  # decided from the metadata alone
+
+        stale = register_with(
+            trusted.mint_id_jag("u1", aud=server.issuer, email="ada@example.com", auth_time=int(time.time()) - 3600)
+        )
+        assert stale.returncode == 1
+        body = as_json(stale)
+        assert body["error"] == "login_required" and body["max_age"] == 300
+        assert "at most 300 s old" in body["message"]
+
+        fresh = register_with(trusted.mint_id_jag("u1", aud=server.issuer, email="ada@example.com"))
+        assert fresh.returncode == 0, fresh.stderr
+        assert as_json(fresh)["type"] == "identity_assertion"
