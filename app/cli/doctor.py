@@ -17,7 +17,8 @@ sees (`error`, `error_description`, `message`; `retry_after` on a 429). A revisi
 (e.g. `rate_limited`) is a WARN naming its revision 2 replacement.
 Only GETs are sent, unless --probe: that registers one anonymous account (POST identity_endpoint
 {"type":"anonymous"}), exchanges its assertion at the token endpoint, sends one invalid assertion,
-starts claim attempts for it (two live at once, the flat `login_hint` alias, one past the advertised
+asks for a token for a URI below the protected resource (revision 2: that names the resource), starts
+claim attempts for it (two live at once, the flat `login_hint` alias, one past the advertised
 `max_live_attempts`: nobody can act on them, the links go nowhere but the service), then revokes it
 and checks that its claim answers `claim_revoked`.
 
@@ -33,6 +34,8 @@ examples:
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import ipaddress
 import json
@@ -104,6 +107,7 @@ R_ERRORS = "PROTOCOL.md Errors; Revision 2"
 R_ERROR_NAMES = "PROTOCOL.md Revision 2"
 R_RETRY = "PROTOCOL.md Errors (429); RFC 6585 sec 4; RFC 9110 sec 10.2.3"
 R_PROBE_INVALID = "RFC 7523 sec 3.1; RFC 6749 sec 5.2"
+R_PROBE_RESOURCE = "RFC 8707 sec 2; PROTOCOL.md Revision 2 (resource)"
 R_PROBE_CLAIM = "PROTOCOL.md Claim 1; Revision 2"
 R_PROBE_REVOKED = "PROTOCOL.md Claim; Revision 2 (claim_revoked)"
 
@@ -1142,6 +1146,7 @@ class Doctor:
         revoked = False
         try:
             self.probe_token(assertion)
+            self.guarded("probe", lambda: self.probe_resource(assertion))
             self.guarded("probe", self.probe_invalid_grant)
             if claim is not None:
                 claim_probed = self.probe_claim(claim)
@@ -1178,6 +1183,45 @@ class Doctor:
         status, message = _no_store(got, "token response")
         if status != "pass":
             self.add("probe.token_no_store", status, message, R_NO_STORE)
+
+    def probe_resource(self, assertion: str) -> None:
+        """Revision 2 (RFC 8707): `resource` naming a URI below the protected resource names that resource,
+        and the token's `aud` is the resource's own identifier. Only when started from an API URL (the
+        resource its metadata names is one tokens are for; an issuer's own metadata may not be)."""
+        assert self.as_meta is not None
+        if self.report.mode != "api":
+            return
+        resource = self.prm.doc.get("resource") if self.prm is not None else None
+        if not isinstance(resource, str) or urlsplit(resource).query or urlsplit(resource).fragment:
+            return
+        below = resource.rstrip("/") + "/authmd-doctor-probe"
+        url = http_url(self.as_meta.doc.get("token_endpoint"))
+        form = {"grant_type": JWT_BEARER, "assertion": assertion, "resource": below}
+        got = self.http.request("POST", url, data=form, headers={"Accept": "application/json"})
+        if got.status != 200:
+            self.saw(_label("POST", url), got)
+            code = _error_code(got)
+            self.add(
+                "probe.resource",
+                "warn" if code == "invalid_target" else "fail",
+                f"resource={below} answered {got.status} {code or ''}".rstrip()
+                + " (revision 2: a URI below the resource names it; the official client sends the API URL)",
+                R_PROBE_RESOURCE,
+            )
+            return
+        token = json_object(got).get("access_token")
+        aud = _unverified_claim(token, "aud") if isinstance(token, str) else None
+        if aud is None:
+            self.add("probe.resource", "pass", f"resource={below} accepted (an opaque access token)", R_PROBE_RESOURCE)
+        elif aud == resource or (isinstance(aud, list) and resource in aud):
+            self.add("probe.resource", "pass", f"resource={below} accepted; aud is {resource}", R_PROBE_RESOURCE)
+        else:
+            self.add(
+                "probe.resource",
+                "fail",
+                f"resource={below} gave a token with aud {short(aud)} (revision 2: the resource, {resource})",
+                R_PROBE_RESOURCE,
+            )
 
     def probe_invalid_grant(self) -> None:
         """One assertion that is no JWT at all: an RFC 6749 sec 5.2 error (and an error body to check)."""
@@ -1589,6 +1633,18 @@ def _retry_after_findings(seen: SeenError) -> Iterator[tuple[Status, str]]:
         yield "warn", f"{where}: Retry-After but no numeric retry_after in the body (revision 2)"
     elif from_header is not None and abs(from_header - float(in_body)) > 1.0:
         yield "fail", f"{where}: retry_after {in_body} disagrees with Retry-After {header}"
+
+
+def _unverified_claim(token: str, name: str) -> Any:
+    """A claim of a compact JWS read without verification (None when the token is not a JWT)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    return payload.get(name) if isinstance(payload, dict) else None
 
 
 def _covers(resource: str, url: str) -> bool:

@@ -52,6 +52,7 @@ REVISION_1_NAMES = {
 STATUS = {
     "invalid_request": 400,
     "invalid_grant": 400,
+    "invalid_target": 400,
     "invalid_claim": 400,
     "invalid_claim_token": 401,
     "invalid_user_code": 401,
@@ -336,6 +337,10 @@ class FakeAuthService:
         reg = next((r for r in self.registrations.values() if r.assertion == form.get("assertion")), None)
         if reg is None or reg.status not in ("pending", "claimed"):
             return self.error("invalid_grant", "the assertion is not valid")
+        resource, ours = form.get("resource"), self.issuer + "/api"
+        below = self.revision == 2 and (resource or "").startswith(ours + "/")
+        if resource is not None and resource != ours and not below:
+            return self.error("invalid_target", "this service issues tokens only for its own resource")
         access = "at_" + secrets.token_urlsafe(16)
         reg.access_tokens.add(access)
         return Reply(200, {"access_token": access, "token_type": "Bearer", "expires_in": 600}, NO_STORE)

@@ -177,6 +177,16 @@ def test_real_server_probe(start_server: StartServer) -> None:
     ):
         assert result.status(check_id) == "pass", result.check(check_id)
     assert "429 too_many_attempts" in result.check("probe.claim_cap")["message"]
+    # From the API URL the probe also asks for a token for a URI below the resource. authmd still takes
+    # only the resource itself (400 invalid_target), where revision 2 accepts a URI below it at a
+    # path-segment boundary: the doctor warns. When the server accepts it, this becomes a pass.
+    from_api = doctor(f"{server.issuer}/api/notes", "--probe")
+    assert_clean(from_api)
+    assert sorted(from_api.warning()) == ["probe.claim_revoked", "probe.resource"], from_api.stdout
+    assert (
+        f"resource={server.issuer}/api/authmd-doctor-probe answered 400 invalid_target"
+        in (from_api.check("probe.resource")["message"])
+    )
     # Without --probe nothing is registered.
     assert not any(c["id"].startswith("probe.") for c in doctor(server.issuer).report["checks"])
 
@@ -626,6 +636,21 @@ def test_probe_of_a_revision_1_service_warns_naming_revision_2() -> None:
     assert "probe.claim_cap" not in [c["id"] for c in result.report["checks"]]
     assert any("max_live_attempts" in note for note in result.report["notes"])
     assert registration.status == "revoked"
+
+
+@pytest.mark.parametrize("revision", [1, 2])
+def test_probe_from_an_api_url_asks_for_a_uri_below_the_resource(revision: int) -> None:
+    with FakeAuthService(revision=revision) as svc:
+        result = doctor(svc.url("/api/notes"), "--probe")
+        asked = [r.form().get("resource") for r in svc.requests("POST", "/oauth2/token")]
+    assert f"{svc.issuer}/api/authmd-doctor-probe" in asked
+    if revision == 2:
+        assert result.status("probe.resource") == "pass"
+        assert result.warning() == [], result.stdout
+    else:
+        assert result.status("probe.resource") == "warn"
+        assert "400 invalid_target" in result.check("probe.resource")["message"]
+    assert result.code == 0
 
 
 def test_probe_finds_an_attempt_cap_that_is_not_enforced() -> None:
