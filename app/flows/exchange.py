@@ -93,7 +93,9 @@ async def _from_id_jag(ctx: Context, assertion: str) -> tuple[AccessState, tuple
         jag = await verify_id_jag(ctx, assertion)
         state = (await resolve(ctx, jag, agent="token")).state
     except AuthError as exc:
-        if exc.code in ("temporarily_unavailable", "invalid_grant"):
+        # An untrusted issuer keeps its revision 2 code here too; every other verification failure is
+        # RFC 7523 §3.1's invalid_grant, with the specific code in the description.
+        if exc.code in ("temporarily_unavailable", "invalid_grant", "issuer_not_enabled"):
             raise
         # The token endpoint speaks RFC 6749 §5.2: every verification failure is invalid_grant.
         raise AuthError("invalid_grant", f"{exc.code}: {exc.description}", exc.hint) from exc

@@ -350,3 +350,15 @@ async def test_a_stale_or_missing_auth_time_is_refused_by_default(harness_factor
     async with attested(harness_factory, provider, trusted={"max_age": 30 * 86_400}) as h:
         body = await register(h, provider.mint_id_jag("y", aud=ISSUER, email="y@example.com", auth_time=now - 86_400))
         assert body["type"] == "identity_assertion"  # the provider's own max_age overrides the default
+
+
+async def test_the_token_endpoint_names_an_untrusted_issuer(harness_factory, provider):
+    """Revision 2: an ID-JAG whose issuer is not on the trust list is issuer_not_enabled at the token
+    endpoint too; every other ID-JAG failure there stays RFC 7523's invalid_grant, naming its code."""
+    other = TestProvider().start()
+    async with attested(harness_factory, provider) as h:
+        good = {"aud": ISSUER, "email": "t@example.com"}
+        assert (await exchange(h, other.mint_id_jag("t", **good), expect=400))["error"] == "issuer_not_enabled"
+        stale = await exchange(h, provider.mint_id_jag("t", **good, drop_claims=("auth_time",)), expect=400)
+        assert stale["error"] == "invalid_grant" and stale["error_description"].startswith("login_required:")
+        assert "access_token" in await exchange(h, provider.mint_id_jag("t", **good))
