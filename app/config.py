@@ -183,7 +183,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # ---- derived values (valid after resolve()) ----
     @property
     def dev_mode(self) -> bool:
-        """Exactly: the issuer is http:// on a loopback address (PROTOCOL.md § Resource)."""
+        """Exactly: the issuer is http:// on a loopback address (spec/protocol.md § Resource)."""
         assert self.issuer is not None
         parts = urlsplit(self.issuer)
         return parts.scheme == "http" and _is_loopback(parts.hostname or "")

@@ -75,7 +75,7 @@ def claim_metadata(ctx: Context) -> dict[str, Any]:
 
 
 def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
-    """RFC 8414 §2 metadata with the `agent_auth` block of PROTOCOL.md (authmd extensions marked)."""
+    """RFC 8414 §2 metadata with the `agent_auth` block of spec/protocol.md (authmd extensions marked)."""
     s, e = ctx.settings, ctx.endpoints
     agent_auth: dict[str, Any] = {
         "skill": e.url(ep.AUTH_MD),

@@ -1,7 +1,7 @@
 """Verifying an ID-JAG: an Identity Assertion JWT Authorization Grant from a trusted agent identity
-provider (draft-ietf-oauth-identity-assertion-authz-grant, "the draft" below; PROTOCOL.md).
+provider (draft-ietf-oauth-identity-assertion-authz-grant, "the draft" below; spec/protocol.md).
 
-Every check raises the specific code of PROTOCOL.md's table; nothing is stored before the signature
+Every check raises the specific code of spec/protocol.md's table; nothing is stored before the signature
 verifies, and the replay mark is the last step. Order matters for abuse: size and header first (free),
 then the trust list, then one JWKS lookup and one signature check, then the claims.
 """

@@ -1,5 +1,5 @@
 """Replays what the official client (`@workos/auth.md-client`) does for the anonymous flow, and only that
-(PROTOCOL.md § "What the official client needs"; the (n) below number its items): given an issuer URL
+(spec/protocol.md § "What the official client needs"; the (n) below number its items): given an issuer URL
 it appends the well-known suffix, reads four metadata members, registers with exactly
 {"type":"anonymous"}, reads the nested answer, exchanges the assertion with the jwt-bearer form grant
 and calls the API with the access token.

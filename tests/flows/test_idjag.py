@@ -1,6 +1,6 @@
 """Provider-attested registration against a real test identity provider (an HTTP server with its own
 keys and JWKS): clean matches, just-in-time users, the account-linking gate, the token endpoint, and a
-battery of bad assertions that each get PROTOCOL.md's code and change nothing."""
+battery of bad assertions that each get spec/protocol.md's code and change nothing."""
 
 from __future__ import annotations
 
