@@ -32,7 +32,7 @@ class ManualClock:
 
 
 def rfc3339(ts: float) -> str:
-    """UTC RFC 3339 with a `Z`: JavaScript's Date reads an offset-less time as local (PROTOCOL.md)."""
+    """UTC RFC 3339 with a `Z`: JavaScript's Date reads an offset-less time as local (spec/protocol.md)."""
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -153,6 +153,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Provider-attested registration (ID-JAG) and security events
     providers: list[Provider] = msgspec.field(default_factory=list)
     identity_assertion_ttl_seconds: int = 3600
+    # An ID-JAG's auth_time may be at most this old (a provider's max_age overrides); login_required past it.
+    idjag_max_age_seconds: int = 3600
     idjag_max_bytes: int = 8192
     clock_skew_seconds: int = 60
     jwks_cache_min_seconds: int = 60
@@ -181,7 +183,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # ---- derived values (valid after resolve()) ----
     @property
     def dev_mode(self) -> bool:
-        """Exactly: the issuer is http:// on a loopback address (PROTOCOL.md § Resource)."""
+        """Exactly: the issuer is http:// on a loopback address (spec/protocol.md § Resource)."""
         assert self.issuer is not None
         parts = urlsplit(self.issuer)
         return parts.scheme == "http" and _is_loopback(parts.hostname or "")
@@ -234,6 +236,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             _check_provider(p, set(self.post_claim_scopes), self.dev_mode)
         positive = (
             "identity_assertion_ttl_seconds",
+            "idjag_max_age_seconds",
             "idjag_max_bytes",
             "jwks_cache_min_seconds",
             "jwks_refetch_interval_seconds",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# PROTOCOL.md § Errors, plus the HTTP-level codes every server needs (404/405, 408/431 from app/server.py).
+# spec/protocol.md § Errors, plus the HTTP-level codes every server needs (404/405, 408/431 from app/server.py).
 STATUS: dict[str, int] = {
     # 400
     "invalid_request": 400,

@@ -1,4 +1,4 @@
-"""Request and response shapes on the wire (PROTOCOL.md). Requests ignore unknown fields (RFC 6749
+"""Request and response shapes on the wire (spec/protocol.md). Requests ignore unknown fields (RFC 6749
 §3.2's forward-compatibility habit); responses are encoded once with msgspec."""
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Agent:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return await self.client.request(method, f"{self.issuer}/api{path}", headers=headers, **kwargs)
 
-    # ---- the claim ceremony (PROTOCOL.md § Claim) ---------------------------------------------------
+    # ---- the claim ceremony (spec/protocol.md § Claim) ---------------------------------------------------
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return await self.client.post(f"{self.issuer}{path}", json=body)
 

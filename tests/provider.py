@@ -47,7 +47,7 @@ HOST = "127.0.0.1"
 ID_JAG_TYP = "oauth-id-jag+jwt"
 SET_TYP = "secevent+jwt"
 SET_CONTENT_TYPE = "application/secevent+jwt"
-# Both spellings of the provider revocation event seen in the wild (PROTOCOL.md "Revocation and events"):
+# Both spellings of the provider revocation event seen in the wild (spec/protocol.md "Revocation and events"):
 # the first is the one advertised in events_supported, the second is what the reference provider sends.
 REVOKED_URIS = (
     "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked",

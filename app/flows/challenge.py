@@ -1,4 +1,4 @@
-"""Proof of work that prices abuse, not use (authmd extension; PROTOCOL.md § Proof of work).
+"""Proof of work that prices abuse, not use (authmd extension; spec/protocol.md § Proof of work).
 
 A challenge is ``v1.<id>.<expires_at>.<difficulty>.<mac>``: opaque to clients, HMAC-SHA256 protected
 with a key derived from the server secret, carrying its own expiry and difficulty (the difficulty is

@@ -1,4 +1,4 @@
-"""The human claim (PROTOCOL.md § Claim): an agent starts an attempt, a human signs in and authorizes
+"""The human claim (spec/protocol.md § Claim): an agent starts an attempt, a human signs in and authorizes
 it, the page shows a code, the agent completes with the code and the account becomes the human's.
 
 Tokens locate their own record, so every step is one read and one compare-and-set on the account's
@@ -43,7 +43,7 @@ from app.store.port import AccessState, Attempt, AuditEvent, Claim, CodeBudget, 
 T = TypeVar("T")
 
 ATTEMPT_TTL_SECONDS = 600
-CODE_TTL_SECONDS = 600  # PROTOCOL.md: codes live 10 minutes
+CODE_TTL_SECONDS = 600  # spec/protocol.md: codes live 10 minutes
 MAX_ATTEMPT_FAILURES = 5  # wrong codes per window of live attempts: then every one of them ends
 MAX_CLAIM_FAILURES = 15  # over the claim's life: a guesser cannot just start new attempts forever
 BUDGET = CodeBudget(per_window=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURES)

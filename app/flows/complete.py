@@ -1,5 +1,5 @@
 """``POST {claim_endpoint}/complete`` ``{"claim_token","user_code"}``: the agent reads back the code the
-human saw, and the claim lands (PROTOCOL.md § Claim, step 3).
+human saw, and the claim lands (spec/protocol.md § Claim, step 3).
 
 On success, in one store step: the registration is bound to the human, a temporary account becomes
 persistent with the claimed quotas, post-claim scopes apply, a pending provider delegation becomes

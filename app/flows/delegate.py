@@ -7,7 +7,7 @@ for a user's account through one registration, whose id is stable per ``(iss, su
 - a known, live delegation → that registration (a clean match);
 - no delegation, and no user with the verified email → a just-in-time user with a persistent account;
 - no delegation, but a user already has that verified email → the account-linking gate: a pending
-  delegation bound to that user and a claim block for a human to confirm (PROTOCOL.md, 401
+  delegation bound to that user and a claim block for a human to confirm (spec/protocol.md, 401
   ``interaction_required``). Never a silent link: whoever controls a provider account with someone's
   email must not walk into that person's account.
 """

@@ -75,7 +75,7 @@ def claim_metadata(ctx: Context) -> dict[str, Any]:
 
 
 def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
-    """RFC 8414 §2 metadata with the `agent_auth` block of PROTOCOL.md (authmd extensions marked)."""
+    """RFC 8414 §2 metadata with the `agent_auth` block of spec/protocol.md (authmd extensions marked)."""
     s, e = ctx.settings, ctx.endpoints
     agent_auth: dict[str, Any] = {
         "skill": e.url(ep.AUTH_MD),
@@ -261,12 +261,21 @@ def _providers_section(ctx: Context, ex: dict[str, Any]) -> str:
     if not s.providers:
         return ""
     trusted = "\n".join(f"- {p.display_name}: issuer `{p.issuer}`, scopes `{' '.join(p.scopes)}`" for p in s.providers)
+    max_ages = sorted({p.max_age or s.idjag_max_age_seconds for p in s.providers})
+    fresh = " or ".join(f"{m // 60} minutes" if m % 60 == 0 else f"{m} seconds" for m in max_ages)
     return f"""## 5b. Register with your platform's word for your user (ID-JAG)
 
 If your agent platform is trusted here, it can vouch for the user you act for with an ID-JAG
-(`typ: oauth-id-jag+jwt`, `aud` = `{s.issuer}`, a verified `email`). Trusted platforms:
+(`typ: oauth-id-jag+jwt`, `aud` = `{s.issuer}`, a verified `email`, and `auth_time`: the user's
+sign-in at the platform may be at most {fresh} old). Trusted platforms:
 
 {trusted}
+
+Before you try, check whether your platform is on this list: the metadata's
+`agent_auth.identity_assertion.issuers_supported` lists each trusted issuer (`issuer`, `name`); compare
+your ID-JAG's `iss` with `issuer` exactly. An untrusted issuer gets 400 `issuer_not_enabled`; a stale or
+missing `auth_time` gets 401 `login_required` with `max_age` (have the user sign in again at the
+platform).
 
 `POST {e.url(ep.IDENTITY)}` with
 `{{"type": "identity_assertion", "assertion_type": "{URN_ID_JAG}", "assertion": "<ID-JAG>"}}`:
@@ -302,19 +311,23 @@ def _claim_section(ctx: Context, ex: dict[str, Any]) -> str:
 
 1. Start an attempt: `POST {e.url(ep.CLAIM)}` with
    `{{"type": "service_auth", "claim_token": "<claim.token>", "login_hint": "<the human's email>"}}`
-   (`login_hint` is {hint}). Each call starts a new attempt and ends the previous one:
+   (`login_hint` is {hint}; `"type": "login_hint"` is accepted as the same thing). Each call starts one
+   more attempt, with its own link; the earlier ones stay live, up to {s.claim_max_live_attempts} at once
+   (one more is 429 `too_many_attempts`, with `Retry-After` until the oldest ends):
 
 {_block("claim-attempt", ex["claim-attempt"])}
 
 2. Show the human `attempt.verification_uri` and say it is a secret link for them alone. They sign in
    {sign_in}, see what you asked for, and authorize. The page shows them a {CODE_DIGITS}-digit code.
 3. Ask the human for the code. `POST {e.url(ep.CLAIM_STATUS)}` with `{{"claim_token": "…"}}` tells you
-   when they have authorized (`pending`, `confirmed`, `claimed`, `expired`, `revoked`):
+   when they have authorized (`pending`, `confirmed`, `claimed`, `expired`, `revoked`, `denied`):
 
 {_block("claim-status", ex["claim-status"])}
 
-4. Complete: `POST {e.url(ep.CLAIM_COMPLETE)}` with `{{"claim_token": "…", "user_code": "123456"}}`.
-   Before the human authorized you get 409 `claim_not_confirmed` (ask again later):
+4. Complete: `POST {e.url(ep.CLAIM_COMPLETE)}` with `{{"claim_token": "…", "user_code": "123456"}}`
+   (send the code as the human read it: spaces and hyphens are ignored, so `123 456` works; you name no
+   attempt, any live attempt's code completes the claim). Before the human authorized you get 409
+   `claim_not_confirmed` (ask again later):
 
 {_block("claim-not-confirmed", ex["claim-not-confirmed"])}
 
@@ -323,9 +336,13 @@ def _claim_section(ctx: Context, ex: dict[str, Any]) -> str:
 
 {_block("claim-completed", ex["claim-completed"])}
 
-The code lives {CODE_TTL_SECONDS // 60} minutes; {MAX_ATTEMPT_FAILURES} wrong codes end the attempt
-(start a new one), and {MAX_CLAIM_FAILURES} over the claim's life lock it for good (410 `claim_expired`).
-If the human says "this wasn't me", the registration is revoked.
+The code lives {CODE_TTL_SECONDS // 60} minutes. Wrong codes count against the claim:
+{MAX_ATTEMPT_FAILURES} end every live attempt (start a new one), and {MAX_CLAIM_FAILURES} over the claim's life lock
+it for good (410 `claim_expired`). Completing ends every other attempt. If the human says "this wasn't
+me", the registration is revoked: completing then answers 403 `claim_denied`, and a new attempt 410
+`claim_revoked` (as does anything after a revocation by you, the human's account page, the operator or
+your provider). Don't ask again. Claim methods the operator turned off answer 403 `auth_method_disabled`;
+`agent_auth.claim.methods` lists the ones on.
 
 To register for a known human without an anonymous phase, `POST {e.url(ep.IDENTITY)}` with
 `{{"type": "service_auth", "login_hint": "<email>"}}`: nothing is issued until the human authorizes,
@@ -467,8 +484,9 @@ account deletes the account and everything in it.
 
 ## Errors
 
-Every error body is JSON with `error`, `error_description` and `hint` (the next step, in one sentence).
-Too many requests get 429 with `Retry-After`:
+Every error body is JSON with `error`, `error_description`, `message` (the same text) and `hint` (the
+next step, in one sentence). Too many requests get 429 `rate_limit_exceeded` with `Retry-After` and the
+same number of seconds in `retry_after`:
 
 {_block("rate-limited", ex["rate-limited"])}
 

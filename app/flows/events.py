@@ -19,7 +19,7 @@ from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.store.port import AuditEvent
 
 TYP_SET = "secevent+jwt"
-# The revocation event under both URIs seen in the wild (PROTOCOL.md § Revocation and events).
+# The revocation event under both URIs seen in the wild (spec/protocol.md § Revocation and events).
 REVOKED_URIS = (
     "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked",
     "https://schemas.workos.com/events/agent/identity/assertion/revoked",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
 import jwt
 
@@ -26,6 +27,21 @@ def _token_type(token: str) -> str:
         return ""
 
 
+def names_our_resource(requested: str, resource: str) -> bool:
+    """RFC 8707 §2 (revision 2's reading): the protected resource itself, or a URI below it at a
+    path-segment boundary (``{issuer}/api/notes`` names ``{issuer}/api``; ``{issuer}/apis`` does not).
+    No fragment (§2: it MUST NOT have one), and no dot segments, which would climb out of it once a
+    server normalised the path (RFC 3986 §5.2.4). Anything else is invalid_target; the token's ``aud``
+    is always the resource's own identifier."""
+    if requested == resource:
+        return True
+    parts = urlsplit(requested)
+    if parts.fragment or "#" in requested or not requested.startswith(resource.rstrip("/") + "/"):
+        return False
+    segments = unquote(parts.path).split("/")
+    return not any(seg in (".", "..") for seg in segments)
+
+
 async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     grant_type = single(form, "grant_type")
     if grant_type is None:
@@ -36,8 +52,7 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     if not assertion:
         raise AuthError("invalid_request", "assertion is missing (RFC 7523 §2.1)")
     resource = single(form, "resource")
-    # RFC 8707 §2: a resource we do not serve is invalid_target.
-    if resource is not None and resource != ctx.settings.resource:
+    if resource is not None and not names_our_resource(resource, ctx.settings.resource_str):
         raise AuthError("invalid_target", "this service issues tokens only for its own resource")
     if ctx.settings.providers and _token_type(assertion) == TYP_ID_JAG:
         state, granted, limit = await _from_id_jag(ctx, assertion)
@@ -78,7 +93,9 @@ async def _from_id_jag(ctx: Context, assertion: str) -> tuple[AccessState, tuple
         jag = await verify_id_jag(ctx, assertion)
         state = (await resolve(ctx, jag, agent="token")).state
     except AuthError as exc:
-        if exc.code in ("temporarily_unavailable", "invalid_grant"):
+        # An untrusted issuer keeps its revision 2 code here too; every other verification failure is
+        # RFC 7523 §3.1's invalid_grant, with the specific code in the description.
+        if exc.code in ("temporarily_unavailable", "invalid_grant", "issuer_not_enabled"):
             raise
         # The token endpoint speaks RFC 6749 §5.2: every verification failure is invalid_grant.
         raise AuthError("invalid_grant", f"{exc.code}: {exc.description}", exc.hint) from exc

@@ -1,7 +1,7 @@
 """Verifying an ID-JAG: an Identity Assertion JWT Authorization Grant from a trusted agent identity
-provider (draft-ietf-oauth-identity-assertion-authz-grant, "the draft" below; PROTOCOL.md).
+provider (draft-ietf-oauth-identity-assertion-authz-grant, "the draft" below; spec/protocol.md).
 
-Every check raises the specific code of PROTOCOL.md's table; nothing is stored before the signature
+Every check raises the specific code of spec/protocol.md's table; nothing is stored before the signature
 verifies, and the replay mark is the last step. Order matters for abuse: size and header first (free),
 then the trust list, then one JWKS lookup and one signature check, then the claims.
 """
@@ -127,7 +127,7 @@ async def verify_id_jag(ctx: Context, token: str, *, record_replay: bool = True)
         raise AuthError("invalid_request", "sender-constrained ID-JAGs (cnf) are not supported")
     client_id = await _check_client(ctx, provider, claims.get("client_id"))
     identifier = _verified_identifier(claims)
-    _check_authentication(provider, claims, now)
+    _check_authentication(provider, claims, now, ctx.settings.idjag_max_age_seconds)
     scopes = _granted_scopes(provider, claims.get("scope"))
     # Written only now, after the signature and every claim checked out, so a forged token can never
     # burn a genuine jti; shared by every instance through the store.
@@ -174,16 +174,21 @@ def _verified_identifier(claims: dict[str, Any]) -> str:
     raise AuthError("missing_verified_email", "the assertion carries no verified email (or phone number)")
 
 
-def _check_authentication(provider: Provider, claims: dict[str, Any], now: float) -> None:
-    if provider.max_age is not None:
-        auth_time = _number(claims, "auth_time")
-        if auth_time is None or now - auth_time > provider.max_age:
-            raise AuthError(
-                "login_required",
-                "the user's sign-in at the provider is older than this service accepts",
-                f"Have the user sign in again at {provider.display_name}, then send a fresh ID-JAG.",
-                extra={"max_age": provider.max_age},
-            )
+def _check_authentication(provider: Provider, claims: dict[str, Any], now: float, default_max_age: int) -> None:
+    # A stale provider login is refused by default (the reference service: 3600 s), a missing auth_time
+    # too, since nothing then says how fresh the login is; a provider's own max_age overrides the default.
+    # The answer carries max_age (OIDC Core §3.1.2.1's parameter) so the agent can ask for a fresh login.
+    max_age = provider.max_age if provider.max_age is not None else default_max_age
+    auth_time = _number(claims, "auth_time")
+    if auth_time is None or now - auth_time > max_age:
+        raise AuthError(
+            "login_required",
+            "the user's sign-in at the provider is older than this service accepts"
+            if auth_time is not None
+            else "the assertion does not say when the user signed in at the provider (auth_time)",
+            f"Have the user sign in again at {provider.display_name}, then send a fresh ID-JAG.",
+            extra={"max_age": max_age},
+        )
     if provider.required_amr:
         amr = claims.get("amr")
         methods = set(amr) if isinstance(amr, list) else set()

@@ -41,7 +41,7 @@ def refresh_token(ctx: Context, registration: Registration, seq: int) -> str:
 
 
 def identity_with_refresh(ctx: Context, registration: Registration, seq: int) -> dict[str, Any]:
-    """The ``identity`` object of a claim completion or a refresh (PROTOCOL.md)."""
+    """The ``identity`` object of a claim completion or a refresh (spec/protocol.md)."""
     expires_at = int(ctx.clock.now()) + ctx.settings.identity_assertion_ttl_seconds
     assert registration.refresh_expires_at is not None
     return {

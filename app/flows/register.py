@@ -1,4 +1,4 @@
-"""POST {identity_endpoint}: registration, discriminated on ``type`` (PROTOCOL.md § Registration).
+"""POST {identity_endpoint}: registration, discriminated on ``type`` (spec/protocol.md § Registration).
 
 Anonymous registration creates a *temporary account* (hard lifetime, quotas, pre-claim scopes) and a
 registration (the grant), returns a service-signed identity assertion and a claim token. The layered

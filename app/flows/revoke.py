@@ -1,6 +1,6 @@
 """RFC 7009 revocation and RFC 7662 introspection.
 
-Revocation semantics (PROTOCOL.md § Revocation): an access token kills that token; an identity
+Revocation semantics (spec/protocol.md § Revocation): an access token kills that token; an identity
 assertion or a refresh token kills its grant and everything derived from it; for an unclaimed temporary account it
 deletes the account with everything it owns. Unknown, invalid or already-dead tokens get the same
 200 (RFC 7009 §2.2), so the endpoint reveals nothing about which tokens exist.

@@ -1,7 +1,7 @@
 """Every failure becomes one JSON body and one status from the table; 401s always carry a challenge.
 
 ``Bearer`` (RFC 6750 §3) on the resource and the token endpoint, pointing at the protected-resource
-metadata (RFC 9728 §5.1); ``AgentAuth`` on the profile endpoints (PROTOCOL.md § Errors). Anything we
+metadata (RFC 9728 §5.1); ``AgentAuth`` on the profile endpoints (spec/protocol.md § Errors). Anything we
 did not raise on purpose is ``server_error`` with a fixed text; the details go to the log only.
 """
 

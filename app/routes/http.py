@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
-# RFC 6749 §5.1 / PROTOCOL.md: anything carrying a credential is never cached.
+# RFC 6749 §5.1 / spec/protocol.md: anything carrying a credential is never cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -56,7 +56,7 @@ async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @post(ep.CLAIM, status_code=200)
 async def start_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """PROTOCOL.md § Claim step 1: a new attempt (``service_auth``), or *ext* a claim by ID-JAG."""
+    """spec/protocol.md § Claim step 1: a new attempt (``service_auth``), or *ext* a claim by ID-JAG."""
     ctx = ctx_of(request)
     req = await json_body(request, ClaimStart)
     # Revision 2: "login_hint" is the flat dialect's name for service_auth (agents that read the older

@@ -6,7 +6,7 @@ human pages stay out of it. The handlers decode their own bodies (their error te
 product), so Litestar sees neither what they read nor what they return: ``OPERATIONS`` says it, once,
 with the same msgspec structs the handlers use, and ``build`` completes Litestar's document with it
 when the document is first asked for. Schemas come from msgspec's generator, which keeps the tagged
-registration union and exact integer types. Request schemas allow unknown fields (PROTOCOL.md: request
+registration union and exact integer types. Request schemas allow unknown fields (spec/protocol.md: request
 bodies ignore them). Each error status gets one schema whose ``error`` lists exactly the codes that
 ``errors.STATUS`` maps to it. The discovery documents are ASGI routes, which Litestar does not
 describe, so they are added here by hand.

@@ -77,7 +77,7 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     }
 
     components = doc["components"]["schemas"]
-    # Request bodies ignore unknown fields (PROTOCOL.md): no schema may forbid them.
+    # Request bodies ignore unknown fields (spec/protocol.md): no schema may forbid them.
     assert not [name for name, s in components.items() if s.get("additionalProperties") is False]
     for name, s in components.items():
         if (status := re.fullmatch(r"Error(\d{3})", name)) is not None:

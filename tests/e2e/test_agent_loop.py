@@ -1,4 +1,4 @@
-"""The agent loop of issue 2, black-box against the real server process (PROTOCOL.md)."""
+"""The agent loop of issue 2, black-box against the real server process (spec/protocol.md)."""
 
 from __future__ import annotations
 

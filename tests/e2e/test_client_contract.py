@@ -1,5 +1,5 @@
 """Replays what the official client (`@workos/auth.md-client`) does for the anonymous flow, and only that
-(PROTOCOL.md § "What the official client needs"; the (n) below number its items): given an issuer URL
+(spec/protocol.md § "What the official client needs"; the (n) below number its items): given an issuer URL
 it appends the well-known suffix, reads four metadata members, registers with exactly
 {"type":"anonymous"}, reads the nested answer, exchanges the assertion with the jwt-bearer form grant
 and calls the API with the access token.
@@ -37,13 +37,16 @@ def utc_time(value: Any) -> datetime:
     return parsed
 
 
-def json_error(response: httpx.Response, status: int, code: str) -> None:
-    """The client reads `error` and `message` or `error_description` from a JSON error body."""
+def json_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The client reads `error` and `message` or `error_description` from a JSON error body (revision 2:
+    both, the same text)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["error"] == code, body
     assert isinstance(body["error_description"], str) and body["error_description"], body
+    assert body["message"] == body["error_description"], body
+    return body
 
 
 @pytest.mark.parametrize("issuer_path", ["", "/tenant"], ids=["origin-issuer", "path-issuer"])
@@ -185,3 +188,103 @@ async def test_official_client_claim_flows(start_server: StartServer, issuer_pat
         refresh = {"type": "refresh", "refresh_token": done["identity"]["refresh_token"]["value"]}
         r = await http.post(identity_endpoint, json=refresh)
         assert r.status_code == 200 and r.json()["identity"]["refresh_token"]["value"], r.text
+
+
+@pytest.mark.anyio
+async def test_revision_2_shapes(start_server: StartServer, tmp_path: Any) -> None:
+    """Revision 2 as an agent of the wider world meets it: the renamed and new codes with `message`,
+    `retry_after`, several live attempts and the cap, the grouped code, the `login_hint` alias, deny
+    versus revoke, a `resource` below the protected resource, and the metadata members for ID-JAGs."""
+    from tests.helpers import DevHuman
+
+    config = tmp_path / "authmd.toml"
+    config.write_text(
+        '[[providers]]\nissuer = "http://127.0.0.1:9/agents"\nname = "Example Agents"\n'
+        'client_ids = ["agent-1"]\nscopes = ["notes:read"]\n'
+    )
+    env = {"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "8"}
+    server = start_server(env)
+    issuer = server.issuer
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        meta = (await http.get(issuer + "/.well-known/oauth-authorization-server")).json()
+        assert meta["authorization_grant_profiles_supported"] == ["urn:ietf:params:oauth:grant-profile:id-jag"]
+        assert meta["agent_auth"]["identity_assertion"]["issuers_supported"] == [
+            {"issuer": "http://127.0.0.1:9/agents", "name": "Example Agents"}
+        ]
+        identity_endpoint = meta["agent_auth"]["identity_endpoint"]
+        claim_endpoint = meta["agent_auth"]["claim_endpoint"]
+        human = DevHuman(http, issuer)
+
+        async def register() -> dict[str, Any]:
+            r = await http.post(identity_endpoint, content=b'{"type":"anonymous"}', headers=JSON_HEADERS)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        # Several live attempts, the flat dialect's alias, and the cap.
+        reg = await register()
+        token = reg["claim"]["token"]
+        links = []
+        for kind in ("service_auth", "login_hint", "service_auth"):
+            r = await http.post(
+                claim_endpoint, json={"type": kind, "claim_token": token, "login_hint": "ada@example.com"}
+            )
+            assert r.status_code == 200, r.text
+            links.append(r.json()["attempt"]["verification_uri"])
+        r = await http.post(
+            claim_endpoint, json={"type": "service_auth", "claim_token": token, "login_hint": "ada@example.com"}
+        )
+        body = json_error(r, 429, "too_many_attempts")
+        assert int(r.headers["retry-after"]) == body["retry_after"] > 0
+        # The code as the page groups it ("123 456") completes the claim, through the first link.
+        page = await human.open_link(links[0], "ada@example.com")
+        shown = await human.authorize(page)
+        grouped = re.search(r'class="code"[^>]*>(\d{3} \d{3})<', shown.text)
+        assert grouped, shown.text
+        r = await http.post(claim_endpoint + "/complete", json={"claim_token": token, "user_code": grouped.group(1)})
+        assert r.status_code == 200 and r.json()["status"] == "claimed", r.text
+        json_error(
+            await http.post(claim_endpoint, json={"type": "service_auth", "claim_token": token}), 409, "already_claimed"
+        )
+
+        # Deny versus revoke.
+        denied = await register()
+        r = await http.post(claim_endpoint, json={"type": "service_auth", "claim_token": denied["claim"]["token"]})
+        page = await human.open_link(r.json()["attempt"]["verification_uri"], "ada@example.com")
+        assert (await human.deny(page)).title == "Access revoked"
+        complete = {"claim_token": denied["claim"]["token"], "user_code": "000000"}
+        json_error(await http.post(claim_endpoint + "/complete", json=complete), 403, "claim_denied")
+        start = {"type": "service_auth", "claim_token": denied["claim"]["token"]}
+        json_error(await http.post(claim_endpoint, json=start), 410, "claim_revoked")
+        status = await http.post(claim_endpoint + "/status", json={"claim_token": denied["claim"]["token"]})
+        assert status.json()["status"] == "denied"
+
+        # `resource` = the API URL the agent was given: below the protected resource; aud is the resource.
+        fresh = await register()
+        form = urlencode(
+            {"grant_type": JWT_BEARER, "assertion": fresh["identity"]["assertion"], "resource": issuer + "/api/notes"}
+        )
+        r = await http.post(meta["token_endpoint"], content=form.encode(), headers=FORM_HEADERS)
+        assert r.status_code == 200, r.text
+        import jwt
+
+        assert jwt.decode(r.json()["access_token"], options={"verify_signature": False})["aud"] == issuer + "/api"
+
+        # An untrusted ID-JAG issuer, and the renamed 429 with a numeric retry_after.
+        assertion = (
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6Im9hdXRoLWlkLWphZytqd3QifQ.eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSJ9.c2ln"
+        )
+        r = await http.post(
+            identity_endpoint,
+            json={
+                "type": "identity_assertion",
+                "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+                "assertion": assertion,
+            },
+        )
+        json_error(r, 400, "issuer_not_enabled")
+        while (
+            r := await http.post(identity_endpoint, content=b'{"type":"anonymous"}', headers=JSON_HEADERS)
+        ).status_code == 200:
+            pass
+        body = json_error(r, 429, "rate_limit_exceeded")
+        assert isinstance(body["retry_after"], int) and body["retry_after"] == int(r.headers["retry-after"]) > 0

@@ -39,7 +39,7 @@ TIMEOUT = 10.0
 
 
 def assert_unavailable(response: httpx.Response) -> None:
-    """503 temporarily_unavailable with a numeric Retry-After (PROTOCOL.md § Errors)."""
+    """503 temporarily_unavailable with a numeric Retry-After (spec/protocol.md § Errors)."""
     assert_error(response, 503, "temporarily_unavailable")
     value = response.headers.get("retry-after", "")
     assert value.isdigit() and int(value) > 0, response.headers

@@ -1,5 +1,5 @@
-"""The claim ceremony in-process (PROTOCOL.md § Claim): the agent's API, the human pages with the
-development sign-in, and every failure path of PROTOCOL.md's table. The real OpenID Connect provider
+"""The claim ceremony in-process (spec/protocol.md § Claim): the agent's API, the human pages with the
+development sign-in, and every failure path of spec/protocol.md's table. The real OpenID Connect provider
 and the real browser are in tests/e2e."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Provider-attested registration against a real test identity provider (an HTTP server with its own
 keys and JWKS): clean matches, just-in-time users, the account-linking gate, the token endpoint, and a
-battery of bad assertions that each get PROTOCOL.md's code and change nothing."""
+battery of bad assertions that each get spec/protocol.md's code and change nothing."""
 
 from __future__ import annotations
 
@@ -281,15 +281,26 @@ async def test_provider_key_rotation_mid_test(harness_factory, provider):
 
 async def test_metadata_advertises_exactly_what_is_enabled(harness_factory, provider):
     async with attested(harness_factory, provider) as h:
-        meta = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()["agent_auth"]
+        document = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()
+        # ID-JAG draft -04 §7 (revision 2): the grant profile, for clients (MCP) that look for it.
+        assert document["authorization_grant_profiles_supported"] == ["urn:ietf:params:oauth:grant-profile:id-jag"]
+        meta = document["agent_auth"]
         assert meta["identity_types_supported"] == ["anonymous", "service_auth", "identity_assertion"]
         assert meta["identity_assertion"]["assertion_types_supported"] == [URN]
+        # The trust list (workos/auth.md#24): issuer and display name, nothing else.
+        [trusted] = meta["identity_assertion"]["issuers_supported"]
+        assert trusted == {"issuer": provider.issuer, "name": h.settings.providers[0].display_name}
+        assert meta["claim"]["methods"] == ["service_auth", "identity_assertion"]
+        assert meta["claim"]["max_live_attempts"] == 3
         assert meta["events_endpoint"] == f"{ISSUER}/agent/events"
         assert len(meta["events_supported"]) == 2
     async with harness_factory(anonymous_enabled=False) as h:
         meta = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()["agent_auth"]
         assert meta["identity_types_supported"] == ["service_auth"]  # dev mode: the dev sign-in claims
         assert "identity_assertion" not in meta and "events_endpoint" not in meta
+        assert meta["claim"]["methods"] == ["service_auth"]
+        no_profiles = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()
+        assert "authorization_grant_profiles_supported" not in no_profiles
         body = (
             await h.client.post(
                 f"{ISSUER}/agent/identity",
@@ -312,3 +323,42 @@ async def test_auth_md_documents_the_provider_path_with_real_shapes(harness_fact
         assert shape(examples["interaction-required"]) == shape(gate)
         meta = (await h.client.get(f"{ISSUER}/.well-known/oauth-authorization-server")).json()
         assert shape(examples["authorization-server-metadata"]) == shape(meta)
+
+
+async def test_a_stale_or_missing_auth_time_is_refused_by_default(harness_factory, provider):
+    """Revision 2: without a provider max_age, an ID-JAG login older than idjag_max_age_seconds (3600)
+    or without auth_time is login_required with max_age, at registration and at the token endpoint."""
+    async with attested(harness_factory, provider) as h:
+        now = int(time.time())
+        good = {"aud": ISSUER, "email": "x@example.com"}
+        before = await snapshot(h)
+        for token in (
+            provider.mint_id_jag("x", **good, auth_time=now - 10 * 86_400),
+            provider.mint_id_jag("x", **good, auth_time=now - 3601),
+            provider.mint_id_jag("x", **good, drop_claims=("auth_time",)),
+        ):
+            r = await h.client.post(
+                f"{ISSUER}/agent/identity",
+                json={"type": "identity_assertion", "assertion_type": URN, "assertion": token},
+            )
+            assert r.status_code == 401 and r.json()["error"] == "login_required", r.text
+            assert r.json()["max_age"] == 3600 and 'max_age="3600"' in r.headers["www-authenticate"]
+        assert await snapshot(h) == before
+        assert (await register(h, provider.mint_id_jag("x", **good, auth_time=now - 3000)))["type"] == (
+            "identity_assertion"
+        )
+    async with attested(harness_factory, provider, trusted={"max_age": 30 * 86_400}) as h:
+        body = await register(h, provider.mint_id_jag("y", aud=ISSUER, email="y@example.com", auth_time=now - 86_400))
+        assert body["type"] == "identity_assertion"  # the provider's own max_age overrides the default
+
+
+async def test_the_token_endpoint_names_an_untrusted_issuer(harness_factory, provider):
+    """Revision 2: an ID-JAG whose issuer is not on the trust list is issuer_not_enabled at the token
+    endpoint too; every other ID-JAG failure there stays RFC 7523's invalid_grant, naming its code."""
+    other = TestProvider().start()
+    async with attested(harness_factory, provider) as h:
+        good = {"aud": ISSUER, "email": "t@example.com"}
+        assert (await exchange(h, other.mint_id_jag("t", **good), expect=400))["error"] == "issuer_not_enabled"
+        stale = await exchange(h, provider.mint_id_jag("t", **good, drop_claims=("auth_time",)), expect=400)
+        assert stale["error"] == "invalid_grant" and stale["error_description"].startswith("login_required:")
+        assert "access_token" in await exchange(h, provider.mint_id_jag("t", **good))

@@ -210,3 +210,32 @@ async def test_token_endpoint_errors(harness):
     assert (r.status_code, r.json()["error"]) == (403, "insufficient_scope")
     for resp_headers in [(await c.post(url, data={"grant_type": "x"})).headers]:
         assert resp_headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "accepted"),
+    [
+        ("", True),
+        ("/notes", True),
+        ("/notes/note_1?x=1", True),
+        ("/", True),
+        ("s", False),  # /apis is not below /api: a path-segment boundary
+        ("/../admin", False),
+        ("/%2e%2e/admin", False),
+        ("/notes#frag", False),
+        ("/./notes", False),
+    ],
+)
+async def test_resource_at_or_below_the_protected_resource(harness, suffix: str, accepted: bool):
+    """Revision 2 (RFC 8707 §2): a resource below ours at a path-segment boundary names ours; the
+    token's aud is always the resource's own identifier."""
+    agent = harness.agent()
+    reg = await agent.register()
+    resource = harness.settings.resource + suffix
+    if not accepted:
+        body = await agent.token(reg["identity"]["assertion"], expect=400, resource=resource)
+        assert body["error"] == "invalid_target"
+        return
+    issued = await agent.token(reg["identity"]["assertion"], resource=resource)
+    claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == harness.settings.resource
