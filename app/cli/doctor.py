@@ -1,4 +1,4 @@
-"""Check any service's auth.md discovery chain against PROTOCOL.md and the RFCs.
+"""Check any service's auth.md discovery chain against spec/protocol.md and the RFCs.
 
 URL is either an API URL or an issuer:
 
@@ -10,8 +10,8 @@ URL is either an API URL or an issuer:
 
 It checks the RFC 9728 and RFC 8414 metadata, the `agent_auth` block, the JWKS, /auth.md, the 401,
 TLS and caching headers, and prints one line per check: PASS, WARN or FAIL, with the reason and the
-RFC or PROTOCOL.md section. A missing /auth.md is a FAIL (the protocol's prose contract for agents).
-Revision 2 of PROTOCOL.md is checked too: `authorization_grant_profiles_supported`, the trust list
+RFC or spec/protocol.md section. A missing /auth.md is a FAIL (the protocol's prose contract for agents).
+Revision 2 of the protocol is checked too: `authorization_grant_profiles_supported`, the trust list
 `identity_assertion.issuers_supported`, `claim.max_live_attempts`, and every error body the doctor
 sees (`error`, `error_description`, `message`; `retry_after` on a 429). A revision 1 error code name
 (e.g. `rate_limited`) is a WARN naming its revision 2 replacement.
@@ -59,7 +59,7 @@ PRM_SUFFIX = "/.well-known/oauth-protected-resource"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
 GRANT_PROFILE_ID_JAG = "urn:ietf:params:oauth:grant-profile:id-jag"
-# PROTOCOL.md Revision 2: the revision 1 code names and what replaced them. `invalid_issuer` stays right
+# spec/protocol.md Changes in revision 2: the revision 1 code names and what replaced them. `invalid_issuer` stays right
 # at the RFC 8935 events endpoint alone, which the doctor never calls.
 REVISION_1_CODES = {
     "anonymous_not_enabled": "anonymous_registration_disabled",
@@ -79,37 +79,37 @@ KEY_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
 USER_AGENT = "authmd-doctor"
 
 # References (ASCII: "sec" for the section sign).
-R_TLS = "RFC 8414 sec 2; PROTOCOL.md Resource, audience, issuer"
+R_TLS = "RFC 8414 sec 2; spec/protocol.md Resource, audience, issuer"
 R_401 = "RFC 9728 sec 5.1; RFC 6750 sec 3"
 R_PRM = "RFC 9728 sec 3.2"
 R_PRM_RESOURCE = "RFC 9728 sec 3.3"
 R_PRM_FIELDS = "RFC 9728 sec 2"
-R_AS_FETCH = "RFC 8414 sec 3; PROTOCOL.md What the official client needs 1"
+R_AS_FETCH = "RFC 8414 sec 3; spec/protocol.md What the official client needs 1"
 R_AS_INSERTED = "RFC 8414 sec 3.1"
 R_AS_ISSUER = "RFC 8414 sec 3.3"
 R_AS_FIELDS = "RFC 8414 sec 2"
 R_GRANT = "RFC 7523 sec 2.1; RFC 8414 sec 2"
-R_REVOKE = "RFC 7009; RFC 8414 sec 2; PROTOCOL.md Revocation and events"
+R_REVOKE = "RFC 7009; RFC 8414 sec 2; spec/protocol.md Revocation and events"
 R_INTROSPECT = "RFC 7662; RFC 8414 sec 2"
-R_AGENT = "PROTOCOL.md What the official client needs 1"
-R_AGENT_DISCOVERY = "PROTOCOL.md Discovery"
+R_AGENT = "spec/protocol.md What the official client needs 1"
+R_AGENT_DISCOVERY = "spec/protocol.md Discovery"
 R_JWKS = "RFC 7517 sec 4-5; RFC 8414 sec 2"
 R_JWKS_PRIVATE = "RFC 7517 sec 9.2; RFC 7518 sec 6"
-R_AUTH_MD = "PROTOCOL.md Discovery (GET /auth.md)"
+R_AUTH_MD = "spec/protocol.md Discovery (GET /auth.md)"
 R_CACHE = "RFC 9111 sec 5.2; RFC 9110 sec 8.8.3"
-R_PROBE_REGISTER = "PROTOCOL.md Registration"
-R_PROBE_TOKEN = "PROTOCOL.md Token exchange; RFC 6749 sec 5.1"
-R_NO_STORE = "PROTOCOL.md Registration (Cache-Control: no-store); RFC 6749 sec 5.1"
-R_GRANT_PROFILES = "draft-ietf-oauth-identity-assertion-authz-grant-04 sec 7; PROTOCOL.md Revision 2"
-R_ISSUERS = "PROTOCOL.md Revision 2 (trust list); RFC 8414 sec 2"
-R_MAX_ATTEMPTS = "PROTOCOL.md Claim 1; Revision 2"
-R_ERRORS = "PROTOCOL.md Errors; Revision 2"
-R_ERROR_NAMES = "PROTOCOL.md Revision 2"
-R_RETRY = "PROTOCOL.md Errors (429); RFC 6585 sec 4; RFC 9110 sec 10.2.3"
+R_PROBE_REGISTER = "spec/protocol.md Registration"
+R_PROBE_TOKEN = "spec/protocol.md Token exchange; RFC 6749 sec 5.1"
+R_NO_STORE = "spec/protocol.md Registration (Cache-Control: no-store); RFC 6749 sec 5.1"
+R_GRANT_PROFILES = "ID-JAG draft-04 sec 7; spec/protocol.md Authorization-server metadata"
+R_ISSUERS = "spec/protocol.md Authorization-server metadata (issuers_supported)"
+R_MAX_ATTEMPTS = "spec/protocol.md Authorization-server metadata (claim)"
+R_ERRORS = "spec/protocol.md Errors (The body)"
+R_ERROR_NAMES = "spec/protocol.md Changes in revision 2"
+R_RETRY = "spec/protocol.md Errors; RFC 6585 sec 4; RFC 9110 sec 10.2.3"
 R_PROBE_INVALID = "RFC 7523 sec 3.1; RFC 6749 sec 5.2"
-R_PROBE_RESOURCE = "RFC 8707 sec 2; PROTOCOL.md Revision 2 (resource)"
-R_PROBE_CLAIM = "PROTOCOL.md Claim 1; Revision 2"
-R_PROBE_REVOKED = "PROTOCOL.md Claim; Revision 2 (claim_revoked)"
+R_PROBE_RESOURCE = "RFC 8707 sec 2; spec/protocol.md Resource, audience, issuer"
+R_PROBE_CLAIM = "spec/protocol.md Claim (Start an attempt)"
+R_PROBE_REVOKED = "spec/protocol.md Claim (Deny versus revoke)"
 
 GROUPS = ("transport", "resource", "prm", "as", "agent_auth", "jwks", "auth_md", "cache", "probe", "errors")
 
@@ -432,7 +432,7 @@ class Doctor:
 
     @property
     def dev(self) -> bool:
-        """PROTOCOL.md "dev mode": the issuer is http:// on a loopback address."""
+        """spec/protocol.md "dev mode": the issuer is http:// on a loopback address."""
         issuer = self.report.issuer
         if not issuer:
             return False
@@ -770,7 +770,7 @@ class Doctor:
         else:
             self.add("as.endpoints_origin", "pass", f"every endpoint is on {origin(issuer)}", R_AS_FIELDS)
 
-    # -- agent_auth (PROTOCOL.md) -------------------------------------------------------------------------
+    # -- agent_auth (spec/protocol.md) -------------------------------------------------------------------------
 
     def check_agent_auth(self) -> None:
         assert self.as_meta is not None
@@ -1390,38 +1390,58 @@ class Doctor:
             )
 
     def probe_revoked_claim(self, claim: _ProbeClaim) -> None:
-        """After the revocation: the claim status says `revoked` and a new attempt is 410 `claim_revoked`."""
+        """After the revocation the claim is over: status `revoked` and a new attempt 410 `claim_revoked`;
+        or, when the unclaimed temporary account went with its revocation (nothing left to remember it
+        by), status `expired` and 410 `claim_expired` (spec/protocol.md Deny versus revoke)."""
         findings: list[tuple[Status, str]] = []
+        forms: set[str] = set()  # "revoked" or "deleted", as each answer reads
         got, body = self.claim_post(claim.status_url, {"claim_token": claim.token})
-        status_said = None
+        said: list[str] = []
         if got.status == 200 and body is not None:
-            status_said = body.get("status")
-            if status_said != "revoked":
-                findings.append(("warn", f"the claim status is {short(status_said)} (revision 2: revoked)"))
+            status = body.get("status")
+            said.append(f"status {short(status)}")
+            if status in ("revoked", "expired"):
+                forms.add("revoked" if status == "revoked" else "deleted")
+            elif status in ("pending", "confirmed", "claimed"):
+                findings.append(("fail", f"the claim status is {short(status)} after the revocation"))
+            else:
+                findings.append(("warn", f"the claim status is {short(status)} (revision 2: revoked)"))
         elif got.status != 404:
             findings.append(("warn", f"the claim status answered {got.status} {_error_code(got) or ''}".rstrip()))
         got, _ = self.claim_post(
             claim.url, {"type": "service_auth", "claim_token": claim.token, "login_hint": PROBE_EMAIL}
         )
         code = _error_code(got)
+        said.append(f"a new attempt {got.status} {code or ''}".rstrip())
         if got.status == 200:
             findings.append(("fail", "a claim attempt was started for the revoked registration"))
-        elif got.status != 410 or code != "claim_revoked":
+        elif got.status == 410 and code in ("claim_revoked", "claim_expired"):
+            forms.add("revoked" if code == "claim_revoked" else "deleted")
+        else:
             findings.append(
                 ("warn", f"a new attempt answered {got.status} {code or ''} (revision 2: 410 claim_revoked)")
+            )
+        if len(forms) > 1:
+            findings.append(
+                (
+                    "warn",
+                    f"the answers disagree: {', '.join(said)} (revision 2 pairs status revoked with 410 "
+                    "claim_revoked, or for a deleted account expired with claim_expired)",
+                )
             )
         if findings:
             self.add(
                 "probe.claim_revoked", worst(s for s, _ in findings), "; ".join(m for _, m in findings), R_PROBE_REVOKED
             )
-        else:
-            said = "status revoked, " if status_said else ""
+        elif forms == {"deleted"}:
             self.add(
                 "probe.claim_revoked",
                 "pass",
-                f"after the revocation: {said}a new attempt 410 claim_revoked",
+                f"the unclaimed account went with its revocation: {', '.join(said)}",
                 R_PROBE_REVOKED,
             )
+        else:
+            self.add("probe.claim_revoked", "pass", f"after the revocation: {', '.join(said)}", R_PROBE_REVOKED)
 
     def probe_cleanup(self, assertion: str) -> bool:
         """Revoke the throwaway registration (an unclaimed account's assertion revoked: account deleted)."""
@@ -1560,7 +1580,7 @@ def _attempt_link(body: dict[str, Any] | None) -> str:
 
 
 def _error_body_finding(seen: SeenError) -> tuple[Status, str] | None:
-    """PROTOCOL.md Errors, revision 2: `error`, `error_description` and `message` (the same text).
+    """spec/protocol.md Errors, revision 2: `error`, `error_description` and `message` (the same text).
     (status, what is wrong) or None when the body has all three."""
     got = seen.fetched
     try:
@@ -1787,7 +1807,7 @@ def _timestamp_problem(name: str, value: Any) -> tuple[Status, str] | None:
 
 
 def _registration_problems(reg: dict[str, Any]) -> Iterator[tuple[Status, str]]:
-    """The anonymous registration's nested shape (PROTOCOL.md Registration; what the client reads)."""
+    """The anonymous registration's nested shape (spec/protocol.md Registration; what the client reads)."""
     if not isinstance(reg.get("id"), str):
         yield "fail", "no id"
     if reg.get("type") != "anonymous":

@@ -6,7 +6,7 @@
     reg = client.register(service)                                    # anonymous (solves proof of work)
     token = client.exchange(service, reg["identity"]["assertion"])
 
-Only the wire protocol of PROTOCOL.md is assumed (revision 2, and revision 1's error names); authmd's
+Only the wire protocol of spec/protocol.md is assumed (revision 2, and revision 1's error names); authmd's
 extensions (proof of work, claim status) are used when the service advertises them. A short rate limit
 (``retry_after`` of at most 10 s) is waited out once; ``ServiceError.retry_after`` says a longer one.
 """

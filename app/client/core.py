@@ -24,7 +24,7 @@ AS_METADATA = "/.well-known/oauth-authorization-server"
 MAX_BODY = 1_048_576
 # A 429 that asks for at most this many seconds is waited out and the request sent once more.
 MAX_RETRY_WAIT = 10.0
-# PROTOCOL.md Revision 2 renamed these; a revision 1 service still sends the old names.
+# spec/protocol.md revision 2 renamed these; a revision 1 service still sends the old names.
 REVISION_1_NAMES = {
     "anonymous_not_enabled": "anonymous_registration_disabled",
     "service_auth_not_enabled": "service_auth_registration_disabled",
@@ -153,7 +153,7 @@ def solve_proof_of_work(
     *,
     cancel: threading.Event | None = None,
 ) -> str:
-    """The first decimal nonce with SHA-256(challenge ":" nonce) below the target (PROTOCOL.md).
+    """The first decimal nonce with SHA-256(challenge ":" nonce) below the target (spec/protocol.md).
 
     ``progress(tried, expected)`` is called every 65,536 tries, from the solving thread. Run it off
     an event loop (``asyncio.to_thread``) in async code: it is pure CPU."""
@@ -285,7 +285,7 @@ class Client:
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """``POST {identity_endpoint}`` (anonymous unless ``body`` says otherwise). A proof of work the
-        service asks for is solved and the request sent once more (PROTOCOL.md § Proof of work)."""
+        service asks for is solved and the request sent once more (spec/protocol.md § Proof of work)."""
         body = dict(body or {"type": "anonymous"})
         url = service.endpoint("identity_endpoint")
         response = self._send("POST", url, json=body, retry=True)

@@ -2,7 +2,7 @@
 
 ``$AUTHMD_HOME`` or ``~/.config/authmd`` (directory 0700, files 0600, written atomically). A file holds
 what is still worth holding: the access token until it expires, the identity assertion until it
-expires, the refresh token, and the claim token only until the claim expires or lands (PROTOCOL.md:
+expires, the refresh token, and the claim token only until the claim expires or lands (spec/protocol.md:
 it is a secret that lets a human take the account over; nobody needs it afterwards). The last claim
 link handed out is kept while it lives (revision 2: it stays usable when a newer one is started, so it
 can be shown again when the service refuses more live attempts). A claim the human denied, or a

@@ -1,4 +1,4 @@
-"""A small auth.md service on a real loopback HTTP server, speaking PROTOCOL.md in revision 1 or
+"""A small auth.md service on a real loopback HTTP server, speaking spec/protocol.md in revision 1 or
 revision 2, for the tests of the commands that talk to *any* service (`authmd doctor --probe`,
 `authmd agent`) where the real server cannot show the other dialect or a rare answer.
 
