@@ -79,7 +79,10 @@ async def _get_json(ctx: Context, url: str) -> dict[str, Any]:
         raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
     if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
         raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
-    body = response.json()
+    try:
+        body = msgspec.json.decode(response.content)
+    except (msgspec.DecodeError, RecursionError):
+        body = None
     if not isinstance(body, dict):
         raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document is not an object")
     return body

@@ -387,3 +387,34 @@ async def test_a_signed_userinfo_response_is_refused_clearly(harness_factory, oi
     async with signed_in_app(harness_factory, provider) as h:
         page = await sign_in_at(h, "kim@example.com")
         await assert_refused(h, page, 400, "signed or encrypted UserInfo (application/jwt)", "kim@example.com")
+
+
+async def test_a_discovery_document_that_is_not_json_is_a_clear_503(harness_factory):
+    """The operator's provider answering its discovery URL with something that is not JSON (a login
+    page, a proxy's error) is 'Please try again' (503), never a 500."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotJson(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>maintenance</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = {"oidc_issuer": issuer, "oidc_client_id": "c", "oidc_client_secret": Secret("s" * 20)}
+        async with harness_factory(**settings) as h:
+            r = await h.client.get(f"{h.settings.issuer}/login?return_to=/account", follow_redirects=False)
+            assert r.status_code == 503 and "Please try again" in r.text, r.text
+    finally:
+        server.shutdown()
+        server.server_close()
