@@ -17,7 +17,12 @@ from app.config import Settings
 from app.context import Context
 from tests.browser import browser, new_context, page  # noqa: F401 (fixtures for every test)
 from tests.helpers import Agent
-from tests.oidc_server import oidc_provider, oidc_provider_factory  # noqa: F401 (fixtures for every test)
+from tests.oidc_server import (  # noqa: F401 (fixtures for every test)
+    oidc_provider,
+    oidc_provider_claims_in_id_token,
+    oidc_provider_each_placement,
+    oidc_provider_factory,
+)
 from tests.provider import es256_provider_fixture, provider_fixture  # noqa: F401 (fixtures for every test)
 from tests.redis_servers import redis_cluster, redis_server, shared_redis  # noqa: F401 (fixtures for every test)
 from tests.tls import tls_files  # noqa: F401 (fixtures for every test)

@@ -5,15 +5,27 @@ Use the fixtures from any conftest (or test module)::
 
     from tests.oidc_server import oidc_provider, oidc_provider_factory  # noqa: F401
 
-* ``oidc_provider`` (session scope): one provider for the whole session with one confidential client
+* ``oidc_provider`` (session scope): one provider for the whole session, in oidc-provider's default claim
+  placement (see "Where the claims go" below), with one confidential client
   (``.client``: random id/secret, redirect URI ``DEFAULT_REDIRECT_URI``, the in-process app's
   ``http://127.0.0.1:8000/oidc/callback``). Tests that need another redirect URI (an app server on its own
   port) register their own client on it with ``oidc_provider.register_client([...])`` (RFC 7591 dynamic
   registration, gated by an initial access token only this helper knows). Never stop it.
+* ``oidc_provider_claims_in_id_token`` (session scope): the same, with the claims in the ID token too.
+* ``oidc_provider_each_placement`` (function scope, parametrized): each of those two in turn, for the
+  journeys that must work whichever placement the operator's provider uses.
 * ``oidc_provider_factory`` (function scope): ``factory(redirect_uris, *, client_id=None, client_secret=None,
-  token_endpoint_auth_method="client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1")``
-  starts a private provider (stopped at teardown): for tests that need their own client id/secret, account
-  overrides, or an issuer on ``localhost`` (a different site from an app on 127.0.0.1).
+  token_endpoint_auth_method="client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1",
+  claims_in_id_token=False, userinfo=True, userinfo_claims=None, userinfo_fault=None,
+  userinfo_signed_response_alg=None)`` starts a private provider (stopped at teardown): for tests that need
+  their own client id/secret, account overrides, an issuer on ``localhost`` (a different site from an app on
+  127.0.0.1), or a UserInfo endpoint that is absent, signed, or misbehaves (see provider.mjs).
+
+Where the claims go: by default (oidc-provider's ``conformIdTokenClaims: true``, the behaviour OIDC Core
+§5.4 describes) the claims requested by scope (email, email_verified, name) come from the UserInfo endpoint
+only, whenever an access token is issued (the code flow): the ID token carries ``sub`` but no email.
+``claims_in_id_token=True`` puts them in the ID token as well, as some providers do. Real providers
+differ, so the sign-in journeys run against both.
 
 The sign-in convention (see the top of provider.mjs): the login string is ``sub``; a login containing
 "@" gives ``email`` = login lower-cased and ``email_verified`` = true, except that a login starting with
@@ -163,6 +175,7 @@ class OidcClient:
     client_secret: str
     redirect_uris: tuple[str, ...]
     token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    userinfo_signed_response_alg: str | None = None  # UserInfo as a signed JWT (OIDC Core §5.3.2)
 
     @classmethod
     def new(
@@ -172,12 +185,14 @@ class OidcClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         token_endpoint_auth_method: AuthMethod = "client_secret_basic",  # noqa: S107 (not a secret)
+        userinfo_signed_response_alg: str | None = None,
     ) -> OidcClient:
         return cls(
             client_id=client_id or f"client-{secrets.token_hex(6)}",
             client_secret=client_secret or secrets.token_urlsafe(32),
             redirect_uris=tuple(redirect_uris),
             token_endpoint_auth_method=token_endpoint_auth_method,
+            userinfo_signed_response_alg=userinfo_signed_response_alg,
         )
 
     @property
@@ -185,12 +200,15 @@ class OidcClient:
         return self.redirect_uris[0]
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        metadata: dict[str, Any] = {
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "redirect_uris": list(self.redirect_uris),
             "token_endpoint_auth_method": self.token_endpoint_auth_method,
         }
+        if self.userinfo_signed_response_alg is not None:
+            metadata["userinfo_signed_response_alg"] = self.userinfo_signed_response_alg
+        return metadata
 
     def token_request_auth(self, form: dict[str, str]) -> tuple[dict[str, str], httpx.BasicAuth | None]:
         """(form, auth) for a token request with this client's authentication method."""
@@ -220,6 +238,9 @@ class OidcProvider:
     """One ``node tests/oidc/provider.mjs`` process on 127.0.0.1 (port chosen by the kernel: no race).
 
     ``clients``: registered at start. ``accounts``: per-login claim overrides ({login: {claim: value|None}}).
+    ``claims_in_id_token``: the scope-requested claims in the ID token too (default: from UserInfo only).
+    ``userinfo=False``: no UserInfo endpoint. ``userinfo_claims``: per-login overrides of the UserInfo response
+    only (``sub`` included). ``userinfo_fault``: the UserInfo endpoint misbehaves (see provider.mjs).
     ``registration``: enable RFC 7591 registration (``register_client``) with a private initial access token.
     ``issuer_host="localhost"``: issuer ``http://localhost:PORT`` (still bound to 127.0.0.1), a different site
     from an app on 127.0.0.1 (ports do not make sites), so SameSite behaves as between real domains.
@@ -234,6 +255,10 @@ class OidcProvider:
         registration: bool = True,
         issuer_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1",
         directory: Path | str | None = None,
+        claims_in_id_token: bool = False,
+        userinfo: bool = True,
+        userinfo_claims: Mapping[str, Mapping[str, Any]] | None = None,
+        userinfo_fault: Mapping[str, Any] | None = None,
     ) -> None:
         self._owned_dir: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
@@ -245,6 +270,10 @@ class OidcProvider:
         self.accounts = {login: dict(claims) for login, claims in (accounts or {}).items()}
         self.registration_token = secrets.token_urlsafe(24) if registration else None
         self.issuer_host = issuer_host
+        self.claims_in_id_token = claims_in_id_token
+        self.userinfo_enabled = userinfo
+        self.userinfo_claims = {login: dict(claims) for login, claims in (userinfo_claims or {}).items()}
+        self.userinfo_fault = dict(userinfo_fault) if userinfo_fault is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._issuer: str | None = None
         self._eof = False
@@ -301,7 +330,12 @@ class OidcProvider:
             "issuer_host": self.issuer_host,
             "clients": [client.metadata() for client in self.clients],
             "accounts": self.accounts,
+            "claims_in_id_token": self.claims_in_id_token,
+            "userinfo": self.userinfo_enabled,
+            "userinfo_claims": self.userinfo_claims,
         }
+        if self.userinfo_fault is not None:
+            config["userinfo_fault"] = self.userinfo_fault
         if self.registration_token:
             config["registration_token"] = self.registration_token
         return config
@@ -316,8 +350,10 @@ class OidcProvider:
         ensure_npm_deps()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NODE_", "OIDC_PROVIDER_"))}
         env["NODE_ENV"] = "test"
+        config = self.dir / "config.json"  # a file: one argument is limited to 128 KiB (MAX_ARG_STRLEN)
+        config.write_text(json.dumps(self.config()))
         self.proc = subprocess.Popen(
-            [NODE, str(SCRIPT), json.dumps(self.config())],
+            [NODE, str(SCRIPT), f"@{config}"],
             cwd=OIDC_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -490,6 +526,11 @@ class OidcProvider:
         data, auth = client.token_request_auth(form)
         return httpx.post(self.metadata()["token_endpoint"], data=data, auth=auth, timeout=10)
 
+    def userinfo(self, access_token: str) -> httpx.Response:
+        """GET the UserInfo endpoint with the access token as a Bearer token (RFC 6750 §2.1)."""
+        headers = {"Authorization": f"Bearer {access_token}"}
+        return httpx.get(self.metadata()["userinfo_endpoint"], headers=headers, timeout=10)
+
 
 # --- driving the login form over plain HTTP --------------------------------------------------------
 
@@ -607,18 +648,40 @@ async def alogin_via_http(
 # --- fixtures --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    """One provider for the whole session; ``.client`` redirects to ``DEFAULT_REDIRECT_URI``; register your
-    own clients with ``.register_client``; never stop it."""
+def _session_provider(tmp_path_factory: pytest.TempPathFactory, *, claims_in_id_token: bool) -> Iterator[OidcProvider]:
     require_node()
+    name = "oidc-provider-claims-in-id-token" if claims_in_id_token else "oidc-provider"
 
     def make() -> OidcProvider:
         default = OidcClient.new([DEFAULT_REDIRECT_URI], client_id="authmd-test")
-        return OidcProvider([default], directory=tmp_path_factory.mktemp("oidc-provider")).start()
+        directory = tmp_path_factory.mktemp(name)
+        return OidcProvider([default], directory=directory, claims_in_id_token=claims_in_id_token).start()
 
-    with shared("oidc-provider", make, OidcProvider.close) as provider:
+    with shared(name, make, OidcProvider.close) as provider:
         yield provider
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """One provider for the whole session, claims from UserInfo (oidc-provider's default); ``.client``
+    redirects to ``DEFAULT_REDIRECT_URI``; register your own clients with ``.register_client``; never stop it."""
+    yield from _session_provider(tmp_path_factory, claims_in_id_token=False)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_claims_in_id_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """``oidc_provider`` with the claims in the ID token as well (``claims_in_id_token=True``)."""
+    yield from _session_provider(tmp_path_factory, claims_in_id_token=True)
+
+
+CLAIM_PLACEMENTS = {"claims-from-userinfo": "oidc_provider", "claims-in-id-token": "oidc_provider_claims_in_id_token"}
+
+
+@pytest.fixture(params=list(CLAIM_PLACEMENTS))
+def oidc_provider_each_placement(request: pytest.FixtureRequest) -> OidcProvider:
+    """The session provider of each claim placement in turn (the test runs once per placement)."""
+    provider: OidcProvider = request.getfixturevalue(CLAIM_PLACEMENTS[request.param])
+    return provider
 
 
 OidcProviderFactory = Callable[..., OidcProvider]
@@ -627,8 +690,9 @@ OidcProviderFactory = Callable[..., OidcProvider]
 @pytest.fixture
 def oidc_provider_factory(tmp_path: Path) -> Iterator[OidcProviderFactory]:
     """``factory(redirect_uris, *, client_id=None, client_secret=None, token_endpoint_auth_method=
-    "client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1")`` → a started private
-    provider whose ``.client`` is that client; every provider made is stopped at teardown."""
+    "client_secret_basic", accounts=None, extra_clients=(), issuer_host="127.0.0.1", claims_in_id_token=False,
+    userinfo=True, userinfo_claims=None, userinfo_fault=None, userinfo_signed_response_alg=None)`` → a started
+    private provider whose ``.client`` is that client; every provider made is stopped at teardown."""
     require_node()
     made: list[OidcProvider] = []
 
@@ -641,18 +705,28 @@ def oidc_provider_factory(tmp_path: Path) -> Iterator[OidcProviderFactory]:
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
         extra_clients: Sequence[OidcClient] = (),
         issuer_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1",
+        claims_in_id_token: bool = False,
+        userinfo: bool = True,
+        userinfo_claims: Mapping[str, Mapping[str, Any]] | None = None,
+        userinfo_fault: Mapping[str, Any] | None = None,
+        userinfo_signed_response_alg: str | None = None,
     ) -> OidcProvider:
         client = OidcClient.new(
             redirect_uris,
             client_id=client_id,
             client_secret=client_secret,
             token_endpoint_auth_method=token_endpoint_auth_method,
+            userinfo_signed_response_alg=userinfo_signed_response_alg,
         )
         provider = OidcProvider(
             [client, *extra_clients],
             accounts=accounts,
             issuer_host=issuer_host,
             directory=tmp_path / f"oidc-provider-{len(made)}",
+            claims_in_id_token=claims_in_id_token,
+            userinfo=userinfo,
+            userinfo_claims=userinfo_claims,
+            userinfo_fault=userinfo_fault,
         )
         made.append(provider)
         return provider.start()

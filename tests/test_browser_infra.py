@@ -275,8 +275,10 @@ async def test_sign_in_at_the_oidc_provider_in_the_browser(
     response = oidc_provider.exchange_code(params["code"], verifier, client)
     assert response.status_code == 200, response.text
     claims = jwt.decode(response.json()["id_token"], options={"verify_signature": False})
-    assert claims["nonce"] == nonce
-    assert {k: claims.get(k) for k in ("sub", "email", "email_verified")} == {
+    assert (claims["nonce"], claims["sub"]) == (nonce, login)
+    # the email claims come from UserInfo (the provider's default, conformant placement)
+    info = oidc_provider.userinfo(response.json()["access_token"]).json()
+    assert {k: info.get(k) for k in ("sub", "email", "email_verified")} == {
         k: expected_claims(login).get(k) for k in ("sub", "email", "email_verified")
     }
 

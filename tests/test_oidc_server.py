@@ -1,8 +1,10 @@
 """The real OpenID Connect provider (tests/oidc_server.py + tests/oidc/provider.mjs) behaves like one:
 discovery, a full authorization-code flow with S256 PKCE over plain HTTP (RFC 9207 `iss` in the response,
-an RS256 ID token verified against the JWKS carrying the email claims and the nonce), PKCE enforced
-(missing challenge, wrong verifier), exact redirect URI matching, both client authentication methods,
-dynamic client registration for app servers on their own ports, and a clean stop."""
+an RS256 ID token verified against the JWKS carrying the nonce), the email claims from UserInfo (the
+default, conformant placement) or in the ID token too (``claims_in_id_token``), the UserInfo overrides and
+faults the relying party's failure paths use, PKCE enforced (missing challenge, wrong verifier), exact
+redirect URI matching, both client authentication methods, dynamic client registration for app servers
+on their own ports, and a clean stop."""
 
 # The fixtures are imported into this module (tests/conftest.py is not ours to edit); a test parameter
 # named like an imported fixture is what ruff calls a redefinition (F811).
@@ -32,6 +34,8 @@ from tests.oidc_server import (
     expected_claims,
     login_via_http,
     oidc_provider,  # noqa: F401
+    oidc_provider_claims_in_id_token,  # noqa: F401
+    oidc_provider_each_placement,  # noqa: F401
     oidc_provider_factory,  # noqa: F401
     pkce_pair,
     require_node,
@@ -58,6 +62,9 @@ def verify_id_token(provider: OidcProvider, client: OidcClient, id_token: str) -
     return claims
 
 
+SCOPED_CLAIMS = ("email", "email_verified", "name")  # what the email and profile scopes ask for
+
+
 def sign_in(provider: OidcProvider, client: OidcClient, login: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A whole code flow over plain HTTP; returns (token response, verified ID token claims)."""
     verifier, challenge = pkce_pair()
@@ -76,6 +83,22 @@ def sign_in(provider: OidcProvider, client: OidcClient, login: str) -> tuple[dic
     claims = verify_id_token(provider, client, tokens["id_token"])
     assert claims["nonce"] == nonce
     return tokens, claims
+
+
+def userinfo(provider: OidcProvider, tokens: dict[str, Any]) -> dict[str, Any]:
+    response = provider.userinfo(tokens["access_token"])
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def seen_by_a_client(provider: OidcProvider, client: OidcClient, login: str) -> dict[str, Any]:
+    """The claims a relying party learns from a sign-in: the ID token's, then UserInfo's for the rest."""
+    tokens, claims = sign_in(provider, client, login)
+    info = userinfo(provider, tokens)
+    assert info["sub"] == claims["sub"]
+    return {**info, **claims}
 
 
 # --- discovery -------------------------------------------------------------------------------------
@@ -112,33 +135,39 @@ def test_default_client_of_the_shared_provider(oidc_provider: OidcProvider) -> N
 # --- the authorization-code flow -------------------------------------------------------------------
 
 
-def test_code_flow_with_pkce_yields_verified_email_claims(oidc_provider: OidcProvider) -> None:
+ALICE = {"sub": "alice@example.com", "email": "alice@example.com", "email_verified": True, "name": "alice"}
+
+
+def test_by_default_the_email_claims_come_from_userinfo_only(oidc_provider: OidcProvider) -> None:
+    """oidc-provider's default (conformIdTokenClaims: true, OIDC Core §5.4): with an access token issued, the
+    scope-requested claims are not in the ID token; the UserInfo endpoint has them."""
+    assert oidc_provider.claims_in_id_token is False
     tokens, claims = sign_in(oidc_provider, oidc_provider.client, "alice@example.com")
     assert claims["sub"] == "alice@example.com"
-    assert claims["email"] == "alice@example.com"
-    assert claims["email_verified"] is True
-    assert claims["name"] == "alice"
-    # the access token works at the userinfo endpoint and tells the same story
-    userinfo = httpx.get(
-        oidc_provider.metadata()["userinfo_endpoint"],
-        headers={"Authorization": f"Bearer {tokens['access_token']}"},
-        timeout=10,
-    )
-    assert userinfo.status_code == 200, userinfo.text
-    assert userinfo.json() == {
-        "sub": "alice@example.com",
-        "email": "alice@example.com",
-        "email_verified": True,
-        "name": "alice",
-    }
+    assert not set(SCOPED_CLAIMS) & set(claims), claims
+    assert tokens["scope"] == "openid email profile"
+    assert userinfo(oidc_provider, tokens) == ALICE
+    # UserInfo needs that access token as a Bearer token (RFC 6750 §3.1: 401 invalid_token, 400 without one)
+    wrong = oidc_provider.userinfo("not-a-token")
+    assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    bare = httpx.get(oidc_provider.metadata()["userinfo_endpoint"], timeout=10)
+    assert bare.status_code == 400 and bare.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_claims_in_id_token_puts_them_in_both(oidc_provider_claims_in_id_token: OidcProvider) -> None:
+    provider = oidc_provider_claims_in_id_token
+    tokens, claims = sign_in(provider, provider.client, "alice@example.com")
+    assert {k: claims.get(k) for k in ALICE} == ALICE
+    assert userinfo(provider, tokens) == ALICE
 
 
 @pytest.mark.parametrize(
     "login",
     ["unverified+bob@example.com", "Carol@Example.COM", "dave", "unverified+Erin@Example.org"],
 )
-def test_login_convention(oidc_provider: OidcProvider, login: str) -> None:
-    _, claims = sign_in(oidc_provider, oidc_provider.client, login)
+def test_login_convention(oidc_provider_each_placement: OidcProvider, login: str) -> None:
+    provider = oidc_provider_each_placement
+    claims = seen_by_a_client(provider, provider.client, login)
     expected = expected_claims(login)
     assert {k: claims.get(k) for k in ("sub", "email", "email_verified", "name")} == {
         "sub": expected["sub"],
@@ -253,7 +282,8 @@ async def test_registered_client_for_an_app_on_its_own_port(oidc_provider: OidcP
     response = oidc_provider.exchange_code(params["code"], verifier, client)
     assert response.status_code == 200, response.text
     claims = verify_id_token(oidc_provider, client, response.json()["id_token"])
-    assert (claims["email"], claims["nonce"]) == ("frank@example.com", "nn")
+    assert (claims["sub"], claims["nonce"]) == ("frank@example.com", "nn")
+    assert userinfo(oidc_provider, response.json())["email"] == "frank@example.com"
     # the default client may not redeem another client's code
     assert oidc_provider.exchange_code(params["code"], verifier).status_code in (400, 401)
 
@@ -279,7 +309,7 @@ def test_private_provider_with_client_secret_post_and_claim_overrides(
         accounts={"grace@example.com": {"email": "Grace.Other@Example.com", "name": None}},
     )
     assert (provider.client_id, provider.client_secret) == ("my-app", "my-secret-value")
-    _, claims = sign_in(provider, provider.client, "grace@example.com")
+    claims = seen_by_a_client(provider, provider.client, "grace@example.com")
     assert claims["sub"] == "grace@example.com"
     assert claims["email"] == "Grace.Other@Example.com"
     assert "name" not in claims
@@ -298,8 +328,63 @@ def test_issuer_on_localhost(oidc_provider_factory: OidcProviderFactory) -> None
     assert provider.issuer == f"http://localhost:{provider.port}"
     assert provider.metadata()["issuer"] == provider.issuer
     assert provider.metadata()["authorization_endpoint"] == f"{provider.issuer}/auth"
-    _, claims = sign_in(provider, provider.client, "judy@example.com")
+    claims = seen_by_a_client(provider, provider.client, "judy@example.com")
     assert (claims["iss"], claims["email"]) == (provider.issuer, "judy@example.com")
+
+
+def test_userinfo_overrides_and_a_provider_without_userinfo(oidc_provider_factory: OidcProviderFactory) -> None:
+    """``userinfo_claims`` changes the UserInfo response only (even its ``sub``, as no conformant provider
+    would); ``userinfo=False`` removes the endpoint, and the claims then go in the ID token."""
+    redirect = ["http://127.0.0.1:8000/oidc/callback"]
+    other = oidc_provider_factory(redirect, userinfo_claims={"kim@example.com": {"sub": "someone-else"}})
+    tokens, claims = sign_in(other, other.client, "kim@example.com")
+    assert claims["sub"] == "kim@example.com"
+    assert userinfo(other, tokens) == {**expected_claims("kim@example.com"), "sub": "someone-else"}
+
+    none = oidc_provider_factory(redirect, userinfo=False)
+    assert "userinfo_endpoint" not in none.metadata()
+    _, claims = sign_in(none, none.client, "kim@example.com")
+    expected = expected_claims("kim@example.com")
+    assert {k: claims.get(k) for k in SCOPED_CLAIMS} == {k: expected[k] for k in SCOPED_CLAIMS}
+
+
+def test_signed_userinfo_for_a_client_that_asks(oidc_provider_factory: OidcProviderFactory) -> None:
+    provider = oidc_provider_factory(["http://127.0.0.1:8000/oidc/callback"], userinfo_signed_response_alg="RS256")
+    assert "RS256" in provider.metadata()["userinfo_signing_alg_values_supported"]
+    tokens, _ = sign_in(provider, provider.client, "lee@example.com")
+    response = provider.userinfo(tokens["access_token"])
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/jwt")
+    keys = jwt.PyJWKSet.from_dict(provider.jwks())
+    signed = jwt.decode(response.text, key=keys.keys[0].key, algorithms=["RS256"], audience=provider.client_id)
+    assert (signed["iss"], signed["sub"], signed["email"]) == (provider.issuer, "lee@example.com", "lee@example.com")
+
+
+@pytest.mark.parametrize(
+    ("fault", "answer"),
+    [
+        ({"status": 503}, (503, "")),
+        ({"body": "{not json", "content_type": "application/json"}, (200, "{not json")),
+    ],
+)
+def test_userinfo_faults_answer_as_configured(
+    oidc_provider_factory: OidcProviderFactory, fault: dict[str, Any], answer: tuple[int, str]
+) -> None:
+    provider = oidc_provider_factory(["http://127.0.0.1:8000/oidc/callback"], userinfo_fault=fault)
+    tokens, claims = sign_in(provider, provider.client, "mo@example.com")  # the rest of the provider works
+    assert claims["sub"] == "mo@example.com"
+    response = provider.userinfo(tokens["access_token"])
+    assert (response.status_code, response.text) == answer
+
+
+def test_userinfo_faults_that_never_answer(oidc_provider_factory: OidcProviderFactory) -> None:
+    redirect = ["http://127.0.0.1:8000/oidc/callback"]
+    reset = oidc_provider_factory(redirect, userinfo_fault={"reset": True})
+    with pytest.raises(httpx.RemoteProtocolError):
+        reset.userinfo("any")
+    hang = oidc_provider_factory(redirect, userinfo_fault={"hang": True})
+    with pytest.raises(httpx.ReadTimeout):  # a watchdog, not a measurement: the endpoint never answers
+        httpx.get(hang.metadata()["userinfo_endpoint"], timeout=0.5)
+    assert hang.stop() == 0  # the hanging connection does not keep the provider from stopping
 
 
 def test_wrong_client_secret_is_refused(oidc_provider: OidcProvider) -> None:

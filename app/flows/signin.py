@@ -6,13 +6,17 @@ carried over the process's own HTTP client (no redirects followed, no proxies fr
 ``state`` and ``nonce`` live in the browser's session, the redirect URI is exactly
 ``{issuer}/oidc/callback``, the RFC 9207 ``iss`` response parameter is checked, and the ID token is
 validated in full (OIDC Core §3.1.3.7) against the provider's JWKS through the same cache that
-serves agent identity providers. The provider is authoritative for humans: a sign-in with a verified
+serves agent identity providers. The email claims come from the ID token, or, for what it lacks, from
+the provider's UserInfo endpoint (§5.3; a conformant provider that issues an access token puts the
+scope's claims there only, §5.4). The provider is authoritative for humans: a sign-in with a verified
 email becomes the user with that lower-cased email, however that user first appeared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
 import secrets
 import time
 from typing import Any
@@ -38,6 +42,8 @@ DEV_ISSUER = "urn:authmd:dev-sign-in"
 CALLBACK = "/oidc/callback"
 METADATA_TTL_SECONDS = 3600
 MAX_DOCUMENT_BYTES = 262_144
+USERINFO_TIMEOUT_SECONDS = 10.0
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}")
 # RFC 3986 §2.2-2.3: reserved and unreserved characters, plus `%` of an existing percent-encoding.
 _URI_CHARACTERS = "/?#[]@!$&'()*+,;=:%-._~"
 _metadata_cache: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -73,7 +79,10 @@ async def _get_json(ctx: Context, url: str) -> dict[str, Any]:
         raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
     if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
         raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
-    body = response.json()
+    try:
+        body = msgspec.json.decode(response.content)
+    except (msgspec.DecodeError, RecursionError):
+        body = None
     if not isinstance(body, dict):
         raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document is not an object")
     return body
@@ -144,12 +153,12 @@ async def finish(ctx: Context, login: LoginState | None, params: dict[str, str])
     code = params.get("code")
     if not code:
         raise _fail("the sign-in response carries no code")
-    id_token = await _redeem(ctx, meta, code, login.verifier)
+    id_token, access_token = await _redeem(ctx, meta, code, login.verifier)
     claims = await validate_id_token(ctx, meta, id_token, login.nonce)
-    email = claims.get("email")
+    email, verified = await _email_claims(ctx, meta, claims, access_token)
     if not isinstance(email, str) or "@" not in email:
-        raise AuthError("invalid_grant", "the sign-in provider gave no email address", "Use an account with an email.")
-    if s.oidc_require_verified_email and claims.get("email_verified") is not True:
+        raise _no_email("")
+    if s.oidc_require_verified_email and verified is not True:
         raise AuthError(
             "invalid_grant", "the sign-in provider has not verified this email address", "Verify your email there."
         )
@@ -162,7 +171,108 @@ async def finish(ctx: Context, login: LoginState | None, params: dict[str, str])
     return await _user_for(ctx, s.oidc_issuer, claims["sub"], email)
 
 
-async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> str:
+def _no_email(why: str) -> AuthError:
+    return AuthError(
+        "invalid_grant", f"the sign-in provider gave no email address{why}", "Use an account with an email."
+    )
+
+
+async def _email_claims(
+    ctx: Context, meta: dict[str, Any], claims: dict[str, Any], access_token: str | None
+) -> tuple[object, object]:
+    """``email`` and ``email_verified``: the ID token's, and what it lacks from UserInfo.
+
+    OIDC Core §5.4: when an access token is issued, a provider may return the claims of the `email` scope
+    from the UserInfo endpoint only (oidc-provider and others do, by default), so an ID token without them
+    is normal. The ID token's claims take precedence: UserInfo is asked only for what it lacks (absent or
+    null, §5.3.2)."""
+    email, verified = claims.get("email"), claims.get("email_verified")
+    if email is not None and (verified is not None or not ctx.settings.oidc_require_verified_email):
+        return email, verified
+    if not isinstance(meta.get("userinfo_endpoint"), str):
+        if email is None:
+            raise _no_email(" in the ID token and has no UserInfo endpoint")
+        return email, verified
+    info = await _userinfo(ctx, meta["userinfo_endpoint"], access_token, claims["sub"])
+    if email is None:  # the pair from UserInfo: an `email_verified` without its address says nothing
+        if info.get("email") is None:
+            raise _no_email(", neither in the ID token nor from UserInfo")
+        return info.get("email"), info.get("email_verified")
+    # `email_verified` is about one address: UserInfo's counts only when it is about the ID token's.
+    return email, (info.get("email_verified") if info.get("email") == email else None)
+
+
+async def _userinfo(ctx: Context, endpoint: str, access_token: str | None, subject: str) -> dict[str, Any]:
+    """The UserInfo response (OIDC Core §5.3.1-5.3.2) as a JSON object about ``subject``: over the app's own
+    client (no redirects, no proxies), bounded in time and size. A signed or encrypted response
+    (`application/jwt`, for a client registered with `userinfo_signed_response_alg`) is refused: authmd
+    reads the plain JSON that providers send by default, and says so rather than failing obscurely."""
+    if access_token is None:
+        raise _no_email(" in the ID token and issued no Bearer access token for its UserInfo endpoint")
+    headers = {
+        "Authorization": f"Bearer {access_token}",  # RFC 6750 §2.1; never in the URL, where logs would keep it
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",  # a compressed body could expand far past the limit in one chunk
+    }
+    unavailable = "the sign-in provider's UserInfo endpoint"
+    try:
+        # asyncio.timeout bounds the whole exchange; httpx's timeout bounds each network step.
+        async with (
+            asyncio.timeout(USERINFO_TIMEOUT_SECONDS),
+            ctx.http.stream(
+                "GET", endpoint, headers=headers, timeout=USERINFO_TIMEOUT_SECONDS, follow_redirects=False
+            ) as response,
+        ):
+            if response.status_code != 200:
+                code = "temporarily_unavailable" if response.status_code >= 500 else "invalid_grant"
+                raise AuthError(code, f"{unavailable} answered {response.status_code}", "Start the sign-in again.")
+            media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media_type == "application/jwt":
+                raise AuthError(
+                    "invalid_grant",
+                    "the sign-in provider sends signed or encrypted UserInfo (application/jwt), which this service "
+                    "does not read: its operator should set the client at the provider to plain JSON UserInfo",
+                    "Tell the operator of this service.",
+                )
+            if media_type != "application/json":
+                shown = f" ({media_type})" if _MEDIA_TYPE.fullmatch(media_type) else ""
+                raise _fail(f"the sign-in provider's UserInfo response is not JSON{shown}")
+            body = await _read_limited(response, MAX_DOCUMENT_BYTES)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise AuthError("temporarily_unavailable", f"{unavailable} did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise AuthError("temporarily_unavailable", f"{unavailable} cannot be reached") from exc
+    try:
+        info = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
+        info = None
+    if not isinstance(info, dict):
+        raise _fail("the sign-in provider's UserInfo response is not a JSON object")
+    # §5.3.2: the `sub` in the UserInfo response MUST be exactly the ID token's; else its claims are about
+    # someone else (a token substitution) and MUST NOT be used.
+    if info.get("sub") != subject:
+        raise _fail("the sign-in provider's UserInfo response is about another subject than its ID token")
+    return info
+
+
+async def _read_limited(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, refusing more than ``max_bytes``: checked on Content-Length, then while streaming."""
+    too_large = f"the sign-in provider's UserInfo response is larger than {max_bytes} bytes"
+    if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+        raise _fail("the sign-in provider's UserInfo response is compressed, which was not asked for")
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _fail(too_large)
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _fail(too_large)
+    return bytes(body)
+
+
+async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> tuple[str, str | None]:
+    """(ID token, the access token if it is a Bearer token) from the token endpoint."""
     s = ctx.settings
     assert s.oidc_client_id is not None and s.oidc_client_secret is not None
     body = prepare_token_request(
@@ -187,7 +297,10 @@ async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) 
         error = tokens.get("error") if isinstance(tokens, dict) else None
         raise _fail(f"the sign-in provider did not redeem the code ({error or response.status_code})")
     id_token: str = tokens["id_token"]
-    return id_token
+    access_token = tokens.get("access_token")
+    # RFC 6749 §5.1: token_type is case-insensitive; only a Bearer token may be sent as one (RFC 6750).
+    bearer = isinstance(access_token, str) and str(tokens.get("token_type", "")).lower() == "bearer"
+    return id_token, access_token if bearer else None
 
 
 class _Client:

@@ -162,17 +162,23 @@ async def test_agent_fields_that_hide_reorder_or_overdraw_text_are_refused(
     assert accounts(server) == []
 
 
+@pytest.mark.parametrize("claims_in_id_token", [False, True], ids=["claims-from-userinfo", "claims-in-id-token"])
 async def test_an_openid_sign_in_with_a_poisoned_email_is_refused(
-    start_server: StartServer, store_env: dict[str, str], oidc_provider_factory: OidcProviderFactory
+    start_server: StartServer,
+    store_env: dict[str, str],
+    oidc_provider_factory: OidcProviderFactory,
+    claims_in_id_token: bool,
 ) -> None:
     """The real provider (node oidc-provider) vouches, verified, for addresses with a bidi override
-    and with a NUL: neither signs in nor creates a person; a clean address still does."""
+    and with a NUL, from UserInfo or in the ID token: neither signs in nor creates a person; a clean
+    address still does."""
     provider = oidc_provider_factory(
         ["http://127.0.0.1:1/unused"],
         accounts={
             "mallory": {"email": "ada@exa\u202eelpmaxe.com", "email_verified": True},
             "nul": {"email": "ada\x00@example.com", "email_verified": True},
         },
+        claims_in_id_token=claims_in_id_token,
     )
     client_id, secret = f"authmd-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     server = start_server(

@@ -1,6 +1,9 @@
 """The human claim against real parts: the authmd server process, a real OpenID Connect provider
 (node oidc-provider, tests/oidc) and — for the journey — a real headless Chromium.
 
+The provider runs in its default, conformant claim placement (the email claims from UserInfo, not in the
+ID token: OIDC Core §5.4); the sign-in journeys run in the other placement too (claims in the ID token).
+
 HTTP-level failure paths drive the provider's login form with plain requests; the journeys click
 through the real pages and save screenshots of each page state to test-artifacts/screenshots/.
 """
@@ -110,9 +113,11 @@ async def test_sign_in_failure_paths_at_the_callback(start_server: StartServer, 
         assert (await client.get(f"{server.issuer}/account", follow_redirects=False)).status_code == 303
 
 
-async def test_a_verified_email_becomes_the_existing_user(start_server: StartServer, oidc_provider: OidcProvider):
+async def test_a_verified_email_becomes_the_existing_user(
+    start_server: StartServer, oidc_provider_each_placement: OidcProvider
+) -> None:
     """The provider is authoritative for humans: a first sign-in with a known email is that user."""
-    server = start_with_oidc(start_server, oidc_provider)
+    server = start_with_oidc(start_server, oidc_provider_each_placement)
     async with httpx.AsyncClient(timeout=10.0) as client:
         callback = await sign_in_http(client, server, "Gus@Example.com", "/account")
         assert (await client.get(callback, follow_redirects=False)).status_code == 303
@@ -136,10 +141,18 @@ async def _sign_in_at_provider(page: Any, login: str) -> None:
     await page.get_by_role("button", name="Sign-in").click()
 
 
+async def _back_at(page: Any, server: ServerProcess, title: str) -> None:
+    """Wait until the browser is back at authmd from the provider, and is shown ``title`` (else fail with
+    what it is shown instead, e.g. why the sign-in was refused)."""
+    await page.wait_for_url(lambda url: url.startswith(server.origin + "/"))
+    heading = await page.locator("main h1").first.inner_text()
+    assert heading == title, await page.inner_text("main")
+
+
 async def test_the_human_claims_in_a_real_browser(
-    start_server: StartServer, oidc_provider: OidcProvider, new_context: Any
+    start_server: StartServer, oidc_provider_each_placement: OidcProvider, new_context: Any
 ) -> None:
-    server = start_with_oidc(start_server, oidc_provider)
+    server = start_with_oidc(start_server, oidc_provider_each_placement)
     guarded = await new_context()
     page = await guarded.new_page()
     async with httpx.AsyncClient(timeout=10.0) as client:
@@ -154,7 +167,7 @@ async def test_the_human_claims_in_a_real_browser(
         await page.wait_for_selector('input[name="login"]')
         await screenshot(page, "claim-1-signed-out-provider-login")
         await _sign_in_at_provider(page, "ada@example.com")
-        await page.wait_for_selector("text=Authorize this agent?")
+        await _back_at(page, server, "Authorize this agent?")
         assert page.url == f"{server.origin}/claim"  # the attempt token left the URL
         body = await page.inner_text("main")
         assert "Signed in as ada@example.com" in body and "Docs bot" in body and "unverified" in body
@@ -202,12 +215,12 @@ async def test_wrong_account_then_switch_then_this_wasnt_me(
         await page.goto(uri)
         await page.wait_for_selector('input[name="login"]')
         await _sign_in_at_provider(page, "eve@example.com")
-        await page.wait_for_selector("text=Wrong account")
+        await _back_at(page, server, "Wrong account")
         await screenshot(page, "claim-6-wrong-account")
         await page.get_by_role("button", name="Switch account").last.click()
         await page.wait_for_selector('input[name="login"]')  # prompt=login: the provider asks again
         await _sign_in_at_provider(page, "bob@example.com")
-        await page.wait_for_selector("text=Authorize this agent?")
+        await _back_at(page, server, "Authorize this agent?")
         await page.get_by_role("button", name="This wasn't me").click()
         await page.wait_for_selector("text=Access revoked")
         await screenshot(page, "claim-7-revoked")
@@ -238,7 +251,7 @@ async def test_the_ceremony_over_https_with_secure_cookies(
         await page.goto(uri)
         await page.wait_for_selector('input[name="login"]')
         await _sign_in_at_provider(page, "ada@example.com")
-        await page.wait_for_selector("text=Authorize this agent?")
+        await _back_at(page, server, "Authorize this agent?")
         cookies = {c["name"]: c for c in await context.cookies(server.origin)}
         session = cookies["__Host-authmd_session"]
         assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax" and session["path"] == "/"
@@ -331,7 +344,7 @@ async def test_the_agent_command_claims_with_a_human_in_a_real_browser(
         await page.goto(link)
         await page.wait_for_selector('input[name="login"]')
         await _sign_in_at_provider(page, "ada@example.com")
-        await page.wait_for_selector("text=Authorize this agent?")
+        await _back_at(page, server, "Authorize this agent?")
         await page.get_by_role("button", name="Authorize").click()
         await page.wait_for_selector(".code")
         code = re.sub(r"\D", "", await page.inner_text(".code"))

@@ -1,18 +1,28 @@
 """ID-token validation (OpenID Connect Core §3.1.3.7) against a real JWKS server, one failure at a
-time, and the ID-JAG paths of the claim: the account-linking step-up and the claim by ID-JAG."""
+time; the ID-JAG paths of the claim: the account-linking step-up and the claim by ID-JAG; and sign-in at a
+real OpenID provider in both claim placements (ID token, or UserInfo: §5.3, §5.4) with its failure paths."""
 
 from __future__ import annotations
 
+import contextlib
+import html
+import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from app.clock import ManualClock
+from app.config import Secret
 from app.errors import AuthError
+from app.flows import signin
 from app.flows.signin import safe_return_to, validate_id_token
 from tests.flows.test_idjag import ISSUER, URN, attested, exchange, register
-from tests.helpers import DevHuman
+from tests.helpers import DevHuman, Page
+from tests.oidc_server import DEFAULT_REDIRECT_URI, OidcProvider, alogin_via_http
 from tests.provider import new_private_key
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +206,215 @@ async def test_a_person_first_created_from_an_id_jag_signs_in_as_themself(harnes
         page = await human.post("/login/dev", {"csrf": page.csrf, "email": "HAL@example.com", "return_to": "/account"})
         assert page.title == "Your agents and accounts"
         assert user.account_id in page.text and jit["id"] in page.text and "your own account" in page.text
+
+
+# ---- sign-in at the real provider (node oidc-provider), in-process -------------------------------
+# The app runs in-process (tests/conftest.py) and talks to the real provider over its own HTTP client:
+# discovery, the token endpoint, the JWKS and UserInfo. The "browser" at the provider is a plain HTTP
+# client driving its login form (tests/oidc_server.py).
+
+
+@contextlib.asynccontextmanager
+async def signed_in_app(harness_factory: Any, provider: OidcProvider, **settings: Any) -> AsyncIterator[Any]:
+    """The app with ``provider`` as its sign-in provider (its first client, whose redirect URI is this
+    app's callback), on a clock that reads the real time (the provider's tokens carry it)."""
+    async with harness_factory(
+        clock=ManualClock(time.time()),
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=Secret(provider.client_secret),
+        **settings,
+    ) as h:
+        yield h
+
+
+async def sign_in_at(h: Any, login: str) -> Page:
+    """/login at the app, the provider's form with ``login``, then the callback at the app: its answer."""
+    r = await h.client.get("/login", params={"return_to": "/account"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    async with httpx.AsyncClient(timeout=10.0) as browser:
+        callback = urlsplit(await alogin_via_http(browser, r.headers["location"], login))
+    assert callback.path == "/oidc/callback"
+    return Page(await h.client.get(f"{callback.path}?{callback.query}", follow_redirects=False))
+
+
+def shown(page: Page) -> str:
+    """What the page says (its <main>), for assertions and their messages."""
+    found = re.search(r"<main>.*</main>", page.text, re.DOTALL)
+    return html.unescape(found.group(0) if found else page.text)
+
+
+async def assert_refused(h: Any, page: Page, status: int, says: str, *emails: str) -> None:
+    """The sign-in was refused with ``says`` on the page, nobody is signed in and no person was created."""
+    assert page.status == status and says in shown(page), shown(page)
+    assert (await h.client.get("/account", follow_redirects=False)).headers["location"].startswith("/login")
+    for email in emails:
+        assert await h.ctx.store.find_user_by_email(email) is None
+
+
+async def test_a_sign_in_works_with_either_claim_placement(harness_factory, oidc_provider_each_placement):
+    """The email claims in the ID token, or (oidc-provider's default, OIDC Core §5.4) only from UserInfo:
+    either way the verified email signs in, lower-cased, and an unverified one does not."""
+    async with signed_in_app(harness_factory, oidc_provider_each_placement) as h:
+        page = await sign_in_at(h, "Ada.Lovelace@Example.com")
+        assert page.status == 303 and page.response.headers["location"] == "/account", shown(page)
+        user = await h.ctx.store.find_user_by_email("ada.lovelace@example.com")
+        assert user is not None
+        account = Page(await h.client.get("/account"))
+        assert account.title == "Your agents and accounts" and "ada.lovelace@example.com" in account.text
+    async with signed_in_app(harness_factory, oidc_provider_each_placement) as h:
+        page = await sign_in_at(h, "unverified+bob@example.com")
+        await assert_refused(h, page, 400, "has not verified this email address", "bob@example.com")
+
+
+async def test_without_required_verification_userinfo_gives_the_email(harness_factory, oidc_provider):
+    """`oidc_require_verified_email = false`: an unverified address from UserInfo signs in."""
+    async with signed_in_app(harness_factory, oidc_provider, oidc_require_verified_email=False) as h:
+        assert (await sign_in_at(h, "unverified+Bea@Example.com")).status == 303
+        assert await h.ctx.store.find_user_by_email("bea@example.com") is not None
+
+
+async def test_no_email_in_the_id_token_nor_from_userinfo(harness_factory, oidc_provider):
+    async with signed_in_app(harness_factory, oidc_provider) as h:
+        page = await sign_in_at(h, "dave")  # an account without an email (the login convention)
+        await assert_refused(h, page, 400, "gave no email address, neither in the ID token nor from UserInfo")
+
+
+async def test_userinfo_about_another_subject_is_refused(harness_factory, oidc_provider_factory):
+    """OIDC Core §5.3.2: UserInfo's `sub` must be the ID token's, else its claims are not about this person."""
+    provider = oidc_provider_factory(
+        [DEFAULT_REDIRECT_URI], userinfo_claims={"kim@example.com": {"sub": "someone-else"}}
+    )
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "kim@example.com")
+        await assert_refused(h, page, 400, "UserInfo response is about another subject", "kim@example.com")
+
+
+async def test_the_id_tokens_claims_win_and_userinfo_is_asked_only_for_what_it_lacks(
+    harness_factory, oidc_provider_factory
+):
+    # The ID token has both claims: UserInfo is not asked (here it would fail) and could not override them.
+    provider = oidc_provider_factory(
+        [DEFAULT_REDIRECT_URI],
+        claims_in_id_token=True,
+        userinfo_claims={"kim@example.com": {"email": "mallory@example.com"}},
+        userinfo_fault={"status": 500},
+    )
+    async with signed_in_app(harness_factory, provider) as h:
+        assert (await sign_in_at(h, "kim@example.com")).status == 303
+        assert await h.ctx.store.find_user_by_email("kim@example.com") is not None
+        assert await h.ctx.store.find_user_by_email("mallory@example.com") is None
+    # The ID token has the email but not email_verified: UserInfo's `email_verified` is taken, as it is
+    # about the same address.
+    provider = oidc_provider_factory(
+        [DEFAULT_REDIRECT_URI],
+        claims_in_id_token=True,
+        accounts={
+            "lu@example.com": {"email_verified": None},
+            "max@example.com": {"email_verified": None},
+            "ned@example.com": {"email_verified": False},
+        },
+        userinfo_claims={
+            "lu@example.com": {"email_verified": True},
+            "max@example.com": {"email": "other@example.com", "email_verified": True},
+            "ned@example.com": {"email_verified": True},
+        },
+    )
+    async with signed_in_app(harness_factory, provider) as h:
+        assert (await sign_in_at(h, "lu@example.com")).status == 303
+        assert await h.ctx.store.find_user_by_email("lu@example.com") is not None
+    # ... but not when UserInfo vouches for another address than the ID token's.
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "max@example.com")
+        await assert_refused(
+            h, page, 400, "has not verified this email address", "max@example.com", "other@example.com"
+        )
+    # ... and an ID token that says `email_verified: false` is not overruled by UserInfo.
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "ned@example.com")
+        await assert_refused(h, page, 400, "has not verified this email address", "ned@example.com")
+
+
+async def test_a_provider_without_userinfo(harness_factory, oidc_provider_factory):
+    """Without a UserInfo endpoint the claims are in the ID token (oidc-provider then puts them there); an
+    ID token without an email then has nowhere else to look."""
+    provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo=False)
+    async with signed_in_app(harness_factory, provider) as h:
+        assert (await sign_in_at(h, "kim@example.com")).status == 303
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "dave")
+        await assert_refused(h, page, 400, "gave no email address in the ID token and has no UserInfo endpoint")
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "says"),
+    [
+        ({"status": 503}, 503, "UserInfo endpoint answered 503"),
+        ({"status": 401}, 400, "UserInfo endpoint answered 401"),
+        ({"reset": True}, 503, "UserInfo endpoint cannot be reached"),
+        ({"body": "{not json"}, 400, "UserInfo response is not a JSON object"),
+        ({"body": '["kim@example.com"]'}, 400, "UserInfo response is not a JSON object"),
+        ({"body": '{"sub": "kim@example.com"}', "content_type": "text/html"}, 400, "not JSON (text/html)"),
+    ],
+)
+async def test_userinfo_failures_sign_nobody_in(harness_factory, oidc_provider_factory, fault, status, says):
+    provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_fault=fault)
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "kim@example.com")
+        await assert_refused(h, page, status, says, "kim@example.com")
+
+
+async def test_a_userinfo_response_too_large_signs_nobody_in(harness_factory, oidc_provider_factory):
+    big = "x" * (signin.MAX_DOCUMENT_BYTES + 1)  # a real claim, just too long (the provider sends it)
+    provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_claims={"kim@example.com": {"name": big}})
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "kim@example.com")
+        await assert_refused(h, page, 400, "UserInfo response is larger than", "kim@example.com")
+
+
+async def test_a_userinfo_endpoint_that_never_answers(harness_factory, oidc_provider_factory, monkeypatch):
+    monkeypatch.setattr(signin, "USERINFO_TIMEOUT_SECONDS", 0.5)  # a watchdog: the endpoint never answers
+    provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_fault={"hang": True})
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "kim@example.com")
+        await assert_refused(h, page, 503, "UserInfo endpoint did not answer in time", "kim@example.com")
+
+
+async def test_a_signed_userinfo_response_is_refused_clearly(harness_factory, oidc_provider_factory):
+    """A client registered for signed UserInfo (OIDC Core §5.3.2, `application/jwt`): authmd reads plain JSON
+    only, and says so rather than failing obscurely."""
+    provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_signed_response_alg="RS256")
+    async with signed_in_app(harness_factory, provider) as h:
+        page = await sign_in_at(h, "kim@example.com")
+        await assert_refused(h, page, 400, "signed or encrypted UserInfo (application/jwt)", "kim@example.com")
+
+
+async def test_a_discovery_document_that_is_not_json_is_a_clear_503(harness_factory):
+    """The operator's provider answering its discovery URL with something that is not JSON (a login
+    page, a proxy's error) is 'Please try again' (503), never a 500."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotJson(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>maintenance</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = {"oidc_issuer": issuer, "oidc_client_id": "c", "oidc_client_secret": Secret("s" * 20)}
+        async with harness_factory(**settings) as h:
+            r = await h.client.get(f"{h.settings.issuer}/login?return_to=/account", follow_redirects=False)
+            assert r.status_code == 503 and "Please try again" in r.text, r.text
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,14 +5,16 @@
 //   node tests/oidc/provider.mjs '{"port": 0, "clients": [{"client_id": "c", "client_secret": "s",
 //                                   "redirect_uris": ["http://127.0.0.1:8000/oidc/callback"]}]}'
 //
-// Config: the first argument (JSON), else the env var OIDC_PROVIDER_CONFIG (JSON). Keys:
+// Config: the first argument (JSON, or `@PATH` of a JSON file: an argument is limited to 128 KiB), else
+// the env var OIDC_PROVIDER_CONFIG (JSON). Keys:
 //   port                 TCP port on 127.0.0.1; 0 (default) = any free port, chosen by the kernel
 //   issuer_host          "127.0.0.1" (default) or "localhost": the host in the issuer URL (it always binds
 //                        127.0.0.1). "localhost" makes the provider a different *site* from an app on
 //                        127.0.0.1 (same host, other port = same site), as in production: SameSite
 //                        cookie mistakes then show up in a browser test.
 //   clients              [{client_id, client_secret, redirect_uris,
-//                          token_endpoint_auth_method = "client_secret_basic" | "client_secret_post"}]
+//                          token_endpoint_auth_method = "client_secret_basic" | "client_secret_post",
+//                          userinfo_signed_response_alg (optional: UserInfo as a signed JWT, §5.3.2)}]
 //                        confidential, response_type code, grant_type authorization_code only.
 //                        NB oidc-provider accepts client_secret_basic and client_secret_post alike for
 //                        a client registered with either one.
@@ -21,6 +23,20 @@
 //                        client_secret by sending them in the body; otherwise random ones are issued.
 //   accounts             optional: {login: {claim: value | null}} overrides merged over the convention
 //                        below (null removes a claim), e.g. {"carol": {"email": "Carol@Example.com"}}
+//   claims_in_id_token   optional, default false: where the scope-requested claims (email, email_verified,
+//                        name) go when an access token is issued too (the code flow). false is
+//                        oidc-provider's default and the conformant behaviour (conformIdTokenClaims: true,
+//                        OIDC Core §5.4): the ID token carries sub only, the claims come from UserInfo.
+//                        true puts them in the ID token as well (conformIdTokenClaims: false), as some
+//                        providers do.
+//   userinfo             optional, default true: false disables the UserInfo endpoint (discovery then
+//                        lists no userinfo_endpoint, and the claims go in the ID token whatever the above)
+//   userinfo_claims      optional: {login: {claim: value | null}} overrides for the UserInfo response only,
+//                        `sub` included: a provider whose UserInfo names another subject (§5.3.2)
+//   userinfo_fault       optional: the UserInfo endpoint (/me) misbehaves instead of answering:
+//                        {"status": 503} answers that status; {"body": "...", "content_type": "..."}
+//                        answers 200 with that body; {"hang": true} never answers; {"reset": true}
+//                        drops the connection
 //   cookie_keys          optional: keys signing the provider's cookies (default: random per run)
 //
 // Sign-in: devInteractions' login form (GET /interaction/:uid) accepts ANY login and ANY non-empty
@@ -36,7 +52,7 @@
 //
 // Behaviour: issuer http://127.0.0.1:PORT (or http://localhost:PORT); PKCE required for every
 // authorization request (S256 only); scopes openid email profile; ID tokens RS256 with a key generated
-// at start and carrying the email claims too (conformIdTokenClaims off); the authorization response
+// at start (the email claims in them only with claims_in_id_token); the authorization response
 // carries RFC 9207 `iss`. The provider's cookies are named oidcp_* (cookies are not isolated by port:
 // plain "_session" on 127.0.0.1 would be shared with the app under test), SameSite=Lax and not Secure
 // (plain http).
@@ -45,6 +61,7 @@
 // be printed around it). Exits 0 on SIGTERM/SIGINT.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import process from 'node:process';
 
@@ -55,7 +72,9 @@ const UNVERIFIED_PREFIX = 'unverified+';
 const SCOPES = ['openid', 'email', 'profile'];
 
 function loadConfig() {
-  const raw = process.argv[2] ?? process.env.OIDC_PROVIDER_CONFIG ?? '{}';
+  const arg = process.argv[2];
+  const raw = arg?.startsWith('@') ? fs.readFileSync(arg.slice(1), 'utf8')
+    : arg ?? process.env.OIDC_PROVIDER_CONFIG ?? '{}';
   const config = JSON.parse(raw);
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new TypeError('config must be a JSON object');
@@ -67,6 +86,7 @@ function clientMetadata(client) {
   const {
     client_id: clientId, client_secret: clientSecret, redirect_uris: redirectUris,
     token_endpoint_auth_method: authMethod = 'client_secret_basic',
+    userinfo_signed_response_alg: userinfoAlg,
   } = client;
   if (typeof clientId !== 'string' || typeof clientSecret !== 'string' || !Array.isArray(redirectUris)) {
     throw new TypeError('each client needs client_id, client_secret (strings) and redirect_uris (list)');
@@ -82,6 +102,7 @@ function clientMetadata(client) {
     response_types: ['code'],
     grant_types: ['authorization_code'],
     id_token_signed_response_alg: 'RS256',
+    ...(userinfoAlg ? { userinfo_signed_response_alg: userinfoAlg } : {}),
   };
 }
 
@@ -96,12 +117,35 @@ function accountClaims(login, overrides = {}) {
   } else {
     claims.name = login;
   }
+  return override(claims, overrides, false);
+}
+
+// Merge {claim: value | null} over claims (null removes one). `sub` is the login, which oidc-provider
+// requires to equal the accountId in the ID token; only UserInfo overrides may change it.
+function override(claims, overrides = {}, subToo) {
   for (const [key, value] of Object.entries(overrides)) {
-    if (key === 'sub') continue; // sub is the login: oidc-provider requires it to equal the accountId
+    if (key === 'sub' && !subToo) continue;
     if (value === null) delete claims[key];
     else claims[key] = value;
   }
   return claims;
+}
+
+// The UserInfo endpoint misbehaving (config.userinfo_fault), for the relying party's failure paths.
+function userinfoFault(fault) {
+  return async (ctx, next) => {
+    if (ctx.path !== '/me') return next();
+    if (fault.hang) return new Promise(() => {}); // closed by closeAllConnections at stop
+    if (fault.reset) {
+      ctx.respond = false;
+      ctx.req.socket.destroy();
+      return undefined;
+    }
+    ctx.status = fault.status ?? 200;
+    ctx.type = fault.content_type ?? 'application/json';
+    ctx.body = fault.body ?? '';
+    return undefined;
+  };
 }
 
 function signingKey() {
@@ -116,6 +160,7 @@ function htmlEscape(value) {
 
 function configuration(config) {
   const accounts = config.accounts ?? {};
+  const userinfoClaims = config.userinfo_claims ?? {};
   const registrationToken = config.registration_token;
   return {
     clients: (config.clients ?? []).map(clientMetadata),
@@ -139,10 +184,12 @@ function configuration(config) {
       email: ['email', 'email_verified'],
       profile: ['name'],
     },
-    conformIdTokenClaims: false,
+    conformIdTokenClaims: !config.claims_in_id_token,
     pkce: { methods: ['S256'], required: () => true },
     features: {
       devInteractions: { enabled: true },
+      userinfo: { enabled: config.userinfo ?? true },
+      jwtUserinfo: { enabled: config.userinfo ?? true },
       registration: registrationToken
         ? {
           enabled: true,
@@ -158,8 +205,9 @@ function configuration(config) {
     async findAccount(_ctx, id) {
       return {
         accountId: id,
-        async claims() {
-          return accountClaims(id, accounts[id]);
+        async claims(use) {
+          const claims = accountClaims(id, accounts[id]);
+          return use === 'userinfo' ? override(claims, userinfoClaims[id], true) : claims;
         },
       };
     },
@@ -222,6 +270,7 @@ async function main() {
     }
   }
   provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+  if (config.userinfo_fault) provider.use(userinfoFault(config.userinfo_fault));
   server.on('request', provider.callback());
 
   let stopping = false;
