@@ -307,6 +307,7 @@ class BenchProvider:
             "client_id": "bench",
             "jti": f"b{self._n}",
             "iat": now,
+            "auth_time": now,  # a fresh login at the provider (the default max_age is an hour)
             "exp": now + 300,
             "email": f"user{user}@bench.example",
             "email_verified": True,
