@@ -438,7 +438,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             hint = " (lists of tables live only in the TOML file)" if key in _TABLE_LISTS else ""
             raise ConfigError(f"{var}: unknown setting{hint}")
         field_type = _FIELDS[key].type
-        if field_type == list[str]:
+        if typing.get_origin(field_type) is list:  # list[str], list[Literal[...]]: comma-separated
             out[key] = [item.strip() for item in raw.split(",") if item.strip()]
         elif raw == "" and type(None) in typing.get_args(field_type):
             out[key] = None  # an empty variable unsets an optional setting (back to its default)

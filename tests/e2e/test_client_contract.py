@@ -288,3 +288,19 @@ async def test_revision_2_shapes(start_server: StartServer, tmp_path: Any) -> No
             pass
         body = json_error(r, 429, "rate_limit_exceeded")
         assert isinstance(body["retry_after"], int) and body["retry_after"] == int(r.headers["retry-after"]) > 0
+
+
+def test_a_claim_method_turned_off_is_auth_method_disabled(start_server: StartServer, http: httpx.Client) -> None:
+    """Revision 2 against the real server: the operator removed service_auth from claim_methods."""
+    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_CLAIM_METHODS": "identity_assertion"})
+    meta = http.get(server.issuer + "/.well-known/oauth-authorization-server").json()["agent_auth"]
+    assert "service_auth" not in meta["identity_types_supported"] and meta["claim"]["methods"] == []
+    reg = http.post(meta["identity_endpoint"], content=b'{"type":"anonymous"}', headers=JSON_HEADERS).json()
+    start = {"type": "service_auth", "claim_token": reg["claim"]["token"], "login_hint": "ada@example.com"}
+    json_error(http.post(meta["claim_endpoint"], json=start), 403, "auth_method_disabled")
+    body = b'{"type":"service_auth","login_hint":"ada@example.com"}'
+    json_error(
+        http.post(meta["identity_endpoint"], content=body, headers=JSON_HEADERS),
+        400,
+        "service_auth_registration_disabled",
+    )

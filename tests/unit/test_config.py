@@ -433,3 +433,11 @@ def test_claims_are_offered_in_dev_mode_or_with_a_provider() -> None:
     production = load_settings(env={"AUTHMD_ISSUER": "https://auth.example.com"}).resolve()
     assert not production.claims_offered
     assert load_settings(env={**OIDC, "AUTHMD_ISSUER": "https://auth.example.com"}).resolve().claims_offered
+
+
+def test_claim_methods_from_env_and_their_values() -> None:
+    settings = load_settings(env={"AUTHMD_CLAIM_METHODS": "identity_assertion, service_auth"})
+    assert settings.claim_methods == ["identity_assertion", "service_auth"]
+    assert load_settings(env={}).claim_methods == ["service_auth", "identity_assertion"]
+    with pytest.raises(ConfigError, match="claim_methods"):
+        load_settings(env={"AUTHMD_CLAIM_METHODS": "service_auth,magic_link"})
