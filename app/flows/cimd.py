@@ -40,6 +40,7 @@ import msgspec
 
 from app.clock import Clock
 from app.errors import AuthError
+from app.fetch import BodyRefused, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -230,19 +231,10 @@ async def _read_document(response: httpx.Response, max_bytes: int) -> bytes:
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         raise _Refused("the document's Content-Type is not JSON (§4)")
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise _Refused("the document was sent with a Content-Encoding we did not ask for")
-    too_big = f"the document is larger than {max_bytes} bytes (§8.7)"
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _Refused(too_big)
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _Refused(too_big)
-    return bytes(body)
+    try:
+        return await read_limited(response, max_bytes)
+    except BodyRefused as exc:
+        raise _Refused(f"the document is {exc} (§8.7)") from None
 
 
 def _validate(body: bytes, client_id: str) -> dict[str, Any]:

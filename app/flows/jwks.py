@@ -27,6 +27,7 @@ import msgspec
 
 from app.clock import Clock
 from app.errors import AuthError
+from app.fetch import BodyRefused, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,10 @@ class JwksCache:
                 ) as response:
                     if response.status_code != 200:
                         raise _FetchError(f"HTTP status {response.status_code}")
-                    body = await _read_limited(response, self._max_bytes)
+                    try:
+                        body = await read_limited(response, self._max_bytes)
+                    except BodyRefused as exc:
+                        raise _FetchError(f"the body is {exc}") from None
                     return body, response.headers.get("cache-control"), response.headers.get("age")
         except TimeoutError:
             raise _FetchError(f"no complete answer within {self._timeout}s") from None
@@ -197,23 +201,6 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     # An unexpected error in a fetch nobody awaits any more must not end as "exception never retrieved".
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("JWKS fetch crashed", exc_info=exc)
-
-
-async def _read_limited(response: httpx.Response, max_bytes: int) -> bytes:
-    """The body, refusing more than ``max_bytes``: checked on Content-Length, then while streaming."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        # We asked for identity; decoding a compressed body could expand far past max_bytes in one chunk.
-        raise _FetchError(f"unrequested Content-Encoding {encoding!r}")
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _FetchError(f"body of {declared} bytes exceeds {max_bytes}")
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _FetchError(f"body exceeds {max_bytes} bytes")
-    return bytes(body)
 
 
 def _parse_jwks(body: bytes) -> dict[str, list[jwt.PyJWK]]:

@@ -33,6 +33,7 @@ from app import text
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
+from app.fetch import BodyRefused, read_limited
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.flows.register import new_person
 from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session
@@ -237,7 +238,10 @@ async def _userinfo(ctx: Context, endpoint: str, access_token: str | None, subje
             if media_type != "application/json":
                 shown = f" ({media_type})" if _MEDIA_TYPE.fullmatch(media_type) else ""
                 raise _fail(f"the sign-in provider's UserInfo response is not JSON{shown}")
-            body = await _read_limited(response, MAX_DOCUMENT_BYTES)
+            try:
+                body = await read_limited(response, MAX_DOCUMENT_BYTES)
+            except BodyRefused as exc:
+                raise _fail(f"the sign-in provider's UserInfo response is {exc}") from None
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise AuthError("temporarily_unavailable", f"{unavailable} did not answer in time") from exc
     except httpx.HTTPError as exc:
@@ -253,22 +257,6 @@ async def _userinfo(ctx: Context, endpoint: str, access_token: str | None, subje
     if info.get("sub") != subject:
         raise _fail("the sign-in provider's UserInfo response is about another subject than its ID token")
     return info
-
-
-async def _read_limited(response: httpx.Response, max_bytes: int) -> bytes:
-    """The body, refusing more than ``max_bytes``: checked on Content-Length, then while streaming."""
-    too_large = f"the sign-in provider's UserInfo response is larger than {max_bytes} bytes"
-    if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-        raise _fail("the sign-in provider's UserInfo response is compressed, which was not asked for")
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _fail(too_large)
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _fail(too_large)
-    return bytes(body)
 
 
 async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> tuple[str, str | None]:
