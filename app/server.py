@@ -43,7 +43,7 @@ from uvicorn.server import ServerState
 
 from app.config import ConfigError, Settings, load_settings
 from app.errors import AuthError
-from app.flows.limits import source_key
+from app.flows.limits import rate_limited, source_key
 
 log = logging.getLogger("authmd.http")
 
@@ -288,12 +288,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self.counted = True
         key = _client_key(self.client[0], limits.trusted_proxies) if self.client else None
         if key is not None and guard.per_client.get(key, 0) >= limits.max_connections_per_client:
-            err = AuthError(
-                "rate_limit_exceeded",
-                "too many open connections from this address",
-                "Reuse an open connection or close idle ones, then retry after Retry-After seconds.",
-                extra={"retry_after": 1},
-                headers={"Retry-After": "1"},
+            err = rate_limited(
+                1, "too many open connections from this address", "Reuse an open connection or close idle ones."
             )
             self.refuse(err, f"{guard.per_client[key]} connections open from it", "http_max_connections_per_client")
             return

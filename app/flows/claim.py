@@ -36,7 +36,7 @@ from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
 from app.flows.issue import new_id
-from app.flows.limits import enforce
+from app.flows.limits import enforce, rate_limited
 from app.keys import b64url
 from app.store.port import AccessState, Attempt, AuditEvent, Claim, CodeBudget, User, WindowHit
 
@@ -47,14 +47,12 @@ CODE_TTL_SECONDS = 600  # spec/protocol.md: codes live 10 minutes
 MAX_ATTEMPT_FAILURES = 5  # wrong codes per window of live attempts: then every one of them ends
 MAX_CLAIM_FAILURES = 15  # over the claim's life: a guesser cannot just start new attempts forever
 BUDGET = CodeBudget(per_window=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURES)
-METHODS = ("service_auth", "identity_assertion")  # the claim methods there are
 # Compare-and-set rounds before giving up: each lost round means another request changed the claim, and
 # those are few (at most 5 charged codes per attempt, rate-limited attempt starts, one human).
 CAS_ROUNDS = 16
 MAX_STARTS_PER_WINDOW = 20
 MAX_STATUS_PER_WINDOW = 600
 CODE_DIGITS = 6
-CODE = re.compile(r"[0-9]{6}")
 # Revision 2: a code is read back as the page groups it ("870 581", "870-581"): spaces, dashes and case
 # are not part of it.
 _CODE_NOISE = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
@@ -191,13 +189,11 @@ def with_attempt(claim: Claim, attempt: Attempt, now: int, cap: int) -> Claim:
     When none was live, a new window opens: its wrong-code count starts again (the life count does not)."""
     live = tuple(a for a in claim.attempts if a.live(now))
     if len(live) >= cap:
-        wait = max(1, min(max(a.expires_at, a.code_expires_at or 0) for a in live) - now)
-        raise AuthError(
-            "too_many_attempts",
+        raise rate_limited(
+            min(a.ends_at for a in live) - now,
             f"this claim already has {len(live)} live attempts (at most {cap})",
             "Use a link you already gave the human, or wait until one expires (Retry-After).",
-            extra={"retry_after": wait},
-            headers={"Retry-After": str(wait)},
+            code="too_many_attempts",
         )
     window = claim.window_failures if live else 0
     return msgspec.structs.replace(claim, version=claim.version + 1, attempts=(*live, attempt), window_failures=window)

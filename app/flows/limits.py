@@ -81,15 +81,20 @@ def refuse_if_over(results: Sequence[WindowResult]) -> None:
 
 
 def rate_limited(
-    retry_after: float, description: str = "too many requests from this source or to this service"
+    retry_after: float,
+    description: str = "too many requests from this source or to this service",
+    hint: str | None = None,
+    *,
+    code: str = "rate_limit_exceeded",
 ) -> AuthError:
-    """429 ``rate_limit_exceeded``: the wait in whole seconds, as the Retry-After header (RFC 9110
-    §10.2.3) and as a number in the body (``retry_after``, for agents that read only the body)."""
+    """A 429 (``rate_limit_exceeded``, or ``too_many_attempts``): the wait in whole seconds, as the
+    Retry-After header (RFC 9110 §10.2.3) and as a number in the body (``retry_after``, for agents
+    that read only the body)."""
     wait = max(1, math.ceil(retry_after))
     return AuthError(
-        "rate_limit_exceeded",
+        code,
         description,
-        f"Wait {wait} seconds (Retry-After), then retry.",
+        hint or f"Wait {wait} seconds (Retry-After), then retry.",
         extra={"retry_after": wait},
         headers={"Retry-After": str(wait)},
     )

@@ -93,9 +93,13 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     def code_live(self, now: float) -> bool:
         return self.code_hash is not None and self.code_expires_at is not None and self.code_expires_at > now
 
+    @property
+    def ends_at(self) -> int:
+        """When neither its link nor its code works any more."""
+        return max(self.expires_at, self.code_expires_at or 0)
+
     def live(self, now: float) -> bool:
-        """Its link or its code still works."""
-        return self.expires_at > now or self.code_live(now)
+        return self.ends_at > now
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
