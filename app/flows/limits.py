@@ -114,17 +114,28 @@ class LocalWindows:
         bucket, count, prev = self._state.get(key, (0, 0, 0))
         return win.roll(bucket, count, prev, now, self.window)
 
-    def check(self, key: str, limit: int, now: float) -> WindowResult:
-        """Whether one more refusal of ``key`` fits under ``limit`` (nothing counted)."""
-        state = self._rolled(key, now)
-        est = win.estimate(*state, now, self.window)
-        if est + 1 <= limit:
-            return WindowResult(count=est, allowed=True, retry_after=0.0)
-        return WindowResult(count=est, allowed=False, retry_after=win.retry_after(*state, now, self.window, limit))
-
-    def count(self, key: str, now: float) -> None:
+    def reserve(self, key: str, limit: int, now: float) -> WindowResult:
+        """Count one more for ``key`` if it fits under ``limit`` (nothing counted otherwise). Taken before
+        the work whose outcome decides, and given back by ``refund`` if it was not a refusal after all:
+        requests that arrive together cannot all find the same last place free (no await in between)."""
         bucket, count, prev = self._rolled(key, now)
+        est = win.estimate(bucket, count, prev, now, self.window)
+        if est + 1 > limit:
+            wait = win.retry_after(bucket, count, prev, now, self.window, limit)
+            return WindowResult(count=est, allowed=False, retry_after=wait)
         self._state[key] = (bucket, count + 1, prev)
         self._state.move_to_end(key)
         if len(self._state) > self.max_keys:
             self._state.popitem(last=False)
+        return WindowResult(count=est + 1, allowed=True, retry_after=0.0)
+
+    def refund(self, key: str, now: float) -> None:
+        """Give back a place ``reserve`` took (from the previous bucket if the window has moved on)."""
+        if key not in self._state:
+            return
+        bucket, count, prev = self._rolled(key, now)
+        if count:
+            count -= 1
+        elif prev:
+            prev -= 1
+        self._state[key] = (bucket, count, prev)

@@ -37,12 +37,29 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
     """The layered controls before an account is created. Only what is admitted is counted in the
     shared per-source and global windows: a request without the proof it needs (missing, bad, replayed,
     or minted at a lower price than the source's current one) is refused without spending them, and
-    refusals are counted apart, in this worker's memory, with their own per-source limit."""
+    refusals are counted apart, in this worker's memory, with their own per-source limit. A refusal's
+    place is reserved first and given back when the request turns out not to be one."""
     s, now = ctx.settings, ctx.clock.now()
     src = source_key(source)
-    refusals = ctx.refusals.check(src, s.unproven_limit_per_source, now)
+    refusals = ctx.refusals.reserve(src, s.unproven_limit_per_source, now)
     if not refusals.allowed:
         raise rate_limited(refusals.retry_after)
+    try:
+        await _decide(ctx, proof, src, now)
+    except AuthError as err:
+        if err.status >= 500:
+            ctx.refusals.refund(src, now)
+        raise
+    except BaseException:  # the store did not answer: that refused nothing
+        ctx.refusals.refund(src, now)
+        raise
+    ctx.refusals.refund(src, now)
+    return src
+
+
+async def _decide(ctx: Context, proof: ProofOfWork | None, src: str, now: float) -> None:
+    """Admit (count in the shared windows) or raise the refusal."""
+    s = ctx.settings
     src_key, all_key = f"reg:src:{src}", "reg:all"
     # What this request may be counted within: the hard caps, narrowed to what needs no proof (adaptive
     # mode without one), to nothing (always mode without one), or to the volume its proof paid for.
@@ -54,7 +71,6 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
             [src_hit] = await ctx.store.hit_windows(
                 [WindowHit(src_key, None, increment=False)], now, s.rate_window_seconds
             )
-            ctx.refusals.count(src, now)
             raise challenge.proof_refused(ctx, verdict.flaw, challenge.difficulty_for(ctx, src_hit.count + 1))
         paid = challenge.volume_paid(ctx, verdict.difficulty)
         if paid is not None and s.pow_mode != "off":
@@ -67,8 +83,7 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
         [WindowHit(src_key, src_cap), WindowHit(all_key, all_cap)], now, s.rate_window_seconds
     )
     if src_hit.allowed and all_hit.allowed:
-        return src
-    ctx.refusals.count(src, now)
+        return
     if src_hit.count + 1 > s.register_limit_per_source or all_hit.count + 1 > s.register_limit_global:
         # Over a hard cap: look (counting nothing) for how long until one more fits.
         refuse_if_over(

@@ -118,3 +118,23 @@ async def test_a_challenge_pays_only_the_price_it_was_minted_at(
         assert body["error"] == "invalid_proof_of_work" and body["challenge"]["difficulty"] == 10
         r = await _register(client, "10.0.0.1", _solved(body["challenge"]))
         assert r.status_code == 200, r.text
+
+
+async def test_parallel_refusals_do_not_overrun_their_limit(
+    start_server: StartServer, store_env: dict[str, str]
+) -> None:
+    """The refusal limit holds when the refused requests arrive at once: a refusal's place is taken
+    before any work, so at most the limit are refused with a challenge and the rest get 429."""
+    server = start_server({**BASE, "AUTHMD_UNPROVEN_LIMIT_PER_SOURCE": "10", **store_env})
+    async with _client(server) as client:
+        for _ in range(2):
+            assert (await _register(client, "10.0.0.1")).status_code == 200
+        flood = await asyncio.gather(*(_register(client, "10.0.0.1") for _ in range(50)))
+        outcomes = Counter((r.status_code, r.json()["error"]) for r in flood)
+        assert outcomes == {(400, "proof_of_work_required"): 10, (429, "rate_limit_exceeded"): 40}, outcomes
+        # An admitted registration does not use up the refusal allowance of its source.
+        for _ in range(12):
+            proof = _solved(
+                (await client.post("/agent/identity/challenge", headers={"X-Forwarded-For": "10.0.0.3"})).json()
+            )
+            assert (await _register(client, "10.0.0.3", proof)).status_code == 200

@@ -86,23 +86,37 @@ def test_one_ipv6_subscriber_prefix_counts_as_one_source() -> None:
     assert source_key("203.0.113.5") != source_key("203.0.113.6")
 
 
-def test_local_windows_count_refusals_per_key_and_say_when_one_more_fits() -> None:
+def test_local_windows_reserve_up_to_the_limit_and_say_when_one_more_fits() -> None:
     windows = LocalWindows(window=600)
     t0 = 1_800_000_000.0
-    for _ in range(3):
-        assert windows.check("a", 3, t0).allowed
-        windows.count("a", t0)
-    full = windows.check("a", 3, t0)
+    for n in range(1, 4):
+        taken = windows.reserve("a", 3, t0)
+        assert taken.allowed and taken.count == pytest.approx(float(n))
+    full = windows.reserve("a", 3, t0)
     assert full.allowed is False and full.count == pytest.approx(3.0) and full.retry_after > 0
-    assert windows.check("b", 3, t0).allowed  # another key is untouched
+    assert windows.reserve("b", 3, t0).allowed  # another key is untouched
     # The sliding window forgets: once the retry_after has passed, one more fits.
-    assert windows.check("a", 3, t0 + full.retry_after + 0.001).allowed
+    assert windows.reserve("a", 3, t0 + full.retry_after + 0.001).allowed
+
+
+def test_a_refund_gives_a_place_back() -> None:
+    windows = LocalWindows(window=600)
+    t0 = 1_800_000_000.0
+    assert windows.reserve("a", 1, t0).allowed
+    assert not windows.reserve("a", 1, t0).allowed
+    windows.refund("a", t0)
+    assert windows.reserve("a", 1, t0).allowed
+    # Refunded in the next bucket: the place comes from the previous one.
+    windows.refund("a", t0 + 600)
+    assert windows.reserve("a", 1, t0 + 600).allowed
+    windows.refund("never-reserved", t0)  # nothing to give back: no-op
+    assert windows.reserve("never-reserved", 1, t0).allowed
 
 
 def test_local_windows_forget_the_least_recently_touched_key_first() -> None:
     windows = LocalWindows(window=600, max_keys=2)
     for key in ("a", "b", "a", "c"):  # "b" is now the least recently touched
-        windows.count(key, 1_800_000_000.0)
-    assert windows.check("b", 1, 1_800_000_000.0).allowed
-    assert not windows.check("a", 2, 1_800_000_000.0).allowed
-    assert not windows.check("c", 1, 1_800_000_000.0).allowed
+        windows.reserve(key, 10, 1_800_000_000.0)
+    assert not windows.reserve("a", 2, 1_800_000_000.0).allowed  # remembered: 2 already
+    assert not windows.reserve("c", 1, 1_800_000_000.0).allowed
+    assert windows.reserve("b", 1, 1_800_000_000.0).allowed  # forgotten: starts again
