@@ -74,14 +74,18 @@ def _fail(description: str) -> AuthError:
 
 
 async def _get_json(ctx: Context, url: str) -> dict[str, Any]:
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     try:
-        response = await ctx.http.get(url, headers={"Accept": "application/json"}, timeout=10.0)
+        async with ctx.http.stream("GET", url, headers=headers, timeout=10.0) as response:
+            if response.status_code != 200:
+                raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
+            raw = await read_limited(response, MAX_DOCUMENT_BYTES)
     except httpx.HTTPError as exc:
         raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
-    if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
-        raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
+    except BodyRefused as exc:
+        raise AuthError("temporarily_unavailable", f"the sign-in provider's discovery document is {exc}") from None
     try:
-        body = msgspec.json.decode(response.content)
+        body = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):
         body = None
     if not isinstance(body, dict):

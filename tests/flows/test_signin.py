@@ -389,15 +389,20 @@ async def test_a_signed_userinfo_response_is_refused_clearly(harness_factory, oi
         await assert_refused(h, page, 400, "signed or encrypted UserInfo (application/jwt)", "kim@example.com")
 
 
-async def test_a_discovery_document_that_is_not_json_is_a_clear_503(harness_factory):
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [(b"<html>maintenance</html>", "not an object"), (b'{"x":"' + b"a" * 300_000 + b'"}', "larger than 262144 bytes")],
+    ids=["not-json", "too-large"],
+)
+async def test_a_discovery_document_that_cannot_be_read_is_a_clear_503(harness_factory, body: bytes, says: str):
     """The operator's provider answering its discovery URL with something that is not JSON (a login
-    page, a proxy's error) is 'Please try again' (503), never a 500."""
+    page, a proxy's error), or with more than we read, is 'Please try again' (503), never a 500, and
+    never read past the limit."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class NotJson(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<html>maintenance</html>"
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -414,7 +419,7 @@ async def test_a_discovery_document_that_is_not_json_is_a_clear_503(harness_fact
         settings = {"oidc_issuer": issuer, "oidc_client_id": "c", "oidc_client_secret": Secret("s" * 20)}
         async with harness_factory(**settings) as h:
             r = await h.client.get(f"{h.settings.issuer}/login?return_to=/account", follow_redirects=False)
-            assert r.status_code == 503 and "Please try again" in r.text, r.text
+            assert r.status_code == 503 and "Please try again" in r.text and says in r.text, r.text
     finally:
         server.shutdown()
         server.server_close()
