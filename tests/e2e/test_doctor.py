@@ -64,6 +64,22 @@ class Result:
         return [c["id"] for c in self.report["checks"] if c["status"] == "warn"]
 
 
+# What a clean --probe of a revision 2 service passes (authmd's own, and the revision 2 fake).
+PROBE_CHECKS = (
+    "probe.register",
+    "probe.token",
+    "probe.invalid_grant",
+    "probe.claim_attempts",
+    "probe.claim_alias",
+    "probe.claim_cap",
+    "probe.cleanup",
+    "probe.claim_revoked",
+    "errors.body",
+    "errors.codes",
+    "agent_auth.max_live_attempts",
+)
+
+
 def doctor(*args: str, as_json: bool = True) -> Result:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
     argv = [sys.executable, "-m", "app", "doctor", *args, *(["--json"] if as_json else [])]
@@ -159,20 +175,7 @@ def test_real_server_probe(start_server: StartServer) -> None:
     assert result.warning() == [], result.stdout
     # The unclaimed account goes with its revocation: its claim then reads like an expired one.
     assert "went with its revocation" in result.check("probe.claim_revoked")["message"]
-    for check_id in (
-        "probe.register",
-        "probe.no_store",
-        "probe.token",
-        "probe.invalid_grant",
-        "probe.claim_attempts",
-        "probe.claim_alias",
-        "probe.claim_cap",
-        "probe.cleanup",
-        "probe.claim_revoked",
-        "errors.body",
-        "errors.codes",
-        "agent_auth.max_live_attempts",
-    ):
+    for check_id in ("probe.no_store", *PROBE_CHECKS):
         assert result.status(check_id) == "pass", result.check(check_id)
     assert "429 too_many_attempts" in result.check("probe.claim_cap")["message"]
     # From the API URL the probe also asks for a token for a URI below the resource (revision 2).
@@ -590,19 +593,7 @@ def test_probe_of_a_revision_2_service_is_clean() -> None:
         registration = svc.only()
     assert_clean(result)
     assert result.warning() == [], result.stdout
-    for check_id in (
-        "probe.register",
-        "probe.token",
-        "probe.invalid_grant",
-        "probe.claim_attempts",
-        "probe.claim_alias",
-        "probe.claim_cap",
-        "probe.cleanup",
-        "probe.claim_revoked",
-        "errors.body",
-        "errors.codes",
-        "agent_auth.max_live_attempts",
-    ):
+    for check_id in PROBE_CHECKS:
         assert result.status(check_id) == "pass", result.check(check_id)
     assert "429 too_many_attempts" in result.check("probe.claim_cap")["message"]
     # Three attempts up to the cap, one past it, one after the revocation; the second was the alias.
