@@ -12,7 +12,11 @@ state and iss."""
 from __future__ import annotations
 
 import html
+import os
+import re
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -346,8 +350,53 @@ def test_require_browser_skips_outside_ci_when_missing(
     assert CHROMIUM_INSTALL_HINT == "apt-get install -y chromium"
 
 
-def test_require_browser_fails_in_ci_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_require_browser_fails_in_ci_when_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Chromium "present" (any executable file), playwright absent: the message names playwright alone,
+    # whether or not this machine has Chromium.
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(browser_module, "CHROMIUM", str(fake))
     monkeypatch.setattr(browser_module, "_playwright_installed", lambda: False)
     with pytest.raises(pytest.fail.Exception) as failed:
         require_browser(env={"CI": "true"})
     assert str(failed.value) == "playwright not found; install it with: pip install playwright"
+
+
+def test_require_browser_names_both_parts_when_both_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(browser_module, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(browser_module, "_playwright_installed", lambda: False)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        require_browser(env={"CI": "true"})
+    assert str(failed.value) == (
+        f"chromium not found at {tmp_path / 'no-chromium'}; install it with: {CHROMIUM_INSTALL_HINT}; "
+        "playwright not found; install it with: pip install playwright"
+    )
+
+
+@pytest.mark.skipif(os.environ.get("AUTHMD_TEST_CHROMIUM") is not None, reason="this is the inner run")
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_browser_tests_without_chromium(tmp_path: Path, ci: str) -> None:
+    """The README's test command on a machine without Chromium, for real: this file and a page test run in
+    a child pytest with the browser path pointing at a missing file. Outside CI everything that needs the
+    browser skips with the install line and the rest passes; under CI=true each of them fails instead."""
+    env = {**os.environ, "AUTHMD_TEST_CHROMIUM": str(tmp_path / "no-chromium"), "CI": ci}
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", __file__],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = child.stdout
+    summary = out.strip().splitlines()[-1]
+    if ci:
+        assert child.returncode == 1, out
+        assert re.search(r"\b\d+ failed\b", summary), summary
+        assert f"chromium not found at {tmp_path / 'no-chromium'}; install it with: apt-get install -y chromium" in out
+    else:
+        assert child.returncode == 0, out
+        assert "failed" not in summary and "error" not in summary, summary
+        assert re.search(r"\b\d+ passed\b", summary) and re.search(r"\b\d+ skipped\b", summary), summary
+        assert "install it with: apt-get install -y chromium" in out  # the skip line says how to install it
