@@ -98,3 +98,40 @@ def test_key_rotation_by_the_cli_reaches_a_running_server(start_server: StartSer
     assert r.status_code == 200
     listing = authmd_keys("list")
     assert new_kid in listing and "PRIVATE" not in listing
+
+
+def test_the_documented_sqlite_backup_restores_a_working_service(start_server: StartServer, tmp_path) -> None:
+    """docs/deployment.md's backup command, verbatim, against a running server; a server started on
+    the copy (database and keys) honours what the original issued."""
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    command = re.search(r"<!-- backup-sqlite -->\n```sh\n(.+?)\n```", guide, flags=re.DOTALL)
+    assert command is not None, "the backup command is marked in docs/deployment.md"
+    original = start_server({"AUTHMD_POW_MODE": "off"})
+    assertion, token = _start(original.issuer)
+    note = httpx.post(
+        f"{original.issuer}/api/notes", json={"text": "kept"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert note.status_code == 201, note.text
+    here = tmp_path / "ops"
+    here.mkdir()
+    (here / "authmd-data").symlink_to(original.data_dir)
+    subprocess.run(["sh", "-c", command.group(1)], cwd=here, check=True, timeout=60)
+    backup = here / "authmd-backup.sqlite3"
+    assert backup.stat().st_mode & 0o077 == 0, oct(backup.stat().st_mode)  # the copy is as private as the original
+    original.stop()
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    os.replace(backup, restored_dir / "authmd.sqlite3")
+    os.replace(here / "authmd-backup-keys", restored_dir / "keys")
+    # The issuer is in every token: the restored service keeps it (here: the original's loopback URL).
+    same_issuer = start_server(
+        {"AUTHMD_POW_MODE": "off", "AUTHMD_DATA_DIR": str(restored_dir), "AUTHMD_ISSUER": original.issuer}
+    )
+    exchanged = httpx.post(
+        f"{same_issuer.origin}/oauth2/token", data={"grant_type": JWT_BEARER, "assertion": assertion}
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    notes = httpx.get(
+        f"{same_issuer.origin}/api/notes", headers={"Authorization": f"Bearer {exchanged.json()['access_token']}"}
+    )
+    assert [n["text"] for n in notes.json()["notes"]] == ["kept"], notes.text
