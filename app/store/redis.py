@@ -46,6 +46,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
@@ -127,6 +128,17 @@ def _lua(name: str) -> tuple[str, str]:
 
 
 SCRIPTS = {name: _lua(name) for name in _SCRIPTS}
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: the operating system's reason when one caused it (e.g. "Connection
+    refused"), then redis-py's own text, on one line and bounded."""
+    cause: BaseException | None = exc
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno):
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(exc).split())[:300]
+    parts = [os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else type(exc).__name__]
+    return "; ".join([*parts, text] if text else parts)
 
 
 class RedisURL(NamedTuple):
@@ -335,11 +347,13 @@ class RedisStore:
     async def open(self) -> None:
         self._client = self._connect()
         self._gate = asyncio.Semaphore(self._size)
-        await self._check_eviction_policy()
         try:
+            await self._check_eviction_policy()
             await self._load_scripts()
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+            # At start-up the operator reads this: say what failed (redis-py's text names the address
+            # and the OS error, e.g. "Connection refused"; never the URL, so never its password).
+            raise StoreUnavailable(f"redis: {_reason(exc)}") from exc
 
     async def _check_eviction_policy(self) -> None:
         try:
@@ -349,7 +363,7 @@ class RedisStore:
             else:
                 policies = {str((await self._client.info("memory")).get("maxmemory_policy"))}
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+            raise StoreUnavailable(f"redis: {_reason(exc)}") from exc
         if policies != {"noeviction"}:
             raise ConfigError(
                 f"Redis maxmemory-policy is {', '.join(sorted(policies))}; authmd needs noeviction "

@@ -30,7 +30,7 @@ from tests.e2e.common import (
     bearer,
     shared_env,
 )
-from tests.e2e.conftest import HOST, ROOT, ServerProcess, StartServer, wait_until
+from tests.e2e.conftest import HOST, ROOT, ServerProcess, StartServer, free_port, wait_until
 from tests.redis_servers import RedisServer, redis_server, require_redis  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -276,3 +276,23 @@ def test_refuses_to_start_on_a_redis_that_may_evict(tmp_path: Path) -> None:
         assert code != 0, output
         assert "noeviction" in output, output
         assert "allkeys-lru" in output, output
+
+
+def test_a_redis_that_is_down_at_start_up_is_named_with_the_reason(tmp_path: Path) -> None:
+    """`authmd serve` against a closed port: exit 3 with what went wrong (connection refused, the
+    address), never a bare exception class name; a password in the URL is never shown."""
+    workdir = tmp_path / "authmd"
+    workdir.mkdir()
+    server = ServerProcess(workdir, {"AUTHMD_STORE_URL": f"redis://:s3cret-pass-word@127.0.0.1:{free_port()}/0"})
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(server.port)],
+        cwd=ROOT,
+        env=server.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 3, run.stderr
+    assert "the store is unavailable at start-up" in run.stderr
+    assert "connection refused" in run.stderr.lower(), run.stderr
+    assert "s3cret-pass-word" not in run.stdout + run.stderr
