@@ -9,7 +9,10 @@ register   URL (an API URL, whose 401 names the metadata, or an issuer): anonymo
            --login-hint EMAIL (service_auth: nothing is issued until that human authorizes) or
            --id-jag FILE|- (your platform's ID-JAG; not sent when the service publishes a trust list,
            issuers_supported, without its issuer). Solves a proof of work when asked. Reuses a live
-           stored credential for the service instead of creating a second account, unless --new.
+           stored credential for the service instead of creating a second account, unless --new;
+           one the service refuses (revoked) is replaced. --new over a credential a human has
+           claimed is refused (exit 2, naming the account) unless --discard-claimed: forgetting it
+           would lose the agent's only way into a permanent account.
 claim      starts a claim attempt, prints the link for the human (a secret), waits until they have
            authorized, asks for the code they read back (or takes --code), and stores the post-claim
            credentials. --no-wait only starts the attempt; --code CODE alone completes one. The code
@@ -19,9 +22,16 @@ claim      starts a claim attempt, prints the link for the human (a secret), wai
            or wait for one to expire). A human who pressed "This wasn't me" (claim_denied) or a
            revoked registration (claim_revoked) ends it with exit 1, and the stored credentials,
            dead with the registration, are forgotten.
-token      prints a fresh access token (re-exchanging, or refreshing the assertion when it expired).
+token      prints an access token the service has just issued (re-exchanging, or refreshing the
+           assertion when it expired): never a stored one it may have revoked.
 call       an authenticated request, curl-like (-X, -H, -d); on 401 it gets a new token once.
-status     what is stored for the service, and the claim's state.
+status     what is stored for the service and the claim's state, checked with the service (the claim
+           status, and a new token for the grant).
+A grant the service refuses (invalid_grant, invalid_refresh_token: revoked, or ended) is forgotten like
+a revoked claim: exit 1 with a hint naming `authmd agent register ISSUER`, which then registers anew.
+Every command a hint names works as written (it keeps --home, and adds --issuer when several
+services are stored). Progress (proof of work, waiting for the human) redraws one line on a
+terminal; on a pipe it is one line at most.
 revoke     revokes the stored grant at the service and forgets it.
 
 A rate limit (429 rate_limit_exceeded, or rate_limited) asking for at most 10 s is waited out and the
@@ -29,8 +39,10 @@ request sent once more; a longer one exits 1 with the wait in the message (and `
 Credentials live in $AUTHMD_HOME or ~/.config/authmd (directory 0700, one 0600 file per issuer).
 --json prints one JSON object on stdout and nothing else. Exit codes: 0 done; 1 the service refused
 (its error and hint are shown: also a rate limit, a denied or revoked claim; `status` exits 1 when
-the registration is known revoked); 2 usage; 3 the service could not be reached or does not speak the
-protocol; 4 waiting for the human ran out (claim not confirmed); 5 nothing stored for the service.
+the registration is known revoked); 2 usage (also a URL that is not http(s), an unreadable file, or
+--new over a claimed credential); 3 the service could not be reached (the reason is given: connection
+refused, name not resolved, TLS failure, timed out) or does not speak the protocol; 4 waiting for the
+human ran out (claim not confirmed); 5 nothing usable stored for the service.
 """
 
 from __future__ import annotations
@@ -845,7 +857,9 @@ def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore,
     out.say(f"Service:       {creds.issuer}")
     out.say(f"Registration:  {creds.registration_id} ({creds.type})")
     account = creds.account or {}
-    if account.get("expires_at"):
+    if claim_status in ("denied", "revoked"):
+        out.say("Account:       out of this agent's reach (the registration is revoked)")
+    elif account.get("expires_at"):
         out.say(
             f"Account:       temporary, deleted {_in(parse_rfc3339(account['expires_at']))} ({account['expires_at']})"
         )
