@@ -27,12 +27,13 @@ token      prints an access token the service has just issued (re-exchanging, or
 call       an authenticated request, curl-like (-X, -H, -d); on 401 it gets a new token once.
 status     what is stored for the service and the claim's state, checked with the service (the claim
            status, and a new token for the grant).
+revoke     revokes the stored grant at the service and forgets it.
+
 A grant the service refuses (invalid_grant, invalid_refresh_token: revoked, or ended) is forgotten like
 a revoked claim: exit 1 with a hint naming `authmd agent register ISSUER`, which then registers anew.
 Every command a hint names works as written (it keeps --home, and adds --issuer when several
 services are stored). Progress (proof of work, waiting for the human) redraws one line on a
 terminal; on a pipe it is one line at most.
-revoke     revokes the stored grant at the service and forgets it.
 
 A rate limit (429 rate_limit_exceeded, or rate_limited) asking for at most 10 s is waited out and the
 request sent once more; a longer one exits 1 with the wait in the message (and `retry_after` in --json).
@@ -232,9 +233,10 @@ def _url(value: str) -> str:
     """An http(s) URL, or a usage error (nothing is sent anywhere)."""
     try:
         parts = urlsplit(value)
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+        ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        ok = False
+    if not ok:
         raise Exit(
             EXIT_USAGE,
             f"{value!r} is not an http(s) URL",

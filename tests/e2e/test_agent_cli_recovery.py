@@ -5,6 +5,7 @@ stays off a pipe, and the exit codes are the ones the README gives."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, ServerProcess, StartServer, free_port
+from tests.e2e.fake_service import CLAIM, FakeAuthService, Reply
 from tests.e2e.test_agent_cli import TIMEOUT, agent, as_json, human_code, stored
 from tests.tls import TlsFiles
 
@@ -25,9 +27,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 COMMAND = re.compile(r"`(authmd [^`]+)`")
 
 
-def hinted(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """The commands named in the hints of a run's stderr."""
+def hinted(result: subprocess.CompletedProcess[str], *, stdout: bool = False) -> list[str]:
+    """The commands named in the hints of a run's stderr (and, with ``stdout``, in its guidance)."""
     lines = [line for line in result.stderr.splitlines() if line.startswith("hint:")]
+    lines += result.stdout.splitlines() if stdout else []
     return [cmd for line in lines for cmd in COMMAND.findall(line)]
 
 
@@ -181,6 +184,46 @@ def test_status_and_token_ask_the_service(start_server: StartServer, tmp_path: P
     shown = stored(home)["access_token"]
     assert shown != token.stdout.strip()
     assert httpx.get(api, headers={"Authorization": f"Bearer {shown}"}).status_code == 200
+
+
+def test_hints_keep_home_and_name_the_issuer_when_several_are_stored(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server({"AUTHMD_POW_MODE": "off"})
+    home = tmp_path / "elsewhere"  # --home, not $AUTHMD_HOME: a hint that drops it finds nothing
+    unused = tmp_path / "unused"
+    with FakeAuthService(revision=2) as svc:
+        assert agent(unused, "--home", str(home), "register", svc.issuer).returncode == 0
+        reg = agent(unused, "--home", str(home), "register", server.issuer)
+        assert reg.returncode == 0, reg.stderr
+        token = next(cmd for cmd in hinted(reg, stdout=True) if " token" in cmd)
+        assert f"--home {home}" in token and f"--issuer {server.issuer}" in token
+        assert follow(unused, token).returncode == 0
+
+        creds = json.loads(next(p for p in home.glob("*.json") if server.issuer in p.read_text()).read_text())
+        httpx.post(f"{server.issuer}/oauth2/revoke", data={"token": creds["assertion"]})
+        refused = agent(unused, "--home", str(home), "token", "--issuer", server.issuer)
+        assert refused.returncode == 1, refused.stderr
+        follow_every_hint(unused, refused)
+        assert follow(unused, token).returncode == 0
+    assert not unused.exists()
+
+
+@pytest.mark.parametrize("ending", ["denied", "expired"])
+def test_the_hints_after_a_claim_ends_work(tmp_path: Path, ending: str) -> None:
+    home = tmp_path / "home"
+    with FakeAuthService(revision=2) as svc:
+        assert agent(home, "register", svc.issuer).returncode == 0
+        first = stored(home)["registration_id"]
+        if ending == "denied":
+            svc.deny()
+            ended = agent(home, "status")
+            assert ended.returncode == 1
+        else:
+            svc.script("POST", CLAIM + "/status", Reply(200, {"id": first, "status": "expired"}))
+            assert agent(home, "status").returncode == 0  # the account lives on; the claim window is shut
+            ended = agent(home, "claim", "--email", "ada@example.com")
+            assert ended.returncode == 5
+        follow_every_hint(home, ended)
+        assert stored(home)["registration_id"] != first
 
 
 # ---------------------------------------------------------------------------------------------------
