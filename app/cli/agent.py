@@ -491,7 +491,11 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
                 # Reused only when the service still honours it (a new token says so).
                 token = _ensure_token(client, store, existing, force=True)
                 out.say(f"Using the registration already stored for {service.issuer} ({existing.registration_id}).")
-                out.say("Run with --new to register a second one.")
+                out.say(
+                    "A human has claimed it: --new --discard-claimed would forget it for good."
+                    if existing.claimed
+                    else "Run with --new to register a second one."
+                )
                 out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
                 return 0
             if existing.claimed and not args.discard_claimed:

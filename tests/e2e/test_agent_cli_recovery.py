@@ -98,6 +98,7 @@ async def test_register_new_never_silently_discards_a_claimed_credential(
     keep, discard = hinted(refused)
     reused = follow(home, keep)
     assert reused.returncode == 0 and stored(home)["registration_id"] == done["registration_id"], reused.stderr
+    assert "--discard-claimed" in reused.stdout  # not "run with --new", which would be refused
     assert "--discard-claimed" in discard
     replaced = follow(home, discard)
     assert replaced.returncode == 0, replaced.stderr
