@@ -9,7 +9,10 @@ register   URL (an API URL, whose 401 names the metadata, or an issuer): anonymo
            --login-hint EMAIL (service_auth: nothing is issued until that human authorizes) or
            --id-jag FILE|- (your platform's ID-JAG; not sent when the service publishes a trust list,
            issuers_supported, without its issuer). Solves a proof of work when asked. Reuses a live
-           stored credential for the service instead of creating a second account, unless --new.
+           stored credential for the service instead of creating a second account, unless --new;
+           one the service refuses (revoked) is replaced. --new over a credential a human has
+           claimed is refused (exit 2, naming the account) unless --discard-claimed: forgetting it
+           would lose the agent's only way into a permanent account.
 claim      starts a claim attempt, prints the link for the human (a secret), waits until they have
            authorized, asks for the code they read back (or takes --code), and stores the post-claim
            credentials. --no-wait only starts the attempt; --code CODE alone completes one. The code
@@ -19,18 +22,28 @@ claim      starts a claim attempt, prints the link for the human (a secret), wai
            or wait for one to expire). A human who pressed "This wasn't me" (claim_denied) or a
            revoked registration (claim_revoked) ends it with exit 1, and the stored credentials,
            dead with the registration, are forgotten.
-token      prints a fresh access token (re-exchanging, or refreshing the assertion when it expired).
+token      prints an access token the service has just issued (re-exchanging, or refreshing the
+           assertion when it expired): never a stored one it may have revoked.
 call       an authenticated request, curl-like (-X, -H, -d); on 401 it gets a new token once.
-status     what is stored for the service, and the claim's state.
+status     what is stored for the service and the claim's state, checked with the service (the claim
+           status, and a new token for the grant).
 revoke     revokes the stored grant at the service and forgets it.
+
+A grant the service refuses (invalid_grant, invalid_refresh_token: revoked, or ended) is forgotten like
+a revoked claim: exit 1 with a hint naming `authmd agent register ISSUER`, which then registers anew.
+Every command a hint names works as written (it keeps --home, and adds --issuer when several
+services are stored). Progress (proof of work, waiting for the human) redraws one line on a
+terminal; on a pipe it is one line at most.
 
 A rate limit (429 rate_limit_exceeded, or rate_limited) asking for at most 10 s is waited out and the
 request sent once more; a longer one exits 1 with the wait in the message (and `retry_after` in --json).
 Credentials live in $AUTHMD_HOME or ~/.config/authmd (directory 0700, one 0600 file per issuer).
 --json prints one JSON object on stdout and nothing else. Exit codes: 0 done; 1 the service refused
 (its error and hint are shown: also a rate limit, a denied or revoked claim; `status` exits 1 when
-the registration is known revoked); 2 usage; 3 the service could not be reached or does not speak the
-protocol; 4 waiting for the human ran out (claim not confirmed); 5 nothing stored for the service.
+the registration is known revoked); 2 usage (also a URL that is not http(s), an unreadable file, or
+--new over a claimed credential); 3 the service could not be reached (the reason is given: connection
+refused, name not resolved, TLS failure, timed out) or does not speak the protocol; 4 waiting for the
+human ran out (claim not confirmed); 5 nothing usable stored for the service.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import threading
 import time
@@ -47,15 +61,23 @@ from urllib.parse import urlsplit
 
 from app.client import Client, ClientError, Credentials, CredentialStore, Service, ServiceError, rate_limited
 from app.client.core import CLAIM_ENDED, unverified_issuer
+from app.client.state import default_home
 from app.clock import parse_rfc3339
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_CONFIRMED, EXIT_NOTHING = 1, 2, 3, 4, 5
+# What the service answers for a stored grant it will never honour again (revoked, or ended early).
+GRANT_REFUSED = ("invalid_grant", "invalid_refresh_token")
 
 
 class Exit(Exception):
     def __init__(self, code: int, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.hint, self.data = code, message, hint, data or {}
+
+
+class GrantRefused(Exit):
+    """The service refused the stored grant: it is forgotten (as after a revoked claim), and registering
+    again is the way on."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,6 +102,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     how.add_argument("--login-hint", metavar="EMAIL", help="service_auth: register for this human")
     how.add_argument("--id-jag", metavar="FILE", help="an ID-JAG from your platform (- reads stdin)")
     reg.add_argument("--new", action="store_true", help="register again even if a live credential is stored")
+    reg.add_argument(
+        "--discard-claimed",
+        action="store_true",
+        help="--new even over a credential a human has claimed, which is then forgotten for good",
+    )
     reg.add_argument("--name", help="your agent's name, shown to the human who claims")
     reg.add_argument("--platform", help="your agent's platform, shown to the human who claims")
 
@@ -141,23 +168,48 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Output:
-    """Human text on stdout (progress on stderr), or exactly one JSON object with --json."""
+    """Human text on stdout (notes and progress on stderr), or exactly one JSON object with --json.
+
+    Progress redraws one line in place on a terminal, and is taken off before anything else is
+    written; on a pipe (an agent reading it) only its first line of each kind is written."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
+        self.terminal = sys.stderr.isatty()
+        self.drawn = False
+        self.written: set[str] = set()
+
+    def progress(self, line: str, *, once: str) -> None:
+        if self.terminal:
+            sys.stderr.write(f"\r{line}\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+        elif once not in self.written:
+            self.written.add(once)
+            print(once, file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.drawn = False
 
     def say(self, text: str = "") -> None:
+        self.clear()
         if not self.as_json:
             print(text, flush=True)
 
     def note(self, text: str) -> None:
+        self.clear()
         print(text, file=sys.stderr, flush=True)
 
     def done(self, data: dict[str, Any]) -> None:
+        self.clear()
         if self.as_json:
             print(json.dumps(data), flush=True)
 
     def fail(self, code: int, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
+        self.clear()
         if self.as_json:
             print(json.dumps({"ok": False, "exit": code, "message": message, "hint": hint or None, **(data or {})}))
         print(f"authmd agent: {message}", file=sys.stderr)
@@ -166,6 +218,39 @@ class Output:
 
 
 # ---- helpers --------------------------------------------------------------------------------------
+
+
+def _cmd(store: CredentialStore, verb: str, *words: str, issuer: str | None = None) -> str:
+    """A command for a hint, written so that it works when followed literally: with this run's --home,
+    and with --issuer when several services are stored."""
+    argv = ["authmd", "agent", *(["--home", str(store.home)] if store.home != default_home() else []), verb, *words]
+    if issuer is not None and len(store.issuers()) > 1:
+        argv += ["--issuer", issuer]
+    return f"`{shlex.join(argv)}`"
+
+
+def _url(value: str) -> str:
+    """An http(s) URL, or a usage error (nothing is sent anywhere)."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        ok = False
+    if not ok:
+        raise Exit(
+            EXIT_USAGE,
+            f"{value!r} is not an http(s) URL",
+            "Give the API's URL or the service's issuer, e.g. https://api.example.com/v1/notes.",
+        )
+    return value
+
+
+def _read(path: str, option: str) -> bytes:
+    """A file named on the command line (- is stdin); one that cannot be read is a usage error."""
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise Exit(EXIT_USAGE, f"{option}: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _refusal(exc: ServiceError) -> Exit:
@@ -208,27 +293,29 @@ def _refusal(exc: ServiceError) -> Exit:
     return Exit(EXIT_REFUSED, f"the service refused: {exc}", exc.hint, data)
 
 
-def _claim_over(outcome: str, creds: Credentials) -> Exit:
+def _claim_over(outcome: str, creds: Credentials, store: CredentialStore) -> Exit:
     """The claim ended without landing (its credentials are already forgotten)."""
     data = {"claim_status": outcome, "registration_id": creds.registration_id}
     if outcome == "denied":
         return Exit(
             EXIT_REFUSED,
             'the human refused this claim ("This wasn\'t me"): the registration is revoked',
-            "Do not send the link again; ask your user before registering anew.",
+            "Do not send the link again; ask your user before registering anew: "
+            f"{_cmd(store, 'register', creds.issuer)}.",
             {"error": "claim_denied", **data},
         )
     if outcome == "revoked":
         return Exit(
             EXIT_REFUSED,
             "the registration was revoked: it can no longer be claimed or used",
-            "Register again: `authmd agent register URL --new`.",
+            f"Register again: {_cmd(store, 'register', creds.issuer)}.",
             {"error": "claim_revoked", **data},
         )
     return Exit(
         EXIT_REFUSED,
         "the claim window has closed",
-        "The account stays usable until it expires; register again for a new claim.",
+        "The account stays usable until it expires; for a new claim, register anew: "
+        f"{_cmd(store, 'register', creds.issuer, '--new')}.",
         {"error": "claim_expired", **data},
     )
 
@@ -236,7 +323,7 @@ def _claim_over(outcome: str, creds: Credentials) -> Exit:
 def _end_claim(store: CredentialStore, creds: Credentials, outcome: str) -> Exit:
     creds.end_claim(outcome)
     store.save(creds)
-    return _claim_over(outcome, creds)
+    return _claim_over(outcome, creds, store)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -262,12 +349,12 @@ def _stored(store: CredentialStore, issuer: str | None, url: str | None = None) 
         if len(issuers) == 1:
             issuer = issuers[0]
         elif not issuers:
-            raise Exit(EXIT_NOTHING, "nothing is stored yet", "Run `authmd agent register URL` first.")
+            raise Exit(EXIT_NOTHING, "nothing is stored yet", f"Run {_cmd(store, 'register', 'URL')} first.")
         else:
             raise Exit(EXIT_USAGE, "several services are stored", "Say which with --issuer: " + ", ".join(issuers))
     creds = store.load(issuer.rstrip("/"))
     if creds is None:
-        raise Exit(EXIT_NOTHING, f"nothing is stored for {issuer}", "Run `authmd agent register URL` first.")
+        raise Exit(EXIT_NOTHING, f"nothing is stored for {issuer}", f"Run {_cmd(store, 'register', issuer)} first.")
     return creds
 
 
@@ -290,10 +377,38 @@ def _service(client: Client, creds: Credentials) -> Service:
 
 
 def _ensure_token(client: Client, store: CredentialStore, creds: Credentials, *, force: bool = False) -> str:
-    """A live access token: the stored one, else by exchanging the assertion, else after refreshing it."""
+    """A live access token: the stored one (unless ``force``: then always a new one, which the service
+    issues only while the grant lives), else by exchanging the assertion, else after refreshing it.
+    A grant the service refuses is forgotten (GrantRefused)."""
     if not force and (token := creds.live(creds.access_token, creds.access_expires_at)):
         return token
     service = _service(client, creds)
+    try:
+        try:
+            return _new_token(client, store, creds, service)
+        except ServiceError as exc:
+            # A refused assertion with a refresh token at hand: the refresh token decides. For a claimed
+            # account it may be all that is left, and it is not dropped on the assertion's word.
+            live_refresh = creds.live(creds.refresh_token, creds.refresh_expires_at, margin=0)
+            if exc.code != "invalid_grant" or creds.assertion is None or not live_refresh:
+                raise
+            creds.assertion = creds.assertion_expires_at = None
+            return _new_token(client, store, creds, service)
+    except ServiceError as exc:
+        if exc.code not in GRANT_REFUSED:
+            raise
+        creds.end_claim("revoked")
+        store.save(creds)
+        raise GrantRefused(
+            EXIT_REFUSED,
+            f"the service refused the stored credential ({exc}): the registration was revoked or has ended, "
+            "and is forgotten",
+            f"Register again: {_cmd(store, 'register', creds.issuer)}.",
+            {"error": exc.code, "status": exc.status, "claim_status": "revoked"},
+        ) from exc
+
+
+def _new_token(client: Client, store: CredentialStore, creds: Credentials, service: Service) -> str:
     assertion = creds.live(creds.assertion, creds.assertion_expires_at)
     if assertion is None and creds.live(creds.refresh_token, creds.refresh_expires_at, margin=0):
         assert creds.refresh_token is not None
@@ -302,16 +417,16 @@ def _ensure_token(client: Client, store: CredentialStore, creds: Credentials, *,
         store.save(creds)  # the presented refresh token is spent: keep its successor at once
         assertion = creds.assertion
     if assertion is None and creds.claim_outcome:
-        over = _claim_over(creds.claim_outcome, creds)
+        over = _claim_over(creds.claim_outcome, creds, store)
         raise Exit(EXIT_NOTHING, f"nothing usable is stored: {over.message}", over.hint, over.data)
     if assertion is None:
         pending = creds.claim_token is not None and creds.type == "service_auth" and not creds.claimed
         raise Exit(
             EXIT_NOTHING,
             "no usable credential is stored for " + creds.issuer,
-            "Finish the claim with `authmd agent claim`."
+            f"Finish the claim with {_cmd(store, 'claim', issuer=creds.issuer)}."
             if pending
-            else "Register again: `authmd agent register URL --new`.",
+            else f"Register again: {_cmd(store, 'register', creds.issuer)}.",
         )
     issued = client.exchange(service, assertion)
     creds.access_token = str(issued["access_token"])
@@ -331,7 +446,10 @@ def _progress(out: Output) -> Any:
         state["last"] = now
         width, done = 30, min(1.0, tried / expected)
         bar = "#" * int(width * done) + "-" * (width - int(width * done))
-        out.note(f"\rproof of work [{bar}] {tried:,} hashes (about {expected:,} expected)")
+        out.progress(
+            f"proof of work [{bar}] {tried:,} hashes (about {expected:,} expected)",
+            once=f"solving the service's proof of work (about {expected:,} hashes expected)",
+        )
 
     return show
 
@@ -363,14 +481,31 @@ def _solving(client: Client, out: Output) -> Any:
 
 
 def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
-    service = client.discover(args.url)
+    url = _url(args.url)
+    jag = _read(args.id_jag, "--id-jag").decode("utf-8", "replace").strip() if args.id_jag else None
+    service = client.discover(url)
     existing = store.load(service.issuer)
-    if existing is not None and existing.usable and not args.new:
-        token = _ensure_token(client, store, existing)
-        out.say(f"Using the registration already stored for {service.issuer} ({existing.registration_id}).")
-        out.say("Run with --new to register a second one.")
-        out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
-        return 0
+    if existing is not None and existing.usable:
+        try:
+            if not (args.new or args.discard_claimed):
+                # Reused only when the service still honours it (a new token says so).
+                token = _ensure_token(client, store, existing, force=True)
+                out.say(f"Using the registration already stored for {service.issuer} ({existing.registration_id}).")
+                out.say(
+                    "A human has claimed it: --new --discard-claimed would forget it for good."
+                    if existing.claimed
+                    else "Run with --new to register a second one."
+                )
+                out.done(_summary(existing, reused=True) | {"token_ready": bool(token)})
+                return 0
+            if existing.claimed and not args.discard_claimed:
+                _ensure_token(client, store, existing, force=True)  # only a live one is worth keeping
+                raise _claimed_stored(store, existing, url)
+        except GrantRefused:
+            out.note(
+                f"The service refused the registration stored for {service.issuer} ({existing.registration_id}): "
+                "it was revoked or has ended. Registering a new one."
+            )
     creds = Credentials(issuer=service.issuer, metadata=service.metadata, metadata_fetched_at=time.time())
     contract = store.save_contract(service.issuer, client.auth_md(service))
     agent = {k: v for k, v in (("name", args.name), ("platform", args.platform)) if v}
@@ -384,10 +519,9 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
         }
         reg = _solving(client, out)(service, body)
         return _pending_claim(out, store, creds, reg, args.login_hint)
-    if args.id_jag:
-        assertion = (sys.stdin.read() if args.id_jag == "-" else Path(args.id_jag).read_text(encoding="utf-8")).strip()
-        _check_trusted(service, assertion)
-        reg = client.register_id_jag(service, assertion)
+    if jag is not None:
+        _check_trusted(service, jag)
+        reg = client.register_id_jag(service, jag)
         if reg.get("error") == "interaction_required":
             return _pending_claim(out, store, creds, reg)
     else:
@@ -408,12 +542,30 @@ def cmd_register(args: argparse.Namespace, client: Client, store: CredentialStor
             f"This is a temporary account: it is deleted with everything in it at {expires} "
             f"({_in(parse_rfc3339(expires))})."
         )
-        out.say("To keep it, hand it to a human: `authmd agent claim --email THEIR_EMAIL`.")
-    out.say("Call the API with `authmd agent call URL`, or get a token with `authmd agent token`.")
+        claim = _cmd(store, "claim", "--email", "THEIR_EMAIL", issuer=creds.issuer)
+        out.say(f"To keep it, hand it to a human: {claim}.")
+    out.say(
+        f"Call the API with {_cmd(store, 'call', 'URL')}, or get a token with "
+        f"{_cmd(store, 'token', issuer=creds.issuer)}."
+    )
     if contract is not None:
         out.say(f"The service's contract (/auth.md) is saved at {contract}.")
     out.done(_summary(creds, auth_md=str(contract) if contract else None))
     return 0
+
+
+def _claimed_stored(store: CredentialStore, creds: Credentials, url: str) -> Exit:
+    """--new would forget a credential a human has claimed: the account stays theirs, but this agent
+    would lose its only way in (a permanent account, a 30-day refresh token). Only on request."""
+    account = creds.account.get("id") or "unknown"
+    return Exit(
+        EXIT_USAGE,
+        f"a human has claimed the account stored for {creds.issuer} (account {account}, registration "
+        f"{creds.registration_id}): --new would forget its credentials for good",
+        f"Keep using it: {_cmd(store, 'register', url)}; or forget it and register anew: "
+        f"{_cmd(store, 'register', url, '--new', '--discard-claimed')}.",
+        {"error": "claimed_credential_stored", "registration_id": creds.registration_id, "account": account},
+    )
 
 
 def _check_trusted(service: Service, assertion: str) -> None:
@@ -449,7 +601,7 @@ def _pending_claim(
     creds.take_attempt(attempt, login_hint)
     store.save(creds)
     _show_link(out, attempt)
-    out.say("Then run `authmd agent claim` to enter the code they read back to you.")
+    out.say(f"Then run {_cmd(store, 'claim', issuer=creds.issuer)} to enter the code they read back to you.")
     out.done(
         _summary(creds)
         | {"verification_uri": attempt.get("verification_uri"), "attempt_expires_at": attempt.get("expires_at")}
@@ -483,11 +635,15 @@ def _summary(creds: Credentials, **extra: Any) -> dict[str, Any]:
 def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
     creds = _stored(store, args.issuer)
     if creds.claim_outcome:
-        raise _claim_over(creds.claim_outcome, creds)
+        raise _claim_over(creds.claim_outcome, creds, store)
     if creds.claimed:
         raise Exit(EXIT_REFUSED, "this registration is already claimed", "Nothing left to do.")
     if creds.claim_token is None or creds.claim_url is None:
-        raise Exit(EXIT_NOTHING, "no claim token is stored (the claim window has closed)", "Register again.")
+        raise Exit(
+            EXIT_NOTHING,
+            "no claim token is stored (the claim window has closed)",
+            f"For a new claim, register anew: {_cmd(store, 'register', creds.issuer, '--new')}.",
+        )
     token, url = creds.claim_token, creds.claim_url
     if args.code and not args.email:
         return _complete(client, store, creds, out, args.code)
@@ -513,7 +669,11 @@ def cmd_claim(args: argparse.Namespace, client: Client, store: CredentialStore, 
         if outcome == "claimed":
             raise Exit(EXIT_REFUSED, "the claim is claimed", "")
         if time.monotonic() >= deadline:
-            raise Exit(EXIT_NOT_CONFIRMED, "the human has not authorized yet", "Run `authmd agent claim` again later.")
+            raise Exit(
+                EXIT_NOT_CONFIRMED,
+                "the human has not authorized yet",
+                f"Run {_cmd(store, 'claim', issuer=creds.issuer)} again later.",
+            )
         out.say("The link expired before the human authorized; starting a new attempt.")
     code = args.code or _ask_code(out)
     return _complete(client, store, creds, out, code)
@@ -547,7 +707,7 @@ def _start_attempt(
             "the service already has as many live claim links for this registration as it allows "
             f"(too_many_attempts){wait}",
             "The human can still use a link you gave them; or wait until one expires (links live about "
-            "10 minutes), then run `authmd agent claim` again.",
+            f"10 minutes), then run {_cmd(store, 'claim', issuer=creds.issuer)} again.",
             {"error": exc.code, "status": exc.status, "retry_after": exc.retry_after},
         ) from exc
     creds.take_attempt(attempt, email)
@@ -572,14 +732,17 @@ def _wait_for_human(client: Client, url: str, token: str, attempt_ends: float, d
             return "confirmed"  # no status endpoint: ask for the code straight away
         if status != "pending":
             return status
-        if not out.as_json and sys.stderr.isatty():
-            out.note(f"\rwaiting for the human to authorize {spinner[tick % 4]}")
+        out.progress(
+            f"waiting for the human to authorize {spinner[tick % 4]}",
+            once="waiting for the human to authorize (asking the service every 2 s)",
+        )
         tick += 1
         time.sleep(2.0)  # a polite polling interval for the service, not test synchronisation
     return "timeout"
 
 
 def _ask_code(out: Output) -> str:
+    out.clear()
     if sys.stdin.isatty():
         return input("Code the human read back: ")
     out.note("Code the human read back (one line on stdin):")
@@ -609,7 +772,8 @@ def _complete(client: Client, store: CredentialStore, creds: Credentials, out: O
     creds.take_identity(done["identity"])
     creds.registration_id = done.get("id", creds.registration_id)
     creds.claimed = True
-    creds.account = {**creds.account, "type": "persistent", "expires_at": None}
+    # The temporary account's quotas lifted with the claim (the service does not say the new ones).
+    creds.account = {"id": creds.account.get("id"), "type": "persistent", "expires_at": None}
     store.save(creds)  # also forgets the claim token: it has served its purpose
     _ensure_token(client, store, creds)
     out.say(f"Claimed: the account now belongs to the human, permanently. Scopes: {creds.scope}.")
@@ -619,7 +783,7 @@ def _complete(client: Client, store: CredentialStore, creds: Credentials, out: O
 
 def cmd_token(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
     creds = _stored(store, args.issuer)
-    token = _ensure_token(client, store, creds)
+    token = _ensure_token(client, store, creds, force=True)  # never a stored one the service has revoked
     if out.as_json:
         out.done(
             {
@@ -638,15 +802,13 @@ def cmd_token(args: argparse.Namespace, client: Client, store: CredentialStore, 
 def _body(data: str | None) -> bytes:
     if data is None:
         return b""
-    if data == "-":
-        return sys.stdin.buffer.read()
-    if data.startswith("@"):
-        return Path(data[1:]).read_bytes()
+    if data == "-" or data.startswith("@"):
+        return _read(data.removeprefix("@"), "-d")
     return data.encode()
 
 
 def cmd_call(args: argparse.Namespace, client: Client, store: CredentialStore, out: Output) -> int:
-    creds = _stored(store, args.issuer, args.url)
+    url = _url(args.url)
     headers: dict[str, str] = {}
     for raw in args.headers:
         name, sep, value = raw.partition(":")
@@ -657,11 +819,12 @@ def cmd_call(args: argparse.Namespace, client: Client, store: CredentialStore, o
     if content and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     method = (args.method or ("POST" if content else "GET")).upper()
-    response = client.call(method, args.url, _ensure_token(client, store, creds), headers, content)
+    creds = _stored(store, args.issuer, url)
+    response = client.call(method, url, _ensure_token(client, store, creds), headers, content)
     if response.status_code == 401:
-        # Once: a new token (re-exchange, or refresh). If that is refused too, the grant is gone and the
-        # protocol's answer is to start over with a new registration.
-        response = client.call(method, args.url, _ensure_token(client, store, creds, force=True), headers, content)
+        # Once: a new token (re-exchange, or refresh). A grant the service refuses ends here
+        # (GrantRefused: the protocol's answer is a new registration).
+        response = client.call(method, url, _ensure_token(client, store, creds, force=True), headers, content)
     if out.as_json:
         try:
             body: Any = response.json()
@@ -677,9 +840,7 @@ def cmd_call(args: argparse.Namespace, client: Client, store: CredentialStore, o
         if not response.is_success:
             out.note(f"HTTP {response.status_code}")
     if response.status_code == 401:
-        out.note(
-            "The service refused a fresh token: the grant is gone. Register again: `authmd agent register URL --new`."
-        )
+        out.note(f"The service refused even a token it had just issued: is this URL an API of {creds.issuer}?")
     return 0 if response.is_success else EXIT_REFUSED
 
 
@@ -693,10 +854,18 @@ def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore,
             store.save(creds)
     elif claim_status is None and creds.claimed:
         claim_status = "claimed"
+    refused: Exit | None = None
+    if claim_status not in ("denied", "revoked") and creds.usable:
+        try:
+            _ensure_token(client, store, creds, force=True)  # what is shown below, the service honours now
+        except GrantRefused as exc:
+            claim_status, refused = "revoked", exc
     out.say(f"Service:       {creds.issuer}")
     out.say(f"Registration:  {creds.registration_id} ({creds.type})")
     account = creds.account or {}
-    if account.get("expires_at"):
+    if claim_status in ("denied", "revoked"):
+        out.say("Account:       out of this agent's reach (the registration is revoked)")
+    elif account.get("expires_at"):
         out.say(
             f"Account:       temporary, deleted {_in(parse_rfc3339(account['expires_at']))} ({account['expires_at']})"
         )
@@ -712,7 +881,7 @@ def cmd_status(args: argparse.Namespace, client: Client, store: CredentialStore,
     if claim_status:
         out.say(f"Claim:         {CLAIM_SHOWN.get(claim_status, claim_status)}")
     if claim_status in ("denied", "revoked"):
-        over = _claim_over(claim_status, creds)
+        over = refused or _claim_over(claim_status, creds, store)
         summary = {k: v for k, v in _summary(creds).items() if k != "ok"}
         raise Exit(over.code, over.message, over.hint, summary | over.data)
     out.done(_summary(creds, claim_status=claim_status))

@@ -51,6 +51,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app.client.core import transport_reason
+
 Status = Literal["pass", "warn", "fail"]
 
 MAX_BYTES = 1_000_000
@@ -285,7 +287,7 @@ class Http:
                         raise Problem(f"{method} {url}: the response is larger than {MAX_BYTES} bytes")
                 got = Fetched(url, r.status_code, r.headers, bytes(body))
         except httpx.TransportError as exc:
-            raise Unreachable(f"{method} {url}: {_describe(exc)}") from None
+            raise Unreachable(f"{method} {url}: {transport_reason(exc)}") from None
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
             raise Problem(f"{method} {url}: {_describe(exc)}") from None
         if got.status == 429:

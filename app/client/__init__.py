@@ -20,6 +20,7 @@ from app.client.core import (
     rate_limited,
     retry_after,
     solve_proof_of_work,
+    transport_reason,
 )
 from app.client.state import Credentials, CredentialStore
 
@@ -34,4 +35,5 @@ __all__ = [
     "rate_limited",
     "retry_after",
     "solve_proof_of_work",
+    "transport_reason",
 ]

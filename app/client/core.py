@@ -7,6 +7,8 @@ import binascii
 import hashlib
 import json
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +62,31 @@ class ServiceError(Exception):
         self.hint = _text(body.get("hint"))
         self.retry_after = retry_after(body, headers)
         super().__init__(f"{self.code}: {self.description}" if self.description else self.code)
+
+
+def transport_reason(exc: BaseException) -> str:
+    """Why a request got no HTTP answer, in words ("connection refused", "name not resolved", "TLS
+    failure: ...", "timed out"), read from the OS or TLS error under httpx's; else the error as it is.
+    Shared by `authmd agent` and `authmd doctor`."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for cause in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS failure: certificate verify failed ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failure: {(cause.reason or str(cause)).replace('_', ' ').lower()}"
+        if isinstance(cause, socket.gaierror):
+            return f"name not resolved ({cause.strerror})"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _text(value: Any) -> str:
@@ -213,7 +240,7 @@ class Client:
         try:
             return self.http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {_origin(url)}: {exc.__class__.__name__}") from exc
+            raise ClientError(f"cannot reach {_origin(url)}: {transport_reason(exc)}") from exc
 
     def _short_rate_limit(self, response: httpx.Response) -> float | None:
         """The wait a 429 rate limit asks for, when it is short enough to wait out (else None)."""
