@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from app.clock import rfc3339
 from app.config import ConfigError, Settings, describe, load_settings, redact_url, warnings
@@ -220,8 +221,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error of a --json run is also one JSON value on stdout (subparsers are of this class too)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._json = "--json" in (sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if getattr(self, "_json", False):
+            print(json.dumps({"ok": False, "exit": 2, "message": message}))
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authmd", description="Agent registration and discovery server")
+    parser = Parser(prog="authmd", description="Agent registration and discovery server")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def server_opts(p: argparse.ArgumentParser) -> None:

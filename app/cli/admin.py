@@ -53,7 +53,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from app.clock import SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
@@ -80,19 +80,6 @@ class Exit(Exception):
         self.data = data or {}
 
 
-class _Parser(argparse.ArgumentParser):
-    """A verb's parser: a usage error of a --json run is also one JSON value on stdout."""
-
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        self._json = "--json" in (sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
-
-    def error(self, message: str) -> NoReturn:
-        if getattr(self, "_json", False):
-            print(json.dumps({"ok": False, "exit": USAGE, "message": message}))
-        super().error(message)
-
-
 def _json_error(status: int, message: str, data: dict[str, Any] | None = None) -> str:
     return json.dumps({"ok": False, "exit": status, "message": message, **(data or {})})
 
@@ -100,12 +87,10 @@ def _json_error(status: int, message: str, data: dict[str, Any] | None = None) -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="TOML file (default: $AUTHMD_CONFIG)")
     # Also accepted after the verb: SUPPRESS keeps a value given before it.
-    common = _Parser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML file (default: $AUTHMD_CONFIG)")
     common.add_argument("--json", action="store_true", help="print one JSON value on stdout")
-    verbs = p.add_subparsers(
-        dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all,events}", parser_class=_Parser
-    )
+    verbs = p.add_subparsers(dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all,events}")
 
     def verb(name: str, summary: str, examples: Sequence[str]) -> argparse.ArgumentParser:
         return verbs.add_parser(
