@@ -183,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(args, USAGE, f"configuration error: {exc}")
     except StoreUnavailable as exc:
         return _fail(args, UNAVAILABLE, f"the store is unavailable ({exc})")
-    except KeyboardInterrupt:  # the way to end --follow
-        return OK
+    except KeyboardInterrupt:  # the way to end --follow; anywhere else (at the prompt of revoke), a stop
+        return OK if args.admin_cmd == "events" and args.follow else _fail(args, 130, "interrupted, nothing more done")
     if out is None:  # events --follow printed as it went
         return OK
     if args.json:

@@ -222,6 +222,7 @@ def test_admin_json_on_an_unreachable_store_or_a_bad_configuration(world: World,
 KEYS_CASES: list[tuple[tuple[str, ...], str | None, int]] = [
     (("keys", "list"), None, 0),
     (("keys", "generate"), None, 0),
+    (("keys", "init"), None, 0),
     (("keys", "rotate"), None, 0),
     (("keys", "hash-secret"), SECRET + "\n", 0),
     (("keys", "hash-secret", "--stdin"), SECRET + "\n", 0),
