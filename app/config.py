@@ -493,3 +493,21 @@ def describe(settings: Settings) -> dict[str, Any]:
             value = "**********"
         out[name] = value
     return out
+
+
+def warnings(settings: Settings) -> list[str]:
+    """What an operator must hear at start-up: a valid configuration that still leaves people out or in."""
+    found = []
+    if not settings.claims_offered:
+        found.append(
+            "claims are off: no OpenID Connect provider is configured, so no human can claim a temporary "
+            "account and every one is deleted when it expires; set oidc_issuer, oidc_client_id and "
+            "oidc_client_secret (AUTHMD_OIDC_*) to turn them on"
+        )
+    elif settings.oidc_issuer is None:
+        found.append(
+            "the development sign-in is active (dev mode without a provider): anyone can sign in as any "
+            "email and claim accounts; set oidc_issuer, oidc_client_id and oidc_client_secret (AUTHMD_OIDC_*) "
+            "before real people use this server"
+        )
+    return found

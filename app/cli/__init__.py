@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import importlib
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from app.config import ConfigError, Settings, describe, load_settings, redact_url
+from app.clock import rfc3339
+from app.config import ConfigError, Settings, describe, load_settings, redact_url, warnings
 from app.errors import StoreUnavailable
 from app.logs import configure_logging
 
@@ -21,6 +25,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None)).resolve(
         getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000)
     )
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, checked before anything is created; uvicorn would say it
+    only after start-up, deep in its log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; stop what listens there or choose another with --port"
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --host or --port"
+    return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -32,11 +51,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.store import open_store
 
     settings = _settings(args)
+    problem = _port_problem(args.host, args.port)
+    if problem:
+        print(f"authmd: {problem}", file=sys.stderr)
+        return 2
     files = raise_open_file_limit()  # before the budget is cut from it; workers inherit it
     limits = Limits.from_settings(settings)  # a connection cap the open-file limit cannot hold stops here
     workers = args.workers or settings.workers
     configure_logging(settings.log_level)
     log = logging.getLogger("authmd")
+    for warning in warnings(settings):
+        log.warning(warning)
     if files[1] != files[0]:
         log.info("raised the open-file limit from %d to %d (the hard limit)", *files)
     # Keys and schema are settled once, here, before any worker starts.
@@ -123,39 +148,70 @@ def cmd_config(args: argparse.Namespace) -> int:
         message = str(exc)
         for secret in sorted(secrets, key=len, reverse=True):
             message = message.replace(secret, "**********")
-        print(f"authmd: configuration error: {message}", file=sys.stderr)
-        return 2
+        return fail(args, 2, f"configuration error: {message}")
     print(json.dumps(describe(settings), indent=2))
+    for warning in warnings(settings):
+        print(f"authmd: WARNING: {warning}", file=sys.stderr)
     where = f"{source} and AUTHMD_* variables" if source else "defaults and AUTHMD_* variables (no config file)"
     print(f"authmd: the configuration is valid ({where})", file=sys.stderr)
     return 0
 
 
+def fail(args: argparse.Namespace, status: int, message: str) -> int:
+    """An operator verb's error: on stderr, and with --json also as the one JSON value on stdout."""
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "exit": status, "message": message}))
+    print(f"authmd: {message}", file=sys.stderr)
+    return status
+
+
+def _read_secret(from_stdin: bool) -> str | None:
+    """The secret to hash: typed at a prompt on a terminal, else the first line of stdin (piped)."""
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n") or None
+    return getpass.getpass("client secret: ")
+
+
+def _key_view(entry: dict[str, object]) -> dict[str, object]:
+    """A manifest entry with its times in RFC 3339, as every operator verb prints times."""
+    times = {k: rfc3339(v) for k in ("created_at", "retired_at") if isinstance(v := entry.get(k), int | float)}
+    return {**entry, **times}
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from app import keys
 
-    if args.keys_cmd == "hash-secret":
-        secret = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("client secret: ")
-        if len(secret) < 16:
-            print("refusing a secret shorter than 16 characters", file=sys.stderr)
-            return 2
-        print(keys.hash_secret(secret))
+    def done(value: dict[str, object], line: str) -> int:
+        print(json.dumps(value, indent=2) if args.json else line)
         return 0
+
+    if args.keys_cmd == "hash-secret":
+        secret = _read_secret(args.stdin)
+        if secret is None:
+            return fail(args, 2, "no secret on stdin: pipe it in (authmd keys hash-secret < FILE) or run on a terminal")
+        if len(secret) < 16:
+            return fail(args, 2, "refusing a secret shorter than 16 characters")
+        hashed = keys.hash_secret(secret)
+        return done({"hash": hashed}, hashed)
     settings = _settings(args)
     if args.keys_cmd in ("generate", "init"):
         created = keys.ensure_keys(settings.data_dir, settings.signing_alg)
-        print("created" if created else "keys already present")
-    elif args.keys_cmd == "rotate":
+        current = keys.list_keys(settings.data_dir)["current"]
+        return done({"created": created, "current": current}, "created" if created else "keys already present")
+    if args.keys_cmd == "rotate":
         keys.ensure_keys(settings.data_dir, settings.signing_alg)
         kid = keys.rotate(settings.data_dir, args.alg or settings.signing_alg)
-        print(f"new current key {kid}; running servers pick it up within {settings.key_check_interval_seconds:g} s")
-    else:
-        try:
-            listed = keys.list_keys(settings.data_dir)
-        except FileNotFoundError:
-            print(f"no keys in {os.path.abspath(settings.data_dir)}; run `authmd keys generate`", file=sys.stderr)
-            return 1
-        print(json.dumps(listed, indent=2))
+        interval = settings.key_check_interval_seconds
+        return done(
+            {"current": kid, "picked_up_within_seconds": interval},
+            f"new current key {kid}; running servers pick it up within {interval:g} s",
+        )
+    try:
+        listed = keys.list_keys(settings.data_dir)
+    except FileNotFoundError:
+        return fail(args, 1, f"no keys in {os.path.abspath(settings.data_dir)}; run `authmd keys generate`")
+    # Always JSON (it was before --json existed); times in RFC 3339 like every other operator verb.
+    print(json.dumps({**listed, "keys": [_key_view(k) for k in listed["keys"]]}, indent=2))
     return 0
 
 
@@ -165,8 +221,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error of a --json run is also one JSON value on stdout (subparsers are of this class too)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._json = "--json" in (sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if getattr(self, "_json", False):
+            print(json.dumps({"ok": False, "exit": 2, "message": message}))
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authmd", description="Agent registration and discovery server")
+    parser = Parser(prog="authmd", description="Agent registration and discovery server")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def server_opts(p: argparse.ArgumentParser) -> None:
@@ -191,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_argument("config_cmd", nargs="?", choices=["check"], metavar="check", help="validate, exit 0 or 2")
     server_opts(config)
+    config.add_argument("--json", action="store_true", help="an error too as one JSON value on stdout")
     config.set_defaults(func=cmd_config)
 
     keys = sub.add_parser(
@@ -211,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{generate,rotate,list,hash-secret}",
     )
     keys.add_argument("--alg", choices=["ES256", "RS256"], help="algorithm of the new key (rotate)")
-    keys.add_argument("--stdin", action="store_true", help="read the secret from stdin (hash-secret)")
+    keys.add_argument(
+        "--stdin", action="store_true", help="read the secret from stdin (hash-secret; the default when piped)"
+    )
+    keys.add_argument("--json", action="store_true", help="print one JSON value on stdout (list always does)")
     keys.set_defaults(func=cmd_keys)
 
     bench = sub.add_parser("bench", help="benchmark a local server against a bare Litestar app")
@@ -240,5 +313,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"authmd: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, 2, f"configuration error: {exc}")

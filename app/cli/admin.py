@@ -10,11 +10,12 @@ Changes take effect at once on every running instance: each use of a token reads
 
   show ID [--account ACCOUNT_ID] [--json]
       ID is an account id (acct_...), an email (the person: their own account and every account they
-      own), or a registration id together with --account. Shows each registration (type, scopes, agent,
-      created, revoked or pending, generation) and its claim, if one was started.
+      own), or a registration id (its account is looked up, or given with --account, which is faster).
+      Shows each registration (type, scopes, agent, created, revoked or pending, generation) and its
+      claim, if one was started.
         authmd admin show acct_Q2x...
         authmd admin show ada@example.com --json
-        authmd admin show reg_7fK... --account acct_Q2x...
+        authmd admin show reg_7fK...
 
   revoke ACCOUNT_ID [REGISTRATION_ID] [--yes] [--json]
       Revoke one registration, or every live one of the account: their tokens fail at their next use.
@@ -27,8 +28,20 @@ Changes take effect at once on every running instance: each use of a token reads
       only says what it would revoke, and exits 2.
         authmd admin revoke-all ada@example.com --yes
 
+  events [--account ACCOUNT_ID] [--type TYPE]... [--since WHEN] [--until WHEN] [--follow] [--json]
+      The audit trail, oldest first: account and registration lifecycle changes (created, claimed,
+      revoked, expired, ...). WHEN is an ISO 8601 time (2026-12-04T21:00:00Z) or a duration back from
+      now (90s, 15m, 1h, 7d); --since includes it, --until excludes it. A TYPE ending in .* is a family
+      (claim.*). --follow prints the matching events, then each new one as it is written (the store is
+      polled every second) until interrupted (Ctrl-C, exit 0); with --json it prints JSON lines, one
+      object per event, instead of one array.
+        authmd admin events --since 1h
+        authmd admin events --account acct_Q2x... --type registration.revoked --json
+        authmd admin events --follow --since 10m
+
 Exit status: 0 done; 1 not found or nothing to do; 2 usage or configuration error; 3 store unavailable.
-With --json, stdout carries exactly one JSON value; messages and errors go to stderr.
+With --json, stdout carries exactly one JSON value (JSON lines with events --follow), an error too:
+{"ok": false, "exit": N, "message": "..."}; messages go to stderr as well. Times are RFC 3339 in UTC.
 """
 
 from __future__ import annotations
@@ -36,8 +49,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from app.clock import SystemClock, rfc3339
@@ -50,14 +65,23 @@ from app.text import normalize_email
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+PAGE = 1000  # records per store call when walking the accounts or the audit trail
+FOLLOW_POLL_SECONDS = 1.0
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class Exit(Exception):
-    """Stop with a message on stderr and an exit status."""
+    """Stop with a message on stderr and an exit status (and ``data`` for the JSON error value)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.data = data or {}
+
+
+def _json_error(status: int, message: str, data: dict[str, Any] | None = None) -> str:
+    return json.dumps({"ok": False, "exit": status, "message": message, **(data or {})})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML file (default: $AUTHMD_CONFIG)")
     common.add_argument("--json", action="store_true", help="print one JSON value on stdout")
-    verbs = p.add_subparsers(dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all}")
+    verbs = p.add_subparsers(dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all,events}")
 
     def verb(name: str, summary: str, examples: Sequence[str]) -> argparse.ArgumentParser:
         return verbs.add_parser(
@@ -92,10 +116,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     show = verb(
         "show",
         "Show accounts with their registrations and claims: by account id, email, or registration id.",
-        ["show acct_Q2x...", "show ada@example.com --json", "show reg_7fK... --account acct_Q2x..."],
+        ["show acct_Q2x...", "show ada@example.com --json", "show reg_7fK...", "show reg_7fK... --account acct_Q2x..."],
     )
-    show.add_argument("id", metavar="ID", help="an account id, an email, or a registration id (with --account)")
-    show.add_argument("--account", metavar="ACCOUNT_ID", help="the account of the registration ID")
+    show.add_argument("id", metavar="ID", help="an account id, an email, or a registration id")
+    show.add_argument("--account", metavar="ACCOUNT_ID", help="the account of the registration ID (else looked up)")
 
     revoke = verb(
         "revoke",
@@ -114,27 +138,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     revoke_all.add_argument("target", metavar="EMAIL|ACCOUNT_ID")
     revoke_all.add_argument("--yes", action="store_true", help="really revoke (without it: say what it would do)")
 
+    events = verb(
+        "events",
+        "The audit trail, oldest first, filtered; --follow keeps printing new events until interrupted.",
+        [
+            "events --since 1h",
+            "events --account acct_Q2x... --type registration.revoked --json",
+            "events -f --since 10m",
+        ],
+    )
+    events.add_argument("--account", metavar="ACCOUNT_ID", help="only events of this account")
+    events.add_argument(
+        "--type", dest="types", action="append", metavar="TYPE", help="only this type (repeatable; claim.* a family)"
+    )
+    events.add_argument("--since", metavar="WHEN", help="from this time: ISO 8601, or back from now: 90s, 15m, 1h, 7d")
+    events.add_argument("--until", metavar="WHEN", help="before this time (same forms)")
+    events.add_argument(
+        "-f", "--follow", action="store_true", help="then print new events as they come (JSON lines with --json)"
+    )
+
+
+def parse_when(value: str, now: float) -> float:
+    """An ISO 8601 time (UTC when it has no offset) or a duration back from ``now`` (90s, 15m, 1h, 7d, 2w)."""
+    value = value.strip()
+    if found := _DURATION.fullmatch(value):
+        return now - int(found.group(1)) * _UNIT[found.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Exit(USAGE, f"{value!r} is neither an ISO 8601 time (2026-12-04T21:00:00Z) nor a duration (1h)") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.admin_cmd == "list" and not 1 <= args.limit <= MAX_LIMIT:
             raise Exit(USAGE, f"--limit must be between 1 and {MAX_LIMIT}")
+        if args.admin_cmd == "events" and args.follow and args.until:
+            raise Exit(USAGE, "--until cannot be combined with --follow (which runs until interrupted)")
         out = asyncio.run(_run(args))
     except Exit as stop:
-        print(f"authmd admin: {stop}", file=sys.stderr)
-        return stop.status
+        return _fail(args, stop.status, str(stop), stop.data)
     except ConfigError as exc:
-        print(f"authmd admin: configuration error: {exc}", file=sys.stderr)
-        return USAGE
+        return _fail(args, USAGE, f"configuration error: {exc}")
     except StoreUnavailable as exc:
-        print(f"authmd admin: the store is unavailable ({exc})", file=sys.stderr)
-        return UNAVAILABLE
+        return _fail(args, UNAVAILABLE, f"the store is unavailable ({exc})")
+    except KeyboardInterrupt:  # the way to end --follow; anywhere else (at the prompt of revoke), a stop
+        return OK if args.admin_cmd == "events" and args.follow else _fail(args, 130, "interrupted, nothing more done")
+    if out is None:  # events --follow printed as it went
+        return OK
     if args.json:
         print(json.dumps(out.value, indent=2))
     else:
         for line in out.lines:
             print(line)
     return OK
+
+
+def _fail(args: argparse.Namespace, status: int, message: str, data: dict[str, Any] | None = None) -> int:
+    if args.json:
+        print(_json_error(status, message, data), flush=True)
+    print(f"authmd admin: {message}", file=sys.stderr)
+    return status
 
 
 class Output:
@@ -145,7 +210,11 @@ class Output:
         self.lines = lines
 
 
-async def _run(args: argparse.Namespace) -> Output:
+async def _run(args: argparse.Namespace) -> Output | None:
+    now = SystemClock().now()
+    if args.admin_cmd == "events":  # bad times are a usage error before the store is touched
+        since = None if args.since is None else parse_when(args.since, now)
+        until = None if args.until is None else parse_when(args.until, now)
     settings = load_settings(args.config).resolve()
     url = settings.store_url_str
     store = open_store(url)  # checks the URL
@@ -160,7 +229,7 @@ async def _run(args: argparse.Namespace) -> Output:
             await store.open()
         except StoreUnavailable as exc:
             raise StoreUnavailable(f"{redact_url(url)}: {exc}") from exc
-        admin = Admin(store, SystemClock().now())
+        admin = Admin(store, now)
         match args.admin_cmd:
             case "list":
                 return await admin.list_accounts(args.kind, args.limit, args.after)
@@ -168,19 +237,32 @@ async def _run(args: argparse.Namespace) -> Output:
                 return await admin.show(args.id, args.account)
             case "revoke":
                 return await admin.revoke(args.account_id, args.registration_id, args.yes)
-            case _:
+            case "revoke-all":
                 return await admin.revoke_all(args.target, args.yes)
+            case _:
+                matches = Filter(args.account, args.types or [], since, until)
+                if not args.follow:
+                    found = [e async for e in admin.events(matches, follow=False)]
+                    lines = [_event_line(e) for e in found] or ["no matching events"]
+                    return Output([_event_view(e) for e in found], lines)
+                async for event in admin.events(matches, follow=True):
+                    print(json.dumps(_event_view(event)) if args.json else _event_line(event), flush=True)
+                return None
     finally:
         await store.close()
 
 
 # ---------------------------------------------------------------------------------------------------
-# Views: records as JSON values (epoch seconds) and as text (RFC 3339)
+# Views: records as JSON values and as text, times in RFC 3339 (UTC) in both
 # ---------------------------------------------------------------------------------------------------
 
 
 def _when(ts: int | float | None, none: str = "never") -> str:
     return none if ts is None else rfc3339(ts)
+
+
+def _iso(ts: int | float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
 
 
 def _status(reg: Registration) -> str:
@@ -191,15 +273,15 @@ def _claim_view(claim: Claim, now: float) -> dict[str, Any]:
     # Never the hashes: the operator needs the state of the ceremony, not its secrets' fingerprints.
     return {
         "status": claim.status,
-        "expires_at": claim.expires_at,
+        "expires_at": _iso(claim.expires_at),
         "attempts": [
             {
                 "id": a.id,
-                "expires_at": a.expires_at,
+                "expires_at": _iso(a.expires_at),
                 "login_hint": a.login_hint,
                 "method": a.method,
                 "confirmed_by": a.confirmed_by,
-                "code_expires_at": a.code_expires_at if a.code_live(now) else None,
+                "code_expires_at": _iso(a.code_expires_at) if a.code_live(now) else None,
             }
             for a in claim.attempts
             if a.live(now)
@@ -209,7 +291,7 @@ def _claim_view(claim: Claim, now: float) -> dict[str, Any]:
         "provider": claim.provider,
         "subject": claim.subject,
         "claimed_by": claim.claimed_by,
-        "claimed_at": claim.claimed_at,
+        "claimed_at": _iso(claim.claimed_at),
     }
 
 
@@ -221,12 +303,12 @@ def _registration_view(reg: Registration, claim: Claim | None, now: float) -> di
         "scopes": list(reg.scopes),
         "agent_name": reg.agent_name,
         "agent_platform": reg.agent_platform,
-        "created_at": reg.created_at,
-        "expires_at": reg.expires_at,
-        "revoked_at": reg.revoked_at,
+        "created_at": _iso(reg.created_at),
+        "expires_at": _iso(reg.expires_at),
+        "revoked_at": _iso(reg.revoked_at),
         "pending": reg.pending,
         "generation": reg.generation,
-        "not_before": reg.not_before,
+        "not_before": _iso(reg.not_before),
         "source": reg.source,
         "claim": None if claim is None else _claim_view(claim, now),
     }
@@ -236,8 +318,8 @@ def _account_view(account: Account, owner: User | None, regs: Sequence[Registrat
     return {
         "id": account.id,
         "kind": account.kind,
-        "created_at": account.created_at,
-        "expires_at": account.expires_at,
+        "created_at": _iso(account.created_at),
+        "expires_at": _iso(account.expires_at),
         "owner": account.owner,
         "owner_email": owner.email if owner else None,
         "registrations": len(regs),
@@ -248,8 +330,45 @@ def _account_view(account: Account, owner: User | None, regs: Sequence[Registrat
     }
 
 
+def _event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": rfc3339(event.at),
+        "type": event.type,
+        "account_id": event.account_id,
+        "registration_id": event.registration_id,
+        "data": event.data,
+    }
+
+
+def _event_line(event: AuditEvent) -> str:
+    data = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in event.data.items())
+    ids = f"{event.account_id or '-'}  {event.registration_id or '-'}"
+    return f"{rfc3339(event.at)}  {event.type}  {ids}  {data}".rstrip()
+
+
+class Filter:
+    """Which audit events to show (every test passes when nothing is given)."""
+
+    def __init__(self, account: str | None, types: Sequence[str], since: float | None, until: float | None) -> None:
+        self.account = account
+        self.types = [t for t in types if not t.endswith(".*")]
+        self.families = [t[:-1] for t in types if t.endswith(".*")]  # "claim.*" -> "claim."
+        self.since = since
+        self.until = until
+
+    def __call__(self, event: AuditEvent) -> bool:
+        if self.account is not None and event.account_id != self.account:
+            return False
+        if (self.types or self.families) and not (
+            event.type in self.types or any(event.type.startswith(f) for f in self.families)
+        ):
+            return False
+        return (self.since is None or event.at >= self.since) and (self.until is None or event.at < self.until)
+
+
 def _user_view(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "account_id": user.account_id, "created_at": user.created_at}
+    return {"id": user.id, "email": user.email, "account_id": user.account_id, "created_at": _iso(user.created_at)}
 
 
 def _agent(reg: Registration) -> str:
@@ -320,6 +439,33 @@ class Admin:
         accounts += [a for a in owned if a.id != user.account_id]
         return user, accounts
 
+    async def _registration_account(self, registration_id: str) -> Account:
+        """The live account holding a registration: the store indexes registrations by account only,
+        so walk the accounts (an operator's occasional look-up; --account skips it)."""
+        after = None
+        while page := await self.store.list_accounts(after, PAGE, self.now):
+            for account in page:
+                if any(r.id == registration_id for r in await self.store.registrations_of(account.id, self.now)):
+                    return account
+            after = page[-1].id
+        raise Exit(NOT_FOUND, f"no live registration {registration_id}")
+
+    # ---- events ------------------------------------------------------------------------------
+    async def events(self, matches: Filter, *, follow: bool) -> AsyncIterator[AuditEvent]:
+        """The matching audit events in trail order; with ``follow``, then every new one, polling."""
+        after = 0
+        while True:
+            page = await self.store.audit_events(after, PAGE)
+            for event in page:
+                if matches(event):
+                    yield event
+            if page:
+                after = page[-1].id or after
+            if len(page) < PAGE:
+                if not follow:
+                    return
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
     # ---- list --------------------------------------------------------------------------------
     async def list_accounts(self, kind: AccountKind | None, limit: int, after: str | None) -> Output:
         page = await self.store.list_accounts(after, limit + 1, self.now, kind)
@@ -336,8 +482,8 @@ class Admin:
                 [
                     v["id"],
                     v["kind"],
-                    _when(v["created_at"]),
-                    _when(v["expires_at"]),
+                    v["created_at"],
+                    v["expires_at"] or "never",
                     v["owner_email"] or ("-" if v["owner"] is None else v["owner"]),
                     str(v["registrations"]),
                     str(v["active_registrations"]),
@@ -360,8 +506,11 @@ class Admin:
             user, accounts = await self._person(ident)
         elif ident.startswith("acct_"):
             accounts = [await self._account(ident)]
+        elif ident.startswith("reg_"):
+            accounts = [await self._registration_account(ident)]
+            only = ident
         else:
-            raise Exit(USAGE, f"{ident} is not an account id (acct_...) or an email; for a registration add --account")
+            raise Exit(USAGE, f"{ident} is not an account id (acct_...), a registration id (reg_...) or an email")
         views: list[dict[str, Any]] = []
         lines: list[str] = []
         if user is not None:
@@ -425,7 +574,7 @@ class Admin:
             raise Exit(NOT_FOUND, "nothing revoked: every grant was already revoked or gone")
         value = {
             "revoked": [{"account_id": r.account_id, "registration_id": r.id, "type": r.type} for r in done],
-            "at": int(self.now),
+            "at": rfc3339(self.now),
         }
         lines = [f"revoked {r.account_id} {r.id} ({r.type}, agent {_agent(r)})" for r in done]
         return Output(value, lines)
@@ -437,7 +586,11 @@ class Admin:
             if reg is None:
                 raise Exit(NOT_FOUND, f"no live registration {registration_id} in account {account.id}")
             if reg.revoked_at is not None:
-                raise Exit(NOT_FOUND, f"{registration_id} was already revoked at {_when(reg.revoked_at)}")
+                raise Exit(
+                    NOT_FOUND,
+                    f"{registration_id} was already revoked at {_when(reg.revoked_at)}",
+                    {"revoked": [], "already_revoked_at": _iso(reg.revoked_at)},
+                )
             plan = [reg]
         else:
             plan = await self._plan([account])
@@ -465,5 +618,6 @@ class Admin:
             raise Exit(
                 USAGE,
                 f"would revoke {len(plan)} grant(s) of {whose}:\n{listed}\nnothing changed; run again with --yes",
+                {"would_revoke": [{"account_id": r.account_id, "registration_id": r.id, "type": r.type} for r in plan]},
             )
         return await self._revoke(plan)

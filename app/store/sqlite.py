@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import os
 import random
 import sqlite3
 import time
@@ -193,6 +194,9 @@ class SQLiteStore:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds every account and grant: create it 0600 before SQLite does (with 0644). SQLite
+        # gives the -wal and -shm files, which it creates later, the mode of the database file.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         # At start-up blocking is fine: let SQLite wait for other processes while we migrate.
         # check_same_thread=False: the owner is the event loop, which may differ from the opening thread.
         conn = sqlite3.connect(
@@ -213,7 +217,7 @@ class SQLiteStore:
     def _migrate_sync(self) -> None:
         # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.
         lock_path = self.path.with_name(self.path.name + ".migrate-lock")
-        with open(lock_path, "a") as lock:
+        with os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 for version, sql in _migrations():

@@ -161,13 +161,15 @@ async def test_list_show_revoke_and_revoke_all_on_a_running_server(start_server:
             (("show", "acct_missing"), 1),
             (("show", "nobody@example.com"), 1),
             (("show", "reg_missing", "--account", acct_a), 1),
-            (("show", a["id"]), 2),  # a registration id needs its account
+            (("show", "agent-a"), 2),  # neither an account id, a registration id nor an email
             (("revoke", "acct_missing"), 1),
             (("list", "--limit", "0"), 2),
             (("frobnicate",), 2),
         ):
-            run = admin(server, *args, "--json") if args[0] != "frobnicate" else admin(server, *args)
+            run = admin(server, *args)
             assert run.code == code and run.out == "" and run.err, (args, run)
+            run = admin(server, *args, "--json")  # the error is then also the one JSON value on stdout
+            assert run.code == code and run.json()["exit"] == code and run.err, (args, run)
 
         # revoke: A's token dies at its next use on the running server; B's lives on.
         run = admin(server, "revoke", acct_a)

@@ -148,3 +148,31 @@ def test_help_shows_examples(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert f"authmd {argv[0]} " in out.split("usage:", 1)[1].split("\n\n", 1)[1]
     if argv[0] == "keys":
         assert "authmd keys generate" in out and "init" in out
+
+
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        ({}, "WARNING: the development sign-in is active"),  # dev mode, no provider
+        ({"AUTHMD_ISSUER": "https://auth.example.com"}, "WARNING: claims are off"),
+        ({"AUTHMD_ISSUER": "https://auth.example.com", "AUTHMD_CONFIG": "GOOD"}, None),
+        ({"AUTHMD_CONFIG": "GOOD"}, None),  # dev mode with a provider: its sign-in, not the dev one
+    ],
+)
+def test_check_warns_when_claims_are_off_or_the_dev_sign_in_is_active(
+    tmp_path: Path, env: dict[str, str], warning: str | None
+) -> None:
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")} | env
+    if run_env.get("AUTHMD_CONFIG") == "GOOD":
+        run_env["AUTHMD_CONFIG"] = write(tmp_path, GOOD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "config", "check"], cwd=ROOT, env=run_env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout), proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "WARNING" in line]
+    if warning is None:
+        assert warnings == [], proc.stderr
+    else:
+        (line,) = warnings
+        # The setting to change is named, as TOML key and as environment variable.
+        assert line.startswith(f"authmd: {warning}") and "oidc_issuer" in line and "AUTHMD_OIDC_" in line, line
