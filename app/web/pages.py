@@ -31,7 +31,7 @@ dd{margin:0}.tag{font-size:.8rem;border:1px solid var(--line);border-radius:6px;
 padding:0 .35rem;margin-left:.35rem;color:var(--muted)}
 .id{font:.8rem ui-monospace,SFMono-Regular,Menlo,monospace;white-space:nowrap;color:var(--muted)}
 .brand{display:flex;align-items:center;gap:.6rem;margin:0 0 1rem;font-weight:600}
-.brand img{height:2rem;width:auto;max-width:10rem}.email{overflow-wrap:anywhere}
+.brand img{height:2rem;width:auto;max-width:10rem}header strong{overflow-wrap:anywhere}
 .note{background:var(--warn-bg);color:var(--warn);border-radius:8px;padding:.75rem 1rem;margin:1rem 0}
 .actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}form{margin:0}
 button,.button{font:inherit;border-radius:8px;padding:.6rem 1.1rem;border:1px solid var(--line);
@@ -140,7 +140,7 @@ def form(action: str, csrf: str, label: str, css: str = "", fields: dict[str, st
 def signed_in_header(base: str, email: str, csrf: str, *, switch: bool = False) -> str:
     fields = {"return_to": "/claim"} if switch else {}
     out = form(base + ep.LOGOUT, csrf, "Switch account" if switch else "Sign out", fields=fields)
-    return f'<header><span>Signed in as <strong class="email">{escape(email)}</strong></span>{out}</header>'
+    return f"<header><span>Signed in as <strong>{escape(email)}</strong></span>{out}</header>"
 
 
 def dev_sign_in(base: str, brand: Brand, csrf: str, return_to: str) -> str:
