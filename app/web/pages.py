@@ -22,7 +22,7 @@ STYLE = """
 @media (prefers-color-scheme:dark){:root{--fg:#ececf1;--muted:#a9adb6;--bg:#15171a;--card:#1f2227;
 --line:#363a41;--accent:#7aa2ff;--danger:#ff7b6e;--warn-bg:#33290f;--warn:#f3d27a}}
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg)}main{max-width:40rem;margin:2rem auto;padding:0 1rem}
+color:var(--fg);background:var(--bg);overflow-wrap:break-word}main{max-width:40rem;margin:2rem auto;padding:0 1rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:1.5rem}
 h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
 p{margin:.5rem 0}.muted{color:var(--muted);font-size:.92rem}

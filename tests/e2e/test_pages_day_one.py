@@ -30,6 +30,7 @@ PHONE = {"width": 375, "height": 740}
 HTML = "text/html; charset=utf-8"
 NAME = "Acme Notes"
 LOGO_PATH = "/brand/logo.png"
+LONG_NAME = "ResearchHelper" * 4 + "Research"
 
 
 class _Issuer:
@@ -136,6 +137,8 @@ async def test_every_html_response_names_the_service_and_sends_one_charset(
         done = await agent.complete_claim(reg["claim"]["token"], code)
         listing = await human.follow(f"{server.issuer}/account")
         ids = {"account_id": reg["account"]["id"], "registration_id": reg["id"]}
+        unknown = await human.post("/account/revoke/confirm", {"csrf": listing.csrf, **ids, "registration_id": "reg_x"})
+        assert unknown.status == 404 and "no such agent in this account" in unknown.text
         confirm = await human.post("/account/revoke", {"csrf": listing.csrf, **ids})
         assert confirm.title == "Revoke this agent?"
         # The first step revoked nothing: the agent's grant still works.
@@ -238,6 +241,8 @@ async def test_the_claim_links_secret_never_stays_in_the_address_bar_or_history(
         await page.get_by_role("button", name="Authorize").click()
         code = "".join(c for c in await page.locator(".code").inner_text() if c.isdigit())
         assert "expires in 10 minutes" in await page.inner_text("main")
+        await screenshot(page, "day-one-code-phone")
+        await assert_fits_a_phone(page, [f"{code[:3]} {code[3:]}"])
         assert (await agent.complete_claim(reg["claim"]["token"], code))["status"] == "claimed"
         history = await navigation_history(page)
         assert len(history) >= 2 and not [u for u in history if secret in u], history
@@ -252,7 +257,8 @@ async def test_the_account_page_in_words_at_phone_width_and_revoke_asks_first(
     async with httpx.AsyncClient(timeout=10.0) as client:
         agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
         grants = {}
-        for name, notes in (("Docs bot", 1), ("Research helper", 2)):
+        # A name of 64 letters without a space (the longest an agent may choose) still fits a phone.
+        for name, notes in (("Docs bot", 1), (LONG_NAME, 2)):
             reg = await agent.register({"type": "anonymous", "agent": {"name": name, "platform": "pytest"}})
             access = (await agent.token(reg["identity"]["assertion"]))["access_token"]
             for i in range(notes):
@@ -267,7 +273,7 @@ async def test_the_account_page_in_words_at_phone_width_and_revoke_asks_first(
         assert "It holds 1 note." in body and "It holds 2 notes." in body and "1 notes" not in body
         assert "Your own account" not in body  # never used: not shown
         await screenshot(page, "day-one-account-phone")
-        docs, research = grants["Docs bot"][0], grants["Research helper"][0]
+        docs, research = grants["Docs bot"][0], grants[LONG_NAME][0]
         ids = [docs["id"], docs["account"]["id"], research["id"], research["account"]["id"]]
         await assert_fits_a_phone(page, [*ids, "claimed by you", "active"])
 
@@ -287,4 +293,4 @@ async def test_the_account_page_in_words_at_phone_width_and_revoke_asks_first(
         await page.wait_for_url(f"{server.issuer}/account")
         assert "revoked" in await page.locator("li", has_text="Docs bot").inner_text()
         assert (await agent.api("GET", "/notes", grants["Docs bot"][1])).status_code == 401
-        assert (await agent.api("GET", "/notes", grants["Research helper"][1])).status_code == 200
+        assert (await agent.api("GET", "/notes", grants[LONG_NAME][1])).status_code == 200
