@@ -386,7 +386,7 @@ def _grant_row(ctx: Context, r: Registration) -> pages.GrantRow:
 
 
 async def _owned_grant(request: Request[Any, Any, Any], ctx: Context) -> tuple[Session, User, pages.GrantRow]:
-    """The signed-in human and the live grant the form names, in an account they own."""
+    """The signed-in human and the grant the form names, in an account they own (else a clear refusal)."""
     session, fields = await _form(request, ctx)
     user = await _signed_in(ctx, session)
     if session is None or user is None:
