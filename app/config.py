@@ -93,6 +93,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     issuer: str | None = None
     resource: str | None = None
     service_name: str = "authmd"
+    # A logo beside the name on every human page (the pages' CSP allows images from its origin only).
+    logo_url: str | None = None
     # Where state lives
     data_dir: str = "./authmd-data"
     store_url: str | None = None
@@ -343,6 +345,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         self._validate_http()
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
+        if self.logo_url is not None:
+            _check_logo(self.logo_url, self.dev_mode)
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -401,6 +405,26 @@ def _check_issuer(issuer: str) -> None:
             f"issuer: {issuer!r} is plain http on a non-loopback host; use https "
             "(http is only allowed on loopback, which is dev mode)"
         )
+
+
+# Characters a URL may carry that would end an HTML attribute or a CSP source list, or hide in it.
+_LOGO_REFUSED = frozenset(" \"'<>\\;,`")
+
+
+def _check_logo(url: str, dev: bool) -> None:
+    """An absolute https URL (http too in dev mode) without credentials or characters that would break out
+    of the <img> attribute or the CSP header it is named in."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # both raise on a malformed authority
+    except ValueError:
+        raise ConfigError("logo_url: not a URL") from None
+    if parts.scheme != "https" and not (dev and parts.scheme == "http"):
+        raise ConfigError("logo_url: must be an https URL (http only in dev mode)")
+    if not host or "@" in parts.netloc or parts.fragment:
+        raise ConfigError("logo_url: must name a host, without credentials or fragment")
+    if any(c in _LOGO_REFUSED or not 0x21 <= ord(c) <= 0x7E for c in url):
+        raise ConfigError("logo_url: only printable ASCII, without quotes, spaces, angle brackets, ';' or ','")
 
 
 def _check_resource(resource: str) -> None:

@@ -1,7 +1,8 @@
-"""The human pages: sign-in, the claim page and its two buttons, and the account page.
+"""The human pages: the landing page, sign-in, the claim page and its two buttons, and the account page.
 
 No secret stays in a URL: the claim-attempt token is moved into the session at the first request
-that carries it (``/login`` or ``/claim``) and the browser is redirected to a clean URL; access logs
+that carries it (``/login`` or ``/claim``) and the browser is redirected to a clean URL, whatever
+happens next (so neither the address bar nor the history ever shows it); access logs
 drop query strings anyway. Every page is ``no-store`` with ``Referrer-Policy: no-referrer`` and a
 strict CSP; every form carries the session's CSRF token (and SameSite=Lax keeps cross-site posts
 cookieless in the first place).
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.enums import MediaType
 
 from app import endpoints as ep
 from app.context import Context
@@ -25,21 +27,22 @@ from app.flows import signin
 from app.flows.limits import enforce, source_key
 from app.flows.session import HeldAttempt, Session, SessionData
 from app.routes.http import ctx_of, form_body, source_of
-from app.store.port import AuditEvent, User, WindowHit
+from app.store.port import AuditEvent, Registration, User, WindowHit
 from app.web import pages
 
-HTML = "text/html; charset=utf-8"
+HTML = MediaType.HTML  # Litestar adds "; charset=utf-8" to text/* itself: naming it here sent it twice
 NEW_SESSIONS_PER_SOURCE = 300  # per rate window: far above a person's needs, far below a flood's
 
 
 def _html(ctx: Context, content: str, status: int = 200, *, session: Session | None = None) -> Response[str]:
     form_targets = [signin_origin] if (signin_origin := _oidc_origin(ctx)) else []
     cookies = [_cookie(ctx, session)] if session is not None else []
+    logo = ctx.settings.logo_url
     return Response(
         content=content,
         status_code=status,
         media_type=HTML,
-        headers=pages.security_headers(form_targets),
+        headers=pages.security_headers(form_targets, ep.origin(logo) if logo else None),
         cookies=cookies,
     )
 
@@ -47,7 +50,11 @@ def _html(ctx: Context, content: str, status: int = 200, *, session: Session | N
 def _redirect(ctx: Context, location: str, *, session: Session | None = None) -> Response[str]:
     headers = {**pages.security_headers(), "Location": location}
     cookies = [_cookie(ctx, session)] if session is not None else []
-    return Response(content="", status_code=303, headers=headers, cookies=cookies)
+    return Response(content="", status_code=303, media_type=HTML, headers=headers, cookies=cookies)
+
+
+def _brand(ctx: Context) -> pages.Brand:
+    return pages.Brand(ctx.settings.service_name, ctx.settings.logo_url)
 
 
 def _oidc_origin(ctx: Context) -> str | None:
@@ -72,7 +79,7 @@ def _base(ctx: Context) -> str:
 
 
 def _message(ctx: Context, title: str, text: str, status: int, link: tuple[str, str] | None = None) -> Response[str]:
-    return _html(ctx, pages.message(ctx.settings.service_name, title, text, link=link), status)
+    return _html(ctx, pages.message(_brand(ctx), title, text, link=link), status)
 
 
 def _error_page(ctx: Context, err: AuthError) -> Response[str]:
@@ -152,6 +159,11 @@ async def login(request: Request[Any, Any, Any]) -> Response[str]:
     if session.data.user_id is not None and prompt is None and await _signed_in(ctx, session) is not None:
         await sessions.save(ctx, session)
         return _redirect(ctx, _base(ctx) + target, session=session)
+    if token is not None:
+        # The token is in the session now: the page that follows (the development form, an error) must
+        # not sit at a URL that carries it, in the address bar or the history.
+        await sessions.save(ctx, session)
+        return _redirect(ctx, _login_url(ctx, target, **({"prompt": prompt} if prompt else {})), session=session)
     if ctx.settings.oidc_issuer is not None:
         try:
             url, session = await signin.begin(ctx, session, target, prompt="login" if prompt == "login" else None)
@@ -162,7 +174,7 @@ async def login(request: Request[Any, Any, Any]) -> Response[str]:
     if not ctx.settings.dev_mode:
         return _message(ctx, "Sign-in is not available", "This service has no sign-in configured.", 404)
     await sessions.save(ctx, session)
-    page = pages.dev_sign_in(_base(ctx), ctx.settings.service_name, session.data.csrf, target)
+    page = pages.dev_sign_in(_base(ctx), _brand(ctx), session.data.csrf, target)
     return _html(ctx, page, session=session)
 
 
@@ -252,7 +264,7 @@ async def claim_page(request: Request[Any, Any, Any]) -> Response[str]:
         view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
     except AuthError as err:
         return _error_page(ctx, err)
-    base, name, csrf = _base(ctx), ctx.settings.service_name, session.data.csrf
+    base, name, csrf = _base(ctx), _brand(ctx), session.data.csrf
     if claims.wrong_account(view.attempt, user):
         return _html(ctx, pages.wrong_account(base, name, user.email, csrf, view.attempt.login_hint or ""), 403)
     details = await _details(ctx, view, user)
@@ -281,6 +293,8 @@ async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.
         quota_after=s.claimed_quota_notes if temporary else None,
         expires_at=pages.human_time(account.expires_at) if account.expires_at is not None else None,
         first_link=first_link,
+        age=pages.duration(ctx.clock.now() - reg.created_at),
+        time_left=pages.duration(account.expires_at - ctx.clock.now()) if account.expires_at is not None else None,
     )
 
 
@@ -308,14 +322,14 @@ async def claim_confirm(request: Request[Any, Any, Any]) -> Response[str]:
         view = await claims.find_attempt(ctx, held.account_id, held.registration_id, held.attempt_hash)
         if claims.wrong_account(view.attempt, user):
             page = pages.wrong_account(
-                _base(ctx), ctx.settings.service_name, user.email, session.data.csrf, view.attempt.login_hint or ""
+                _base(ctx), _brand(ctx), user.email, session.data.csrf, view.attempt.login_hint or ""
             )
             return _html(ctx, page, 403)
         code = await claims.confirm(ctx, held.account_id, held.registration_id, held.attempt_hash, user)
     except AuthError as err:
         return _error_page(ctx_of(request), err)
     minutes = claims.CODE_TTL_SECONDS // 60
-    page = pages.code_shown(_base(ctx), ctx.settings.service_name, user.email, session.data.csrf, code, minutes)
+    page = pages.code_shown(_base(ctx), _brand(ctx), user.email, session.data.csrf, code, minutes)
     return _html(ctx, page)
 
 
@@ -344,47 +358,98 @@ async def account(request: Request[Any, Any, Any]) -> Response[str]:
     now = ctx.clock.now()
     listed = []
     for acct in await ctx.store.owned_accounts(user.id, now):
-        grants = [
-            pages.GrantRow(
-                account_id=acct.id,
-                registration_id=r.id,
-                kind=r.type,
-                agent=r.agent_name or ("agent via provider" if r.type == "identity_assertion" else "unnamed agent"),
-                scopes=" ".join(r.scopes),
-                status="revoked" if r.revoked_at is not None else "pending" if r.pending else "active",
-                created_at=pages.human_time(r.created_at),
-            )
-            for r in await ctx.store.registrations_of(acct.id, now)
-        ]
-        summary = f"{'your own account' if acct.id == user.account_id else 'claimed'} · {acct.note_count} notes"
-        listed.append((acct.id, summary, grants))
-    page = pages.account_page(_base(ctx), ctx.settings.service_name, user.email, session.data.csrf, listed)
+        grants = [_grant_row(ctx, r) for r in await ctx.store.registrations_of(acct.id, now)]
+        if acct.id == user.account_id:
+            if not grants and acct.note_count == 0:
+                continue  # the person's own account, never used: nothing to explain
+            title, said = "Your own account", "Yours since you first signed in: agents linked to you work here."
+        else:
+            age = pages.duration(now - acct.created_at)
+            title, said = "An account you claimed", f"An agent created it {age} ago; you claimed it, so it is yours."
+        notes = pages.plural(acct.note_count, "note")
+        listed.append(pages.AccountView(acct.id, title, f"{said} It holds {notes}.", grants))
+    page = pages.account_page(_base(ctx), _brand(ctx), user.email, session.data.csrf, listed)
     return _html(ctx, page)
 
 
-@post(ep.ACCOUNT_REVOKE, status_code=303)
+def _grant_row(ctx: Context, r: Registration) -> pages.GrantRow:
+    linked = r.type == "identity_assertion"
+    return pages.GrantRow(
+        account_id=r.account_id,
+        registration_id=r.id,
+        agent=r.agent_name or ("agent via provider" if linked else "unnamed agent"),
+        how="linked by an agent platform" if linked else "claimed by you",
+        scopes=" ".join(r.scopes),
+        status="revoked" if r.revoked_at is not None else "waiting for you" if r.pending else "active",
+        created=f"{pages.duration(ctx.clock.now() - r.created_at)} ago ({pages.human_time(r.created_at)})",
+    )
+
+
+async def _owned_grant(request: Request[Any, Any, Any], ctx: Context) -> tuple[Session, User, pages.GrantRow]:
+    """The signed-in human and the grant the form names, in an account they own (else a clear refusal)."""
+    session, fields = await _form(request, ctx)
+    user = await _signed_in(ctx, session)
+    if session is None or user is None:
+        raise AuthError("invalid_request", "sign in first")
+    now = ctx.clock.now()
+    acct = await ctx.store.get_account(fields.get("account_id", ""), now)
+    if acct is None or acct.owner != user.id:
+        raise AuthError("not_found", "no such account of yours")
+    wanted = fields.get("registration_id", "")
+    reg = next((r for r in await ctx.store.registrations_of(acct.id, now) if r.id == wanted), None)
+    if reg is None:
+        raise AuthError("not_found", "no such agent in this account")
+    return session, user, _grant_row(ctx, reg)
+
+
+@post(ep.ACCOUNT_REVOKE, status_code=200)
 async def account_revoke(request: Request[Any, Any, Any]) -> Response[str]:
+    """Revoke, first step: the confirmation page. Nothing is revoked here."""
     ctx = ctx_of(request)
     try:
-        session, fields = await _form(request, ctx)
-        user = await _signed_in(ctx, session)
-        if user is None:
-            raise AuthError("invalid_request", "sign in first")
-        now = ctx.clock.now()
-        acct = await ctx.store.get_account(fields.get("account_id", ""), now)
-        if acct is None or acct.owner != user.id:
-            raise AuthError("not_found", "no such account of yours")
+        session, user, grant = await _owned_grant(request, ctx)
+    except AuthError as err:
+        return _error_page(ctx, err)
+    if grant.status == "revoked":
+        return _redirect(ctx, _base(ctx) + ep.ACCOUNT)
+    return _html(ctx, pages.revoke_confirm(_base(ctx), _brand(ctx), user.email, session.data.csrf, grant))
+
+
+@post(ep.ACCOUNT_REVOKE_CONFIRM, status_code=303)
+async def account_revoke_confirm(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    try:
+        _, user, grant = await _owned_grant(request, ctx)
         event = AuditEvent(
-            at=now,
+            at=ctx.clock.now(),
             type="registration.revoked",
-            account_id=acct.id,
-            registration_id=fields.get("registration_id"),
+            account_id=grant.account_id,
+            registration_id=grant.registration_id,
             data={"by": "owner", "user": user.id},
         )
-        await ctx.store.revoke_registration(acct.id, fields.get("registration_id", ""), now, event)
+        await ctx.store.revoke_registration(grant.account_id, grant.registration_id, ctx.clock.now(), event)
     except AuthError as err:
         return _error_page(ctx, err)
     return _redirect(ctx, _base(ctx) + ep.ACCOUNT)
 
 
-HANDLERS = [login, dev_login, oidc_callback, logout, claim_page, claim_confirm, claim_deny, account, account_revoke]
+@get("/")
+async def landing(request: Request[Any, Any, Any]) -> Response[str]:
+    ctx = ctx_of(request)
+    base = _base(ctx)
+    return _html(ctx, pages.landing(_brand(ctx), ctx.endpoints.url(ep.AUTH_MD), base + ep.ACCOUNT))
+
+
+HANDLERS = [
+    landing,
+    login,
+    dev_login,
+    oidc_callback,
+    logout,
+    claim_page,
+    claim_confirm,
+    claim_deny,
+    account,
+    account_revoke,
+    account_revoke_confirm,
+]

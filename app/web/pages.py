@@ -1,5 +1,7 @@
-"""The human pages: plain, accessible HTML with one inline stylesheet (allowed by its CSP hash) and no
-external assets, scripts or images. Every value is escaped; every form carries the CSRF token."""
+"""The human pages: plain, accessible HTML with one inline stylesheet (allowed by its CSP hash), no
+scripts and no external assets but the operator's optional logo (the only image origin the CSP allows).
+Every value is escaped; every form carries the CSRF token. Times are said in words ("12 minutes ago")
+beside the exact UTC time, and ids are secondary: a person recognises an agent by its name and age."""
 
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ STYLE = """
 @media (prefers-color-scheme:dark){:root{--fg:#ececf1;--muted:#a9adb6;--bg:#15171a;--card:#1f2227;
 --line:#363a41;--accent:#7aa2ff;--danger:#ff7b6e;--warn-bg:#33290f;--warn:#f3d27a}}
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg)}main{max-width:40rem;margin:2rem auto;padding:0 1rem}
+color:var(--fg);background:var(--bg);overflow-wrap:break-word}main{max-width:40rem;margin:2rem auto;padding:0 1rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:1.5rem}
 h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
 p{margin:.5rem 0}.muted{color:var(--muted);font-size:.92rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}dt{color:var(--muted)}
-dd{margin:0;overflow-wrap:anywhere}.tag{font-size:.8rem;border:1px solid var(--line);border-radius:6px;
+dd{margin:0}.tag{font-size:.8rem;border:1px solid var(--line);border-radius:6px;white-space:nowrap;
 padding:0 .35rem;margin-left:.35rem;color:var(--muted)}
+.id{font:.8rem ui-monospace,SFMono-Regular,Menlo,monospace;white-space:nowrap;color:var(--muted)}
+.brand{display:flex;align-items:center;gap:.6rem;margin:0 0 1rem;font-weight:600}
+.brand img{height:2rem;width:auto;max-width:10rem}header strong{overflow-wrap:anywhere}
 .note{background:var(--warn-bg);color:var(--warn);border-radius:8px;padding:.75rem 1rem;margin:1rem 0}
 .actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}form{margin:0}
 button,.button{font:inherit;border-radius:8px;padding:.6rem 1.1rem;border:1px solid var(--line);
@@ -44,6 +49,8 @@ ul.grants{list-style:none;padding:0;margin:0}ul.grants li{border-top:1px solid v
 .tag.warn{color:var(--warn);background:var(--warn-bg);border-color:var(--warn);font-weight:600}
 .chars{display:block;font-size:.85rem;color:var(--muted);font-weight:400}
 .chars code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
+@media (max-width:30rem){main{margin:1rem auto}.card{padding:1rem}dl{grid-template-columns:1fr;gap:0}
+dd{margin-bottom:.6rem}}
 """
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -53,12 +60,35 @@ def human_time(ts: int) -> str:
     return time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(ts))
 
 
-def security_headers(form_targets: Sequence[str] = ()) -> dict[str, str]:
-    """A strict CSP (no scripts at all), no framing, no caching, no referrer that could carry a secret."""
+def plural(count: int, word: str) -> str:
+    """``1 note``, ``2 notes``: every count the pages show goes through here."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def duration(seconds: float) -> str:
+    """A span in the largest whole unit that fits: ``12 minutes``, ``1 hour``, ``3 days``."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return plural(seconds // size, unit)
+    return "less than a minute"
+
+
+class Brand(NamedTuple):
+    """How every page names the service: its display name (``service_name``) and optional logo."""
+
+    name: str
+    logo_url: str | None = None
+
+
+def security_headers(form_targets: Sequence[str] = (), image_origin: str | None = None) -> dict[str, str]:
+    """A strict CSP (no scripts at all; images only from the logo's origin, if there is a logo), no framing,
+    no caching, no referrer that could carry a secret."""
     form_action = " ".join(["'self'", *form_targets])
+    images = f"img-src {image_origin}; " if image_origin else ""
     return {
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; form-action {form_action}; "
+            f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; {images}form-action {form_action}; "
             "frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Frame-Options": "DENY",
@@ -69,14 +99,29 @@ def security_headers(form_targets: Sequence[str] = ()) -> dict[str, str]:
     }
 
 
-def layout(title: str, body: str, service: str) -> str:
+def layout(title: str, body: str, brand: Brand) -> str:
+    name = escape(brand.name)
+    logo = f'<img src="{escape(brand.logo_url)}" alt="{name} logo">' if brand.logo_url else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)} · {escape(service)}</title><style>{STYLE}</style></head>"
-        f'<body><main><div class="card">{body}</div>'
-        f'<p class="muted">{escape(service)} · agent sign-up and claims</p></main></body></html>'
+        f"<title>{escape(title)} · {name}</title><style>{STYLE}</style></head>"
+        f'<body><main><p class="brand">{logo}<span>{name}</span></p><div class="card">{body}</div>'
+        f'<p class="muted">{name} · agent sign-up and claims</p></main></body></html>'
     )
+
+
+def landing(brand: Brand, auth_md_url: str, account_url: str) -> str:
+    """``/``: what this service is, for a person who opens its address (agents read ``/auth.md``)."""
+    name = escape(brand.name)
+    body = (
+        f"<h1>{name}</h1>"
+        f"<p>{name} lets AI agents sign themselves up. An agent gets a temporary account at once, with "
+        "limited rights, and a person can claim it later to keep it.</p>"
+        f'<p>Agents: the contract is at <a href="{escape(auth_md_url)}">{escape(auth_md_url)}</a>.</p>'
+        f'<p>People: <a href="{escape(account_url)}">your agents and accounts</a> (sign-in required).</p>'
+    )
+    return layout(brand.name, body, brand)
 
 
 def _hidden(name: str, value: str) -> str:
@@ -98,7 +143,7 @@ def signed_in_header(base: str, email: str, csrf: str, *, switch: bool = False) 
     return f"<header><span>Signed in as <strong>{escape(email)}</strong></span>{out}</header>"
 
 
-def dev_sign_in(base: str, service: str, csrf: str, return_to: str) -> str:
+def dev_sign_in(base: str, brand: Brand, csrf: str, return_to: str) -> str:
     body = (
         "<h1>Development sign-in</h1>"
         '<p class="dev" role="note">Development mode: this is not a real sign-in. Any email is accepted. '
@@ -108,7 +153,7 @@ def dev_sign_in(base: str, service: str, csrf: str, return_to: str) -> str:
         '<input id="email" name="email" type="email" autocomplete="email" required>'
         '<div class="actions"><button class="primary" type="submit">Continue</button></div></form>'
     )
-    return layout("Sign in", body, service)
+    return layout("Sign in", body, brand)
 
 
 class AgentText(NamedTuple):
@@ -165,9 +210,11 @@ class ClaimDetails:
     quota_after: int | None
     expires_at: str | None
     first_link: bool
+    age: str = ""  # how long ago the agent registered, in words ("12 minutes")
+    time_left: str | None = None  # how long until an unclaimed temporary account is deleted, in words
 
 
-def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails, attempt_ref: str) -> str:
+def claim_ready(base: str, brand: Brand, email: str, csrf: str, d: ClaimDetails, attempt_ref: str) -> str:
     """The review page; both buttons name the attempt shown (``attempt_ref``), so they act on exactly it."""
     vouched = d.provider is not None
     tag = "" if vouched else '<span class="tag">unverified</span>'
@@ -177,7 +224,7 @@ def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails,
     def value(v: AgentText | None) -> str:
         return f"{v.text}{tag}{v.warning}{v.characters}" if v else '<span class="muted">not given</span>'
 
-    rows = [("Registration", escape(d.registration_id))]
+    rows = [("Registration", f'<code class="id">{escape(d.registration_id)}</code>')]
     if d.provider:
         rows.append(("Provider", f"{escape(d.provider)} (vouched for this agent's user)"))
     rows += [
@@ -206,29 +253,41 @@ def claim_ready(base: str, service: str, email: str, csrf: str, d: ClaimDetails,
     body = (
         signed_in_header(base, email, csrf)
         + f"<h1>{question}</h1>"
-        + "<p>An agent asks to make this account yours. After you authorize, it works for you with the scopes "
-        "below, and its limits lift.</p>"
+        + (summary := _claim_summary(d, name))
+        + f"<p>{'It' if summary else 'An agent'} asks to make this account yours. After you authorize, it works "
+        "for you with the scopes below, and its limits lift.</p>"
         + f"<dl>{details}</dl>{notes}"
         + '<div class="actions">'
         + form(base + ep.CLAIM_CONFIRM, csrf, "Authorize", "primary", {"attempt": attempt_ref})
         + form(base + ep.CLAIM_DENY, csrf, "This wasn't me", "danger", {"attempt": attempt_ref})
         + "</div>"
     )
-    return layout("Authorize this agent?", body, service)
+    return layout("Authorize this agent?", body, brand)
 
 
-def code_shown(base: str, service: str, email: str, csrf: str, code: str, minutes: int) -> str:
+def _claim_summary(d: ClaimDetails, name: AgentText | None) -> str:
+    """The account in words: who made it, how long ago, and how long it has left if nobody claims it."""
+    if not d.age or d.kind == "identity_assertion":
+        return ""
+    who = f"An agent calling itself <strong>{name.text}</strong>" if name else "An unnamed agent"
+    said = f"<p>{who} created a temporary account here {escape(d.age)} ago."
+    if d.time_left:
+        said += f" Unless you claim it, it is deleted with everything in it in {escape(d.time_left)}."
+    return said + "</p>"
+
+
+def code_shown(base: str, brand: Brand, email: str, csrf: str, code: str, minutes: int) -> str:
     spaced = f"{code[:3]} {code[3:]}"
     body = (
         signed_in_header(base, email, csrf)
         + "<h1>Your code</h1>"
         + "<p>Read this code back to the agent that asked. It works once and expires in "
-        + f"{minutes} minutes.</p>"
+        + f"{plural(minutes, 'minute')}.</p>"
         + f'<p class="code" aria-label="code {" ".join(code)}">{escape(spaced)}</p>'
         + '<p class="note" role="note">Share it only with an agent you started yourself.</p>'
         + f'<p><a href="{escape(base + ep.ACCOUNT)}">Your agents and accounts</a></p>'
     )
-    return layout("Your code", body, service)
+    return layout("Your code", body, brand)
 
 
 def mask_email(email: str) -> str:
@@ -237,7 +296,7 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}•••@{domain}" if domain else "•••"
 
 
-def wrong_account(base: str, service: str, email: str, csrf: str, hint: str) -> str:
+def wrong_account(base: str, brand: Brand, email: str, csrf: str, hint: str) -> str:
     # The agent chose this address: what the mask leaves visible is flagged as an agent's name would be.
     local, _, domain = hint.partition("@")
     visible = agent_text(f"{local[:1]}@{domain}")
@@ -251,53 +310,84 @@ def wrong_account(base: str, service: str, email: str, csrf: str, hint: str) -> 
         + form(base + ep.LOGOUT, csrf, "Switch account", "primary", {"return_to": "/claim"})
         + "</div>"
     )
-    return layout("Wrong account", body, service)
+    return layout("Wrong account", body, brand)
 
 
-def message(service: str, title: str, text: str, *, link: tuple[str, str] | None = None) -> str:
+def message(brand: Brand, title: str, text: str, *, link: tuple[str, str] | None = None) -> str:
     extra = f'<p><a href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
-    return layout(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{extra}", service)
+    return layout(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{extra}", brand)
 
 
 @dataclass(frozen=True, slots=True)
 class GrantRow:
+    """One agent's grant as the account page says it."""
+
     account_id: str
     registration_id: str
-    kind: str
     agent: str
+    how: str  # in words: "claimed by you", "linked by an agent platform"
     scopes: str
-    status: str
-    created_at: str
+    status: str  # "active" | "revoked" | "waiting for you"
+    created: str  # in words and exactly: "12 minutes ago (04 Dec 2026, 20:12 UTC)"
 
 
-def account_page(
-    base: str, service: str, email: str, csrf: str, accounts: Sequence[tuple[str, str, list[GrantRow]]]
-) -> str:
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One account as the account page says it: a title and a sentence first, the id after."""
+
+    account_id: str
+    title: str
+    summary: str
+    grants: Sequence[GrantRow]
+
+
+def _grant(base: str, csrf: str, g: GrantRow) -> str:
+    action = ""
+    if g.status == "active":
+        fields = {"account_id": g.account_id, "registration_id": g.registration_id}
+        action = form(base + ep.ACCOUNT_REVOKE, csrf, "Revoke…", "danger", fields)
+    agent = agent_text(g.agent)
+    return (
+        f'<li><strong>{agent.text}</strong>{agent.warning} <span class="tag">{escape(g.how)}</span> '
+        f'<span class="tag">{escape(g.status)}</span>{agent.characters or "<br>"}'
+        f'<span class="muted">Registered {escape(g.created)} · {escape(g.scopes)}</span><br>'
+        f'<code class="id">{escape(g.registration_id)}</code>{action}</li>'
+    )
+
+
+def account_page(base: str, brand: Brand, email: str, csrf: str, accounts: Sequence[AccountView]) -> str:
     parts = [signed_in_header(base, email, csrf), "<h1>Your agents and accounts</h1>"]
     if not accounts:
-        parts.append("<p>No accounts yet.</p>")
-    for account_id, summary, grants in accounts:
-        parts.append(f'<h2>Account {escape(account_id)}</h2><p class="muted">{escape(summary)}</p>')
-        if not grants:
+        parts.append(
+            "<p>No agents yet. When an agent you started asks you to claim its account, open the link it shows "
+            "you: once you authorize, the account and the agent are listed here.</p>"
+        )
+    for a in accounts:
+        parts.append(
+            f"<h2>{escape(a.title)}</h2><p>{escape(a.summary)}</p>"
+            f'<p class="muted">Account <code class="id">{escape(a.account_id)}</code></p>'
+        )
+        if not a.grants:
             parts.append('<p class="muted">No agents.</p>')
             continue
-        parts.append('<ul class="grants">')
-        for g in grants:
-            action = ""
-            if g.status == "active":
-                action = form(
-                    base + ep.ACCOUNT_REVOKE,
-                    csrf,
-                    "Revoke",
-                    "danger",
-                    {"account_id": g.account_id, "registration_id": g.registration_id},
-                )
-            agent = agent_text(g.agent)
-            parts.append(
-                f'<li><strong>{agent.text}</strong>{agent.warning} <span class="tag">{escape(g.kind)}</span> '
-                f'<span class="tag">{escape(g.status)}</span>{agent.characters or "<br>"}'
-                f'<span class="muted">{escape(g.registration_id)}'
-                f" · since {escape(g.created_at)} · {escape(g.scopes)}</span>{action}</li>"
-            )
-        parts.append("</ul>")
-    return layout("Your agents and accounts", "".join(parts), service)
+        parts.append('<ul class="grants">' + "".join(_grant(base, csrf, g) for g in a.grants) + "</ul>")
+    return layout("Your agents and accounts", "".join(parts), brand)
+
+
+def revoke_confirm(base: str, brand: Brand, email: str, csrf: str, g: GrantRow) -> str:
+    """The second step of Revoke: nothing is revoked until this page's button is pressed."""
+    agent = agent_text(g.agent)
+    fields = {"account_id": g.account_id, "registration_id": g.registration_id}
+    body = (
+        signed_in_header(base, email, csrf)
+        + "<h1>Revoke this agent?</h1>"
+        + f"<p><strong>{agent.text}</strong>{agent.warning}{agent.characters} loses access at once: every token "
+        "issued to it stops working and it cannot get new ones. This cannot be undone. The account and "
+        "its notes stay yours.</p>"
+        + f'<p class="muted">Registered {escape(g.created)} · <code class="id">{escape(g.registration_id)}</code></p>'
+        + '<div class="actions">'
+        + form(base + ep.ACCOUNT_REVOKE_CONFIRM, csrf, "Revoke access", "danger", fields)
+        + f'<a class="button" href="{escape(base + ep.ACCOUNT)}">Cancel</a>'
+        + "</div>"
+    )
+    return layout("Revoke this agent?", body, brand)

@@ -63,13 +63,16 @@ async def test_sign_in_failure_paths_at_the_callback(start_server: StartServer, 
         agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
         reg = await agent.register()
         uri = (await agent.start_claim(reg["claim"]["token"], "ada@example.com"))["attempt"]["verification_uri"]
-        # The link goes to /login, which holds the attempt and sends the browser to the provider.
+        # The link goes to /login, which holds the attempt and sends the browser to a URL without it, and
+        # from there to the provider.
         first = await client.get(uri, follow_redirects=False)
-        assert first.status_code == 303 and first.headers["location"].startswith(oidc_provider.issuer)
-        auth = parse_qs(urlsplit(first.headers["location"]).query)
+        assert first.status_code == 303 and first.headers["location"] == "/login?return_to=%2Fclaim"
+        second = await client.get(server.origin + first.headers["location"], follow_redirects=False)
+        assert second.status_code == 303 and second.headers["location"].startswith(oidc_provider.issuer)
+        auth = parse_qs(urlsplit(second.headers["location"]).query)
         assert auth["code_challenge_method"] == ["S256"] and auth["redirect_uri"] == [f"{server.origin}/oidc/callback"]
-        assert "claim_attempt_token" not in first.headers["location"] and auth["nonce"] and auth["state"]
-        callback = await alogin_via_http(client, first.headers["location"], "ada@example.com")
+        assert "claim_attempt_token" not in second.headers["location"] and auth["nonce"] and auth["state"]
+        callback = await alogin_via_http(client, second.headers["location"], "ada@example.com")
         params = parse_qs(urlsplit(callback).query)
         assert params["iss"] == [oidc_provider.issuer]  # RFC 9207
 
@@ -141,6 +144,17 @@ async def _sign_in_at_provider(page: Any, login: str) -> None:
     await page.get_by_role("button", name="Sign-in").click()
 
 
+async def navigation_history(page: Any) -> list[str]:
+    """Every URL in the tab's session history (what Back and the history list would show), from Chromium
+    itself over the DevTools protocol."""
+    cdp = await page.context.new_cdp_session(page)
+    try:
+        entries = (await cdp.send("Page.getNavigationHistory"))["entries"]
+    finally:
+        await cdp.detach()
+    return [entry["url"] for entry in entries]
+
+
 async def _back_at(page: Any, server: ServerProcess, title: str) -> None:
     """Wait until the browser is back at authmd from the provider, and is shown ``title`` (else fail with
     what it is shown instead, e.g. why the sign-in was refused)."""
@@ -163,12 +177,15 @@ async def test_the_human_claims_in_a_real_browser(
         token = reg["claim"]["token"]
         uri = (await agent.start_claim(token, "ada@example.com"))["attempt"]["verification_uri"]
 
+        secret = parse_qs(urlsplit(parse_qs(urlsplit(uri).query)["return_to"][0]).query)["claim_attempt_token"][0]
         await page.goto(uri)
         await page.wait_for_selector('input[name="login"]')
+        assert not [u for u in await navigation_history(page) if secret in u]  # not even at the provider's
         await screenshot(page, "claim-1-signed-out-provider-login")
         await _sign_in_at_provider(page, "ada@example.com")
         await _back_at(page, server, "Authorize this agent?")
         assert page.url == f"{server.origin}/claim"  # the attempt token left the URL
+        assert not [u for u in await navigation_history(page) if secret in u]
         body = await page.inner_text("main")
         assert "Signed in as ada@example.com" in body and "Docs bot" in body and "unverified" in body
         assert "notes:delete" in body and "Only authorize an agent you started yourself" in body

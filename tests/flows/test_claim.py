@@ -470,20 +470,22 @@ async def test_the_account_page_lists_and_revokes_what_the_human_owns(harness):
     access = (await agent.token(done["identity"]["assertion"]))["access_token"]
     page = await human.follow(f"{agent.issuer}/account")
     assert page.title == "Your agents and accounts" and reg["id"] in page.text and reg["account"]["id"] in page.text
-    after = await human.post(
+    confirm = await human.post(
         "/account/revoke",
         {"csrf": page.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]},
     )
+    assert confirm.title == "Revoke this agent?"  # Revoke asks first: nothing is revoked yet
+    assert (await agent.api("GET", "/notes", access)).status_code == 200
+    after = await human.post("/account/revoke/confirm", confirm.form("/account/revoke/confirm"))
     assert after.title == "Your agents and accounts" and "revoked" in after.text
     assert (await agent.api("GET", "/notes", access)).status_code == 401
     # Someone else's account cannot be revoked from here.
     stranger = DevHuman(harness.client, agent.issuer)
     own = await stranger.follow(f"{agent.issuer}/login?return_to=/account")
     own = await stranger.post("/login/dev", {"csrf": own.csrf, "email": "eve@example.com", "return_to": "/account"})
-    refused = await stranger.post(
-        "/account/revoke", {"csrf": own.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]}
-    )
-    assert refused.status == 404
+    for step in ("/account/revoke", "/account/revoke/confirm"):
+        fields = {"csrf": own.csrf, "account_id": reg["account"]["id"], "registration_id": reg["id"]}
+        assert (await stranger.post(step, fields)).status == 404
 
 
 async def test_the_ceremony_on_redis_and_redis_cluster(harness_factory, shared_redis, redis_cluster):

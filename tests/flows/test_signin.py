@@ -205,7 +205,7 @@ async def test_a_person_first_created_from_an_id_jag_signs_in_as_themself(harnes
         page = await human.follow(f"{ISSUER}/login?return_to=/account")
         page = await human.post("/login/dev", {"csrf": page.csrf, "email": "HAL@example.com", "return_to": "/account"})
         assert page.title == "Your agents and accounts"
-        assert user.account_id in page.text and jit["id"] in page.text and "your own account" in page.text
+        assert user.account_id in page.text and jit["id"] in page.text and "Your own account" in page.text
 
 
 # ---- sign-in at the real provider (node oidc-provider), in-process -------------------------------

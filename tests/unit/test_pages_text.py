@@ -7,6 +7,8 @@ import re
 
 from app.web import pages
 
+BRAND = pages.Brand("authmd")
+
 
 def details(name: str | None, platform: str | None) -> pages.ClaimDetails:
     return pages.ClaimDetails(
@@ -27,7 +29,7 @@ def details(name: str | None, platform: str | None) -> pages.ClaimDetails:
 
 
 def test_the_claim_page_flags_a_badge_and_a_lookalike_and_explains() -> None:
-    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("✔ Verified", "\u0410pple"), "ref")
+    html = pages.claim_ready("", BRAND, "ada@example.com", "csrf", details("✔ Verified", "\u0410pple"), "ref")
     assert html.count('<span class="tag warn">look-alike characters</span>') == 2
     assert "<bdi>✔ Verified</bdi>" in html and "<code>\\u2714 Verified</code> (U+2714 HEAVY CHECK MARK)" in html
     assert "<code>\\u0410pple</code> (U+0410 CYRILLIC CAPITAL LETTER A)" in html
@@ -35,7 +37,7 @@ def test_the_claim_page_flags_a_badge_and_a_lookalike_and_explains() -> None:
 
 
 def test_the_claim_page_shows_plain_ascii_as_before() -> None:
-    html = pages.claim_ready("", "authmd", "ada@example.com", "csrf", details("Docs bot", "pytest"), "ref")
+    html = pages.claim_ready("", BRAND, "ada@example.com", "csrf", details("Docs bot", "pytest"), "ref")
     assert '<dd>Docs bot<span class="tag">unverified</span></dd>' in html
     assert "look-alike" not in html and pages.LOOKALIKE_ADVICE not in html and "<bdi>" not in html
 
@@ -49,18 +51,19 @@ def test_agent_text_is_html_escaped_in_every_part() -> None:
 
 
 def test_the_account_page_flags_agents_too() -> None:
-    grant = pages.GrantRow("acct_x", "reg_x", "anonymous", "\u0410pple", "notes:read", "active", "1 Jan 2026")
-    plain = pages.GrantRow("acct_x", "reg_y", "anonymous", "Docs bot", "notes:read", "active", "1 Jan 2026")
-    html = pages.account_page("", "authmd", "ada@example.com", "csrf", [("acct_x", "claimed", [grant, plain])])
+    grant = pages.GrantRow("acct_x", "reg_x", "\u0410pple", "claimed by you", "notes:read", "active", "1 minute ago")
+    plain = pages.GrantRow("acct_x", "reg_y", "Docs bot", "claimed by you", "notes:read", "active", "1 minute ago")
+    view = pages.AccountView("acct_x", "An account you claimed", "It holds 1 note.", [grant, plain])
+    html = pages.account_page("", BRAND, "ada@example.com", "csrf", [view])
     assert html.count("look-alike characters") == 1 and "U+0410 CYRILLIC CAPITAL LETTER A" in html
     assert "<strong>Docs bot</strong>" in html
 
 
 def test_the_wrong_account_page_flags_what_the_mask_leaves_of_an_agents_hint() -> None:
-    html = pages.wrong_account("", "authmd", "bob@example.com", "csrf", "ada@ex\u0430mple.com")
+    html = pages.wrong_account("", BRAND, "bob@example.com", "csrf", "ada@ex\u0430mple.com")
     assert "look-alike characters" in html and "a@ex\\u0430mple.com" in html and "U+0430" in html
     assert "ada" not in html  # the mask still hides the local part
-    plain = pages.wrong_account("", "authmd", "bob@example.com", "csrf", "ada@example.com")
+    plain = pages.wrong_account("", BRAND, "bob@example.com", "csrf", "ada@example.com")
     assert "<bdi>a•••@example.com</bdi>" in plain and "look-alike" not in plain and "ada@" not in plain
 
 
