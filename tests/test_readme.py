@@ -110,3 +110,12 @@ def test_links_between_the_docs_resolve():
             assert file.exists(), f"{doc.name}: broken link {target}"
             if anchor and file.name == "README.md":
                 assert anchor in anchors, f"{doc.name}: no heading for #{anchor}"
+
+
+def test_ci_runs_the_gates_the_readme_names():
+    assert "`scripts/check`" in _section("Development")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/check --no-tests" in ci
+    gates = (ROOT / "scripts" / "check").read_text()
+    for gate in ('ruff" check app tests', 'ruff" format --check app tests', 'mypy" --strict app'):
+        assert gate in gates, gate
