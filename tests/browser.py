@@ -52,8 +52,8 @@ from tests.parts import missing
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Request, Route
 
-# AUTHMD_TEST_CHROMIUM points the tests at another Chromium (or, in tests of this module, at none).
-CHROMIUM = os.environ.get("AUTHMD_TEST_CHROMIUM", "/usr/bin/chromium")
+# TESTS_CHROMIUM_PATH points the tests at another Chromium (or, in tests of this module, at none).
+CHROMIUM = os.environ.get("TESTS_CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_INSTALL_HINT = "apt-get install -y chromium"
 PLAYWRIGHT_INSTALL_HINT = "pip install playwright"
 CHROMIUM_ARGS: tuple[str, ...] = (

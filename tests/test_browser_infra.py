@@ -374,13 +374,13 @@ def test_require_browser_names_both_parts_when_both_missing(monkeypatch: pytest.
     )
 
 
-@pytest.mark.skipif(os.environ.get("AUTHMD_TEST_CHROMIUM") is not None, reason="this is the inner run")
+@pytest.mark.skipif(os.environ.get("TESTS_CHROMIUM_PATH") is not None, reason="this is the inner run")
 @pytest.mark.parametrize("ci", ["", "true"])
 def test_browser_tests_without_chromium(tmp_path: Path, ci: str) -> None:
     """The README's test command on a machine without Chromium, for real: this file and a page test run in
     a child pytest with the browser path pointing at a missing file. Outside CI everything that needs the
     browser skips with the install line and the rest passes; under CI=true each of them fails instead."""
-    env = {**os.environ, "AUTHMD_TEST_CHROMIUM": str(tmp_path / "no-chromium"), "CI": ci}
+    env = {**os.environ, "TESTS_CHROMIUM_PATH": str(tmp_path / "no-chromium"), "CI": ci}
     child = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", __file__],
         cwd=Path(__file__).resolve().parents[1],
