@@ -13,6 +13,15 @@ from app.agent.doctor.references import R_ERROR_NAMES, R_ERRORS, R_RETRY
 from app.agent.doctor.report import Status, worst
 from app.agent.doctor.session import Doctor, SeenError
 
+# spec/protocol.md Changes in revision 2: the revision 1 code names and what replaced them. `invalid_issuer` stays right
+# at the RFC 8935 events endpoint alone, which the doctor never calls.
+REVISION_1_CODES = {
+    "anonymous_not_enabled": "anonymous_registration_disabled",
+    "service_auth_not_enabled": "service_auth_registration_disabled",
+    "rate_limited": "rate_limit_exceeded",
+    "invalid_issuer": "issuer_not_enabled",
+}
+
 
 def check_errors(d: Doctor) -> None:
     seen = list(d.seen_errors)
@@ -56,16 +65,6 @@ def check_errors(d: Doctor) -> None:
                 f"{len(throttled)} 429(s), each with Retry-After and the same numeric retry_after",
                 R_RETRY,
             )
-
-
-# spec/protocol.md Changes in revision 2: the revision 1 code names and what replaced them. `invalid_issuer` stays right
-# at the RFC 8935 events endpoint alone, which the doctor never calls.
-REVISION_1_CODES = {
-    "anonymous_not_enabled": "anonymous_registration_disabled",
-    "service_auth_not_enabled": "service_auth_registration_disabled",
-    "rate_limited": "rate_limit_exceeded",
-    "invalid_issuer": "issuer_not_enabled",
-}
 
 
 def _error_body_finding(seen: SeenError) -> tuple[Status, str] | None:
