@@ -34,11 +34,3 @@ class ManualClock:
 def rfc3339(ts: float) -> str:
     """UTC RFC 3339 with a `Z`: JavaScript's Date reads an offset-less time as local (spec/protocol.md)."""
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(value: str) -> float:
-    """Seconds since the epoch of an RFC 3339 time (a `Z` or an offset)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()

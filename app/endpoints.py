@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+# The two metadata paths and origin() are the agent side's too: app.protocol holds them, re-exported
+# here because routes read them as ep.*.
+from app.protocol import AS_METADATA as AS_METADATA
+from app.protocol import PROTECTED_RESOURCE as PROTECTED_RESOURCE
+from app.protocol import origin as origin
+
 # Paths relative to the issuer (the app is mounted under the issuer's path, if it has one).
-AS_METADATA = "/.well-known/oauth-authorization-server"
-PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 JWKS = "/.well-known/jwks.json"
 AUTH_MD = "/auth.md"
 IDENTITY = "/agent/identity"
@@ -31,11 +35,6 @@ REVOKE = "/oauth2/revoke"
 INTROSPECT = "/oauth2/introspect"
 NOTES = "/api/notes"
 EVENTS = "/agent/events"
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def well_known(url: str, suffix: str) -> str:

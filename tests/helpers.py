@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.config import Settings
-from app.flows.challenge import solve
+from app.protocol import solve
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

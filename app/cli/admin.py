@@ -85,6 +85,7 @@ def _json_error(status: int, message: str, data: dict[str, Any] | None = None) -
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     p.add_argument("--config", default=None, help="TOML file (default: $AUTHMD_CONFIG)")
     # Also accepted after the verb: SUPPRESS keeps a value given before it.
     common = argparse.ArgumentParser(add_help=False)

@@ -22,6 +22,7 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows.limits import enforce, source_key
 from app.keys import b64url
+from app.protocol import meets
 from app.store.port import WindowHit
 from app.wire import Challenge, ProofOfWork
 
@@ -53,27 +54,6 @@ def parse(key: bytes, challenge: str) -> tuple[str, int, int] | None:
         return parts[1], int(parts[2]), int(parts[3])
     except ValueError:
         return None
-
-
-def leading_zero_bits(digest: bytes) -> int:
-    value = int.from_bytes(digest, "big")
-    return len(digest) * 8 - value.bit_length()
-
-
-def meets(challenge: str, nonce: str, difficulty: int) -> bool:
-    digest = hashlib.sha256(f"{challenge}:{nonce}".encode()).digest()
-    return leading_zero_bits(digest) >= difficulty
-
-
-def solve(challenge: str, difficulty: int, start: int = 0) -> str:
-    """Client side (tests, `authmd agent`): the first nonce from ``start`` that meets the difficulty."""
-    prefix = f"{challenge}:".encode()
-    target = 1 << (256 - difficulty)
-    nonce = start
-    while True:
-        if int.from_bytes(hashlib.sha256(prefix + str(nonce).encode()).digest(), "big") < target:
-            return str(nonce)
-        nonce += 1
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import msgspec
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
-from app.flows.idjag import URN_ID_JAG, verify_id_jag
+from app.flows.idjag import verify_id_jag
 from app.flows.refresh import identity_with_refresh, new_family
+from app.protocol import URN_ID_JAG
 from app.store.port import AccessState, AuditEvent, Claim, Delegation, User
 
 

@@ -24,10 +24,11 @@ from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
-from app.flows.idjag import URN_ID_JAG, IdJag, verify_id_jag
+from app.flows.idjag import IdJag, verify_id_jag
 from app.flows.issue import identity_assertion
 from app.flows.register import new_person
 from app.keys import b64url
+from app.protocol import URN_ID_JAG
 from app.store.port import AccessState, AuditEvent, Claim, Delegation, Registration, User
 from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
 

@@ -18,9 +18,8 @@ from app.context import Context
 from app.errors import STATUS, AuthError
 from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
 from app.flows.events import REVOKED_URIS
-from app.flows.exchange import JWT_BEARER
-from app.flows.idjag import ID_JAG_PROFILE, URN_ID_JAG
 from app.flows.limits import rate_limited
+from app.protocol import ID_JAG_PROFILE, JWT_BEARER, URN_ID_JAG
 from app.text import MAX_LABEL
 from app.wire import (
     AccountView,

@@ -14,10 +14,9 @@ from app.flows.delegate import resolve
 from app.flows.idjag import TYP_ID_JAG, verify_id_jag
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, grant_is_dead, mint, new_id, verify
 from app.flows.params import single
+from app.protocol import JWT_BEARER
 from app.store.port import AccessState
 from app.wire import TokenIssued
-
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def _token_type(token: str) -> str:

@@ -24,9 +24,6 @@ from app.errors import AuthError
 from app.wire import nesting_within
 
 TYP_ID_JAG = "oauth-id-jag+jwt"
-URN_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
-# ID-JAG draft -04 §7: the grant profile an authorization server advertises when it accepts ID-JAGs.
-ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
 
 # Signature only: every time and audience check reads our injected clock and settings instead.
 SIGNATURE_ONLY = jwt.PyJWT(

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.flows.challenge import solve
+from app.protocol import solve
 from tests.e2e.conftest import ServerProcess, StartServer, wait_until
 
 pytestmark = pytest.mark.e2e

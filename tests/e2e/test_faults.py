@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.flows.challenge import solve
+from app.protocol import solve
 from tests.e2e.common import (
     CHALLENGE,
     IDENTITY,

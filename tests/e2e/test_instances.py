@@ -25,7 +25,7 @@ import httpx
 import jwt
 import pytest
 
-from app.flows.challenge import solve
+from app.protocol import solve
 from tests.e2e.common import (
     CHALLENGE,
     IDENTITY,

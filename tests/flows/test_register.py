@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.flows.challenge import mint, solve
+from app.flows.challenge import mint
+from app.protocol import solve
 
 pytestmark = pytest.mark.anyio
 
@@ -106,7 +107,7 @@ async def test_forged_expired_reused_and_too_easy_proofs(harness_factory):
 
 
 def _meets(challenge: str, nonce: str, difficulty: int) -> bool:
-    from app.flows.challenge import meets
+    from app.protocol import meets
 
     return meets(challenge, nonce, difficulty)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.flows.challenge import MAX_CHALLENGE_LENGTH, leading_zero_bits, meets, mint, parse, solve
+from app.flows.challenge import MAX_CHALLENGE_LENGTH, mint, parse
+from app.protocol import leading_zero_bits, meets, solve
 
 KEY = bytes(range(32))
 EXPIRES = 1_800_000_300

@@ -9,8 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from app.cli.doctor import _retry_after_seconds
-from app.client import retry_after
+from app.agent.client import retry_after
+from app.agent.doctor.checks.errors import _retry_after_seconds
 
 
 def _in(seconds: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 import socket
@@ -20,9 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
-AS_METADATA = "/.well-known/oauth-authorization-server"
+from app.protocol import AS_METADATA, JWT_BEARER, URN_ID_JAG, SolveCancelled, origin, solve
+
 MAX_BODY = 1_048_576
 # A 429 that asks for at most this many seconds is waited out and the request sent once more.
 MAX_RETRY_WAIT = 10.0
@@ -169,10 +167,6 @@ def unverified_issuer(jwt: str) -> str | None:
     return iss if isinstance(iss, str) else None
 
 
-def _leading_zero_bits_ok(digest: bytes, difficulty: int) -> bool:
-    return int.from_bytes(digest, "big") < (1 << (256 - difficulty))
-
-
 def solve_proof_of_work(
     challenge: str,
     difficulty: int,
@@ -184,18 +178,10 @@ def solve_proof_of_work(
 
     ``progress(tried, expected)`` is called every 65,536 tries, from the solving thread. Run it off
     an event loop (``asyncio.to_thread``) in async code: it is pure CPU."""
-    prefix = f"{challenge}:".encode()
-    expected = 1 << difficulty
-    nonce = 0
-    while True:
-        for _ in range(65_536):
-            if _leading_zero_bits_ok(hashlib.sha256(prefix + str(nonce).encode()).digest(), difficulty):
-                return str(nonce)
-            nonce += 1
-        if progress is not None:
-            progress(nonce, expected)
-        if cancel is not None and cancel.is_set():
-            raise ClientError("proof of work cancelled")
+    try:
+        return solve(challenge, difficulty, progress=progress, cancel=cancel)
+    except SolveCancelled:
+        raise ClientError("proof of work cancelled") from None
 
 
 _RESOURCE_METADATA = re.compile(r'resource_metadata="([^"]+)"')
@@ -240,7 +226,7 @@ class Client:
         try:
             return self.http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {_origin(url)}: {transport_reason(exc)}") from exc
+            raise ClientError(f"cannot reach {origin(url)}: {transport_reason(exc)}") from exc
 
     def _short_rate_limit(self, response: httpx.Response) -> float | None:
         """The wait a 429 rate limit asks for, when it is short enough to wait out (else None)."""
@@ -336,7 +322,7 @@ class Client:
 
     def register_id_jag(self, service: Service, assertion: str) -> dict[str, Any]:
         """An ID-JAG from the agent's platform; a 401 ``interaction_required`` is a flow, returned as is."""
-        body = {"type": "identity_assertion", "assertion_type": ID_JAG, "assertion": assertion}
+        body = {"type": "identity_assertion", "assertion_type": URN_ID_JAG, "assertion": assertion}
         response = self._send("POST", service.endpoint("identity_endpoint"), json=body)
         result = self._checked(response, ok=(200, 401))
         if response.status_code == 401 and result.get("error") != "interaction_required":
@@ -404,8 +390,3 @@ class Client:
         """The API request as given (a 429 is the caller's to handle: nothing is resent)."""
         merged = {**(headers or {}), "Authorization": f"Bearer {access_token}"}
         return self._send(method, url, headers=merged, content=content or None)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.clock import parse_rfc3339
+from app.protocol import parse_rfc3339
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A small client for any auth.md service, usable from an agent's own code (`authmd agent` wraps it).
 
-    from app.client import Client, CredentialStore
+    from app.agent.client import Client, CredentialStore
     client = Client()
     service = client.discover("https://api.example.com/v1/things")   # an API URL or an issuer
     reg = client.register(service)                                    # anonymous (solves proof of work)
@@ -11,7 +11,7 @@ extensions (proof of work, claim status) are used when the service advertises th
 (``retry_after`` of at most 10 s) is waited out once; ``ServiceError.retry_after`` says a longer one.
 """
 
-from app.client.core import (
+from app.agent.client.core import (
     MAX_RETRY_WAIT,
     Client,
     ClientError,
@@ -22,7 +22,7 @@ from app.client.core import (
     solve_proof_of_work,
     transport_reason,
 )
-from app.client.state import Credentials, CredentialStore
+from app.agent.client.state import Credentials, CredentialStore
 
 __all__ = [
     "MAX_RETRY_WAIT",

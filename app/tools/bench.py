@@ -1,0 +1,631 @@
+"""`authmd bench`: start a bare Litestar app and authmd side by side, drive the agent scenarios over
+loopback, and report requests/s, p50 and p99, each as a ratio to the bare app measured in the same
+run (this machine is noisy; only ratios within one run compare).
+
+Each scenario runs twice: closed-loop at full speed (peak), then open-loop at 70% of that peak, where
+latency is measured from each request's scheduled start (no coordinated omission).
+Proof of work is off and rate limits are raised for the run; the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from app.protocol import AS_METADATA, JWT_BEARER, URN_ID_JAG
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per phase (default 5)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
+    p.add_argument(
+        "--scenarios",
+        default="discovery,anonymous,register,idjag,api,refresh",
+        help="comma list: discovery, anonymous (registration only), register (registration + exchange), "
+        "idjag (ID-JAG registration from a trusted provider), api, refresh (rotating a claimed grant's "
+        "refresh token; set up through the dev-mode claim ceremony)",
+    )
+    p.add_argument("--store-url", default=None, help="authmd store (default: SQLite in a temp dir)")
+    p.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a private redis-server (AOF on) as the store, and report Redis memory per temporary account",
+    )
+    p.add_argument("--appendfsync", choices=["always", "everysec"], default="always", help="AOF policy with --redis")
+    p.add_argument("--no-paced", action="store_true", help="skip the 70%%-of-peak latency phase")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A minimal HTTP/1.1 keep-alive client: the load generator must cost far less than the server.
+# ---------------------------------------------------------------------------------------------------
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, f"{host}:{port}")
+
+    def build(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length) if length else b""
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Result:
+    name: str
+    steps: int = 0
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+# A scenario step sends one or more requests on a connection and returns (requests, errors, latencies).
+Step = Callable[[Conn, float], Awaitable[tuple[int, int, list[float]]]]
+
+
+async def _drive(name: str, port: int, step: Step, connections: int, duration: float, rate: float | None) -> Result:
+    conns = [await Conn.open("127.0.0.1", port) for _ in range(connections)]
+    result = Result(name)
+    start = time.perf_counter()
+    stop = start + duration
+
+    next_slot = 0
+
+    async def loop(conn: Conn) -> None:
+        nonlocal next_slot
+        while True:
+            if rate is None:
+                scheduled = time.perf_counter()
+            else:
+                # Open loop: arrivals are due at fixed times (slot k at start + k/rate) and any idle
+                # connection takes the next one, like a load balancer's pool. Latency counts from the
+                # due time, so a stalled server cannot hide its queueing delay.
+                scheduled = start + next_slot / rate
+                next_slot += 1
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if scheduled >= stop:
+                return
+            reqs, errs, lats = await step(conn, scheduled)
+            result.steps += 1
+            result.requests += reqs
+            result.errors += errs
+            result.latencies.extend(lats)
+
+    await asyncio.gather(*(loop(c) for c in conns))
+    result.seconds = time.perf_counter() - start
+    for c in conns:
+        c.close()
+    return result
+
+
+def _get(path: str, headers: dict[str, str] | None = None) -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, _ = await conn.send(conn.build("GET", path, headers=headers))
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+async def _register(conn: Conn) -> tuple[int, bytes]:
+    return await conn.send(conn.build("POST", "/agent/identity", b'{"type":"anonymous"}', {"Content-Type": JSON}))
+
+
+async def _exchange(conn: Conn, body: bytes) -> tuple[int, bytes]:
+    form = urlencode({"grant_type": JWT_BEARER, "assertion": json.loads(body)["identity"]["assertion"]}).encode()
+    return await conn.send(conn.build("POST", "/oauth2/token", form, {"Content-Type": FORM}))
+
+
+def _register_only() -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, _ = await _register(conn)
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+def _register_and_exchange() -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        status, body = await _register(conn)
+        t1 = time.perf_counter()
+        if status != 200:
+            return 1, 1, [t1 - scheduled]
+        status2, _ = await _exchange(conn, body)
+        return 2, int(status2 != 200), [t1 - scheduled, time.perf_counter() - t1]
+
+    return step
+
+
+async def _api_token(port: int) -> str:
+    conn = await Conn.open("127.0.0.1", port)
+    try:
+        _, body = await _exchange(conn, (await _register(conn))[1])
+        token = str(json.loads(body)["access_token"])
+        note = json.dumps({"text": "benchmark"}).encode()
+        headers = {"Content-Type": JSON, "Authorization": f"Bearer {token}"}
+        await conn.send(conn.build("POST", "/api/notes", note, headers))
+        return token
+    finally:
+        conn.close()
+
+
+def _claimed_refresh_tokens(port: int, count: int) -> list[str]:
+    """Setup of the refresh scenario: ``count`` registrations claimed through the real ceremony with the
+    development sign-in (the bench server is a loopback issuer), each giving its first refresh token."""
+    import httpx
+
+    def field(pattern: str, text: str) -> str:
+        found = re.search(pattern, text)
+        if found is None:
+            raise RuntimeError(f"the claim pages changed: {pattern!r} not found")
+        return "".join(found.groups())
+
+    tokens = []
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10.0, follow_redirects=True, trust_env=False) as client:
+        for i in range(count):
+            client.cookies.clear()
+            claim = client.post("/agent/identity", json={"type": "anonymous"}).json()["claim"]["token"]
+            start = {"type": "service_auth", "claim_token": claim}
+            link = client.post("/agent/identity/claim", json=start).json()["attempt"]["verification_uri"]
+            form = client.get(link).text
+            email = f"bench{i}@example.com"
+            page = client.post(
+                "/login/dev",
+                data={"csrf": field(r'name="csrf" value="([^"]+)"', form), "email": email, "return_to": "/claim"},
+            ).text
+            confirm = {
+                "csrf": field(r'name="csrf" value="([^"]+)"', page),
+                "attempt": field(r'name="attempt" value="([^"]+)"', page),  # the attempt the page shows
+            }
+            shown = client.post("/claim/confirm", data=confirm).text
+            code = field(r'class="code"[^>]*>(\d{3}) (\d{3})<', shown)
+            done = client.post("/agent/identity/claim/complete", json={"claim_token": claim, "user_code": code})
+            tokens.append(str(done.json()["identity"]["refresh_token"]["value"]))
+    return tokens
+
+
+def _refresh_chain(tokens: list[str]) -> Step:
+    """Each step spends one refresh token and keeps its successor for a later step (a rotation chain)."""
+    free = list(tokens)
+
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        token = free.pop()
+        body = json.dumps({"type": "refresh", "refresh_token": token}).encode()
+        status, answer = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
+        free.append(json.loads(answer)["identity"]["refresh_token"]["value"] if status == 200 else token)
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------------------
+
+
+class BenchProvider:
+    """A minimal agent identity provider for the idjag scenario: an ES256 key, its JWKS served over
+    HTTP on loopback (cacheable for an hour), and ID-JAGs minted for a pool of users."""
+
+    def __init__(self, users: int = 100) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from app.keys import public_jwk, thumbprint
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = thumbprint(public_jwk(self.key))
+        body = json.dumps({"keys": [{**public_jwk(self.key), "kid": self.kid, "alg": "ES256", "use": "sig"}]})
+        jwks = body.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "max-age=3600")
+                self.send_header("Content-Length", str(len(jwks)))
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.users = users
+        self._n = 0
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def mint(self, aud: str) -> str:
+        import jwt
+
+        self._n += 1
+        now = int(time.time())
+        user = self._n % self.users
+        claims = {
+            "iss": self.issuer,
+            "sub": f"user-{user}",
+            "aud": aud,
+            "client_id": "bench",
+            "jti": f"b{self._n}",
+            "iat": now,
+            "auth_time": now,  # a fresh login at the provider (the default max_age is an hour)
+            "exp": now + 300,
+            "email": f"user{user}@bench.example",
+            "email_verified": True,
+        }
+        return jwt.encode(claims, self.key, "ES256", headers={"typ": "oauth-id-jag+jwt", "kid": self.kid})
+
+    def config(self) -> str:
+        return (
+            f'[[providers]]\nissuer = "{self.issuer}"\nclient_ids = ["bench"]\nscopes = ["notes:read", "notes:write"]\n'
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+def _idjag_register(provider: BenchProvider, issuer: str) -> Step:
+    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
+        body = json.dumps(
+            {
+                "type": "identity_assertion",
+                "assertion_type": URN_ID_JAG,
+                "assertion": provider.mint(issuer),
+            }
+        ).encode()
+        status, _ = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
+        return 1, int(status != 200), [time.perf_counter() - scheduled]
+
+    return step
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http_ready(port: int, path: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(12).startswith(b"HTTP/1.1 200")
+
+    return ready
+
+
+def _redis_ready(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(7) == b"+PONG\r\n"
+
+    return ready
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], env: dict[str, str], ready: Callable[[], bool], log: Path) -> Iterator[None]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 (our own argv)
+    try:
+        end = time.monotonic() + 30.0
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log}")
+            try:
+                if ready():
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > end:
+                raise RuntimeError(f"{cmd[0]} not ready after 30 s; see {log}")
+            time.sleep(0.05)  # polling a subprocess we do not control; bounded by the deadline
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _authmd_env(data_dir: str, store_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
+    env.update(
+        {
+            "AUTHMD_DATA_DIR": data_dir,
+            "AUTHMD_POW_MODE": "off",
+            "AUTHMD_ACCESS_LOG": "false",
+            "AUTHMD_LOG_LEVEL": "warning",
+            "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1000000000",
+            "AUTHMD_REGISTER_LIMIT_GLOBAL": "1000000000",
+            "AUTHMD_CHALLENGE_LIMIT_PER_SOURCE": "1000000000",
+            "AUTHMD_CHALLENGE_LIMIT_GLOBAL": "1000000000",
+            "AUTHMD_HTTP_MAX_CONNECTIONS_PER_CLIENT": "1000000000",  # every bench connection is one client
+        }
+    )
+    if store_url:
+        env["AUTHMD_STORE_URL"] = store_url
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) -> dict[str, Result]:
+    peak = await _drive(name, port, step, args.connections, args.duration, None)
+    out = {"peak": peak}
+    if not args.no_paced and peak.steps:
+        # Paced in steps (a register step is two requests) at 70% of the peak step rate.
+        rate = 0.7 * peak.steps / peak.seconds
+        out["paced"] = await _drive(name, port, step, args.connections, args.duration, rate)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.server import PROTOCOL
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api", "refresh"}
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp, contextlib.ExitStack() as stack:
+        bare_port, authmd_port, redis_port = _free_port(), _free_port(), _free_port()
+        py, host = sys.executable, "127.0.0.1"
+        store_url = args.store_url
+        if args.redis:
+            redis_dir = Path(tmp) / "redis"
+            redis_dir.mkdir()
+            redis_cmd = [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                host,
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                args.appendfsync,
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ]
+            stack.enter_context(_server(redis_cmd, {}, _redis_ready(redis_port), Path(tmp) / "redis.log"))
+            store_url = f"redis://{host}:{redis_port}/0"
+        bare_cmd = [
+            py,
+            "-m",
+            "uvicorn",
+            "app.tools.bare:app",
+            "--http",  # the server authmd runs behind, with the same limits (from the same environment)
+            PROTOCOL,
+            "--ws",
+            "none",
+            "--host",
+            host,
+            "--port",
+            str(bare_port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        authmd_cmd = [
+            py,
+            "-m",
+            "app",
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(authmd_port),
+            "--workers",
+            str(args.workers),
+        ]
+        env = _authmd_env(str(Path(tmp) / "data"), store_url)
+        provider = BenchProvider()
+        stack.callback(provider.close)
+        config = Path(tmp) / "authmd.toml"
+        config.write_text(provider.config())
+        env["AUTHMD_CONFIG"] = str(config)
+        stack.enter_context(_server(bare_cmd, env, _http_ready(bare_port, "/const"), Path(tmp) / "bare.log"))
+        stack.enter_context(_server(authmd_cmd, env, _http_ready(authmd_port, "/readyz"), Path(tmp) / "authmd.log"))
+        results = asyncio.run(_all(bare_port, authmd_port, scenarios, args, provider))
+        memory = asyncio.run(_memory_per_account(redis_port, authmd_port)) if args.redis else None
+    _report(results, args, store_url or "sqlite", memory)
+    return 0
+
+
+async def _redis(port: int, *args: str) -> int | str | None:
+    """One Redis command over a raw RESP connection (integer and bulk-string replies only)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"".join([f"*{len(args)}\r\n".encode()] + [f"${len(a)}\r\n{a}\r\n".encode() for a in args]))
+        line = await reader.readline()
+        if line.startswith(b":"):
+            return int(line[1:])
+        if line.startswith(b"$"):
+            n = int(line[1:])
+            return None if n < 0 else (await reader.readexactly(n + 2))[:-2].decode()
+        raise RuntimeError(f"unexpected Redis reply {line!r}")
+    finally:
+        writer.close()
+
+
+async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int = 500) -> dict[str, float]:
+    """Redis bytes per temporary account, from MEMORY USAGE of the keys it owns (account, registration
+    set and hash, notes with one 100-byte note) plus its share of the expiry index and audit stream."""
+    conn = await Conn.open("127.0.0.1", authmd_port)
+    note = json.dumps({"text": "x" * 100}).encode()
+    owned: list[tuple[str, str]] = []
+    for _ in range(accounts):
+        _, body = await _register(conn)
+        reg = json.loads(body)
+        _, tok = await _exchange(conn, body)
+        headers = {"Content-Type": JSON, "Authorization": f"Bearer {json.loads(tok)['access_token']}"}
+        await conn.send(conn.build("POST", "/api/notes", note, headers))
+        owned.append((reg["account"]["id"], reg["id"]))
+    conn.close()
+    own = 0
+    for account_id, reg_id in owned:
+        for part in ("acct", "regs", f"reg:{reg_id}", "notes"):
+            own += int(
+                await _redis(redis_port, "MEMORY", "USAGE", f"authmd:{{a:{account_id}}}:{part}", "SAMPLES", "0") or 0
+            )
+    index = int(await _redis(redis_port, "MEMORY", "USAGE", "authmd:{exp}:accounts", "SAMPLES", "0") or 0)
+    index_n = int(await _redis(redis_port, "ZCARD", "authmd:{exp}:accounts") or 1)
+    log = int(await _redis(redis_port, "MEMORY", "USAGE", "authmd:{audit}:log", "SAMPLES", "0") or 0)
+    log_n = int(await _redis(redis_port, "XLEN", "authmd:{audit}:log") or 1)
+    per_account = own / accounts + index / index_n + log / log_n
+    return {
+        "accounts": accounts,
+        "bytes_per_account": round(per_account),
+        "owned_keys_bytes": round(own / accounts),
+        "note_text_bytes": 100,
+    }
+
+
+async def _all(
+    bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace, provider: BenchProvider
+) -> dict[str, Any]:
+    results = {"bare": await _phases("bare", bare_port, _get("/const"), args)}
+    for name in scenarios:
+        if name == "discovery":
+            step = _get(AS_METADATA)
+        elif name == "anonymous":
+            step = _register_only()
+        elif name == "register":
+            step = _register_and_exchange()
+        elif name == "idjag":
+            step = _idjag_register(provider, f"http://127.0.0.1:{authmd_port}")
+        elif name == "refresh":
+            tokens = await asyncio.to_thread(_claimed_refresh_tokens, authmd_port, args.connections)
+            step = _refresh_chain(tokens)
+        else:
+            token = await _api_token(authmd_port)
+            step = _get("/api/notes", {"Authorization": f"Bearer {token}"})
+        results[name] = await _phases(name, authmd_port, step, args)
+    return results
+
+
+def _report(
+    results: dict[str, dict[str, Result]], args: argparse.Namespace, store: str, memory: dict[str, float] | None
+) -> None:
+    bare = results["bare"]["peak"].rps
+    rows = []
+    for name, phases in results.items():
+        peak = phases["peak"]
+        paced = phases.get("paced")
+        rows.append(
+            {
+                "scenario": name,
+                "requests_per_s": round(peak.rps),
+                "ratio_to_bare": round(peak.rps / bare, 3) if bare else None,
+                "p50_ms": round(peak.pct(0.50), 2),
+                "p99_ms": round(peak.pct(0.99), 2),
+                "paced_requests_per_s": round(paced.rps) if paced else None,
+                "paced_p50_ms": round(paced.pct(0.50), 2) if paced else None,
+                "paced_p99_ms": round(paced.pct(0.99), 2) if paced else None,
+                "errors": peak.errors + (paced.errors if paced else 0),
+            }
+        )
+    meta = {
+        "workers": args.workers,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+        "note": "proof of work off and rate limits raised for the run",
+        "store": store.split("?")[0] + (f" (appendfsync {args.appendfsync})" if args.redis else ""),
+        "redis_memory": memory,
+    }
+    if args.json:
+        print(json.dumps({"meta": meta, "results": rows}, indent=2))
+        return
+    print(
+        f"authmd bench: {meta['note']}; store {meta['store']}; {args.workers} workers per server, "
+        f"{args.connections} connections, {args.duration:g} s per phase, {meta['cpus']} CPUs"
+    )
+    print(
+        f"{'scenario':<10} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
+        f"{'70% req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
+    for r in rows:
+        print(
+            f"{r['scenario']:<10} {r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
+            f"{r['paced_requests_per_s'] or '-':>9} {r['paced_p50_ms'] or '-':>8} {r['paced_p99_ms'] or '-':>8} "
+            f"{r['errors']:>6}"
+        )
+    if memory:
+        print(
+            f"Redis memory: {memory['bytes_per_account']} bytes per temporary account with one "
+            f"{memory['note_text_bytes']}-byte note ({memory['owned_keys_bytes']} in its own keys, the rest its share "
+            f"of the expiry index and audit stream; MEMORY USAGE over {memory['accounts']} accounts)"
+        )
