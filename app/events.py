@@ -49,10 +49,11 @@ class ClaimAttemptCreated(_Base, frozen=True, tag="agent_registration.claim_atte
 
 
 class ClaimAttemptExpired(_Base, frozen=True, tag="agent_registration.claim_attempt.expired"):
-    """An attempt ended before it was completed: a newer one replaced it, or its link and code died."""
+    """An attempt ended before it was completed: a newer one replaced it, its link and code died, or
+    wrong codes spent the claim's budget (which ends every attempt)."""
 
     attempt_id: str
-    reason: Literal["replaced", "ended"]
+    reason: Literal["replaced", "ended", "code_budget"]
 
 
 class ClaimConfirmed(_Base, frozen=True, tag="agent_registration.claim.confirmed"):

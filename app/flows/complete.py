@@ -38,7 +38,14 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
             for a in claim.attempts
             if a.code_live(now)
         }
-        check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET)
+        # Written only if this guess spends a budget, which ends every attempt (and only for those).
+        ended: list[ev.Event] = [
+            ev.new(
+                ev.ClaimAttemptExpired, now, loc.account_id, loc.registration_id, attempt_id=a.id, reason="code_budget"
+            )
+            for a in claim.attempts
+        ]
+        check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET, ended)
         if not check.compared or check.claim is None:
             continue  # the claim moved between the read and the check: decide again on what is there now
         if check.matched is None:

@@ -366,12 +366,20 @@ class Store(Protocol):
         otherwise or if the account is gone."""
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
         """Reserve-and-compare, one atomic step (``code_step``): ``digests`` maps attempt ids to the
         caller's HMAC of the presented code for that attempt. A wrong code is charged before anyone
         learns it was wrong; a right one changes nothing (the caller lands the claim by
-        ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired."""
+        ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired.
+        ``ended``: events about attempts (``attempt_id``), written in the same step if the charge
+        spends a budget and ends the attempts: those of the attempts it ended, and only those."""
 
     async def complete_claim(
         self,

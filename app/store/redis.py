@@ -137,6 +137,7 @@ _SCRIPTS = (
 )
 # Scripts that change an account write its events: the outbox prelude comes first (``_outbox.lua``).
 _EMITTING = {
+    "check_code",
     "complete_claim",
     "create_registration",
     "delete_account",
@@ -325,7 +326,8 @@ class RedisStore:
                 body = json.dumps({k: v for k, v in fields.items() if k not in ("registrations", "notes")})
             else:
                 body = ev.encode(event).decode()
-            rows.append([str(ev.ms_of(event.id)), event.id, body])
+            # The attempt an event is about, for scripts that write only those of attempts they end.
+            rows.append([str(ev.ms_of(event.id)), event.id, body, getattr(event, "attempt_id", None) or ""])
         return json.dumps(
             {
                 "a": account_id,
@@ -856,13 +858,19 @@ class RedisStore:
         return bool(await self._emit("save_claim", claim.account_id, events, keys, args))
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
         keys = [self._a(account_id, "acct"), self._claim_key(account_id, registration_id)]
         args: list[Any] = [repr(float(now)), budget.per_window, budget.per_claim]
         for attempt_id, digest in digests.items():
             args += [attempt_id, digest]
-        reply = await self._call("check_code", keys, args)
+        reply = await self._emit("check_code", account_id, ended, keys, args)
         if reply is None:
             return CodeCheck(claim=None)
         outcome, data, matched = reply

@@ -622,7 +622,13 @@ class SQLiteStore:
         return await self._run(self._save_claim, claim, expected_version, events)
 
     def _check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event],
     ) -> CodeCheck:
         with self._write() as conn:
             claim = self._get_claim(account_id, registration_id, now)
@@ -632,12 +638,22 @@ class SQLiteStore:
             if step.claim is not claim:
                 assert step.claim is not None
                 self._put_claim(conn, step.claim)
+                if claim.attempts and not step.claim.attempts:  # the charge spent a budget
+                    gone = {a.id for a in claim.attempts}
+                    self._append(conn, [e for e in ended if getattr(e, "attempt_id", None) in gone])
             return step
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
-        return await self._run(self._check_code, account_id, registration_id, dict(digests), now, budget)
+        args = (account_id, registration_id, dict(digests), now, budget, ended)
+        return await self._run(self._check_code, *args)
 
     def _complete_claim(
         self,

@@ -180,6 +180,23 @@ async def test_denial_expiry_of_attempts_and_deletion_emit_their_events(h: Harne
         user.id,
     )
 
+    # Wrong codes until the window's budget is spent: every attempt ends, in that same step.
+    spent = await agent.register()
+    box = Outbox(reader, spent["account"]["id"])
+    attempt = await agent.start_claim(spent["claim"]["token"], "ada@example.com")
+    code = (
+        await human.authorize(await human.open_link(attempt["attempt"]["verification_uri"], "ada@example.com"))
+    ).code
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    started = [e for e in await box.new() if isinstance(e, ev.ClaimAttemptCreated)]
+    for _ in range(4):
+        await agent.complete_claim(spent["claim"]["token"], wrong, expect=401)
+    assert await box.new() == []  # a wrong code is counted on the claim, not an event
+    await agent.complete_claim(spent["claim"]["token"], wrong, expect=401)
+    [ended] = await box.new()
+    assert isinstance(ended, ev.ClaimAttemptExpired)
+    assert (ended.attempt_id, ended.reason) == (started[0].attempt_id, "code_budget")
+
     # The agent revokes its temporary account's credential: the account is deleted, with its counts.
     other = await agent.register()
     gone = Outbox(reader, other["account"]["id"])

@@ -10,7 +10,7 @@ import pytest
 from app import events as ev
 from app.store.port import Store
 from tests.store.conftest import Reopen
-from tests.store.test_contract import T0, attempt, make_claim, note, revoked, seed
+from tests.store.test_contract import BUDGET, T0, attempt, make_claim, note, revoked, seed, shown
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +134,25 @@ async def test_pending_outboxes_are_found_whatever_slot_their_accounts_hash_to(s
     assert sorted(await store.outboxes_with_pending(1000)) == ids
     assert len(await store.outboxes_with_pending(7)) == 7
     assert [e.account_id for e in await store.events()] == ids  # one event each, in id order
+
+
+async def test_a_guess_that_spends_the_budget_writes_the_end_of_exactly_the_attempts_it_ended(store: Store) -> None:
+    account, reg = await seed(store)
+    claim = make_claim(account.id, reg.id, attempts=(shown("att_1"), attempt("att_2")), version=1)
+    assert await store.save_claim(claim, None, [])
+    before = await store.read_outbox(account.id)
+
+    def ended() -> list[ev.Event]:
+        return [
+            ev.new(ev.ClaimAttemptExpired, T0, account.id, reg.id, attempt_id=a, reason="code_budget")
+            for a in ("att_1", "att_2", "att_never_stored")
+        ]
+
+    for _ in range(BUDGET.per_window - 1):  # charged, not spent: nothing ends, nothing is written
+        check = await store.check_code(account.id, reg.id, {"att_1": "wrong"}, T0, BUDGET, ended())
+        assert check.compared and check.claim is not None and len(check.claim.attempts) == 2
+    assert await store.read_outbox(account.id) == before
+    last = ended()
+    check = await store.check_code(account.id, reg.id, {"att_1": "wrong"}, T0, BUDGET, last)
+    assert check.claim is not None and check.claim.attempts == ()
+    assert await store.read_outbox(account.id) == [*before, *last[:2]]
