@@ -29,14 +29,15 @@ Changes take effect at once on every running instance: each use of a token reads
         authmd admin revoke-all ada@example.com --yes
 
   events [--account ACCOUNT_ID] [--type TYPE]... [--since WHEN] [--until WHEN] [--follow] [--json]
-      The audit trail, oldest first: account and registration lifecycle changes (created, claimed,
-      revoked, expired, ...). WHEN is an ISO 8601 time (2026-12-04T21:00:00Z) or a duration back from
-      now (90s, 15m, 1h, 7d); --since includes it, --until excludes it. A TYPE ending in .* is a family
-      (claim.*). --follow prints the matching events, then each new one as it is written (the store is
-      polled every second) until interrupted (Ctrl-C, exit 0); with --json it prints JSON lines, one
-      object per event, instead of one array.
+      The domain events, oldest first (spec/events.md): registrations created, claim attempts, claims
+      completed, credentials issued, revocations, deletions, expiries, operator actions. WHEN is an
+      ISO 8601 time (2026-12-04T21:00:00Z) or a duration back from now (90s, 15m, 1h, 7d); --since
+      includes it, --until excludes it. A TYPE ending in .* is a family (agent_registration.claim.*).
+      --follow prints the matching events, then each new one as it is written (the store is polled
+      every second) until interrupted (Ctrl-C, exit 0); with --json it prints JSON lines, one object
+      per event, instead of one array.
         authmd admin events --since 1h
-        authmd admin events --account acct_Q2x... --type registration.revoked --json
+        authmd admin events --account acct_Q2x... --type agent_registration.revoked --json
         authmd admin events --follow --since 10m
 
 Exit status: 0 done; 1 not found or nothing to do; 2 usage or configuration error; 3 store unavailable.
@@ -48,24 +49,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
+from app import events as ev
 from app.clock import SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
 from app.errors import StoreUnavailable
 from app.store import open_store
-from app.store.port import Account, AccountKind, AuditEvent, Claim, Registration, Store, User
+from app.store.port import Account, AccountKind, Claim, Registration, Store, User
 from app.text import normalize_email
 
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-PAGE = 1000  # records per store call when walking the accounts or the audit trail
+PAGE = 1000  # records per store call when walking the accounts or the events
 FOLLOW_POLL_SECONDS = 1.0
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -141,16 +147,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     events = verb(
         "events",
-        "The audit trail, oldest first, filtered; --follow keeps printing new events until interrupted.",
+        "The domain events, oldest first, filtered; --follow keeps printing new events until interrupted.",
         [
             "events --since 1h",
-            "events --account acct_Q2x... --type registration.revoked --json",
+            "events --account acct_Q2x... --type agent_registration.revoked --json",
             "events -f --since 10m",
         ],
     )
     events.add_argument("--account", metavar="ACCOUNT_ID", help="only events of this account")
     events.add_argument(
-        "--type", dest="types", action="append", metavar="TYPE", help="only this type (repeatable; claim.* a family)"
+        "--type",
+        dest="types",
+        action="append",
+        metavar="TYPE",
+        help="only this type (repeatable; agent_registration.claim.* a family)",
     )
     events.add_argument("--since", metavar="WHEN", help="from this time: ISO 8601, or back from now: 90s, 15m, 1h, 7d")
     events.add_argument("--until", metavar="WHEN", help="before this time (same forms)")
@@ -331,41 +341,61 @@ def _account_view(account: Account, owner: User | None, regs: Sequence[Registrat
     }
 
 
-def _event_view(event: AuditEvent) -> dict[str, Any]:
+_COMMON = ("type", "id", "at", "account_id", "registration_id")
+
+
+def _payload(event: ev.Event) -> dict[str, Any]:
+    """The event's own fields (unset ones not shown), its times in RFC 3339 like every time we print."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    out = {}
+    for k, v in fields.items():
+        if k not in _COMMON and v is not None:
+            out[k] = rfc3339(v) if k.endswith("_at") or k == "not_before" else v
+    return out
+
+
+def _event_view(event: ev.Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "at": rfc3339(event.at),
-        "type": event.type,
+        "type": ev.type_of(event),
         "account_id": event.account_id,
         "registration_id": event.registration_id,
-        "data": event.data,
+        "data": _payload(event),
     }
 
 
-def _event_line(event: AuditEvent) -> str:
-    data = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in event.data.items())
+def _event_line(event: ev.Event) -> str:
+    data = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in _payload(event).items())
     ids = f"{event.account_id or '-'}  {event.registration_id or '-'}"
-    return f"{rfc3339(event.at)}  {event.type}  {ids}  {data}".rstrip()
+    return f"{rfc3339(event.at)}  {ev.type_of(event)}  {ids}  {data}".rstrip()
 
 
 class Filter:
-    """Which audit events to show (every test passes when nothing is given)."""
+    """Which events to show (every test passes when nothing is given)."""
 
     def __init__(self, account: str | None, types: Sequence[str], since: float | None, until: float | None) -> None:
         self.account = account
         self.types = [t for t in types if not t.endswith(".*")]
-        self.families = [t[:-1] for t in types if t.endswith(".*")]  # "claim.*" -> "claim."
+        self.families = [t[:-1] for t in types if t.endswith(".*")]  # "x.claim.*" -> "x.claim."
         self.since = since
         self.until = until
 
-    def __call__(self, event: AuditEvent) -> bool:
+    def __call__(self, event: ev.Event) -> bool:
         if self.account is not None and event.account_id != self.account:
             return False
-        if (self.types or self.families) and not (
-            event.type in self.types or any(event.type.startswith(f) for f in self.families)
-        ):
+        kind = ev.type_of(event)
+        if (self.types or self.families) and not (kind in self.types or any(kind.startswith(f) for f in self.families)):
             return False
         return (self.since is None or event.at >= self.since) and (self.until is None or event.at < self.until)
+
+
+def _operator() -> str:
+    """Who runs the command: the invoking user behind sudo, else the local user name."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except OSError:  # no name for this uid (a bare container)
+        return f"uid:{os.getuid()}"
 
 
 def _user_view(user: User) -> dict[str, Any]:
@@ -452,16 +482,16 @@ class Admin:
         raise Exit(NOT_FOUND, f"no live registration {registration_id}")
 
     # ---- events ------------------------------------------------------------------------------
-    async def events(self, matches: Filter, *, follow: bool) -> AsyncIterator[AuditEvent]:
-        """The matching audit events in trail order; with ``follow``, then every new one, polling."""
-        after = 0
+    async def events(self, matches: Filter, *, follow: bool) -> AsyncIterator[ev.Event]:
+        """The matching events, oldest id first; with ``follow``, then every new one, polling."""
+        after = ""
         while True:
-            page = await self.store.audit_events(after, PAGE)
+            page = await self.store.events(after, PAGE)
             for event in page:
                 if matches(event):
                     yield event
             if page:
-                after = page[-1].id or after
+                after = page[-1].id
             if len(page) < PAGE:
                 if not follow:
                     return
@@ -561,15 +591,12 @@ class Admin:
     async def _revoke(self, plan: Sequence[Registration]) -> Output:
         done = []
         for reg in plan:
-            event = AuditEvent(
-                at=self.now,
-                type="registration.revoked",
-                account_id=reg.account_id,
-                registration_id=reg.id,
-                data={"by": "operator"},
-            )
+            events: list[ev.Event] = [
+                ev.new(ev.RegistrationRevoked, self.now, reg.account_id, reg.id, by="operator"),
+                ev.new(ev.OperatorAction, self.now, reg.account_id, reg.id, operator=_operator(), action="revoke"),
+            ]
             # False: revoked or expired meanwhile (by its owner, another operator): nothing to report.
-            if await self.store.revoke_registration(reg.account_id, reg.id, self.now, event):
+            if await self.store.revoke_registration(reg.account_id, reg.id, self.now, events):
                 done.append(reg)
         if not done:
             raise Exit(NOT_FOUND, "nothing revoked: every grant was already revoked or gone")

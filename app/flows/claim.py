@@ -30,6 +30,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
+from app import events as ev
 from app import text
 from app.clock import rfc3339
 from app.context import Context
@@ -38,7 +39,7 @@ from app.errors import AuthError
 from app.flows.issue import new_id
 from app.flows.limits import enforce, rate_limited
 from app.keys import b64url
-from app.store.port import AccessState, Attempt, AuditEvent, Claim, CodeBudget, User, WindowHit
+from app.store.port import AccessState, Attempt, Claim, CodeBudget, User, WindowHit
 
 T = TypeVar("T")
 
@@ -239,16 +240,56 @@ def locked(claim: Claim) -> bool:
     return claim.failures >= MAX_CLAIM_FAILURES
 
 
+def claim_events(before: Claim | None, after: Claim, at: float, user_id: str | None = None) -> list[ev.Event]:
+    """The events of a claim's step from ``before`` to ``after`` (saved with it): attempts created,
+    authorized by a human, ended (replaced by a newer one, or dropped once dead), and a denial by
+    ``user_id``. A completion is not a step of this kind: it lands with ``complete_claim``."""
+    old = {a.id: a for a in before.attempts} if before is not None else {}
+    new = {a.id: a for a in after.attempts}
+    acct, reg = after.account_id, after.registration_id
+    out: list[ev.Event] = []
+    if after.status == "denied" and (before is None or before.status != "denied"):
+        gone = [a for a in old if a not in new]
+        attempt_id = gone[0] if len(gone) == 1 else None
+        return [ev.new(ev.ClaimDenied, at, acct, reg, attempt_id=attempt_id, user_id=user_id or "")]
+    for attempt_id, was in old.items():
+        if attempt_id not in new:
+            reason = "replaced" if was.live(at) else "ended"
+            out.append(ev.new(ev.ClaimAttemptExpired, at, acct, reg, attempt_id=attempt_id, reason=reason))
+    for attempt_id, attempt in new.items():
+        if attempt_id not in old:
+            hinted = attempt.login_hint is not None
+            out.append(
+                ev.new(
+                    ev.ClaimAttemptCreated,
+                    at,
+                    acct,
+                    reg,
+                    attempt_id=attempt_id,
+                    method=attempt.method,
+                    expires_at=attempt.expires_at,
+                    for_login_hint=hinted,
+                )
+            )
+        elif attempt.confirmed_by is not None and old[attempt_id].confirmed_by is None:
+            out.append(ev.new(ev.ClaimConfirmed, at, acct, reg, attempt_id=attempt_id, user_id=attempt.confirmed_by))
+    return out
+
+
 async def transition(
-    ctx: Context, loc: Located, decide: Callable[[Claim | None, AccessState | None, int], tuple[Claim, int | None, T]]
+    ctx: Context,
+    loc: Located,
+    decide: Callable[[Claim | None, AccessState | None, int], tuple[Claim, int | None, T]],
+    user_id: str | None = None,
 ) -> T:
-    """Read the claim, let ``decide`` make the next one (or raise), save it by compare-and-set; a lost
-    race decides again from the claim that won. ``decide`` returns (claim, expected version, result)."""
+    """Read the claim, let ``decide`` make the next one (or raise), save it by compare-and-set with the
+    step's events (``user_id``: the human acting); a lost race decides again from the claim that won.
+    ``decide`` returns (claim, expected version, result)."""
     for _ in range(CAS_ROUNDS):
         now = int(ctx.clock.now())
         claim, state = await load(ctx, loc)
         updated, expected, result = decide(claim, state, now)
-        if await ctx.store.save_claim(updated, expected):
+        if await ctx.store.save_claim(updated, expected, claim_events(claim, updated, now, user_id)):
             return result
     raise contended()
 
@@ -379,7 +420,7 @@ async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: s
             code,
         )
 
-    return await transition(ctx, Located(account_id, registration_id, ""), decide)
+    return await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
 
 
 async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> None:
@@ -391,12 +432,9 @@ async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str,
         denied = msgspec.structs.replace(claim, version=claim.version + 1, status="denied", attempts=())
         return denied, claim.version, None
 
-    await transition(ctx, Located(account_id, registration_id, ""), decide)
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="claim.denied",
-        account_id=account_id,
-        registration_id=registration_id,
-        data={"user": user.id},
+    await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
+    now = ctx.clock.now()
+    revoked = ev.new(
+        ev.RegistrationRevoked, now, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id
     )
-    await ctx.store.revoke_registration(account_id, registration_id, int(ctx.clock.now()), event)
+    await ctx.store.revoke_registration(account_id, registration_id, int(now), [revoked])

@@ -13,13 +13,14 @@ from typing import Any
 
 import msgspec
 
+from app import events as ev
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows.idjag import verify_id_jag
 from app.flows.refresh import identity_with_refresh, new_family
 from app.protocol import URN_ID_JAG
-from app.store.port import AccessState, AuditEvent, Claim, Delegation, User
+from app.store.port import AccessState, Claim, Delegation, User
 
 
 async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
@@ -38,7 +39,14 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
             for a in claim.attempts
             if a.code_live(now)
         }
-        check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET)
+        # Written only if this guess spends a budget, which ends every attempt (and only for those).
+        ended: list[ev.Event] = [
+            ev.new(
+                ev.ClaimAttemptExpired, now, loc.account_id, loc.registration_id, attempt_id=a.id, reason="code_budget"
+            )
+            for a in claim.attempts
+        ]
+        check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET, ended)
         if not check.compared or check.claim is None:
             continue  # the claim moved between the read and the check: decide again on what is there now
         if check.matched is None:
@@ -142,14 +150,28 @@ async def _land(ctx: Context, claim: Claim, state: AccessState, user: User, now:
         claimed_by=user.id,
         claimed_at=now,
     )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="account.claimed" if delegation is None else "delegation.confirmed",
-        account_id=account.id,
-        registration_id=reg.id,
-        data={"user": user.id, "scopes": list(registration.scopes), "provider": claim.provider},
-    )
-    if not await ctx.store.complete_claim(done, claim.version, account, registration, delegation, event):
+    at = ctx.clock.now()
+    events: list[ev.Event] = [
+        ev.new(
+            ev.ClaimCompleted,
+            at,
+            account.id,
+            reg.id,
+            user_id=user.id,
+            scopes=registration.scopes,
+            provider=claim.provider,
+        ),
+        ev.new(
+            ev.CredentialIssued,
+            at,
+            account.id,
+            reg.id,
+            kind="claim",
+            generation=registration.generation,
+            expires_at=registration.refresh_expires_at,
+        ),
+    ]
+    if not await ctx.store.complete_claim(done, claim.version, account, registration, delegation, events):
         return None
     return {"id": reg.id, "status": "claimed", "identity": identity_with_refresh(ctx, registration, 0)}
 
@@ -178,7 +200,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         if user is None:
             attempt_token, attempt = claims.new_attempt(claim, now, jag.identifier, "identity_assertion")
             updated = claims.with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
-            if not await ctx.store.save_claim(updated, expected):
+            if not await ctx.store.save_claim(updated, expected, claims.claim_events(found, updated, now)):
                 continue
             raise AuthError(
                 "interaction_required",
@@ -192,7 +214,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
                 },
             )
         if expected is None:
-            if not await ctx.store.save_claim(claim, None):
+            if not await ctx.store.save_claim(claim, None, []):
                 continue
             expected = claim.version
         landed = await _land(ctx, claim, state, user, now)

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from app import events as ev
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
@@ -29,7 +30,7 @@ from app.flows.issue import identity_assertion
 from app.flows.register import new_person
 from app.keys import b64url
 from app.protocol import URN_ID_JAG
-from app.store.port import AccessState, AuditEvent, Claim, Delegation, Registration, User
+from app.store.port import AccessState, Claim, Delegation, Registration, User
 from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
 
 
@@ -74,8 +75,9 @@ async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
 
 def _records(
     ctx: Context, jag: IdJag, user_id: str, account_id: str, status: str
-) -> tuple[Registration, Delegation, AuditEvent]:
-    """The stable registration, the delegation and the audit event for ``jag``'s subject."""
+) -> tuple[Registration, Delegation, list[ev.Event]]:
+    """The stable registration, the delegation and the events of their creation for ``jag``'s subject
+    (an active one is issued its identity assertion at once)."""
     now = int(ctx.clock.now())
     registration = Registration(
         id=registration_id_for(ctx, jag.provider.issuer, jag.subject),
@@ -95,20 +97,28 @@ def _records(
         status="pending" if status == "pending" else "active",
         created_at=now,
     )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="delegation.pending" if status == "pending" else "user.created",
-        account_id=account_id,
-        registration_id=registration.id,
-        data={"provider": jag.provider.issuer, "subject": jag.subject, "client_id": jag.client_id, "user": user_id},
-    )
-    return registration, delegation, event
+    at = ctx.clock.now()
+    events: list[ev.Event] = [
+        ev.new(
+            ev.RegistrationCreated,
+            at,
+            account_id,
+            registration.id,
+            method="identity_assertion",
+            scopes=registration.scopes,
+            pending=registration.pending,
+            provider=jag.provider.issuer,
+        )
+    ]
+    if not registration.pending:
+        events.append(ev.new(ev.CredentialIssued, at, account_id, registration.id, kind="registration", generation=0))
+    return registration, delegation, events
 
 
 async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
     user, account = new_person(ctx, jag.identifier)
-    registration, delegation, event = _records(ctx, jag, user.id, account.id, "active")
-    if not await ctx.store.create_user(user, account, registration, delegation, event):
+    registration, delegation, events = _records(ctx, jag, user.id, account.id, "active")
+    if not await ctx.store.create_user(user, account, registration, delegation, events):
         return None
     return AccessState(registration=registration, account=account, token_revoked=False)
 
@@ -123,7 +133,7 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
             else "This service offers no human sign-in, so the link cannot be confirmed.",
         )
     s, now = ctx.settings, int(ctx.clock.now())
-    registration, delegation, event = _records(ctx, jag, user.id, user.account_id, "pending")
+    registration, delegation, events = _records(ctx, jag, user.id, user.account_id, "pending")
     pending = Claim(
         account_id=user.account_id,
         registration_id=registration.id,
@@ -142,7 +152,8 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
     claim = msgspec.structs.replace(pending, version=pending.version + 1, attempts=(attempt,))
     # A delegation whose grant was revoked goes back through the gate: a human confirms again.
     replace = current is not None and current.status == "active"
-    if not await ctx.store.save_pending_link(delegation, registration, claim, event, replace_active=replace):
+    events += claims.claim_events(old if old is not None and old.status == "pending" else None, claim, now)
+    if not await ctx.store.save_pending_link(delegation, registration, claim, events, replace_active=replace):
         # An active delegation appeared meanwhile (a human confirmed): the agent simply retries.
         return AuthError("temporarily_unavailable", "the link is being confirmed; retry", headers={"Retry-After": "1"})
     body: dict[str, Any] = {

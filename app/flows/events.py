@@ -12,11 +12,11 @@ from typing import Any
 
 import jwt
 
+from app import events as ev
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
-from app.store.port import AuditEvent
 
 TYP_SET = "secevent+jwt"
 # The revocation event under both URIs seen in the wild (spec/protocol.md § Revocation and events).
@@ -95,13 +95,16 @@ async def receive(ctx: Context, token: str) -> int:
         delegation = await ctx.store.get_delegation(provider.issuer, subject)
         if delegation is None:
             continue
-        audit = AuditEvent(
-            at=now,
-            type="registration.revoked_by_provider",
-            account_id=delegation.account_id,
-            registration_id=delegation.registration_id,
-            data={"provider": provider.issuer, "subject": subject, "not_before": int(iat), "jti": jti},
+        revocation = ev.new(
+            ev.RegistrationRevoked,
+            now,
+            delegation.account_id,
+            delegation.registration_id,
+            by="provider",
+            reason="provider_event",
+            provider=provider.issuer,
+            not_before=int(iat),
         )
-        if await ctx.store.set_not_before(delegation.account_id, delegation.registration_id, int(iat), audit):
+        if await ctx.store.set_not_before(delegation.account_id, delegation.registration_id, int(iat), [revocation]):
             revoked += 1
     return revoked

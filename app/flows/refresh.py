@@ -18,13 +18,14 @@ from typing import Any
 
 import msgspec
 
+from app import events as ev
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
 from app.flows.claim import TOKEN_ID
 from app.flows.issue import identity_assertion
 from app.keys import b64url
-from app.store.port import AuditEvent, Registration
+from app.store.port import Registration
 
 _SEQ = re.compile(r"0|[1-9][0-9]{0,9}")
 
@@ -88,8 +89,8 @@ async def revoke(ctx: Context, token: str) -> None:
     now = ctx.clock.now()
     state = await ctx.store.access_state(account_id, registration_id, None, now)
     if state is not None and _genuine(ctx, state.registration, token, seq):
-        event = AuditEvent(at=now, type="registration.revoked", account_id=account_id, registration_id=registration_id)
-        await ctx.store.revoke_registration(account_id, registration_id, now, event)
+        revoked = ev.new(ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="token_revoked")
+        await ctx.store.revoke_registration(account_id, registration_id, now, [revoked])
 
 
 async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
@@ -109,21 +110,31 @@ async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
             if reg.refresh_expires_at is None or reg.refresh_expires_at <= now:
                 raise _invalid("the refresh token has expired")
             expires_at = int(now) + ctx.settings.refresh_token_ttl_seconds
-            if await ctx.store.rotate_refresh(account_id, registration_id, reg.refresh_family, seq, expires_at, now):
+            events: list[ev.Event] = [
+                ev.new(ev.RefreshRotated, now, account_id, registration_id, seq=seq + 1, expires_at=expires_at),
+                ev.new(
+                    ev.CredentialIssued,
+                    now,
+                    account_id,
+                    registration_id,
+                    kind="refresh",
+                    generation=reg.generation,
+                    expires_at=expires_at,
+                ),
+            ]
+            family = reg.refresh_family
+            if await ctx.store.rotate_refresh(account_id, registration_id, family, seq, expires_at, now, events):
                 return _response(ctx, reg, seq + 1, expires_at, now)
             continue  # a racing refresh of the same token rotated first: look again (grace or reuse)
         rotated_at = reg.refresh_rotated_at or 0
         if seq == reg.refresh_seq - 1 and now - rotated_at <= ctx.settings.refresh_grace_seconds:
             assert reg.refresh_expires_at is not None
             return _response(ctx, reg, reg.refresh_seq, reg.refresh_expires_at, now)
-        event = AuditEvent(
-            at=now,
-            type="refresh.reused",
-            account_id=account_id,
-            registration_id=registration_id,
-            data={"presented_seq": seq, "live_seq": reg.refresh_seq},
+        # A superseded refresh token came back: someone holds a copy. The grant dies as a precaution.
+        reused = ev.new(
+            ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="refresh_token_reused"
         )
-        await ctx.store.revoke_registration(account_id, registration_id, now, event)
+        await ctx.store.revoke_registration(account_id, registration_id, now, [reused])
         raise _invalid("this refresh token was already used; the grant is revoked as a precaution")
     raise AuthError(
         "temporarily_unavailable", "the refresh token is being rotated; retry", headers={"Retry-After": "1"}

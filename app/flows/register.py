@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import events as ev
 from app import text
 from app.clock import rfc3339
 from app.context import Context
@@ -18,7 +19,7 @@ from app.flows import challenge
 from app.flows import claim as claims
 from app.flows.issue import identity_assertion, new_id
 from app.flows.limits import rate_limited, refuse_if_over, source_key
-from app.store.port import AccessState, Account, AuditEvent, Registration, User, WindowHit
+from app.store.port import AccessState, Account, Registration, User, WindowHit
 from app.wire import (
     AccountView,
     AgentInfo,
@@ -152,14 +153,33 @@ async def _create_temporary(
         agent_platform=agent_platform,
         source=src,
     )
-    event = AuditEvent(
-        at=ctx.clock.now(),
-        type="registration.created",
-        account_id=account.id,
-        registration_id=registration.id,
-        data={"type": kind, "source": src, "agent": {"name": agent_name, "platform": agent_platform}},
-    )
-    await ctx.store.create_registration(account, registration, event)
+    at = ctx.clock.now()
+    events: list[ev.Event] = [
+        ev.new(
+            ev.RegistrationCreated,
+            at,
+            account.id,
+            registration.id,
+            method=kind,
+            scopes=registration.scopes,
+            pending=registration.pending,
+            agent_name=agent_name,
+            agent_platform=agent_platform,
+        )
+    ]
+    if not registration.pending:  # an anonymous registration gets its identity assertion at once
+        events.append(
+            ev.new(
+                ev.CredentialIssued,
+                at,
+                account.id,
+                registration.id,
+                kind="registration",
+                generation=0,
+                expires_at=account.expires_at,
+            )
+        )
+    await ctx.store.create_registration(account, registration, events)
     return AccessState(registration=registration, account=account, token_revoked=False)
 
 
@@ -197,7 +217,7 @@ async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, sour
     first = claims.new_claim(ctx, state)
     attempt_token, attempt = claims.new_attempt(first, now, hint, "service_auth")
     claim = claims.with_attempt(first, attempt, now, ctx.settings.claim_max_live_attempts)
-    if not await ctx.store.save_claim(claim, None):
+    if not await ctx.store.save_claim(claim, None, claims.claim_events(None, claim, now)):
         raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
     return {
         "id": state.registration.id,

@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 
 import jwt
 
+from app import events as ev
 from app.context import Context
 from app.errors import AuthError
 from app.flows import refresh
@@ -28,7 +29,7 @@ from app.flows.limits import enforce, source_key
 from app.flows.params import single
 from app.flows.use import authenticate
 from app.keys import hash_secret, verify_secret
-from app.store.port import AuditEvent, WindowHit
+from app.store.port import WindowHit
 
 log = logging.getLogger("authmd.revoke")
 
@@ -70,13 +71,11 @@ async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
         return
     reg, account = state.registration, state.account
     if account.kind == "temporary" and reg.type == "anonymous":
-        event = AuditEvent(
-            at=now, type="account.deleted", account_id=account.id, registration_id=reg.id, data={"reason": "revoked"}
-        )
-        await ctx.store.delete_account(account.id, now, event)
+        deleted = ev.new(ev.AccountDeleted, now, account.id, reg.id, by="agent", registrations=0, notes=0)
+        await ctx.store.delete_account(account.id, now, deleted)
     else:
-        event = AuditEvent(at=now, type="registration.revoked", account_id=account.id, registration_id=reg.id)
-        await ctx.store.revoke_registration(account.id, reg.id, now, event)
+        revoked = ev.new(ev.RegistrationRevoked, now, account.id, reg.id, by="agent", reason="token_revoked")
+        await ctx.store.revoke_registration(account.id, reg.id, now, [revoked])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 
 from app import endpoints as ep
+from app import events as ev
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
@@ -27,7 +28,7 @@ from app.flows import signin
 from app.flows.limits import enforce, source_key
 from app.flows.session import HeldAttempt, Session, SessionData
 from app.routes.http import ctx_of, form_body, source_of
-from app.store.port import AuditEvent, Registration, User, WindowHit
+from app.store.port import Registration, User, WindowHit
 from app.web import pages
 
 HTML = MediaType.HTML  # Litestar adds "; charset=utf-8" to text/* itself: naming it here sent it twice
@@ -420,14 +421,11 @@ async def account_revoke_confirm(request: Request[Any, Any, Any]) -> Response[st
     ctx = ctx_of(request)
     try:
         _, user, grant = await _owned_grant(request, ctx)
-        event = AuditEvent(
-            at=ctx.clock.now(),
-            type="registration.revoked",
-            account_id=grant.account_id,
-            registration_id=grant.registration_id,
-            data={"by": "owner", "user": user.id},
+        now = ctx.clock.now()
+        revoked = ev.new(
+            ev.RegistrationRevoked, now, grant.account_id, grant.registration_id, by="human", user_id=user.id
         )
-        await ctx.store.revoke_registration(grant.account_id, grant.registration_id, ctx.clock.now(), event)
+        await ctx.store.revoke_registration(grant.account_id, grant.registration_id, now, [revoked])
     except AuthError as err:
         return _error_page(ctx, err)
     return _redirect(ctx, _base(ctx) + ep.ACCOUNT)

@@ -7,15 +7,34 @@ Rules every adapter keeps (the contract suite in tests/store checks each one):
 - Each method is one atomic step: two racing callers of ``consume_once`` or ``add_note`` never both win.
 - Secrets never reach the store in the clear: callers hand in hashes.
 - Failures to reach the backend raise ``StoreUnavailable`` (a 503 upstream), never a partial success.
+- Every state change takes its domain events (app/events.py) and writes them in the same atomic step
+  as the change, into the account's outbox: the change and its events land both or neither.
+
+Reading events (spec/events.md). Two reads, for two kinds of reader:
+- ``events(after, limit)``: every event whose id sorts after ``after``, oldest id first (the operator's
+  trail, ``authmd admin events``). Ids sort by time; across accounts and instances that is the only
+  order there is (on Redis Cluster there is no global sequence), so a reader polling with the last id
+  it saw may miss an event committed later with a smaller id (an instance's clock behind another's).
+- The outbox, for delivery (webhooks): ``outboxes_with_pending(limit)`` names accounts with
+  undelivered events, ``read_outbox(account_id, limit)`` returns them in the order they were
+  committed, ``mark_delivered(account_id, through)`` advances that account's delivered cursor.
+  Order: per account, exactly the commit order; across accounts, none. A committed event is found
+  by the next reader, whatever crashed after the commit: the index of pending outboxes is written in
+  the same atomic step (on Redis Cluster, in the account's own hash slot: one index per slot).
+Retention: an outbox outlives its account (a deletion's or expiry's event is the one consumers most
+need): on SQLite events are kept for good; on Redis an outbox keeps its newest ``OUTBOX_MAXLEN`` events
+and is reclaimed ``OUTBOX_RETENTION_SECONDS`` after its account is deleted or its space-only TTL runs out.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import msgspec
+
+from app.events import AccountDeleted, AccountExpired, Event, new_event_id
 
 AccountKind = Literal["temporary", "persistent"]
 
@@ -221,15 +240,8 @@ class WindowResult(msgspec.Struct, frozen=True):
     retry_after: float  # seconds until a refused hit would be allowed (0 when allowed)
 
 
-class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An append-only record of a lifecycle change, written in the same step as the change."""
-
-    at: float
-    type: str
-    account_id: str | None = None
-    registration_id: str | None = None
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
-    id: int | None = None
+OUTBOX_RETENTION_SECONDS = 30 * 86_400
+OUTBOX_MAXLEN = 10_000
 
 
 class Deleted(msgspec.Struct, frozen=True, kw_only=True):
@@ -262,8 +274,8 @@ class Store(Protocol):
         """First writer wins: True for exactly one caller until ``expires_at``."""
 
     # ---- accounts and registrations ---------------------------------------------------------
-    async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
-        """Create a new account with its first registration, atomically, with its audit event."""
+    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
+        """Create a new account with its first registration, atomically, with its events."""
 
     async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         """A grant is always addressed through its account (its `sub`): on Redis Cluster everything an
@@ -288,11 +300,14 @@ class Store(Protocol):
     async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
         """Mark one access token id revoked until it would have expired anyway. True if newly marked."""
 
-    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
+    async def revoke_registration(
+        self, account_id: str, registration_id: str, now: float, events: Sequence[Event]
+    ) -> bool:
         """Kill a grant and everything derived from it. True if it was live."""
 
-    async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
-        """Delete an account with everything it owns (registrations, notes); None if already gone."""
+    async def delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
+        """Delete an account with everything it owns (registrations, notes); None if already gone. ``event``
+        is written with the counts of what was deleted filled in (only the deleting step knows them)."""
 
     # ---- people and provider delegations (ID-JAG) --------------------------------------------
     async def find_user_by_email(self, email: str) -> User | None:
@@ -301,7 +316,7 @@ class Store(Protocol):
     async def get_delegation(self, issuer: str, subject: str) -> Delegation | None: ...
 
     async def create_user(
-        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, events: Sequence[Event]
     ) -> bool:
         """Just-in-time user: claim the email, create the user's persistent account with its first
         registration and the active delegation. False (and nothing created) if the email or the
@@ -312,7 +327,7 @@ class Store(Protocol):
         delegation: Delegation,
         registration: Registration,
         claim: Claim,
-        event: AuditEvent,
+        events: Sequence[Event],
         *,
         replace_active: bool = False,
     ) -> bool:
@@ -345,17 +360,26 @@ class Store(Protocol):
     async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
         """The claim of a registration; gone with its account (or past ``expires_at``)."""
 
-    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
-        """Compare-and-set: store ``claim`` if the stored version equals ``expected_version`` (None:
-        only if there is no claim yet). False, and nothing written, otherwise or if the account is gone."""
+    async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
+        """Compare-and-set: store ``claim`` with its ``events`` if the stored version equals
+        ``expected_version`` (None: only if there is no claim yet). False, and nothing written,
+        otherwise or if the account is gone."""
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
         """Reserve-and-compare, one atomic step (``code_step``): ``digests`` maps attempt ids to the
         caller's HMAC of the presented code for that attempt. A wrong code is charged before anyone
         learns it was wrong; a right one changes nothing (the caller lands the claim by
-        ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired."""
+        ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired.
+        ``ended``: events about attempts (``attempt_id``), written in the same step if the charge
+        spends a budget and ends the attempts: those of the attempts it ended, and only those."""
 
     async def complete_claim(
         self,
@@ -364,7 +388,7 @@ class Store(Protocol):
         account: Account,
         registration: Registration,
         delegation: Delegation | None,
-        event: AuditEvent,
+        events: Sequence[Event],
     ) -> bool:
         """The claim lands, all or nothing, if the stored claim still has ``expected_version``: store
         ``claim``; take ``account``'s kind, expiry, quotas and owner (keeping its notes and count);
@@ -372,12 +396,21 @@ class Store(Protocol):
         expiry index; write ``event``."""
 
     async def rotate_refresh(
-        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+        self,
+        account_id: str,
+        registration_id: str,
+        family: str,
+        seq: int,
+        expires_at: int,
+        now: float,
+        events: Sequence[Event],
     ) -> bool:
         """Advance the refresh family from ``seq`` to ``seq + 1`` (rotated at ``now``, new expiry) if
         the live registration still holds exactly ``(family, seq)``. False otherwise."""
 
-    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+    async def set_not_before(
+        self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]
+    ) -> bool:
         """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""
 
     # ---- the demo resource -------------------------------------------------------------------
@@ -391,13 +424,25 @@ class Store(Protocol):
 
     async def delete_note(self, account_id: str, note_id: str, now: float) -> bool: ...
 
-    # ---- expiry and audit --------------------------------------------------------------------
+    # ---- expiry and events -------------------------------------------------------------------
     async def sweep(self, now: float, limit: int) -> list[Deleted]:
         """Delete up to ``limit`` expired temporary accounts (and what they own), each with an
-        ``account.expired`` audit event, and reclaim expired marks and counters. Cost is proportional
+        ``account.expired`` event, and reclaim expired marks and counters. Cost is proportional
         to what expired. Several sweepers may run at once: each account is deleted (and reported) once."""
 
-    async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]: ...
+    async def events(self, after: str = "", limit: int = 100) -> list[Event]:
+        """Up to ``limit`` events whose id sorts after ``after``, by id (see the module docstring)."""
+
+    async def outboxes_with_pending(self, limit: int = 100) -> list[str]:
+        """Ids of up to ``limit`` accounts whose outbox holds undelivered events, oldest first (best
+        effort across accounts); a deleted account's outbox is among them until consumed."""
+
+    async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
+        """The account's undelivered events, in commit order."""
+
+    async def mark_delivered(self, account_id: str, through: str) -> bool:
+        """Everything in the account's outbox up to the event ``through`` is delivered. False if
+        ``through`` is not an undelivered event of that outbox (nothing changes)."""
 
 
 def expired(expires_at: float | None, now: float) -> bool:
@@ -405,11 +450,6 @@ def expired(expires_at: float | None, now: float) -> bool:
     return expires_at is not None and expires_at <= now
 
 
-def expired_event(deleted: Deleted, now: float) -> AuditEvent:
-    """The audit event the sweeper writes for an account it deleted (same shape on every adapter)."""
-    return AuditEvent(
-        at=now,
-        type="account.expired",
-        account_id=deleted.account_id,
-        data={"registrations": deleted.registrations, "notes": deleted.notes},
-    )
+def expired_event(account_id: str, now: float) -> AccountExpired:
+    """The event the sweeper writes for an account it deletes; the store fills in the counts."""
+    return AccountExpired(id=new_event_id(now), at=now, account_id=account_id, registrations=0, notes=0)

@@ -18,7 +18,18 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
   P{lim}:w:KEY            hash: one sliding-window counter (all counters share a slot: limits are
                           checked all-or-nothing across a source's and the global counter)
   Pm:NS:KEY               string: a one-time mark -> its expiry (single key: any slot)
-  P{audit}:seq, :log      the audit trail: an integer sequence and a stream
+  P{a:ID}:events          stream: the account's outbox, its domain events in commit order (fields id, e:
+                          the event as JSON), written by the same script as the change; outlives the
+                          account (see ``_outbox.lua``)
+  P{a:ID}:events:sent     string: the stream id of the last delivered event (the outbox's cursor)
+  P{T}:outboxes           sorted set: ids of accounts with an outbox -> their newest event's ms
+  P{T}:pending            sorted set: ids of accounts with undelivered events -> ms
+                          ``T`` is a tag in the account's own hash slot (``slot_tag``): one index of each
+                          kind per slot, written by the account's scripts, which Cluster accepts since
+                          the keys share the slot. A reader walks the 16384 slot indexes (one on a single
+                          Redis, where ``T`` is ``o``). An entry whose outbox was reclaimed is dropped
+                          by a script in that slot (``drop_outbox``)
+  P{audit}:seq, :log      the free-form audit trail of earlier versions (kept, no longer written)
   P{u:ID}:user            hash: a user (email, account id)
   P{u:ID}:owned           set: ids of accounts the user owns, added once the account exists (reads check
                           each account's ``owner`` and drop the ids of deleted accounts)
@@ -30,11 +41,12 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
 
 Correctness comes from the absolute expiry stored in each record and compared with the caller's
 ``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
-Writes that span slots (the expiry, listing and owner indexes, the audit trail, the delegation a claim
-activates) are issued in order right around the account's own script; a crash between them can at worst
-leave an index entry that reads or the sweeper skip or drop, lose that one audit event, or leave a
-claimed link's delegation pending. People (users, emails, logins) are written across slots in an order whose every
-crash point is safe: first writer wins on the email and the login, and orphans are unreachable.
+Writes that span slots (the expiry, listing and owner indexes, the delegation a claim activates) are
+issued in order right around the account's own script; a crash between them can at worst leave an
+index entry that reads or the sweeper skip or drop, or leave a claimed link's delegation pending. Domain
+events never span slots: they are written by the account's own script, with the change. People
+(users, emails, logins) are written across slots in an order whose every crash point is safe: first
+writer wins on the email and the login, and orphans are unreachable.
 Redis must run with ``maxmemory-policy noeviction`` (eviction would silently drop replay marks and
 revocations): ``open`` refuses anything else.
 """
@@ -59,15 +71,19 @@ from redis import exceptions as rx
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
+from app import events as ev
 from app.config import ConfigError
 from app.errors import StoreUnavailable
+from app.events import AccountDeleted, Event
 from app.store.port import (
+    OUTBOX_MAXLEN,
+    OUTBOX_RETENTION_SECONDS,
     AccessState,
     Account,
     AccountKind,
     AddNoteOutcome,
-    AuditEvent,
     Claim,
     CodeBudget,
     CodeCheck,
@@ -83,7 +99,6 @@ from app.store.port import (
 )
 
 GRACE_MS = 86_400_000  # backend TTLs outlive the stored expiry by a day: the sweeper acts first
-AUDIT_MAXLEN = 10_000_000
 # Errors that mean "the store cannot answer now": a 503 upstream, never a 500.
 UNAVAILABLE = (
     rx.ConnectionError,
@@ -99,31 +114,48 @@ UNAVAILABLE = (
 _SCRIPTS = (
     "access_state",
     "add_note",
-    "append_audit",
     "check_code",
     "complete_claim",
     "consume_once",
     "create_registration",
     "delete_account",
     "delete_note",
+    "drop_outbox",
     "hit_windows",
     "link_login",
+    "mark_delivered",
     "put_delegation",
     "put_registration",
     "read_claim",
     "read_notes",
+    "read_outbox",
     "read_registrations",
     "revoke_registration",
     "rotate_refresh",
     "save_claim",
     "set_not_before",
 )
+# Scripts that change an account write its events: the outbox prelude comes first (``_outbox.lua``).
+_EMITTING = {
+    "check_code",
+    "complete_claim",
+    "create_registration",
+    "delete_account",
+    "put_registration",
+    "revoke_registration",
+    "rotate_refresh",
+    "save_claim",
+    "set_not_before",
+}
 SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
 
 def _lua(name: str) -> tuple[str, str]:
     """(sha1, source) of one script; scripts run by EVALSHA and are loaded on NOSCRIPT."""
-    source = (resources.files("app.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    folder = resources.files("app.store") / "lua"
+    source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in _EMITTING:
+        source = (folder / "_outbox.lua").read_text(encoding="utf-8") + source
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(), source
 
 
@@ -175,6 +207,24 @@ def parse_redis_url(url: str) -> RedisURL:
     cluster = scheme.endswith("+cluster")
     base_scheme = scheme.removesuffix("+cluster")
     return RedisURL(urlunsplit((base_scheme, parts.netloc, parts.path, rest, "")), cluster, prefix, int(size), wait)
+
+
+_SLOT_TAGS: list[str] = []
+
+
+def slot_tag(slot: int) -> str:
+    """A short hash tag whose slot is ``slot`` (found once, by trying o0, o1, ... : about 155 000 CRCs)."""
+    if not _SLOT_TAGS:
+        tags: list[str | None] = [None] * 16384
+        n, left = 0, 16384
+        while left:
+            tag = f"o{n}"
+            found = key_slot(tag.encode())
+            if tags[found] is None:
+                tags[found], left = tag, left - 1
+            n += 1
+        _SLOT_TAGS.extend(t for t in tags if t is not None)
+    return _SLOT_TAGS[slot]
 
 
 def _ms(seconds: float) -> int:
@@ -260,6 +310,39 @@ class RedisStore:
     # ---- keys --------------------------------------------------------------------------------
     def _a(self, account_id: str, part: str) -> str:
         return f"{self.prefix}{{a:{account_id}}}:{part}"
+
+    def _outbox_keys(self, account_id: str) -> list[str]:
+        """The account's outbox and its slot's two indexes (see the module docstring)."""
+        tag = slot_tag(key_slot(f"a:{account_id}".encode())) if self._cluster else "o"
+        return [self._a(account_id, "events"), f"{self.prefix}{{{tag}}}:outboxes", f"{self.prefix}{{{tag}}}:pending"]
+
+    def _outbox_arg(self, account_id: str, events: Sequence[Event], *, counted: bool = False) -> str:
+        """The events as the outbox prelude's ARGV[1]. ``counted``: a deletion's counts are left out, for
+        the script to append (only it knows them)."""
+        rows = []
+        for event in events:
+            if counted:
+                fields = msgspec.to_builtins(event)
+                body = json.dumps({k: v for k, v in fields.items() if k not in ("registrations", "notes")})
+            else:
+                body = ev.encode(event).decode()
+            # The attempt an event is about, for scripts that write only those of attempts they end.
+            rows.append([str(ev.ms_of(event.id)), event.id, body, getattr(event, "attempt_id", None) or ""])
+        return json.dumps(
+            {
+                "a": account_id,
+                "k": self._a(account_id, "acct"),
+                "t": OUTBOX_RETENTION_SECONDS * 1000,
+                "m": OUTBOX_MAXLEN,
+                "e": rows,
+            }
+        )
+
+    async def _emit(self, name: str, account_id: str, events: Sequence[Event], keys: list[str], args: list[Any]) -> Any:
+        """Run an account's script with its events (the prelude takes the extra key and argument)."""
+        return await self._call(
+            name, keys + self._outbox_keys(account_id), [self._outbox_arg(account_id, events), *args]
+        )
 
     @property
     def _index(self) -> str:
@@ -394,27 +477,13 @@ class RedisStore:
         return bool(await self._call("consume_once", [mark], [repr(float(expires_at)), repr(float(now)), ttl]))
 
     # ---- accounts and registrations ----------------------------------------------------------
-    def _audit_args(self, event: AuditEvent) -> tuple[list[str], list[Any]]:
-        body = json.dumps(
-            {
-                "at": event.at,
-                "type": event.type,
-                "account_id": event.account_id,
-                "registration_id": event.registration_id,
-                "data": event.data,
-            }
-        )
-        return [f"{self.prefix}{{audit}}:seq", f"{self.prefix}{{audit}}:log"], [body, AUDIT_MAXLEN]
-
-    async def _append(self, event: AuditEvent) -> None:
-        await self._call("append_audit", *self._audit_args(event))
-
-    async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
+    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
         acct_fields = _fields(account)
         ttl = "" if account.expires_at is None else str(_ms(account.expires_at - account.created_at) + GRACE_MS)
         keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
-        args = [ttl, registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)]
-        audit_keys, audit_args = self._audit_args(event)
+        keys += self._outbox_keys(account.id)
+        args = [self._outbox_arg(account.id, events), ttl, registration.id, len(acct_fields) // 2]
+        args += [*acct_fields, *_fields(registration)]
         if self._cluster:
             # redis-py refuses scripts in cluster pipelines: the same steps, in the same order, one by one.
             if account.expires_at is not None:
@@ -423,11 +492,10 @@ class RedisStore:
             await self._call("create_registration", keys, args)
             if account.owner is not None:
                 await self._do("sadd", self._owned_key(account.owner), account.id)
-            await self._call("append_audit", audit_keys, audit_args)
             return
         # One round trip, in order: the index entries first (an account is never unreachable to the
-        # sweeper nor missing from the listing), then the account's own atomic script, its owner's index
-        # (only once the account exists: reads drop entries of missing accounts), then its audit event.
+        # sweeper nor missing from the listing), then the account's own atomic script (with its events),
+        # then its owner's index (only once the account exists: reads drop entries of missing accounts).
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             if account.expires_at is not None:
@@ -436,7 +504,6 @@ class RedisStore:
             pipe.evalsha(SCRIPTS["create_registration"][0], len(keys), *keys, *args)
             if account.owner is not None:
                 pipe.sadd(self._owned_key(account.owner), account.id)
-            pipe.evalsha(SCRIPTS["append_audit"][0], len(audit_keys), *audit_keys, *audit_args)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except UNAVAILABLE as exc:
@@ -561,35 +628,27 @@ class RedisStore:
         ttl = _ms(expires_at - now) + GRACE_MS
         return bool(await self._call("consume_once", [mark], [repr(float(expires_at)), repr(float(now)), ttl]))
 
-    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
+    async def revoke_registration(
+        self, account_id: str, registration_id: str, now: float, events: Sequence[Event]
+    ) -> bool:
         key = self._a(account_id, f"reg:{registration_id}")
-        if not await self._call("revoke_registration", [key], [repr(float(now)), int(now)]):
-            return False
-        await self._append(event)
-        return True
+        return bool(await self._emit("revoke_registration", account_id, events, [key], [repr(float(now)), int(now)]))
 
-    async def _delete(self, account_id: str, now: float, mode: str) -> Deleted | str:
+    async def _delete(self, account_id: str, now: float, mode: str, event: Event | None = None) -> Deleted | str:
         keys = [self._a(account_id, "acct"), self._a(account_id, "regs"), self._a(account_id, "notes")]
+        keys += self._outbox_keys(account_id)
         prefixes = [self._a(account_id, "reg:"), self._a(account_id, "claim:")]
-        result = await self._call("delete_account", keys, [repr(float(now)), mode, *prefixes])
+        outbox = self._outbox_arg(account_id, [event] if event else [], counted=True)
+        result = await self._call("delete_account", keys, [outbox, repr(float(now)), mode, *prefixes])
         if isinstance(result, str):
             return result
         await self._do("zrem", self._ids, account_id)  # only the deleter: right after the account's script
         return Deleted(account_id=account_id, registrations=int(result[0]), notes=int(result[1]))
 
-    async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
-        deleted = await self._delete(account_id, now, "live")
+    async def delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
+        deleted = await self._delete(account_id, now, "live", event)
         if not isinstance(deleted, Deleted):
             return None
-        await self._append(
-            AuditEvent(
-                at=event.at,
-                type=event.type,
-                account_id=account_id,
-                registration_id=event.registration_id,
-                data={**event.data, "registrations": deleted.registrations, "notes": deleted.notes},
-            )
-        )
         await self._do("zrem", self._index, account_id)
         return deleted
 
@@ -636,33 +695,30 @@ class RedisStore:
         return bool(await self._call("put_delegation", [key], [mode, *_fields(delegation)]))
 
     async def create_user(
-        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, events: Sequence[Event]
     ) -> bool:
         # Across slots, in an order whose every crash point is safe: orphans (an account, a user) are
         # unreachable; the email and then the delegation are claimed first-writer-wins; the delegation,
-        # which makes the account reachable by the provider subject, comes last.
+        # which makes the account reachable by the provider subject, comes last. The events are written
+        # with the account (its slot); a loser's rollback discards them with it (spec/events.md).
         acct_fields = _fields(account)
         keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
         await self._do("zadd", self._ids, {account.id: 0})
-        await self._call(
-            "create_registration",
-            keys,
-            ["", registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)],
-        )
+        args = ["", registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)]
+        await self._emit("create_registration", account.id, events, keys, args)
         await self._do("hset", self._user_key(user.id), mapping=_mapping(user))
         if account.owner is not None:
             await self._do("sadd", self._owned_key(account.owner), account.id)
         email_key = self._email_key(user.email)
         claimed = await self._do("set", email_key, user.id, nx=True)
         if claimed and await self._put_delegation(delegation, "create"):
-            await self._append(event)
             return True
         if claimed:
             await self._do("delete", email_key)
         await self._do("delete", self._user_key(user.id))
         if account.owner is not None:
             await self._do("srem", self._owned_key(account.owner), account.id)
-        await self._delete(account.id, float(account.created_at), "live")
+        await self._delete(account.id, float(account.created_at), "discard")
         return False
 
     async def save_pending_link(
@@ -670,7 +726,7 @@ class RedisStore:
         delegation: Delegation,
         registration: Registration,
         claim: Claim,
-        event: AuditEvent,
+        events: Sequence[Event],
         *,
         replace_active: bool = False,
     ) -> bool:
@@ -683,10 +739,7 @@ class RedisStore:
             self._claim_key(claim.account_id, claim.registration_id),
         ]
         args = [registration.id, claim.version, _CLAIM_JSON.encode(claim).decode(), *_fields(registration)]
-        if not await self._call("put_registration", keys, args):
-            return False
-        await self._append(event)
-        return True
+        return bool(await self._emit("put_registration", registration.account_id, events, keys, args))
 
     # ---- humans: sign-in, sessions, what they own --------------------------------------------
     async def get_user(self, user_id: str) -> User | None:
@@ -798,19 +851,26 @@ class RedisStore:
         claim = msgspec.json.decode(data, type=Claim)
         return None if expired(claim.expires_at, now) else claim
 
-    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+    async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
         keys = [self._a(claim.account_id, "acct"), self._claim_key(claim.account_id, claim.registration_id)]
         expected = "" if expected_version is None else expected_version
-        return bool(await self._call("save_claim", keys, [expected, claim.version, _CLAIM_JSON.encode(claim).decode()]))
+        args = [expected, claim.version, _CLAIM_JSON.encode(claim).decode()]
+        return bool(await self._emit("save_claim", claim.account_id, events, keys, args))
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
         keys = [self._a(account_id, "acct"), self._claim_key(account_id, registration_id)]
         args: list[Any] = [repr(float(now)), budget.per_window, budget.per_claim]
         for attempt_id, digest in digests.items():
             args += [attempt_id, digest]
-        reply = await self._call("check_code", keys, args)
+        reply = await self._emit("check_code", account_id, ended, keys, args)
         if reply is None:
             return CodeCheck(claim=None)
         outcome, data, matched = reply
@@ -824,7 +884,7 @@ class RedisStore:
         account: Account,
         registration: Registration,
         delegation: Delegation | None,
-        event: AuditEvent,
+        events: Sequence[Event],
     ) -> bool:
         keys = [
             self._a(account.id, "acct"),
@@ -835,7 +895,8 @@ class RedisStore:
         ]
         # A claim normally makes the account persistent (no TTL on anything it owns); one that keeps an
         # expiry gets a space-only TTL counted from the event's time, the caller's ``now``.
-        ttl = "" if account.expires_at is None else _ms(account.expires_at - event.at) + GRACE_MS
+        at = events[0].at if events else time.time()
+        ttl = "" if account.expires_at is None else _ms(account.expires_at - at) + GRACE_MS
         args = [
             expected_version,
             claim.version,
@@ -855,7 +916,7 @@ class RedisStore:
         # its owner, and the entry of a racer whose claim did not land is ignored by reads (another owner).
         if account.owner is not None:
             await self._do("sadd", self._owned_key(account.owner), account.id)
-        if not await self._call("complete_claim", keys, args):
+        if not await self._emit("complete_claim", account.id, events, keys, args):
             return False
         # Across slots, in order right after the account's own script (see the module docstring).
         if account.kind == "temporary" and account.expires_at is not None:
@@ -864,21 +925,27 @@ class RedisStore:
             await self._do("zrem", self._index, account.id)
         if delegation is not None:
             await self._put_delegation(delegation, "force")
-        await self._append(event)
         return True
 
     async def rotate_refresh(
-        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+        self,
+        account_id: str,
+        registration_id: str,
+        family: str,
+        seq: int,
+        expires_at: int,
+        now: float,
+        events: Sequence[Event],
     ) -> bool:
         key = self._a(account_id, f"reg:{registration_id}")
-        return bool(await self._call("rotate_refresh", [key], [family, seq, expires_at, repr(float(now)), int(now)]))
+        args = [family, seq, expires_at, repr(float(now)), int(now)]
+        return bool(await self._emit("rotate_refresh", account_id, events, [key], args))
 
-    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
+    async def set_not_before(
+        self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]
+    ) -> bool:
         key = self._a(account_id, f"reg:{registration_id}")
-        if not await self._call("set_not_before", [key], [not_before]):
-            return False
-        await self._append(event)
-        return True
+        return bool(await self._emit("set_not_before", account_id, events, [key], [not_before]))
 
     # ---- notes -------------------------------------------------------------------------------
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
@@ -921,10 +988,9 @@ class RedisStore:
         ids = await self._do("zrangebyscore", self._index, "-inf", now, start=0, num=limit)
         out = []
         for account_id in ids:
-            result = await self._delete(account_id, now, "expired")
+            # Only the sweeper whose script deletes the account writes (and reports) its expiry.
+            result = await self._delete(account_id, now, "expired", expired_event(account_id, now))
             if isinstance(result, Deleted):
-                # Only the sweeper whose script deleted the account reports it.
-                await self._append(expired_event(result, now))
                 out.append(result)
             if result != "kept":
                 await self._do("zrem", self._index, account_id)
@@ -932,19 +998,49 @@ class RedisStore:
                 await self._do("zrem", self._ids, account_id)
         return out
 
-    async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]:
-        rows = await self._do("xrange", f"{self.prefix}{{audit}}:log", min=f"{after_id + 1}-0", max="+", count=limit)
-        events = []
-        for stream_id, fields in rows:
-            e = json.loads(fields["e"])
-            events.append(
-                AuditEvent(
-                    id=int(stream_id.split("-", 1)[0]),
-                    at=e["at"],
-                    type=e["type"],
-                    account_id=e["account_id"],
-                    registration_id=e["registration_id"],
-                    data=e["data"],
-                )
-            )
-        return events
+    def _index_keys(self, kind: str) -> list[str]:
+        """Every slot's index of outboxes (``kind``: outboxes or pending); one key on a single Redis."""
+        if not self._cluster:
+            return [f"{self.prefix}{{o}}:{kind}"]
+        return [f"{self.prefix}{{{slot_tag(slot)}}}:{kind}" for slot in range(16384)]
+
+    async def _walk_index(self, kind: str, low: float, limit: int | None) -> list[tuple[str, float]]:
+        """(account id, score) of every index entry scored at least ``low``, lowest first: one pipelined
+        round trip per node (16384 small reads on a cluster: a poller's cost, not a request's)."""
+        keys = self._index_keys(kind)
+        pipe = self._client.pipeline(transaction=False) if not self._cluster else self._client.pipeline()
+        for key in keys:
+            pipe.zrangebyscore(key, low, "+inf", start=0, num=limit or -1, withscores=True)
+        async with self._connection():
+            try:
+                pages: list[list[tuple[str, float]]] = await pipe.execute()
+            except UNAVAILABLE as exc:
+                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        found = sorted((score, account_id) for page in pages for account_id, score in page)
+        return [(account_id, score) for score, account_id in found[:limit]]
+
+    async def _outbox(self, account_id: str) -> list[Event]:
+        rows = await self._do("xrange", self._a(account_id, "events"), "-", "+")
+        if not rows:
+            await self._call("drop_outbox", self._outbox_keys(account_id), [account_id])
+        return [ev.decode(fields["e"]) for _, fields in rows]
+
+    async def events(self, after: str = "", limit: int = 100) -> list[Event]:
+        # Each outbox is indexed by its newest event's time: only those with an event at or after the
+        # cursor's millisecond are read; their events after the cursor are merged by id.
+        low = ev.ms_of(after) if after else 0
+        found: list[Event] = []
+        for account_id, _ in await self._walk_index("outboxes", low, None):
+            found += [e for e in await self._outbox(account_id) if e.id > after]
+        return sorted(found, key=lambda e: e.id)[:limit]
+
+    async def outboxes_with_pending(self, limit: int = 100) -> list[str]:
+        return [account_id for account_id, _ in await self._walk_index("pending", 0, limit)]
+
+    async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
+        rows = await self._call("read_outbox", [self._a(account_id, "events")], [limit])
+        return [ev.decode(body) for body in rows]
+
+    async def mark_delivered(self, account_id: str, through: str) -> bool:
+        stream, _, pending = self._outbox_keys(account_id)
+        return bool(await self._call("mark_delivered", [stream, pending], [account_id, through, OUTBOX_MAXLEN]))

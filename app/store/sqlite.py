@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import random
 import sqlite3
@@ -29,14 +28,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from app import events as ev
 from app.errors import StoreUnavailable
+from app.events import AccountDeleted, Event
 from app.store import window as win
 from app.store.port import (
     AccessState,
     Account,
     AccountKind,
     AddNoteOutcome,
-    AuditEvent,
     Claim,
     CodeBudget,
     CodeCheck,
@@ -306,23 +306,23 @@ class SQLiteStore:
         return await self._run(self._consume_once, namespace, key, expires_at, now)
 
     # ---- accounts and registrations ----------------------------------------------------------
-    def _append(self, conn: sqlite3.Connection, event: AuditEvent) -> None:
-        conn.execute(
-            "INSERT INTO audit_events (at, type, account_id, registration_id, data) VALUES (?, ?, ?, ?, ?)",
-            (event.at, event.type, event.account_id, event.registration_id, json.dumps(event.data)),
+    def _append(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+        conn.executemany(
+            "INSERT INTO events (id, account_id, body) VALUES (?, ?, ?)",
+            [(e.id, e.account_id, ev.encode(e)) for e in events],
         )
 
     def _insert_account(self, conn: sqlite3.Connection, account: Account, reg: Registration) -> None:
         conn.execute(f"INSERT INTO accounts ({_ACCT_COLS}) VALUES ({_ACCT_MARKS})", _account_row(account))
         conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
 
-    def _create_registration(self, account: Account, reg: Registration, event: AuditEvent) -> None:
+    def _create_registration(self, account: Account, reg: Registration, events: Sequence[Event]) -> None:
         with self._write() as conn:
             self._insert_account(conn, account, reg)
-            self._append(conn, event)
+            self._append(conn, events)
 
-    async def create_registration(self, account: Account, registration: Registration, event: AuditEvent) -> None:
-        await self._run(self._create_registration, account, registration, event)
+    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
+        await self._run(self._create_registration, account, registration, events)
 
     def _get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         row = self.conn.execute(
@@ -386,7 +386,7 @@ class SQLiteStore:
         # Token ids are unique across accounts; the account only addresses the mark on Redis.
         return await self._run(self._consume_once, "revoked", token_id, expires_at, now)
 
-    def _revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
+    def _revoke_registration(self, account_id: str, registration_id: str, now: float, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE registrations SET revoked_at = ? "
@@ -395,11 +395,13 @@ class SQLiteStore:
             )
             if cur.rowcount != 1:
                 return False
-            self._append(conn, event)
+            self._append(conn, events)
             return True
 
-    async def revoke_registration(self, account_id: str, registration_id: str, now: float, event: AuditEvent) -> bool:
-        return await self._run(self._revoke_registration, account_id, registration_id, now, event)
+    async def revoke_registration(
+        self, account_id: str, registration_id: str, now: float, events: Sequence[Event]
+    ) -> bool:
+        return await self._run(self._revoke_registration, account_id, registration_id, now, events)
 
     def _delete_accounts(self, conn: sqlite3.Connection, ids: list[str]) -> list[Deleted]:
         out = []
@@ -410,7 +412,7 @@ class SQLiteStore:
                 out.append(Deleted(account_id=account_id, registrations=regs[0], notes=row[0]))
         return out
 
-    def _delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
+    def _delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
         with self._write() as conn:
             # An expired account is already absent: its deletion belongs to the sweeper (and its event).
             if not conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (account_id, now)).fetchone():
@@ -418,20 +420,11 @@ class SQLiteStore:
             deleted = self._delete_accounts(conn, [account_id])
             if not deleted:
                 return None
-            data = {**event.data, "registrations": deleted[0].registrations, "notes": deleted[0].notes}
-            self._append(
-                conn,
-                AuditEvent(
-                    at=event.at,
-                    type=event.type,
-                    account_id=account_id,
-                    registration_id=event.registration_id,
-                    data=data,
-                ),
-            )
+            counts = {"registrations": deleted[0].registrations, "notes": deleted[0].notes}
+            self._append(conn, [msgspec.structs.replace(event, **counts)])
             return deleted[0]
 
-    async def delete_account(self, account_id: str, now: float, event: AuditEvent) -> Deleted | None:
+    async def delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
         return await self._run(self._delete_account, account_id, now, event)
 
     # ---- people and provider delegations -----------------------------------------------------
@@ -459,7 +452,7 @@ class SQLiteStore:
         )
 
     def _create_user(
-        self, user: User, account: Account, reg: Registration, delegation: Delegation, event: AuditEvent
+        self, user: User, account: Account, reg: Registration, delegation: Delegation, events: Sequence[Event]
     ) -> bool:
         with self._write() as conn:
             taken = conn.execute(
@@ -475,16 +468,16 @@ class SQLiteStore:
                 (user.id, user.email, user.account_id, user.created_at),
             )
             self._insert_delegation(conn, delegation)
-            self._append(conn, event)
+            self._append(conn, events)
             return True
 
     async def create_user(
-        self, user: User, account: Account, registration: Registration, delegation: Delegation, event: AuditEvent
+        self, user: User, account: Account, registration: Registration, delegation: Delegation, events: Sequence[Event]
     ) -> bool:
-        return await self._run(self._create_user, user, account, registration, delegation, event)
+        return await self._run(self._create_user, user, account, registration, delegation, events)
 
     def _save_pending_link(
-        self, delegation: Delegation, reg: Registration, claim: Claim, event: AuditEvent, replace_active: bool
+        self, delegation: Delegation, reg: Registration, claim: Claim, events: Sequence[Event], replace_active: bool
     ) -> bool:
         with self._write() as conn:
             current = self._get_delegation(delegation.issuer, delegation.subject)
@@ -497,7 +490,7 @@ class SQLiteStore:
             conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
             self._insert_delegation(conn, delegation)
             self._put_claim(conn, claim)
-            self._append(conn, event)
+            self._append(conn, events)
             return True
 
     async def save_pending_link(
@@ -505,11 +498,11 @@ class SQLiteStore:
         delegation: Delegation,
         registration: Registration,
         claim: Claim,
-        event: AuditEvent,
+        events: Sequence[Event],
         *,
         replace_active: bool = False,
     ) -> bool:
-        return await self._run(self._save_pending_link, delegation, registration, claim, event, replace_active)
+        return await self._run(self._save_pending_link, delegation, registration, claim, events, replace_active)
 
     # ---- humans ------------------------------------------------------------------------------
     def _get_user(self, user_id: str) -> User | None:
@@ -615,20 +608,27 @@ class SQLiteStore:
     async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
         return await self._run(self._get_claim, account_id, registration_id, now)
 
-    def _save_claim(self, claim: Claim, expected_version: int | None) -> bool:
+    def _save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM accounts WHERE id = ?", (claim.account_id,)).fetchone():
                 return False
             if self._stored_claim_version(conn, claim) != expected_version:
                 return False
             self._put_claim(conn, claim)
+            self._append(conn, events)
             return True
 
-    async def save_claim(self, claim: Claim, expected_version: int | None) -> bool:
-        return await self._run(self._save_claim, claim, expected_version)
+    async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
+        return await self._run(self._save_claim, claim, expected_version, events)
 
     def _check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event],
     ) -> CodeCheck:
         with self._write() as conn:
             claim = self._get_claim(account_id, registration_id, now)
@@ -638,12 +638,22 @@ class SQLiteStore:
             if step.claim is not claim:
                 assert step.claim is not None
                 self._put_claim(conn, step.claim)
+                if claim.attempts and not step.claim.attempts:  # the charge spent a budget
+                    gone = {a.id for a in claim.attempts}
+                    self._append(conn, [e for e in ended if getattr(e, "attempt_id", None) in gone])
             return step
 
     async def check_code(
-        self, account_id: str, registration_id: str, digests: Mapping[str, str], now: float, budget: CodeBudget
+        self,
+        account_id: str,
+        registration_id: str,
+        digests: Mapping[str, str],
+        now: float,
+        budget: CodeBudget,
+        ended: Sequence[Event] = (),
     ) -> CodeCheck:
-        return await self._run(self._check_code, account_id, registration_id, dict(digests), now, budget)
+        args = (account_id, registration_id, dict(digests), now, budget, ended)
+        return await self._run(self._check_code, *args)
 
     def _complete_claim(
         self,
@@ -652,7 +662,7 @@ class SQLiteStore:
         account: Account,
         reg: Registration,
         delegation: Delegation | None,
-        event: AuditEvent,
+        events: Sequence[Event],
     ) -> bool:
         with self._write() as conn:
             if self._stored_claim_version(conn, claim) != expected_version:
@@ -679,7 +689,7 @@ class SQLiteStore:
                 )
                 self._insert_delegation(conn, delegation)
             self._put_claim(conn, claim)
-            self._append(conn, event)
+            self._append(conn, events)
             return True
 
     async def complete_claim(
@@ -689,12 +699,19 @@ class SQLiteStore:
         account: Account,
         registration: Registration,
         delegation: Delegation | None,
-        event: AuditEvent,
+        events: Sequence[Event],
     ) -> bool:
-        return await self._run(self._complete_claim, claim, expected_version, account, registration, delegation, event)
+        return await self._run(self._complete_claim, claim, expected_version, account, registration, delegation, events)
 
     def _rotate_refresh(
-        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
+        self,
+        account_id: str,
+        registration_id: str,
+        family: str,
+        seq: int,
+        expires_at: int,
+        now: float,
+        events: Sequence[Event],
     ) -> bool:
         with self._write() as conn:
             cur = conn.execute(
@@ -703,26 +720,44 @@ class SQLiteStore:
                 f"AND revoked_at IS NULL AND {_LIVE}",
                 (int(now), expires_at, registration_id, account_id, family, seq, now),
             )
-            return cur.rowcount == 1
-
-    async def rotate_refresh(
-        self, account_id: str, registration_id: str, family: str, seq: int, expires_at: int, now: float
-    ) -> bool:
-        return await self._run(self._rotate_refresh, account_id, registration_id, family, seq, expires_at, now)
-
-    def _set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE registrations SET not_before = max(coalesce(not_before, 0), ?) WHERE id = ? AND account_id = ?",
-                (not_before, registration_id, account_id),
-            )
             if cur.rowcount != 1:
                 return False
-            self._append(conn, event)
+            self._append(conn, events)
             return True
 
-    async def set_not_before(self, account_id: str, registration_id: str, not_before: int, event: AuditEvent) -> bool:
-        return await self._run(self._set_not_before, account_id, registration_id, not_before, event)
+    async def rotate_refresh(
+        self,
+        account_id: str,
+        registration_id: str,
+        family: str,
+        seq: int,
+        expires_at: int,
+        now: float,
+        events: Sequence[Event],
+    ) -> bool:
+        args = (account_id, registration_id, family, seq, expires_at, now, events)
+        return await self._run(self._rotate_refresh, *args)
+
+    def _set_not_before(self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT coalesce(not_before, 0) FROM registrations WHERE id = ? AND account_id = ?",
+                (registration_id, account_id),
+            ).fetchone()
+            if row is None:
+                return False
+            if not_before > row[0]:  # only a move is a change (and has an event)
+                conn.execute(
+                    "UPDATE registrations SET not_before = ? WHERE id = ? AND account_id = ?",
+                    (not_before, registration_id, account_id),
+                )
+                self._append(conn, events)
+            return True
+
+    async def set_not_before(
+        self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]
+    ) -> bool:
+        return await self._run(self._set_not_before, account_id, registration_id, not_before, events)
 
     # ---- notes -------------------------------------------------------------------------------
     def _add_note(self, note: Note, now: float) -> AddNoteOutcome:
@@ -792,7 +827,8 @@ class SQLiteStore:
             ]
             deleted = self._delete_accounts(conn, ids)
             for d in deleted:
-                self._append(conn, expired_event(d, now))
+                counts = {"registrations": d.registrations, "notes": d.notes}
+                self._append(conn, [msgspec.structs.replace(expired_event(d.account_id, now), **counts)])
             # Space reclamation only: expired marks and counters are already absent to every read.
             conn.execute(
                 "DELETE FROM marks WHERE (namespace, key) IN "
@@ -814,15 +850,44 @@ class SQLiteStore:
     async def sweep(self, now: float, limit: int) -> list[Deleted]:
         return await self._run(self._sweep, now, limit)
 
-    def _audit_events(self, after_id: int, limit: int) -> list[AuditEvent]:
-        rows = self.conn.execute(
-            "SELECT id, at, type, account_id, registration_id, data FROM audit_events WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        ).fetchall()
-        return [
-            AuditEvent(id=r[0], at=r[1], type=r[2], account_id=r[3], registration_id=r[4], data=json.loads(r[5]))
-            for r in rows
-        ]
+    def _events(self, after: str, limit: int) -> list[Event]:
+        rows = self.conn.execute("SELECT body FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [ev.decode(r[0]) for r in rows.fetchall()]
 
-    async def audit_events(self, after_id: int = 0, limit: int = 100) -> list[AuditEvent]:
-        return await self._run(self._audit_events, after_id, limit)
+    async def events(self, after: str = "", limit: int = 100) -> list[Event]:
+        return await self._run(self._events, after, limit)
+
+    def _outboxes_with_pending(self, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT account_id FROM events WHERE delivered = 0 GROUP BY account_id ORDER BY min(seq) LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows.fetchall()]
+
+    async def outboxes_with_pending(self, limit: int = 100) -> list[str]:
+        return await self._run(self._outboxes_with_pending, limit)
+
+    def _read_outbox(self, account_id: str, limit: int) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT body FROM events WHERE account_id = ? AND delivered = 0 ORDER BY seq LIMIT ?", (account_id, limit)
+        )
+        return [ev.decode(r[0]) for r in rows.fetchall()]
+
+    async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
+        return await self._run(self._read_outbox, account_id, limit)
+
+    def _mark_delivered(self, account_id: str, through: str) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT seq FROM events WHERE id = ? AND account_id = ? AND delivered = 0", (through, account_id)
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                "UPDATE events SET delivered = 1 WHERE account_id = ? AND delivered = 0 AND seq <= ?",
+                (account_id, row[0]),
+            )
+            return True
+
+    async def mark_delivered(self, account_id: str, through: str) -> bool:
+        return await self._run(self._mark_delivered, account_id, through)

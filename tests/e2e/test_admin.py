@@ -82,11 +82,15 @@ async def claim_as(server: ServerProcess, email: str) -> tuple[str, str, str]:
 
 
 def audit(server: ServerProcess, event_type: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(account, registration, the rest) of each event of ``event_type``, in commit order."""
     with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT account_id, registration_id, data FROM audit_events WHERE type = ? ORDER BY id", (event_type,)
-        ).fetchall()
-    return [(a, r, json.loads(d)) for a, r, d in rows]
+        rows = [json.loads(body) for (body,) in db.execute("SELECT body FROM events ORDER BY seq").fetchall()]
+    common = ("type", "id", "at", "account_id", "registration_id")
+    return [
+        (e["account_id"], e["registration_id"], {k: v for k, v in e.items() if k not in common and v is not None})
+        for e in rows
+        if e["type"] == event_type
+    ]
 
 
 @pytest.mark.anyio
@@ -177,7 +181,9 @@ async def test_list_show_revoke_and_revoke_all_on_a_running_server(start_server:
         assert f"revoked {acct_a} {a['id']}" in run.out
         assert notes_status(http, server, token_a) == 401
         assert notes_status(http, server, token_b) == 200
-        assert audit(server, "registration.revoked") == [(acct_a, a["id"], {"by": "operator"})]
+        assert audit(server, "agent_registration.revoked") == [(acct_a, a["id"], {"by": "operator"})]
+        [(_, _, action)] = audit(server, "operator.action")
+        assert action["action"] == "revoke" and action["operator"]  # who did it
         run = admin(server, "revoke", acct_a)
         assert run.code == 1 and "no live registration" in run.err, run
         run = admin(server, "show", acct_a, "--json")
@@ -189,7 +195,7 @@ async def test_list_show_revoke_and_revoke_all_on_a_running_server(start_server:
         assert run.code == 2 and run.out == "", run
         assert "would revoke 1 grant(s)" in run.err and reg_c in run.err and "--yes" in run.err
         assert notes_status(http, server, token_c) == 200
-        assert len(audit(server, "registration.revoked")) == 1
+        assert len(audit(server, "agent_registration.revoked")) == 1
         # With --yes: every grant of every account she owns.
         run = admin(server, "revoke-all", "ada@example.com", "--yes", "--json")
         assert run.code == 0, run
@@ -202,7 +208,7 @@ async def test_list_show_revoke_and_revoke_all_on_a_running_server(start_server:
         run = admin(server, "revoke", acct_b, b["id"], "--yes")
         assert run.code == 0 and b["id"] in run.out, run
         assert notes_status(http, server, token_b) == 401
-        assert [e[1] for e in audit(server, "registration.revoked")] == [a["id"], reg_c, b["id"]]
+        assert [e[1] for e in audit(server, "agent_registration.revoked")] == [a["id"], reg_c, b["id"]]
 
 
 def test_admin_on_a_redis_store_lists_what_the_server_wrote(

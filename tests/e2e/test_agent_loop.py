@@ -172,9 +172,10 @@ def _store_rows(server: ServerProcess, account_id: str) -> dict[str, Any]:
                 0
             ],
             "notes": one("SELECT count(*) FROM notes WHERE account_id = ?", (account_id,)).fetchone()[0],
-            "events": one(
-                "SELECT type, data FROM audit_events WHERE account_id = ? ORDER BY id", (account_id,)
-            ).fetchall(),
+            "events": [
+                json.loads(body)
+                for (body,) in one("SELECT body FROM events WHERE account_id = ? ORDER BY seq", (account_id,))
+            ],
         }
 
 
@@ -218,8 +219,8 @@ def test_temporary_account_expires_with_everything_it_owns(start_server: StartSe
     rows = wait_until(swept, 20.0, "the sweeper to delete the expired account")
     assert rows["registrations"] == 0
     assert rows["notes"] == 0
-    events = [(kind, data) for kind, data in rows["events"]]
-    assert [kind for kind, _ in events].count("registration.created") == 1, events
-    expired = [data for kind, data in events if kind == "account.expired"]
+    events = rows["events"]
+    assert [e["type"] for e in events].count("agent_registration.created") == 1, events
+    expired = [e for e in events if e["type"] == "account.expired"]
     assert len(expired) == 1, events
-    assert json.loads(expired[0]) == {"registrations": 1, "notes": 1}
+    assert (expired[0]["registrations"], expired[0]["notes"]) == (1, 1)

@@ -43,7 +43,7 @@ from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 pytestmark = pytest.mark.e2e
 
 JWKS = "/.well-known/jwks.json"
-AUDIT_LOG = "authmd:{audit}:log"
+OUTBOXES = "authmd:{o}:outboxes"  # on one Redis, every account's outbox is in one index
 EXPIRY_INDEX = "authmd:{exp}:accounts"
 
 
@@ -111,11 +111,12 @@ def concurrently(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Respon
 
 
 def audit_events(redis: RedisServer) -> list[dict[str, Any]]:
-    """The audit trail, read straight from its Redis stream (field ``e``: one JSON event)."""
+    """Every domain event, read straight from each account's outbox stream (field ``e``: the event)."""
     events = []
-    for _stream_id, fields in redis.command("XRANGE", AUDIT_LOG, "-", "+"):
-        values = dict(zip(fields[::2], fields[1::2], strict=True))
-        events.append(json.loads(values["e"]))
+    for account_id in redis.command("ZRANGE", OUTBOXES, "0", "-1"):
+        for _stream_id, fields in redis.command("XRANGE", f"authmd:{{a:{account_id}}}:events", "-", "+"):
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            events.append(json.loads(values["e"]))
     return events
 
 
@@ -276,7 +277,8 @@ def test_expiry_and_one_sweep_per_account_across_instances(
     assert expired_events == dict.fromkeys(ids, 1), expired_events
     for account_id in ids:
         assert redis_server.command("EXISTS", f"authmd:{{a:{account_id}}}:acct") == 0
-        assert redis_server.command("KEYS", f"authmd:{{a:{account_id}}}:*") == []
+        # Only the outbox is left: it outlives the account (spec/events.md, retention).
+        assert redis_server.command("KEYS", f"authmd:{{a:{account_id}}}:*") == [f"authmd:{{a:{account_id}}}:events"]
 
 
 def test_signing_keys_are_shared_and_rotation_reaches_every_instance(

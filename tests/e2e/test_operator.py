@@ -150,7 +150,7 @@ ADMIN_CASES = [
     (("revoke-all", "ada@example.com"), 2),  # without --yes: what it would do; printed nothing before
     (("revoke-all", "nobody@example.com", "--yes"), 1),
     (("events",), 0),
-    (("events", "--since", "1h", "--type", "registration.*"), 0),
+    (("events", "--since", "1h", "--type", "agent_registration.*"), 0),
     (("events", "--account", "LIVE_ACCT"), 0),
     (("events", "--until", "2000-01-01T00:00:00Z"), 0),  # an empty array is still one value
     (("events", "--since", "yesterday"), 2),
@@ -379,18 +379,18 @@ def test_events_filter_by_account_type_and_time(world: World) -> None:
     assert_rfc3339(everything)
     mine = events(world, "--account", revoked_acct)
     assert mine and {e["account_id"] for e in mine} == {revoked_acct}
-    assert [e["type"] for e in mine][:1] == ["registration.created"]
-    assert [(e["type"], e["data"]) for e in mine if e["type"] == "registration.revoked"] == [
-        ("registration.revoked", {"by": "operator"})
+    assert [e["type"] for e in mine][:1] == ["agent_registration.created"]
+    assert [(e["type"], e["data"]) for e in mine if e["type"] == "agent_registration.revoked"] == [
+        ("agent_registration.revoked", {"by": "operator"})
     ]
     assert {e["account_id"] for e in events(world, "--account", live_acct)} == {live_acct}
-    revocations = events(world, "--type", "registration.revoked")
-    assert revocations and {e["type"] for e in revocations} == {"registration.revoked"}
-    family = events(world, "--type", "registration.*")
-    assert {"registration.created", "registration.revoked"} <= {e["type"] for e in family}
-    assert all(e["type"].startswith("registration.") for e in family)
-    both = events(world, "--type", "registration.revoked", "--type", "account.claimed")
-    assert {e["type"] for e in both} == {"registration.revoked", "account.claimed"}
+    revocations = events(world, "--type", "agent_registration.revoked")
+    assert revocations and {e["type"] for e in revocations} == {"agent_registration.revoked"}
+    family = events(world, "--type", "agent_registration.*")
+    assert {"agent_registration.created", "agent_registration.revoked"} <= {e["type"] for e in family}
+    assert all(e["type"].startswith("agent_registration.") for e in family)
+    both = events(world, "--type", "agent_registration.revoked", "--type", "agent_registration.claim.completed")
+    assert {e["type"] for e in both} == {"agent_registration.revoked", "agent_registration.claim.completed"}
     # Time: relative and absolute, --since included, --until excluded.
     assert events(world, "--since", "1h") == everything
     assert events(world, "--since", "2000-01-01T00:00:00Z") == everything
@@ -402,7 +402,7 @@ def test_events_filter_by_account_type_and_time(world: World) -> None:
     # The same for a human: one line per event.
     run = authmd(world.env(), "admin", "events", "--account", revoked_acct)
     assert run.code == 0 and len(run.out.splitlines()) == len(mine), run
-    assert "registration.revoked" in run.out and "by=operator" in run.out and ISO.search(run.out), run
+    assert "agent_registration.revoked" in run.out and "by=operator" in run.out and ISO.search(run.out), run
     run = authmd(world.env(), "admin", "events", "--since", "soon")
     assert run.code == 2 and "ISO 8601" in run.err and run.out == "", run
 
@@ -430,7 +430,7 @@ def test_events_follow_prints_new_events_until_interrupted(world: World, http: h
     run = authmd(world.env(), "admin", "revoke", first["account"]["id"], "--yes")
     assert run.code == 0, run
     with subprocess.Popen(
-        [sys.executable, "-m", "app", "admin", "events", "--follow", "--json", "--type", "registration.revoked"],
+        [sys.executable, "-m", "app", "admin", "events", "--follow", "--json", "--type", "agent_registration.revoked"],
         cwd=ROOT,
         env=world.env(),
         stdin=subprocess.DEVNULL,
@@ -444,13 +444,13 @@ def test_events_follow_prints_new_events_until_interrupted(world: World, http: h
             seen = []
             while not seen or seen[-1]["registration_id"] != first["id"]:
                 seen.append(json.loads(lines.next()))
-            assert {e["type"] for e in seen} == {"registration.revoked"}
+            assert {e["type"] for e in seen} == {"agent_registration.revoked"}
             # ...then what happens while it runs.
             run = authmd(world.env(), "admin", "revoke", second["account"]["id"], "--yes")
             assert run.code == 0, run
             event = json.loads(lines.next())
             assert (event["type"], event["registration_id"], event["account_id"]) == (
-                "registration.revoked",
+                "agent_registration.revoked",
                 second["id"],
                 second["account"]["id"],
             )

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from app import events as ev
 from app.flows.claim import attempt_hash
 from app.flows.session import HeldAttempt
 from tests.helpers import DevHuman, claimed
@@ -322,7 +323,12 @@ async def test_this_wasnt_me_revokes_everything(harness):
     assert await agent.claim_status(reg["claim"]["token"]) == "denied"
     assert (await agent.complete_claim(reg["claim"]["token"], "123456", expect=403))["error"] == "claim_denied"
     assert (await agent.start_claim(reg["claim"]["token"], "ada@example.com", expect=410))["error"] == "claim_revoked"
-    assert [e.type for e in await harness.ctx.store.audit_events()][-1] == "claim.denied"
+    events = await harness.ctx.store.events()
+    assert [ev.type_of(e) for e in events][-2:] == ["agent_registration.claim.denied", "agent_registration.revoked"]
+    assert isinstance(events[-1], ev.RegistrationRevoked) and (events[-1].by, events[-1].reason) == (
+        "human",
+        "claim_denied",
+    )
 
 
 async def test_a_revoked_registration_answers_claim_revoked(harness):
@@ -337,10 +343,8 @@ async def test_a_revoked_registration_answers_claim_revoked(harness):
     # … while a registration revoked and still there (here by the operator) answers claim_revoked.
     other = await agent.register()
     await agent.start_claim(other["claim"]["token"], "ada@example.com")
-    from app.store.port import AuditEvent
-
     now = harness.clock.now()
-    event = AuditEvent(at=now, type="registration.revoked", account_id=other["account"]["id"])
+    event = [ev.new(ev.RegistrationRevoked, now, other["account"]["id"], other["id"], by="operator")]
     assert await harness.ctx.store.revoke_registration(other["account"]["id"], other["id"], int(now), event)
     for step in (
         agent.complete_claim(other["claim"]["token"], "123456", expect=410),

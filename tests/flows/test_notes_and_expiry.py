@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app import events as ev
 from app.flows.expire import sweep_once
 
 pytestmark = pytest.mark.anyio
@@ -108,11 +109,11 @@ async def test_sweeper_deletes_expired_accounts_with_everything_they_own(harness
     conn = harness.ctx.store.conn
     for table in ("accounts", "registrations", "notes"):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
-    expired = [e for e in await harness.ctx.store.audit_events() if e.type == "account.expired"]
+    expired = [e for e in await harness.ctx.store.events() if isinstance(e, ev.AccountExpired)]
     assert sorted(e.account_id for e in expired) == sorted(
         [keep_reg["account"]["id"], *(r["account"]["id"] for r in gone_regs)]
     )
-    assert {e.data["notes"] for e in expired if e.account_id != keep_reg["account"]["id"]} == {2}
+    assert {e.notes for e in expired if e.account_id != keep_reg["account"]["id"]} == {2}
 
 
 async def test_store_outage_is_a_503_that_changes_nothing(harness_factory, tmp_path):

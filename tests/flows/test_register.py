@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app import events as ev
 from app.flows.challenge import mint
 from app.protocol import solve
 
@@ -28,7 +29,7 @@ async def _counts(h) -> tuple[int, int]:
     conn = h.ctx.store.conn  # the SQLite adapter's connection: read-only peek for assertions
     return (
         conn.execute("SELECT count(*) FROM accounts").fetchone()[0],
-        conn.execute("SELECT count(*) FROM audit_events").fetchone()[0],
+        conn.execute("SELECT count(*) FROM events").fetchone()[0],
     )
 
 
@@ -46,9 +47,10 @@ async def test_response_shape_and_headers(harness):
     }
     assert body["account"]["type"] == "temporary"
     assert body["account"]["quotas"] == {"notes": 25, "note_bytes": 4096}
-    events = await harness.ctx.store.audit_events()
-    assert [e.type for e in events] == ["registration.created"]
-    assert events[0].data["agent"] == {"name": "bot", "platform": "cli"}
+    created, issued = await harness.ctx.store.events()
+    assert isinstance(created, ev.RegistrationCreated) and isinstance(issued, ev.CredentialIssued)
+    assert (created.method, created.agent_name, created.agent_platform) == ("anonymous", "bot", "cli")
+    assert (issued.kind, issued.registration_id) == ("registration", body["id"])
     # The claim token is a MAC under a server key: no copy of it (nor of its secret part) is stored.
     dump = "\n".join(harness.ctx.store.conn.iterdump())
     assert body["claim"]["token"].rsplit(".", 1)[1] not in dump

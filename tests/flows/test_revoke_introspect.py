@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from app import events as ev
 from app.config import IntrospectionClient, Secret
 from app.keys import hash_secret
 
@@ -42,10 +43,10 @@ async def test_revoking_the_assertion_of_a_temporary_account_deletes_it(harness)
     conn = harness.ctx.store.conn
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
-    events = [e for e in await harness.ctx.store.audit_events() if e.type == "account.deleted"]
-    assert len(events) == 1 and events[0].data["reason"] == "revoked" and events[0].data["notes"] == 1
+    events = [e for e in await harness.ctx.store.events() if isinstance(e, ev.AccountDeleted)]
+    assert len(events) == 1 and events[0].by == "agent" and events[0].notes == 1
     assert (await _revoke(harness, reg["identity"]["assertion"])).status_code == 200
-    assert len([e for e in await harness.ctx.store.audit_events() if e.type == "account.deleted"]) == 1
+    assert len([e for e in await harness.ctx.store.events() if isinstance(e, ev.AccountDeleted)]) == 1
 
 
 async def test_unknown_invalid_and_forged_tokens_get_the_same_200(harness):

@@ -11,11 +11,11 @@ from collections import Counter
 import msgspec
 import pytest
 
+from app import events as ev
 from app.store.port import (
     AccessState,
     Account,
     Attempt,
-    AuditEvent,
     Claim,
     CodeBudget,
     Delegation,
@@ -74,14 +74,25 @@ def make_registration(
     return Registration(**values)  # type: ignore[arg-type]
 
 
-def created_event(account: Account, registration: Registration) -> AuditEvent:
-    return AuditEvent(
-        at=float(account.created_at),
-        type="registration.created",
-        account_id=account.id,
-        registration_id=registration.id,
-        data={"type": registration.type},
-    )
+def created_event(account: Account, registration: Registration) -> list[ev.Event]:
+    return [
+        ev.new(
+            ev.RegistrationCreated,
+            float(account.created_at),
+            account.id,
+            registration.id,
+            method="anonymous",
+            scopes=registration.scopes,
+        )
+    ]
+
+
+def revoked(account_id: str, registration_id: str, at: float, by: str = "agent") -> list[ev.Event]:
+    return [ev.new(ev.RegistrationRevoked, at, account_id, registration_id, by=by)]
+
+
+def deleted_event(account_id: str, registration_id: str | None, at: float) -> ev.AccountDeleted:
+    return ev.new(ev.AccountDeleted, at, account_id, registration_id, by="agent", registrations=0, notes=0)
 
 
 async def seed(
@@ -108,8 +119,8 @@ def note(note_id: str, account_id: str = "acct_1", *, created_at: int = T0, text
     return Note(id=note_id, account_id=account_id, text=text or f"text of {note_id}", created_at=created_at)
 
 
-async def all_events(store: Store) -> list[AuditEvent]:
-    return await store.audit_events(0, 10_000)
+async def all_events(store: Store) -> list[ev.Event]:
+    return await store.events("", 10_000)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,16 +330,11 @@ async def test_create_registration_minimal_fields(store: Store) -> None:
     assert got.revoked_at is None
 
 
-async def test_create_registration_writes_its_audit_event(store: Store) -> None:
+async def test_create_registration_writes_its_event(store: Store) -> None:
     account, registration = await seed(store)
     [event] = await all_events(store)
-    assert event.id is not None
-    assert (event.type, event.account_id, event.registration_id, event.data) == (
-        "registration.created",
-        account.id,
-        registration.id,
-        {"type": "anonymous"},
-    )
+    assert isinstance(event, ev.RegistrationCreated)
+    assert (event.account_id, event.registration_id, event.method) == (account.id, registration.id, "anonymous")
     assert event.at == pytest.approx(float(T0))
 
 
@@ -406,18 +412,14 @@ async def test_revoke_token_is_independent_of_consume_once_namespaces(store: Sto
     assert await store.revoke_token("acct_1", "tok_1", T0 + 600, T0) is True
 
 
-async def test_revoke_registration_true_once_with_one_audit_event(store: Store) -> None:
+async def test_revoke_registration_true_once_with_one_event(store: Store) -> None:
     account, registration = await seed(store)
     before = await all_events(store)
-    event = AuditEvent(
-        at=float(T0 + 10), type="registration.revoked", account_id=account.id, registration_id=registration.id
-    )
+    event = revoked(account.id, registration.id, T0 + 10)
     assert await store.revoke_registration(registration.account_id, registration.id, T0 + 10, event) is True
     assert await store.revoke_registration(registration.account_id, registration.id, T0 + 11, event) is False
     new = (await all_events(store))[len(before) :]
-    assert [(e.type, e.account_id, e.registration_id) for e in new] == [
-        ("registration.revoked", account.id, registration.id)
-    ]
+    assert new == event
     got = await store.get_registration(registration.account_id, registration.id, T0 + 12)
     assert got is not None
     assert got.revoked_at == T0 + 10
@@ -430,7 +432,7 @@ async def test_revoke_registration_true_once_with_one_audit_event(store: Store) 
 async def test_revoke_registration_of_missing_or_expired_is_false_without_event(store: Store) -> None:
     _account, registration = await seed(store, account_expires_at=T0 + 100)
     before = await all_events(store)
-    event = AuditEvent(at=float(T0 + 100), type="registration.revoked", registration_id=registration.id)
+    event = revoked("acct_1", registration.id, T0 + 100)
     assert await store.revoke_registration("acct_1", "reg_missing", T0, event) is False
     assert await store.revoke_registration(registration.account_id, registration.id, T0 + 100, event) is False
     assert await all_events(store) == before
@@ -443,13 +445,7 @@ async def test_delete_account_cascades_and_reports_counts(store: Store) -> None:
     await seed(store, "acct_other")
     assert await store.add_note(note("keep", "acct_other"), T0) == "created"
     before = await all_events(store)
-    event = AuditEvent(
-        at=float(T0 + 5),
-        type="account.deleted",
-        account_id=account.id,
-        registration_id=registration.id,
-        data={"reason": "revoked"},
-    )
+    event = deleted_event(account.id, registration.id, T0 + 5)
     deleted = await store.delete_account(account.id, T0 + 5, event)
     assert deleted == Deleted(account_id=account.id, registrations=1, notes=3)
     assert await store.get_account(account.id, T0 + 5) is None
@@ -458,13 +454,7 @@ async def test_delete_account_cascades_and_reports_counts(store: Store) -> None:
     assert await store.list_notes(account.id, T0 + 5) == []
     assert await store.get_note(account.id, "n0", T0 + 5) is None
     [written] = (await all_events(store))[len(before) :]
-    assert (written.type, written.account_id, written.registration_id) == (
-        "account.deleted",
-        account.id,
-        registration.id,
-    )
-    assert written.data["reason"] == "revoked"
-    assert (written.data["registrations"], written.data["notes"]) == (1, 3)
+    assert written == msgspec.structs.replace(event, registrations=1, notes=3)
     # Someone else's things are untouched.
     assert [n.id for n in await store.list_notes("acct_other", T0 + 5)] == ["keep"]
     assert await store.get_account("acct_other", T0 + 5) is not None
@@ -474,8 +464,7 @@ async def test_delete_account_cascades_and_reports_counts(store: Store) -> None:
 
 
 async def test_delete_account_of_missing_account_is_none(store: Store) -> None:
-    event = AuditEvent(at=float(T0), type="account.deleted", account_id="nope")
-    assert await store.delete_account("nope", T0, event) is None
+    assert await store.delete_account("nope", T0, deleted_event("nope", None, T0)) is None
     assert await all_events(store) == []
 
 
@@ -483,8 +472,7 @@ async def test_delete_account_of_expired_account_is_none_and_the_sweeper_reports
     # An expired account is absent (port rule 1): deleting it reports nothing; its expiry is the sweeper's.
     account, _registration = await seed(store, account_expires_at=T0 + 100)
     before = await all_events(store)
-    event = AuditEvent(at=float(T0 + 100), type="account.deleted", account_id=account.id)
-    assert await store.delete_account(account.id, T0 + 100, event) is None
+    assert await store.delete_account(account.id, T0 + 100, deleted_event(account.id, None, T0 + 100)) is None
     assert await all_events(store) == before
     swept = await store.sweep(T0 + 100, 10)
     assert [d.account_id for d in swept] == [account.id]
@@ -627,7 +615,8 @@ async def test_sweep_deletes_only_expired_temporary_accounts(store: Store) -> No
         Deleted(account_id="expired_b", registrations=1, notes=0),
     ]
     new = (await all_events(store))[len(before) :]
-    assert sorted((e.type, e.account_id, e.data["registrations"], e.data["notes"]) for e in new) == [
+    assert all(isinstance(e, ev.AccountExpired) for e in new)
+    assert sorted((ev.type_of(e), e.account_id, e.registrations, e.notes) for e in new) == [  # type: ignore[union-attr]
         ("account.expired", "at_boundary", 1, 1),
         ("account.expired", "expired_a", 1, 2),
         ("account.expired", "expired_b", 1, 0),
@@ -656,7 +645,7 @@ async def test_sweep_respects_limit(store: Store) -> None:
         batches.append(batch)
     assert [len(b) for b in batches] == [2, 2, 1]
     assert sorted(d.account_id for b in batches for d in b) == [f"acct_{i}" for i in range(5)]
-    expired_events = [e for e in await all_events(store) if e.type == "account.expired"]
+    expired_events = [e for e in await all_events(store) if isinstance(e, ev.AccountExpired)]
     assert sorted(e.account_id or "" for e in expired_events) == [f"acct_{i}" for i in range(5)]
 
 
@@ -676,50 +665,32 @@ async def test_concurrent_sweeps_report_each_account_once(stores: StoreInstances
     a, b = await asyncio.gather(drain(first), drain(second))
     assert Counter(d.account_id for d in a + b) == Counter(ids)
     assert all(d.registrations == 1 and d.notes == 1 for d in a + b)
-    expired_events = [e for e in await second.audit_events(0, 10_000) if e.type == "account.expired"]
+    expired_events = [e for e in await all_events(second) if isinstance(e, ev.AccountExpired)]
     assert Counter(e.account_id for e in expired_events) == Counter(ids)
 
 
 # ---------------------------------------------------------------------------------------------------
-# audit events
+# events: the operator's read (tests/store/test_events.py checks each state change's event)
 # ---------------------------------------------------------------------------------------------------
 
 
-async def test_audit_events_page_with_after_id(store: Store) -> None:
+async def test_events_page_after_an_id(store: Store) -> None:
     for i in range(5):
         await seed(store, f"acct_{i}")
-    everything = await store.audit_events()
+    everything = await store.events()
     assert [e.account_id for e in everything] == [f"acct_{i}" for i in range(5)]
     ids = [e.id for e in everything]
-    assert all(isinstance(i, int) for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == 5
-    pages, after = [], 0
-    while page := await store.audit_events(after_id=after, limit=2):
+    pages, after = [], ""
+    while page := await store.events(after, limit=2):
         assert len(page) <= 2
         pages.append(page)
-        last = page[-1].id
-        assert last is not None
-        after = last
+        after = page[-1].id
     assert [len(p) for p in pages] == [2, 2, 1]
     assert [e for p in pages for e in p] == everything
-    third, last_id = ids[2], ids[-1]
-    assert third is not None
-    assert last_id is not None
-    assert await store.audit_events(after_id=third) == everything[3:]
-    assert await store.audit_events(after_id=last_id) == []
-
-
-async def test_audit_events_keep_data(store: Store) -> None:
-    account, _registration = await seed(store)
-    data = {"reason": "revoked", "nested": {"n": [1, 2]}, "flag": True}
-    event = AuditEvent(at=T0 + 0.25, type="account.deleted", account_id=account.id, data=data)
-    await store.delete_account(account.id, T0 + 1, event)
-    last = (await all_events(store))[-1]
-    assert last.at == pytest.approx(T0 + 0.25)
-    assert last.type == "account.deleted"
-    assert last.registration_id is None
-    assert {k: last.data[k] for k in data} == data
+    assert await store.events(ids[2]) == everything[3:]
+    assert await store.events(ids[-1]) == []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -760,7 +731,7 @@ async def test_a_registration_is_only_found_through_its_own_account(store: Store
     )
     assert await store.get_registration("acct_other", registration.id, T0) is None
     assert await store.access_state("acct_other", registration.id, None, T0) is None
-    event = AuditEvent(at=float(T0), type="registration.revoked", account_id="acct_other")
+    event = revoked("acct_other", registration.id, T0)
     assert await store.revoke_registration("acct_other", registration.id, T0, event) is False
     assert await store.access_state(registration.account_id, registration.id, None, T0) is not None
 
@@ -790,18 +761,29 @@ def make_user_records(
     return user, account, registration, delegation
 
 
-def user_event(user: User) -> AuditEvent:
-    return AuditEvent(at=float(T0), type="user.created", account_id=user.account_id, data={"user": user.id})
+def user_event(user: User) -> list[ev.Event]:
+    return [
+        ev.new(
+            ev.RegistrationCreated,
+            float(T0),
+            user.account_id,
+            f"reg_{user.id}",
+            method="identity_assertion",
+            scopes=("notes:read",),
+            provider=ISS,
+        )
+    ]
 
 
 async def test_create_user_and_find_it(store: Store) -> None:
     user, account, registration, delegation = make_user_records()
-    assert await store.create_user(user, account, registration, delegation, user_event(user)) is True
+    written = user_event(user)
+    assert await store.create_user(user, account, registration, delegation, written) is True
     assert await store.find_user_by_email("ada@example.com") == user
     assert await store.get_delegation(ISS, "sub-1") == delegation
     assert await store.get_account(account.id, T0 + 10**6) == account  # persistent: never expires
     assert await store.get_registration(account.id, registration.id, T0) == registration
-    assert [e.type for e in await store.audit_events()] == ["user.created"]
+    assert await store.events() == written
     assert await store.find_user_by_email("other@example.com") is None
     assert await store.get_delegation(ISS, "sub-2") is None
     assert await store.get_delegation("https://elsewhere.example", "sub-1") is None
@@ -809,7 +791,8 @@ async def test_create_user_and_find_it(store: Store) -> None:
 
 async def test_create_user_loses_a_race_on_the_email_or_the_subject_and_creates_nothing(store: Store) -> None:
     user, account, registration, delegation = make_user_records()
-    assert await store.create_user(user, account, registration, delegation, user_event(user))
+    written = user_event(user)
+    assert await store.create_user(user, account, registration, delegation, written)
     # Same email, another subject: refused, and nothing of the loser exists.
     u2, a2, r2, d2 = make_user_records("usr_2", "ada@example.com", "sub-2")
     assert await store.create_user(u2, a2, r2, d2, user_event(u2)) is False
@@ -822,7 +805,8 @@ async def test_create_user_loses_a_race_on_the_email_or_the_subject_and_creates_
     assert await store.get_account(a3.id, T0) is None
     assert await store.find_user_by_email("bob@example.com") is None
     assert await store.get_delegation(ISS, "sub-1") == delegation
-    assert len(await store.audit_events()) == 1
+    assert await store.events() == written
+    assert await store.outboxes_with_pending() == [account.id]  # the losers' events were discarded
 
 
 async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_delegation(store: Store) -> None:
@@ -847,8 +831,11 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
         status="pending",
         created_at=T0,
     )
-    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
-    assert await store.save_pending_link(pending, pending_reg, claim, event) is True
+
+    def event() -> list[ev.Event]:
+        return created_event(account, make_registration("reg_link", account.id))
+
+    assert await store.save_pending_link(pending, pending_reg, claim, event()) is True
     assert await store.get_delegation(ISS, "sub-9") == pending
     assert await store.get_registration(account.id, "reg_link", T0) == pending_reg
     state = await store.access_state(account.id, "reg_link", None, T0)
@@ -857,20 +844,20 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
     # A new attempt replaces the claim (tokens and attempt) of the previous one.
     renewed = msgspec.structs.replace(pending_reg, scopes=("notes:read",))
     renewed_claim = msgspec.structs.replace(claim, token_hash="h2", attempts=(attempt("att_2"),), version=7)
-    assert await store.save_pending_link(pending, renewed, renewed_claim, event) is True
+    assert await store.save_pending_link(pending, renewed, renewed_claim, event()) is True
     assert await store.get_registration(account.id, "reg_link", T0) == renewed
     assert await store.get_claim(account.id, "reg_link", T0) == renewed_claim
     # The active delegation of sub-1 is never turned into a pending one.
     hijack = msgspec.structs.replace(delegation, status="pending", registration_id="reg_link")
-    assert await store.save_pending_link(hijack, renewed, renewed_claim, event) is False
+    assert await store.save_pending_link(hijack, renewed, renewed_claim, event()) is False
     assert await store.get_delegation(ISS, "sub-1") == delegation
 
 
 async def test_not_before_only_moves_forward(store: Store) -> None:
     _account, registration = await seed(store)
-    event = AuditEvent(at=float(T0), type="registration.not_before", account_id=registration.account_id)
+    event = revoked(registration.account_id, registration.id, T0, by="provider")
     assert await store.set_not_before(registration.account_id, registration.id, T0 + 50, event) is True
-    assert await store.set_not_before(registration.account_id, registration.id, T0 + 10, event) is True
+    assert await store.set_not_before(registration.account_id, registration.id, T0 + 10, event) is True  # no move
     got = await store.get_registration(registration.account_id, registration.id, T0)
     assert got is not None and got.not_before == T0 + 50
     assert await store.set_not_before(registration.account_id, "reg_missing", T0, event) is False
@@ -938,7 +925,10 @@ async def test_sessions_are_stored_replaced_expire_and_are_deleted(store: Store)
 async def test_registrations_of_lists_every_live_grant(store: Store) -> None:
     account, first = await seed(store, account_expires_at=None, kind="persistent")
     second = make_registration("reg_second", account.id, expires_at=None, created_at=T0 + 5)
-    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
+
+    def event() -> list[ev.Event]:
+        return created_event(account, make_registration("reg_link", account.id))
+
     delegation = Delegation(
         issuer=ISS,
         subject="s",
@@ -948,8 +938,8 @@ async def test_registrations_of_lists_every_live_grant(store: Store) -> None:
         status="pending",
         created_at=T0,
     )
-    await store.save_pending_link(delegation, second, make_claim(account.id, second.id), event)
-    await store.revoke_registration(account.id, first.id, T0 + 1, event)
+    await store.save_pending_link(delegation, second, make_claim(account.id, second.id), event())
+    await store.revoke_registration(account.id, first.id, T0 + 1, event())
     got = await store.registrations_of(account.id, T0 + 2)
     assert [r.id for r in got] == [first.id, second.id]
     assert got[0].revoked_at == T0 + 1
@@ -979,20 +969,20 @@ def attempt(attempt_id: str = "att_1", **extra: object) -> Attempt:
     return Attempt(**values)  # type: ignore[arg-type]
 
 
-def claimed_event(account: Account) -> AuditEvent:
-    return AuditEvent(at=float(T0), type="account.claimed", account_id=account.id)
+def claimed_event(account: Account) -> list[ev.Event]:
+    return [ev.new(ev.ClaimCompleted, float(T0), account.id, None, user_id="usr_1", scopes=("notes:read",))]
 
 
 async def test_claim_compare_and_set(store: Store) -> None:
     _account, registration = await seed(store)
     claim = make_claim(registration.account_id, registration.id)
-    assert await store.save_claim(claim, None) is True
-    assert await store.save_claim(claim, None) is False  # only one first claim
+    assert await store.save_claim(claim, None, []) is True
+    assert await store.save_claim(claim, None, []) is False  # only one first claim
     assert await store.get_claim(registration.account_id, registration.id, T0) == claim
     started = msgspec.structs.replace(claim, version=1, attempts=(attempt("att_1", login_hint="ada@example.com"),))
-    assert await store.save_claim(started, 0) is True
+    assert await store.save_claim(started, 0, []) is True
     stale = msgspec.structs.replace(claim, version=1, attempts=(attempt("att_2"),))
-    assert await store.save_claim(stale, 0) is False  # the version moved on
+    assert await store.save_claim(stale, 0, []) is False  # the version moved on
     assert await store.get_claim(registration.account_id, registration.id, T0) == started
     # Gone with the window, and with the account.
     assert await store.get_claim(registration.account_id, registration.id, T0 + TTL) is None
@@ -1000,7 +990,7 @@ async def test_claim_compare_and_set(store: Store) -> None:
 
 
 async def test_save_claim_needs_the_account(store: Store) -> None:
-    assert await store.save_claim(make_claim("acct_missing", "reg_x"), None) is False
+    assert await store.save_claim(make_claim("acct_missing", "reg_x"), None, []) is False
     assert await store.get_claim("acct_missing", "reg_x", T0) is None
 
 
@@ -1008,10 +998,10 @@ async def test_racing_claim_transitions_exactly_one_lands(stores: StoreInstances
     stores = [await stores.open() for _ in range(3)]
     _account, registration = await seed(stores[0])
     claim = make_claim(registration.account_id, registration.id)
-    assert await stores[0].save_claim(claim, None)
+    assert await stores[0].save_claim(claim, None, [])
     results = await asyncio.gather(
         *(
-            stores[i % 3].save_claim(msgspec.structs.replace(claim, version=1, attempts=(attempt(f"att_{i}"),)), 0)
+            stores[i % 3].save_claim(msgspec.structs.replace(claim, version=1, attempts=(attempt(f"att_{i}"),)), 0, [])
             for i in range(9)
         )
     )
@@ -1030,7 +1020,7 @@ async def test_check_code_charges_a_wrong_code_before_answering(store: Store) ->
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
     claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2"), attempt("att_3")))
-    assert await store.save_claim(claim, None)
+    assert await store.save_claim(claim, None, [])
     digests = {"att_1": "wrong", "att_2": "wrong"}
     wrong = await store.check_code(*ids, digests, T0, BUDGET)
     assert (wrong.compared, wrong.matched) == (True, None)
@@ -1048,7 +1038,7 @@ async def test_check_code_needs_a_digest_for_every_live_code(store: Store) -> No
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
     claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2")))
-    assert await store.save_claim(claim, None)
+    assert await store.save_claim(claim, None, [])
     stale = await store.check_code(*ids, {"att_1": "right1"}, T0, BUDGET)
     assert (stale.compared, stale.matched, stale.claim) == (False, None, claim)
 
@@ -1057,7 +1047,7 @@ async def test_check_code_ends_every_attempt_with_the_window_budget(store: Store
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
     claim = make_claim(*ids, scopes_after=(), attempts=(shown("att_1"), shown("att_2", "right2")))  # () survives
-    assert await store.save_claim(claim, None)
+    assert await store.save_claim(claim, None, [])
     for n in range(1, 6):
         check = await store.check_code(*ids, {"att_1": f"wrong{n}", "att_2": f"wrong{n}"}, T0, BUDGET)
         assert check.compared and check.matched is None
@@ -1072,14 +1062,14 @@ async def test_check_code_ends_every_attempt_with_the_window_budget(store: Store
 async def test_check_code_locks_the_claim_at_its_life_budget(store: Store) -> None:
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
-    assert await store.save_claim(make_claim(*ids, failures=14, attempts=(shown(),)), None)
+    assert await store.save_claim(make_claim(*ids, failures=14, attempts=(shown(),)), None, [])
     check = await store.check_code(*ids, {"att_1": "wrong"}, T0, BUDGET)
     assert check.compared and check.claim is not None and check.claim.failures == 15
     assert check.claim.attempts == ()
     fresh = msgspec.structs.replace(
         check.claim, version=check.claim.version + 1, window_failures=0, attempts=(shown("att_2"),)
     )
-    assert await store.save_claim(fresh, check.claim.version)
+    assert await store.save_claim(fresh, check.claim.version, [])
     locked = await store.check_code(*ids, {"att_2": "right"}, T0, BUDGET)
     assert (locked.compared, locked.matched) == (False, None)
 
@@ -1088,16 +1078,16 @@ async def test_check_code_compares_nothing_without_a_live_code(store: Store) -> 
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
     unconfirmed = make_claim(*ids, attempts=(attempt(),))
-    assert await store.save_claim(unconfirmed, None)
+    assert await store.save_claim(unconfirmed, None, [])
     check = await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)
     assert (check.compared, check.claim) == (False, unconfirmed)
-    assert await store.save_claim(msgspec.structs.replace(unconfirmed, version=1, attempts=(shown(),)), 0)
+    assert await store.save_claim(msgspec.structs.replace(unconfirmed, version=1, attempts=(shown(),)), 0, [])
     late = await store.check_code(*ids, {"att_1": "wrong"}, T0 + 600, BUDGET)  # the code has expired
     assert late.compared is False and late.claim is not None and late.claim.failures == 0
     assert (await store.check_code(*ids, {"att_1": "right"}, T0 + TTL, BUDGET)).claim is None  # window closed
     assert (await store.check_code("acct_missing", "reg_x", {"att_1": "right"}, T0, BUDGET)).claim is None
     denied = msgspec.structs.replace(unconfirmed, version=2, status="denied", attempts=(shown(),))
-    assert await store.save_claim(denied, 1)
+    assert await store.save_claim(denied, 1, [])
     assert (await store.check_code(*ids, {"att_1": "right"}, T0, BUDGET)).compared is False
 
 
@@ -1106,7 +1096,7 @@ async def test_racing_wrong_codes_are_each_charged_and_bounded(stores: StoreInst
     instances = [await stores.open() for _ in range(3)]
     _account, registration = await seed(instances[0])
     ids = (registration.account_id, registration.id)
-    assert await instances[0].save_claim(make_claim(*ids, attempts=(shown(),)), None)
+    assert await instances[0].save_claim(make_claim(*ids, attempts=(shown(),)), None, [])
     checks = await asyncio.gather(
         *(instances[i % 3].check_code(*ids, {"att_1": f"wrong{i}"}, T0, BUDGET) for i in range(40))
     )
@@ -1119,7 +1109,7 @@ async def test_complete_claim_makes_the_account_persistent_and_keeps_its_notes(s
     account, registration = await seed(store)
     assert await store.add_note(note("n1", account.id), T0) == "created"
     claim = make_claim(account.id, registration.id)
-    await store.save_claim(claim, None)
+    await store.save_claim(claim, None, [])
     persistent = msgspec.structs.replace(
         account, kind="persistent", expires_at=None, quota_notes=1000, quota_note_bytes=65536, owner="usr_1"
     )
@@ -1145,7 +1135,7 @@ async def test_complete_claim_makes_the_account_persistent_and_keeps_its_notes(s
     assert await store.owned_accounts("usr_1", later) == [got]
     # The sweeper no longer sees it.
     assert await store.sweep(later, 100) == []
-    assert [e.type for e in await store.audit_events()][-1] == "account.claimed"
+    assert isinstance((await all_events(store))[-1], ev.ClaimCompleted)
 
 
 async def test_complete_claim_activates_a_pending_delegation(store: Store) -> None:
@@ -1162,8 +1152,11 @@ async def test_complete_claim_activates_a_pending_delegation(store: Store) -> No
         created_at=T0,
     )
     claim = make_claim(account.id, "reg_link", provider=ISS, subject="sub-9")
-    event = AuditEvent(at=float(T0), type="delegation.pending", account_id=account.id)
-    await store.save_pending_link(pending, pending_reg, claim, event)
+
+    def event() -> list[ev.Event]:
+        return created_event(account, make_registration("reg_link", account.id))
+
+    await store.save_pending_link(pending, pending_reg, claim, event())
     active = msgspec.structs.replace(pending, status="active")
     live = msgspec.structs.replace(pending_reg, pending=False)
     done = msgspec.structs.replace(claim, version=1, status="claimed", expires_at=None)
@@ -1177,7 +1170,7 @@ async def test_racing_completions_exactly_one_wins(stores: StoreInstances) -> No
     stores = [await stores.open() for _ in range(3)]
     account, registration = await seed(stores[0])
     claim = make_claim(account.id, registration.id)
-    await stores[0].save_claim(claim, None)
+    await stores[0].save_claim(claim, None, [])
     persistent = msgspec.structs.replace(account, kind="persistent", expires_at=None)
 
     async def complete(i: int) -> bool:
@@ -1195,22 +1188,21 @@ async def test_racing_completions_exactly_one_wins(stores: StoreInstances) -> No
 async def test_rotate_refresh_advances_exactly_once(store: Store) -> None:
     account, registration = await seed(store, account_expires_at=None, kind="persistent")
     claim = make_claim(account.id, registration.id)
-    await store.save_claim(claim, None)
+    await store.save_claim(claim, None, [])
     with_family = msgspec.structs.replace(registration, refresh_family="fam", refresh_expires_at=T0 + 100)
     done = msgspec.structs.replace(claim, version=1, status="claimed")
     await store.complete_claim(done, 0, account, with_family, None, claimed_event(account))
-    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1) is True
-    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1) is False
-    assert await store.rotate_refresh(account.id, registration.id, "other", 1, T0 + 200, T0 + 1) is False
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1, []) is True
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 0, T0 + 200, T0 + 1, []) is False
+    assert await store.rotate_refresh(account.id, registration.id, "other", 1, T0 + 200, T0 + 1, []) is False
     got = await store.get_registration(account.id, registration.id, T0 + 2)
     assert got is not None and (got.refresh_seq, got.refresh_rotated_at, got.refresh_expires_at) == (
         1,
         T0 + 1,
         T0 + 200,
     )
-    event = AuditEvent(at=float(T0), type="registration.revoked", account_id=account.id)
-    await store.revoke_registration(account.id, registration.id, T0 + 3, event)
-    assert await store.rotate_refresh(account.id, registration.id, "fam", 1, T0 + 200, T0 + 4) is False
+    await store.revoke_registration(account.id, registration.id, T0 + 3, revoked(account.id, registration.id, T0))
+    assert await store.rotate_refresh(account.id, registration.id, "fam", 1, T0 + 200, T0 + 4, []) is False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1260,8 +1252,7 @@ async def test_list_accounts_shows_live_accounts_only(store: Store) -> None:
     assert [a.id for a in await store.list_accounts(None, 10, T0 + 10**6)] == ["acct_kept"]
     # Deleted and swept accounts are gone for good.
     await store.sweep(T0 + 10, 100)
-    event = AuditEvent(at=float(T0), type="account.deleted", account_id="acct_long")
-    assert await store.delete_account("acct_long", T0, event) is not None
+    assert await store.delete_account("acct_long", T0, deleted_event("acct_long", None, T0)) is not None
     assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_kept"]
 
 
@@ -1298,7 +1289,7 @@ async def test_list_accounts_includes_people_and_follows_claims(store: Store) ->
     assert [a.id for a in await store.list_accounts(None, 10, T0, "persistent")] == sorted([account.id, own.id])
     # A claim turns a temporary account persistent: the listing shows its new kind.
     claim = make_claim(temporary.id, reg.id)
-    await store.save_claim(claim, None)
+    await store.save_claim(claim, None, [])
     persistent = msgspec.structs.replace(temporary, kind="persistent", expires_at=None, owner=user.id)
     done = msgspec.structs.replace(claim, version=1, status="claimed", expires_at=None)
     assert await store.complete_claim(done, 0, persistent, reg, None, claimed_event(temporary))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from app import events as ev
 from app.config import ConfigError
 from app.errors import StoreUnavailable
-from app.store.port import Account, AuditEvent, Registration
+from app.store.port import Account, Registration
 from app.store.redis import RedisStore, parse_redis_url
 from tests.redis_servers import RedisServer
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.anyio
 T0 = 1_800_000_000
 
 
-def _records(account_id: str = "acct_r", kind: str = "temporary") -> tuple[Account, Registration, AuditEvent]:
+def _records(account_id: str = "acct_r", kind: str = "temporary") -> tuple[Account, Registration, list[ev.Event]]:
     expires = T0 + 3600 if kind == "temporary" else None
     account = Account(
         id=account_id,
@@ -34,7 +35,10 @@ def _records(account_id: str = "acct_r", kind: str = "temporary") -> tuple[Accou
         created_at=T0,
         expires_at=expires,
     )
-    return account, registration, AuditEvent(at=float(T0), type="registration.created", account_id=account_id)
+    created = ev.new(
+        ev.RegistrationCreated, T0, account_id, registration.id, method="anonymous", scopes=("notes:read",)
+    )
+    return account, registration, [created]
 
 
 @pytest.mark.parametrize(
@@ -130,6 +134,6 @@ async def test_outage_is_store_unavailable_and_recovery_needs_no_reopen(tmp_path
             state = await store.access_state(account.id, registration.id, None, T0)
             assert state is not None and state.registration == registration
             assert await store.consume_once("pow", "c2", T0 + 60, T0) is True
-            assert [e.type for e in await store.audit_events()] == ["registration.created"]
+            assert [ev.type_of(e) for e in await store.events()] == ["agent_registration.created"]
         finally:
             await store.close()

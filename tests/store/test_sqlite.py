@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from app import events as ev
 from app.errors import StoreUnavailable
-from app.store.port import Account, AuditEvent, Note, Registration
+from app.store.port import Account, Note, Registration
 from app.store.sqlite import SQLiteStore, parse_sqlite_url
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +49,8 @@ async def seed(store: SQLiteStore) -> None:
     registration = Registration(
         id="reg_1", type="anonymous", account_id="acct_1", scopes=("notes:read",), created_at=T0, expires_at=T0 + 3600
     )
-    await store.create_registration(account, registration, AuditEvent(at=T0, type="registration.created"))
+    created = ev.new(ev.RegistrationCreated, T0, "acct_1", "reg_1", method="anonymous", scopes=registration.scopes)
+    await store.create_registration(account, registration, [created])
     assert await store.add_note(Note(id="n1", account_id="acct_1", text="hello", created_at=T0), T0) == "created"
 
 
@@ -102,7 +104,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
         assert account.note_count == 1
         assert await store.get_registration("acct_1", "reg_1", T0) is not None
         assert await store.consume_once("pow", "c1", T0 + 300, T0) is False
-        assert [e.type for e in await store.audit_events()] == ["registration.created"]
+        assert [ev.type_of(e) for e in await store.events()] == ["agent_registration.created"]
     finally:
         await store.close()
 

@@ -5,7 +5,7 @@
 -- matched attempt id or ''} (outcome: none | match | wrong), or false when the account or the claim is
 -- gone or expired. Digests are fixed-length HMACs, and Lua 5.1 interns every string, so `==` compares
 -- them by reference: no timing signal about how much of a digest matched.
--- KEYS: account hash, claim hash
+-- KEYS: account hash, claim hash (then the outbox's, see _outbox.lua)
 -- ARGV: now, per_window, per_claim, then attempt id / digest pairs
 local now, per_window, per_claim = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local account_expires = redis.call('HGET', KEYS[1], 'expires_at')
@@ -39,7 +39,12 @@ end
 c.version = c.version + 1
 c.window_failures = window_failures + 1
 c.failures = failures + 1
-if c.window_failures >= per_window or c.failures >= per_claim then c.attempts = {} end
+if c.window_failures >= per_window or c.failures >= per_claim then
+  local ended = {}
+  for _, a in ipairs(set(c.attempts) and c.attempts or {}) do ended[a.id] = true end
+  c.attempts = {}
+  emit(nil, ended)  -- the charge that spends a budget ends every attempt: their events, in this step
+end
 -- cjson writes an empty list as {}: drop empty lists (every list field of a Claim defaults to empty).
 for field, value in pairs(c) do
   if type(value) == 'table' and next(value) == nil then c[field] = nil end

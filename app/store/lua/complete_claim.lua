@@ -26,4 +26,5 @@ end
 for _, key in ipairs(keys) do
   if ARGV[4] == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ARGV[4]) end
 end
+emit()
 return 1

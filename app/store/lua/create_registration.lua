@@ -15,4 +15,5 @@ if ARGV[1] ~= '' then
   -- Backend TTLs only reclaim space, well after the stored expiry the sweeper acts on.
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
+emit()
 return 1

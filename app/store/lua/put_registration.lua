@@ -11,4 +11,5 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then
   for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
+emit()
 return 1

@@ -6,4 +6,5 @@ if r[2] and tonumber(r[2]) <= tonumber(ARGV[4]) then return 0 end
 if r[4] ~= ARGV[1] or tonumber(r[5] or '0') ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[1], 'refresh_seq', 1)
 redis.call('HSET', KEYS[1], 'refresh_rotated_at', ARGV[5], 'refresh_expires_at', ARGV[3])
+emit()
 return 1

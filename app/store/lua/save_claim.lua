@@ -11,4 +11,5 @@ end
 redis.call('HSET', KEYS[2], 'version', ARGV[2], 'data', ARGV[3])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+emit()
 return 1
