@@ -1,5 +1,20 @@
 """The store port: the only way flows touch state, and the contract every adapter passes.
 
+``Store`` is the composition of narrow ports, one per concern: ``Upkeep`` (open, close, ping, sweep),
+``Limits`` (rate windows), ``Marks`` (one-time marks, revoked token ids), ``Grants`` (accounts and their
+registrations), ``People`` (users, delegations, sign-in, sessions), ``Claims`` (the claim ceremony),
+``Notes`` (the demo resource) and ``Events`` (reading the outbox). Each adapter (app/store/sqlite/,
+app/store/redis/) has one module per concern, and tests/store has one contract file per port.
+
+Room for what is coming (authmd as the authorization server of standard MCP clients), as additions:
+- a *client* is an auth.md registration, a client-metadata-document URL or a registered client: a
+  ``Clients`` port with its own record, beside ``Grants``;
+- a *grant* binds account x client x scopes x resource x refresh family (``Registration`` is today's
+  grant), with room for a key thumbprint for sender-constrained tokens: new fields on the grant record,
+  kept by ``Grants`` and written in the account's own atomic step like every change;
+- a *pending approval* is a claim code or an authorization request: ``Claims`` keeps the claim, and an
+  authorization request becomes a sibling record in the same port (same compare-and-set, same expiry rule).
+
 Rules every adapter keeps (the contract suite in tests/store checks each one):
 - Every record carries an absolute expiry (seconds since the epoch, or None for "never"); a record whose
   expiry is at or before ``now`` is absent, whatever the backend still holds. Backend TTLs and the
@@ -255,7 +270,9 @@ class Deleted(msgspec.Struct, frozen=True, kw_only=True):
 AddNoteOutcome = Literal["created", "quota_exceeded", "account_gone"]
 
 
-class Store(Protocol):
+class Upkeep(Protocol):
+    """Connecting, readiness and reclaiming what expired."""
+
     async def open(self) -> None:
         """Connect and bring the schema to the current version (forward migrations only)."""
 
@@ -264,16 +281,34 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable if the backend cannot answer (readiness)."""
 
-    # ---- limits ------------------------------------------------------------------------------
+    async def sweep(self, now: float, limit: int) -> list[Deleted]:
+        """Delete up to ``limit`` expired temporary accounts (and what they own), each with an
+        ``account.expired`` event, and reclaim expired marks and counters. Cost is proportional
+        to what expired. Several sweepers may run at once: each account is deleted (and reported) once."""
+
+
+class Limits(Protocol):
+    """Rate limits: sliding-window counters."""
+
     async def hit_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
         """Sliding-window counters, all-or-nothing: if any limited hit would exceed its limit, no
         counter moves and that hit reports ``allowed=False`` with its ``retry_after``."""
 
-    # ---- one-time marks: challenge redemption, replay caches, revoked token ids --------------
+
+class Marks(Protocol):
+    """One-time marks: challenge redemption, replay caches, revoked token ids."""
+
     async def consume_once(self, namespace: str, key: str, expires_at: float, now: float) -> bool:
         """First writer wins: True for exactly one caller until ``expires_at``."""
 
-    # ---- accounts and registrations ---------------------------------------------------------
+    async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
+        """Mark one access token id revoked until it would have expired anyway. True if newly marked."""
+
+
+class Grants(Protocol):
+    """Accounts and the registrations granted on them: creation, the token check, revocation, refresh
+    rotation, deletion."""
+
     async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
         """Create a new account with its first registration, atomically, with its events."""
 
@@ -292,26 +327,49 @@ class Store(Protocol):
         an account live throughout the walk shows exactly once; one created or deleted meanwhile may or
         may not show."""
 
+    async def registrations_of(self, account_id: str, now: float) -> list[Registration]:
+        """Every live registration of an account, revoked ones included."""
+
     async def access_state(
         self, account_id: str, registration_id: str, token_id: str | None, now: float
     ) -> AccessState | None:
         """The registration, its account and whether ``token_id`` was revoked; None if either is gone."""
-
-    async def revoke_token(self, account_id: str, token_id: str, expires_at: float, now: float) -> bool:
-        """Mark one access token id revoked until it would have expired anyway. True if newly marked."""
 
     async def revoke_registration(
         self, account_id: str, registration_id: str, now: float, events: Sequence[Event]
     ) -> bool:
         """Kill a grant and everything derived from it. True if it was live."""
 
+    async def rotate_refresh(
+        self,
+        account_id: str,
+        registration_id: str,
+        family: str,
+        seq: int,
+        expires_at: int,
+        now: float,
+        events: Sequence[Event],
+    ) -> bool:
+        """Advance the refresh family from ``seq`` to ``seq + 1`` (rotated at ``now``, new expiry) if
+        the live registration still holds exactly ``(family, seq)``. False otherwise."""
+
+    async def set_not_before(
+        self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]
+    ) -> bool:
+        """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""
+
     async def delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
         """Delete an account with everything it owns (registrations, notes); None if already gone. ``event``
         is written with the counts of what was deleted filled in (only the deleting step knows them)."""
 
-    # ---- people and provider delegations (ID-JAG) --------------------------------------------
+
+class People(Protocol):
+    """Humans: users, provider delegations (ID-JAG), OpenID Connect sign-in, browser sessions, what they own."""
+
     async def find_user_by_email(self, email: str) -> User | None:
         """The user with this lower-cased email, if any."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
 
     async def get_delegation(self, issuer: str, subject: str) -> Delegation | None: ...
 
@@ -321,6 +379,33 @@ class Store(Protocol):
         """Just-in-time user: claim the email, create the user's persistent account with its first
         registration and the active delegation. False (and nothing created) if the email or the
         delegation is already taken: a racing request won."""
+
+    async def sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
+        """The user for an OpenID Connect sign-in: the one already linked to ``(issuer, subject)``, else
+        the one with this lower-cased verified email (now linked), else ``new_user`` with its new
+        persistent ``new_account`` (created, linked). Racing sign-ins end on one user."""
+
+    async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
+        """Live accounts whose ``owner`` is this user (their own and those they claimed)."""
+
+    async def put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
+        """Create or replace a browser session (keyed by the hash of its cookie value)."""
+
+    async def get_session(self, session_hash: str, now: float) -> bytes | None: ...
+
+    async def delete_session(self, session_hash: str) -> None: ...
+
+
+class Claims(Protocol):
+    """The claim ceremony: a registration waiting for a human (a claim, or a provider link's step-up)."""
+
+    async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
+        """The claim of a registration; gone with its account (or past ``expires_at``)."""
+
+    async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
+        """Compare-and-set: store ``claim`` with its ``events`` if the stored version equals
+        ``expected_version`` (None: only if there is no claim yet). False, and nothing written,
+        otherwise or if the account is gone."""
 
     async def save_pending_link(
         self,
@@ -334,36 +419,6 @@ class Store(Protocol):
         """Create or replace a *pending* delegation, its pending registration and its claim (written
         unconditionally, version as given). False if the subject holds an active delegation, unless
         ``replace_active`` (the caller saw that delegation's grant revoked)."""
-
-    # ---- humans: sign-in, sessions, what they own ----------------------------------------------
-    async def get_user(self, user_id: str) -> User | None: ...
-
-    async def sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
-        """The user for an OpenID Connect sign-in: the one already linked to ``(issuer, subject)``, else
-        the one with this lower-cased verified email (now linked), else ``new_user`` with its new
-        persistent ``new_account`` (created, linked). Racing sign-ins end on one user."""
-
-    async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
-        """Live accounts whose ``owner`` is this user (their own and those they claimed)."""
-
-    async def registrations_of(self, account_id: str, now: float) -> list[Registration]:
-        """Every live registration of an account, revoked ones included."""
-
-    async def put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
-        """Create or replace a browser session (keyed by the hash of its cookie value)."""
-
-    async def get_session(self, session_hash: str, now: float) -> bytes | None: ...
-
-    async def delete_session(self, session_hash: str) -> None: ...
-
-    # ---- the claim ceremony -------------------------------------------------------------------
-    async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
-        """The claim of a registration; gone with its account (or past ``expires_at``)."""
-
-    async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
-        """Compare-and-set: store ``claim`` with its ``events`` if the stored version equals
-        ``expected_version`` (None: only if there is no claim yet). False, and nothing written,
-        otherwise or if the account is gone."""
 
     async def check_code(
         self,
@@ -395,25 +450,10 @@ class Store(Protocol):
         replace ``registration``; activate ``delegation`` when given; drop the account from the
         expiry index; write ``event``."""
 
-    async def rotate_refresh(
-        self,
-        account_id: str,
-        registration_id: str,
-        family: str,
-        seq: int,
-        expires_at: int,
-        now: float,
-        events: Sequence[Event],
-    ) -> bool:
-        """Advance the refresh family from ``seq`` to ``seq + 1`` (rotated at ``now``, new expiry) if
-        the live registration still holds exactly ``(family, seq)``. False otherwise."""
 
-    async def set_not_before(
-        self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]
-    ) -> bool:
-        """Kill every token of the grant issued at or before ``not_before`` (never moves it back)."""
+class Notes(Protocol):
+    """The demo resource."""
 
-    # ---- the demo resource -------------------------------------------------------------------
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
         """Create a note unless the account is gone or at its ``quota_notes``; atomic with the count."""
 
@@ -424,11 +464,9 @@ class Store(Protocol):
 
     async def delete_note(self, account_id: str, note_id: str, now: float) -> bool: ...
 
-    # ---- expiry and events -------------------------------------------------------------------
-    async def sweep(self, now: float, limit: int) -> list[Deleted]:
-        """Delete up to ``limit`` expired temporary accounts (and what they own), each with an
-        ``account.expired`` event, and reclaim expired marks and counters. Cost is proportional
-        to what expired. Several sweepers may run at once: each account is deleted (and reported) once."""
+
+class Events(Protocol):
+    """Reading the domain events every change writes (see the module docstring)."""
 
     async def events(self, after: str = "", limit: int = 100) -> list[Event]:
         """Up to ``limit`` events whose id sorts after ``after``, by id (see the module docstring)."""
@@ -443,6 +481,10 @@ class Store(Protocol):
     async def mark_delivered(self, account_id: str, through: str) -> bool:
         """Everything in the account's outbox up to the event ``through`` is delivered. False if
         ``through`` is not an undelivered event of that outbox (nothing changes)."""
+
+
+class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Protocol):
+    """The whole store, as flows see it (``ctx.store``): every narrow port, one adapter."""
 
 
 def expired(expires_at: float | None, now: float) -> bool:
