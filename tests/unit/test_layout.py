@@ -7,14 +7,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
 MAX_LINES = 700
-# Over the limit today and being split by another reshaping of issue 13 (the store adapters become
-# packages with one module per concern); strict=False: each passes once its split lands.
-RESHAPED_ELSEWHERE = ("app/store/redis.py", "app/store/sqlite.py")
 
 
 def _modules() -> dict[str, Path]:
@@ -102,18 +97,8 @@ def _lines(path: Path) -> int:
 
 
 def test_no_module_is_over_700_lines():
-    over = {
-        str(path.relative_to(ROOT)): n
-        for path in MODULES.values()
-        if (n := _lines(path)) > MAX_LINES and str(path.relative_to(ROOT)) not in RESHAPED_ELSEWHERE
-    }
+    over = {str(path.relative_to(ROOT)): n for path in MODULES.values() if (n := _lines(path)) > MAX_LINES}
     assert not over, f"split these modules (at most {MAX_LINES} lines each): {over}"
-
-
-@pytest.mark.xfail(strict=False, reason="split by the store reshaping of issue 13, not yet landed here")
-@pytest.mark.parametrize("path", RESHAPED_ELSEWHERE)
-def test_modules_being_reshaped_elsewhere_are_within_700_lines(path):
-    assert _lines(ROOT / path) <= MAX_LINES
 
 
 def test_no_import_cycles():
