@@ -10,7 +10,7 @@ import pytest
 from app import events as ev
 from app.store.port import Store
 from tests.store.conftest import Reopen
-from tests.store.test_contract import BUDGET, T0, attempt, make_claim, note, revoked, seed, shown
+from tests.store.records import BUDGET, T0, attempt, make_claim, note, revoked, seed, shown
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +156,22 @@ async def test_a_guess_that_spends_the_budget_writes_the_end_of_exactly_the_atte
     check = await store.check_code(account.id, reg.id, {"att_1": "wrong"}, T0, BUDGET, last)
     assert check.claim is not None and check.claim.attempts == ()
     assert await store.read_outbox(account.id) == [*before, *last[:2]]
+
+
+async def test_events_page_after_an_id(store: Store) -> None:
+    for i in range(5):
+        await seed(store, f"acct_{i}")
+    everything = await store.events()
+    assert [e.account_id for e in everything] == [f"acct_{i}" for i in range(5)]
+    ids = [e.id for e in everything]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    pages, after = [], ""
+    while page := await store.events(after, limit=2):
+        assert len(page) <= 2
+        pages.append(page)
+        after = page[-1].id
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [e for p in pages for e in p] == everything
+    assert await store.events(ids[2]) == everything[3:]
+    assert await store.events(ids[-1]) == []
