@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 from app import events as ev
-from app.store.port import (
-    Account,
-    Attempt,
-    Claim,
-    CodeBudget,
-    Delegation,
-    Note,
-    Registration,
-    Store,
-    User,
-)
+from app.store.port import Account, Attempt, Claim, CodeBudget, Delegation, Note, Registration, Store, User
 
 T0 = 1_800_000_000  # a multiple of every window used below, so bucket boundaries fall on round numbers
 TTL = 3600

@@ -14,10 +14,7 @@ import msgspec
 import pytest
 
 from app import events as ev
-from app.store.port import (
-    Delegation,
-    Store,
-)
+from app.store.port import Delegation, Store
 from tests.store.conftest import StoreInstances
 from tests.store.records import (
     BUDGET,

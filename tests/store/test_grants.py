@@ -12,14 +12,7 @@ import msgspec
 import pytest
 
 from app import events as ev
-from app.store.port import (
-    AccessState,
-    Account,
-    Delegation,
-    Deleted,
-    Registration,
-    Store,
-)
+from app.store.port import AccessState, Account, Delegation, Deleted, Registration, Store
 from tests.store.conftest import Reopen
 from tests.store.records import (
     ISS,

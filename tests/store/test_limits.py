@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.store.port import (
-    Store,
-    WindowHit,
-)
-from tests.store.records import (
-    T0,
-    WINDOW,
-)
+from app.store.port import Store, WindowHit
+from tests.store.records import T0, WINDOW
 
 pytestmark = pytest.mark.anyio
 

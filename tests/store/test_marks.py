@@ -12,13 +12,9 @@ from collections import Counter
 
 import pytest
 
-from app.store.port import (
-    Store,
-)
+from app.store.port import Store
 from tests.store.conftest import StoreInstances
-from tests.store.records import (
-    T0,
-)
+from tests.store.records import T0
 
 pytestmark = pytest.mark.anyio
 

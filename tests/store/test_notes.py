@@ -12,15 +12,9 @@ from collections import Counter
 
 import pytest
 
-from app.store.port import (
-    Store,
-)
+from app.store.port import Store
 from tests.store.conftest import StoreInstances
-from tests.store.records import (
-    T0,
-    note,
-    seed,
-)
+from tests.store.records import T0, note, seed
 
 pytestmark = pytest.mark.anyio
 

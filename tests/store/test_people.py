@@ -11,18 +11,9 @@ import asyncio
 
 import pytest
 
-from app.store.port import (
-    Store,
-)
+from app.store.port import Store
 from tests.store.conftest import StoreInstances
-from tests.store.records import (
-    ISS,
-    OIDC,
-    T0,
-    make_user_records,
-    signin_records,
-    user_event,
-)
+from tests.store.records import ISS, OIDC, T0, make_user_records, signin_records, user_event
 
 pytestmark = pytest.mark.anyio
 

@@ -14,19 +14,9 @@ import msgspec
 import pytest
 
 from app import events as ev
-from app.store.port import (
-    Deleted,
-    Store,
-    WindowHit,
-)
+from app.store.port import Deleted, Store, WindowHit
 from tests.store.conftest import Reopen, StoreInstances
-from tests.store.records import (
-    T0,
-    WINDOW,
-    all_events,
-    note,
-    seed,
-)
+from tests.store.records import T0, WINDOW, all_events, note, seed
 
 pytestmark = pytest.mark.anyio
 

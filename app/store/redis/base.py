@@ -241,6 +241,8 @@ def _mapping(record: Account | User) -> dict[str, str]:
 
 
 class RedisBase:
+    """One client, the key layout and the steps several ports share; each port's mixin builds on it."""
+
     def __init__(self, url: str, *, socket_timeout: float = 2.0) -> None:
         try:
             self._url, self._cluster, self.prefix, self._size, self._pool_timeout = parse_redis_url(url)

@@ -9,22 +9,8 @@ from typing import Any
 import msgspec
 
 from app.events import Event
-from app.store.port import (
-    Account,
-    Claim,
-    CodeBudget,
-    CodeCheck,
-    Delegation,
-    Registration,
-    expired,
-)
-from app.store.redis.base import (
-    _CLAIM_JSON,
-    GRACE_MS,
-    RedisBase,
-    _fields,
-    _ms,
-)
+from app.store.port import Account, Claim, CodeBudget, CodeCheck, Delegation, Registration, expired
+from app.store.redis.base import _CLAIM_JSON, GRACE_MS, RedisBase, _fields, _ms
 
 
 class RedisClaims(RedisBase):

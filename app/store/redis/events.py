@@ -5,14 +5,8 @@ from __future__ import annotations
 from app import events as ev
 from app.errors import StoreUnavailable
 from app.events import Event
-from app.store.port import (
-    OUTBOX_MAXLEN,
-)
-from app.store.redis.base import (
-    UNAVAILABLE,
-    RedisBase,
-    slot_tag,
-)
+from app.store.port import OUTBOX_MAXLEN
+from app.store.redis.base import UNAVAILABLE, RedisBase, slot_tag
 
 
 class RedisEvents(RedisBase):

@@ -10,24 +10,8 @@ from redis import exceptions as rx
 
 from app.errors import StoreUnavailable
 from app.events import AccountDeleted, Event
-from app.store.port import (
-    AccessState,
-    Account,
-    AccountKind,
-    Deleted,
-    Registration,
-    expired,
-)
-from app.store.redis.base import (
-    GRACE_MS,
-    SCRIPTS,
-    UNAVAILABLE,
-    RedisBase,
-    _account,
-    _fields,
-    _ms,
-    _registration,
-)
+from app.store.port import AccessState, Account, AccountKind, Deleted, Registration, expired
+from app.store.redis.base import GRACE_MS, SCRIPTS, UNAVAILABLE, RedisBase, _account, _fields, _ms, _registration
 
 
 class RedisGrants(RedisBase):

@@ -7,14 +7,8 @@ from typing import Any
 
 import msgspec
 
-from app.store.port import (
-    WindowHit,
-    WindowResult,
-)
-from app.store.redis.base import (
-    GRACE_MS,
-    RedisBase,
-)
+from app.store.port import WindowHit, WindowResult
+from app.store.redis.base import GRACE_MS, RedisBase
 
 
 class RedisLimits(RedisBase):

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from app.store.redis.base import (
-    GRACE_MS,
-    RedisBase,
-    _ms,
-)
+from app.store.redis.base import GRACE_MS, RedisBase, _ms
 
 
 class RedisMarks(RedisBase):

@@ -6,13 +6,8 @@ import json
 
 import msgspec
 
-from app.store.port import (
-    AddNoteOutcome,
-    Note,
-)
-from app.store.redis.base import (
-    RedisBase,
-)
+from app.store.port import AddNoteOutcome, Note
+from app.store.redis.base import RedisBase
 
 
 class RedisNotes(RedisBase):

@@ -11,23 +11,8 @@ from collections.abc import Sequence
 
 from app.errors import StoreUnavailable
 from app.events import Event
-from app.store.port import (
-    Account,
-    Delegation,
-    Registration,
-    User,
-    expired,
-)
-from app.store.redis.base import (
-    GRACE_MS,
-    SIGN_IN_ROUNDS,
-    RedisBase,
-    _account,
-    _fields,
-    _mapping,
-    _ms,
-    _user,
-)
+from app.store.port import Account, Delegation, Registration, User, expired
+from app.store.redis.base import GRACE_MS, SIGN_IN_ROUNDS, RedisBase, _account, _fields, _mapping, _ms, _user
 
 
 class RedisPeople(RedisBase):

@@ -25,14 +25,7 @@ import msgspec
 from app import events as ev
 from app.errors import StoreUnavailable
 from app.events import Event
-from app.store.port import (
-    Account,
-    Delegation,
-    Deleted,
-    Registration,
-    User,
-    expired_event,
-)
+from app.store.port import Account, Delegation, Deleted, Registration, User, expired_event
 
 T = TypeVar("T")
 
@@ -126,6 +119,8 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
 class SQLiteBase:
+    """One connection to the file and the steps several ports share; each port's mixin builds on it."""
+
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._synchronous = synchronous

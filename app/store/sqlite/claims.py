@@ -8,23 +8,8 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from app.events import Event
-from app.store.port import (
-    Account,
-    Claim,
-    CodeBudget,
-    CodeCheck,
-    Delegation,
-    Registration,
-    code_step,
-)
-from app.store.sqlite.base import (
-    _CLAIM_JSON,
-    _LIVE,
-    _REG_COLS,
-    _REG_MARKS,
-    SQLiteBase,
-    _registration_row,
-)
+from app.store.port import Account, Claim, CodeBudget, CodeCheck, Delegation, Registration, code_step
+from app.store.sqlite.base import _CLAIM_JSON, _LIVE, _REG_COLS, _REG_MARKS, SQLiteBase, _registration_row
 
 
 class SQLiteClaims(SQLiteBase):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from app import events as ev
 from app.events import Event
-from app.store.sqlite.base import (
-    SQLiteBase,
-)
+from app.store.sqlite.base import SQLiteBase
 
 
 class SQLiteEvents(SQLiteBase):

@@ -7,13 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from app.events import AccountDeleted, Event
-from app.store.port import (
-    AccessState,
-    Account,
-    AccountKind,
-    Deleted,
-    Registration,
-)
+from app.store.port import AccessState, Account, AccountKind, Deleted, Registration
 from app.store.sqlite.base import (
     _ACCT_COLS,
     _ACCT_FIELDS,

@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.store import window as win
-from app.store.port import (
-    WindowHit,
-    WindowResult,
-)
-from app.store.sqlite.base import (
-    SQLiteBase,
-)
+from app.store.port import WindowHit, WindowResult
+from app.store.sqlite.base import SQLiteBase
 
 
 class SQLiteLimits(SQLiteBase):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from app.store.sqlite.base import (
-    SQLiteBase,
-)
+from app.store.sqlite.base import SQLiteBase
 
 
 class SQLiteMarks(SQLiteBase):

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from app.store.port import (
-    AddNoteOutcome,
-    Note,
-)
-from app.store.sqlite.base import (
-    _LIVE,
-    SQLiteBase,
-)
+from app.store.port import AddNoteOutcome, Note
+from app.store.sqlite.base import _LIVE, SQLiteBase
 
 
 class SQLiteNotes(SQLiteBase):

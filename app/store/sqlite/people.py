@@ -5,21 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.events import Event
-from app.store.port import (
-    Account,
-    Delegation,
-    Registration,
-    User,
-)
-from app.store.sqlite.base import (
-    _ACCT_COLS,
-    _ACCT_MARKS,
-    _LIVE,
-    SQLiteBase,
-    _account,
-    _account_row,
-    _user,
-)
+from app.store.port import Account, Delegation, Registration, User
+from app.store.sqlite.base import _ACCT_COLS, _ACCT_MARKS, _LIVE, SQLiteBase, _account, _account_row, _user
 
 
 class SQLitePeople(SQLiteBase):
