@@ -17,13 +17,14 @@ from app import __version__
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
-from app.flows.cimd import ClientMetadataCache
 from app.flows.expire import run_key_watch, run_sweeper
-from app.flows.issue import VerifiedCache
-from app.flows.jwks import JwksCache
 from app.flows.limits import LocalWindows
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging
+from app.outbound.cimd import ClientMetadataCache
+from app.outbound.jwks import JwksCache
+from app.outbound.oidc import Discovery
+from app.outbound.verified import VerifiedCache
 from app.routes import health, identity, notes, oauth, web
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
@@ -96,6 +97,7 @@ def create_app(
             refetch_interval=settings.jwks_refetch_interval_seconds,
         ),
         cimd=ClientMetadataCache(http, clock),
+        oidc=Discovery(http, clock),
         refusals=LocalWindows(settings.rate_window_seconds),
     )
     docs = Documents(ctx)

@@ -18,10 +18,11 @@ from app.store.port import Store
 if TYPE_CHECKING:
     import httpx
 
-    from app.flows.cimd import ClientMetadataCache
-    from app.flows.issue import VerifiedCache
-    from app.flows.jwks import JwksCache
     from app.flows.limits import LocalWindows
+    from app.outbound.cimd import ClientMetadataCache
+    from app.outbound.jwks import JwksCache
+    from app.outbound.oidc import Discovery
+    from app.outbound.verified import VerifiedCache
 
 log = logging.getLogger("authmd")
 
@@ -34,10 +35,12 @@ class Context:
     keys: KeyRing
     access_cache: VerifiedCache
     assertion_cache: VerifiedCache
-    # Outbound HTTP (provider JWKS, client metadata documents), created by create_app.
+    # Outbound HTTP and what it keeps (app/outbound/): provider JWKS, client metadata documents, the
+    # sign-in provider's discovery document; created by create_app.
     http: httpx.AsyncClient
     jwks: JwksCache
     cimd: ClientMetadataCache
+    oidc: Discovery
     # Registrations refused per source, in this worker's memory (app/flows/register.py).
     refusals: LocalWindows
     pow_key: bytes = b""

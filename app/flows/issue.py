@@ -12,7 +12,6 @@ All time checks read the injected clock; PyJWT's own (wall-clock) time checks ar
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -120,35 +119,6 @@ def grant_is_dead(state: AccessState | None, claims: dict[str, Any]) -> bool:
         or reg.generation != claims.get("gen")
         or (reg.not_before is not None and isinstance(iat, int | float) and iat <= reg.not_before)
     )
-
-
-class VerifiedCache:
-    """Verified access-token claims by token string, until their ``exp``.
-
-    A signature is checked once per token per process; revocation stays exact because every use
-    still asks the store whether the grant and the token id are live.
-    """
-
-    def __init__(self, max_entries: int = 50_000) -> None:
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._max = max_entries
-
-    def get(self, token: str, now: float) -> dict[str, Any] | None:
-        claims = self._items.get(token)
-        if claims is None:
-            return None
-        if claims["exp"] <= now:
-            del self._items[token]
-            return None
-        return claims
-
-    def put(self, token: str, claims: dict[str, Any]) -> None:
-        self._items[token] = claims
-        if len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 def identity_assertion(ctx: Context, registration: Registration, account_id: str, expires_at: int) -> str:

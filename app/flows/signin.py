@@ -1,8 +1,9 @@
 """Human sign-in at the operator's OpenID Connect provider (or, in dev mode without one, a labelled
 development form).
 
-The authorization-code flow with PKCE S256 (RFC 7636), built with Authlib's OAuth 2.0 primitives and
-carried over the process's own HTTP client (no redirects followed, no proxies from the environment):
+The authorization-code flow with PKCE S256 (RFC 7636), built with Authlib's OAuth 2.0 primitives; the
+provider is asked over the process's own HTTP client through app/outbound/oidc.py (no redirects followed,
+no proxies from the environment, bounded in time and size), and this module decides what the answers mean:
 ``state`` and ``nonce`` live in the browser's session, the redirect URI is exactly
 ``{issuer}/oidc/callback``, the RFC 9207 ``iss`` response parameter is checked, and the ID token is
 validated in full (OIDC Core §3.1.3.7) against the provider's JWKS through the same cache that
@@ -14,15 +15,11 @@ email becomes the user with that lower-cased email, however that user first appe
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import re
 import secrets
-import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
 import jwt
 import msgspec
 from authlib.oauth2.auth import encode_client_secret_basic
@@ -33,21 +30,16 @@ from app import text
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
-from app.fetch import BodyRefused, read_limited
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.flows.register import new_person
 from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session
+from app.outbound import oidc
 from app.store.port import User
 
 DEV_ISSUER = "urn:authmd:dev-sign-in"
 CALLBACK = "/oidc/callback"
-METADATA_TTL_SECONDS = 3600
-MAX_DOCUMENT_BYTES = 262_144
-USERINFO_TIMEOUT_SECONDS = 10.0
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}")
 # RFC 3986 §2.2-2.3: reserved and unreserved characters, plus `%` of an existing percent-encoding.
 _URI_CHARACTERS = "/?#[]@!$&'()*+,;=:%-._~"
-_metadata_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 def redirect_uri(ctx: Context) -> str:
@@ -73,42 +65,11 @@ def _fail(description: str) -> AuthError:
     return AuthError("invalid_grant", description, "Start the sign-in again.")
 
 
-async def _get_json(ctx: Context, url: str) -> dict[str, Any]:
-    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-    try:
-        async with ctx.http.stream("GET", url, headers=headers, timeout=10.0) as response:
-            if response.status_code != 200:
-                raise AuthError("temporarily_unavailable", f"the sign-in provider answered {response.status_code}")
-            raw = await read_limited(response, MAX_DOCUMENT_BYTES)
-    except httpx.HTTPError as exc:
-        raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
-    except BodyRefused as exc:
-        raise AuthError("temporarily_unavailable", f"the sign-in provider's discovery document is {exc}") from None
-    try:
-        body = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        body = None
-    if not isinstance(body, dict):
-        raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document is not an object")
-    return body
-
-
 async def metadata(ctx: Context) -> dict[str, Any]:
-    """The provider's discovery document (OpenID Connect Discovery 1.0), cached an hour per process."""
+    """The provider's discovery document (OpenID Connect Discovery 1.0), kept by the app (app/outbound/oidc.py)."""
     issuer = ctx.settings.oidc_issuer
     assert issuer is not None
-    cached = _metadata_cache.get(issuer)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    doc = await _get_json(ctx, issuer + "/.well-known/openid-configuration")
-    # Discovery §4.3: the issuer in the document must be exactly the one we were configured with.
-    if doc.get("issuer") != issuer:
-        raise AuthError("temporarily_unavailable", "the sign-in provider's discovery document names another issuer")
-    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-        if not isinstance(doc.get(name), str):
-            raise AuthError("temporarily_unavailable", f"the sign-in provider's discovery document lacks {name}")
-    _metadata_cache[issuer] = (time.monotonic() + METADATA_TTL_SECONDS, doc)
-    return doc
+    return await ctx.oidc.document(issuer)
 
 
 async def begin(ctx: Context, session: Session, return_to: str, *, prompt: str | None = None) -> tuple[str, Session]:
@@ -198,69 +159,15 @@ async def _email_claims(
         if email is None:
             raise _no_email(" in the ID token and has no UserInfo endpoint")
         return email, verified
-    info = await _userinfo(ctx, meta["userinfo_endpoint"], access_token, claims["sub"])
+    if access_token is None:
+        raise _no_email(" in the ID token and issued no Bearer access token for its UserInfo endpoint")
+    info = await oidc.userinfo(ctx.http, meta["userinfo_endpoint"], access_token, claims["sub"])
     if email is None:  # the pair from UserInfo: an `email_verified` without its address says nothing
         if info.get("email") is None:
             raise _no_email(", neither in the ID token nor from UserInfo")
         return info.get("email"), info.get("email_verified")
     # `email_verified` is about one address: UserInfo's counts only when it is about the ID token's.
     return email, (info.get("email_verified") if info.get("email") == email else None)
-
-
-async def _userinfo(ctx: Context, endpoint: str, access_token: str | None, subject: str) -> dict[str, Any]:
-    """The UserInfo response (OIDC Core §5.3.1-5.3.2) as a JSON object about ``subject``: over the app's own
-    client (no redirects, no proxies), bounded in time and size. A signed or encrypted response
-    (`application/jwt`, for a client registered with `userinfo_signed_response_alg`) is refused: authmd
-    reads the plain JSON that providers send by default, and says so rather than failing obscurely."""
-    if access_token is None:
-        raise _no_email(" in the ID token and issued no Bearer access token for its UserInfo endpoint")
-    headers = {
-        "Authorization": f"Bearer {access_token}",  # RFC 6750 §2.1; never in the URL, where logs would keep it
-        "Accept": "application/json",
-        "Accept-Encoding": "identity",  # a compressed body could expand far past the limit in one chunk
-    }
-    unavailable = "the sign-in provider's UserInfo endpoint"
-    try:
-        # asyncio.timeout bounds the whole exchange; httpx's timeout bounds each network step.
-        async with (
-            asyncio.timeout(USERINFO_TIMEOUT_SECONDS),
-            ctx.http.stream(
-                "GET", endpoint, headers=headers, timeout=USERINFO_TIMEOUT_SECONDS, follow_redirects=False
-            ) as response,
-        ):
-            if response.status_code != 200:
-                code = "temporarily_unavailable" if response.status_code >= 500 else "invalid_grant"
-                raise AuthError(code, f"{unavailable} answered {response.status_code}", "Start the sign-in again.")
-            media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if media_type == "application/jwt":
-                raise AuthError(
-                    "invalid_grant",
-                    "the sign-in provider sends signed or encrypted UserInfo (application/jwt), which this service "
-                    "does not read: its operator should set the client at the provider to plain JSON UserInfo",
-                    "Tell the operator of this service.",
-                )
-            if media_type != "application/json":
-                shown = f" ({media_type})" if _MEDIA_TYPE.fullmatch(media_type) else ""
-                raise _fail(f"the sign-in provider's UserInfo response is not JSON{shown}")
-            try:
-                body = await read_limited(response, MAX_DOCUMENT_BYTES)
-            except BodyRefused as exc:
-                raise _fail(f"the sign-in provider's UserInfo response is {exc}") from None
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise AuthError("temporarily_unavailable", f"{unavailable} did not answer in time") from exc
-    except httpx.HTTPError as exc:
-        raise AuthError("temporarily_unavailable", f"{unavailable} cannot be reached") from exc
-    try:
-        info = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
-        info = None
-    if not isinstance(info, dict):
-        raise _fail("the sign-in provider's UserInfo response is not a JSON object")
-    # §5.3.2: the `sub` in the UserInfo response MUST be exactly the ID token's; else its claims are about
-    # someone else (a token substitution) and MUST NOT be used.
-    if info.get("sub") != subject:
-        raise _fail("the sign-in provider's UserInfo response is about another subject than its ID token")
-    return info
 
 
 async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) -> tuple[str, str | None]:
@@ -277,17 +184,10 @@ async def _redeem(ctx: Context, meta: dict[str, Any], code: str, verifier: str) 
         _, headers, body = encode_client_secret_basic(client, "POST", meta["token_endpoint"], headers, body)
     else:  # client_secret_post
         body += "&" + urlencode({"client_id": client.client_id, "client_secret": client.client_secret})
-    try:
-        response = await ctx.http.post(meta["token_endpoint"], content=body, headers=headers, timeout=10.0)
-    except httpx.HTTPError as exc:
-        raise AuthError("temporarily_unavailable", "the sign-in provider cannot be reached") from exc
-    try:
-        tokens = response.json()
-    except ValueError:
-        tokens = {}
-    if response.status_code != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
+    status, tokens = await oidc.token_response(ctx.http, meta["token_endpoint"], body, headers)
+    if status != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
         error = tokens.get("error") if isinstance(tokens, dict) else None
-        raise _fail(f"the sign-in provider did not redeem the code ({error or response.status_code})")
+        raise _fail(f"the sign-in provider did not redeem the code ({error or status})")
     id_token: str = tokens["id_token"]
     access_token = tokens.get("access_token")
     # RFC 6749 §5.1: token_type is case-insensitive; only a Bearer token may be sent as one (RFC 6750).

@@ -18,8 +18,8 @@ import pytest
 from app.clock import ManualClock
 from app.config import Secret
 from app.errors import AuthError
-from app.flows import signin
 from app.flows.signin import safe_return_to, validate_id_token
+from app.outbound import oidc
 from tests.flows.test_idjag import ISSUER, URN, attested, exchange, register
 from tests.helpers import DevHuman, Page
 from tests.oidc_server import DEFAULT_REDIRECT_URI, OidcProvider, alogin_via_http
@@ -365,7 +365,7 @@ async def test_userinfo_failures_sign_nobody_in(harness_factory, oidc_provider_f
 
 
 async def test_a_userinfo_response_too_large_signs_nobody_in(harness_factory, oidc_provider_factory):
-    big = "x" * (signin.MAX_DOCUMENT_BYTES + 1)  # a real claim, just too long (the provider sends it)
+    big = "x" * (oidc.MAX_DOCUMENT_BYTES + 1)  # a real claim, just too long (the provider sends it)
     provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_claims={"kim@example.com": {"name": big}})
     async with signed_in_app(harness_factory, provider) as h:
         page = await sign_in_at(h, "kim@example.com")
@@ -373,7 +373,7 @@ async def test_a_userinfo_response_too_large_signs_nobody_in(harness_factory, oi
 
 
 async def test_a_userinfo_endpoint_that_never_answers(harness_factory, oidc_provider_factory, monkeypatch):
-    monkeypatch.setattr(signin, "USERINFO_TIMEOUT_SECONDS", 0.5)  # a watchdog: the endpoint never answers
+    monkeypatch.setattr(oidc, "USERINFO_TIMEOUT_SECONDS", 0.5)  # a watchdog: the endpoint never answers
     provider = oidc_provider_factory([DEFAULT_REDIRECT_URI], userinfo_fault={"hang": True})
     async with signed_in_app(harness_factory, provider) as h:
         page = await sign_in_at(h, "kim@example.com")

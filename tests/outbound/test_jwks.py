@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from app.clock import ManualClock
 from app.errors import AuthError
-from app.flows.jwks import JwksCache
+from app.outbound.jwks import JwksCache
 
 pytestmark = pytest.mark.anyio
 
@@ -323,7 +323,7 @@ async def test_stale_keys_are_used_when_the_provider_fails(
     await cache.key(provider.uri, "a", "ES256")
     provider.status = 500
     clock.advance(61)
-    with caplog.at_level(logging.WARNING, logger="app.flows.jwks"):
+    with caplog.at_level(logging.WARNING, logger="app.outbound.jwks"):
         found = await cache.key(provider.uri, "a", "ES256")
     assert verifies(found, a), "stale-if-error"
     assert provider.hits == 2

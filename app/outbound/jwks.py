@@ -23,11 +23,10 @@ from typing import Any
 
 import httpx
 import jwt
-import msgspec
 
 from app.clock import Clock
 from app.errors import AuthError
-from app.fetch import BodyRefused, read_limited
+from app.outbound.http import BadStatus, BodyRefused, NotJson, fetch_json
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +154,8 @@ class JwksCache:
 
     async def _fetch_into(self, jwks_uri: str, source: _Source) -> None:
         try:
-            body, cache_control, age = await self._download(jwks_uri)
-            by_alg = _parse_jwks(body)
+            document, cache_control, age = await self._download(jwks_uri)
+            by_alg = _parse_jwks(document)
         except _FetchError as exc:
             source.failed = True
             if source.keys is not None:
@@ -176,25 +175,20 @@ class JwksCache:
         source.keys = _KeySet(by_alg=by_alg, fetched_at=now, expires_at=now + ttl)
         source.failed = False
 
-    async def _download(self, jwks_uri: str) -> tuple[bytes, str | None, str | None]:
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    async def _download(self, jwks_uri: str) -> tuple[object, str | None, str | None]:
         try:
-            # asyncio.timeout bounds the whole exchange; httpx's timeout bounds each network step.
-            async with asyncio.timeout(self._timeout):
-                async with self._http.stream(
-                    "GET", jwks_uri, headers=headers, timeout=self._timeout, follow_redirects=False
-                ) as response:
-                    if response.status_code != 200:
-                        raise _FetchError(f"HTTP status {response.status_code}")
-                    try:
-                        body = await read_limited(response, self._max_bytes)
-                    except BodyRefused as exc:
-                        raise _FetchError(f"the body is {exc}") from None
-                    return body, response.headers.get("cache-control"), response.headers.get("age")
+            got = await fetch_json(self._http, jwks_uri, max_bytes=self._max_bytes, timeout=self._timeout)
+        except BadStatus as exc:
+            raise _FetchError(str(exc)) from None
+        except BodyRefused as exc:
+            raise _FetchError(f"the body is {exc}") from None
+        except NotJson:
+            raise _FetchError("body is not JSON") from None
         except TimeoutError:
             raise _FetchError(f"no complete answer within {self._timeout}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise _FetchError(f"{type(exc).__name__}: {exc}") from None
+        return got.document, got.headers.get("cache-control"), got.headers.get("age")
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -203,12 +197,8 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         log.error("JWKS fetch crashed", exc_info=exc)
 
 
-def _parse_jwks(body: bytes) -> dict[str, list[jwt.PyJWK]]:
+def _parse_jwks(document: object) -> dict[str, list[jwt.PyJWK]]:
     """RFC 7517 §5: a JSON object whose ``keys`` member is an array of JWKs; each usable key per algorithm."""
-    try:
-        document = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
-        raise _FetchError("body is not JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise _FetchError("body is not a JWK Set (no `keys` array)")
     by_alg: dict[str, list[jwt.PyJWK]] = {alg: [] for alg in SIGNING_ALGORITHMS}

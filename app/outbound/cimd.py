@@ -36,11 +36,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import msgspec
 
 from app.clock import Clock
 from app.errors import AuthError
-from app.fetch import BodyRefused, read_limited
+from app.outbound.http import BadMediaType, BadStatus, BodyRefused, NotJson, fetch_json, is_json_media_type
 
 log = logging.getLogger(__name__)
 
@@ -183,22 +182,20 @@ async def fetch_client_metadata(
             # cannot be used to reach the internal one on a retry.
             if not allow_private and not all(is_public_address(address) for address in addresses):
                 raise _Refused("the client_id URL's host resolves to a private or reserved address")
-            body = await _fetch_pinned(http, target, addresses, timeout=timeout, max_bytes=max_bytes)
+            document = await _fetch_pinned(http, target, addresses, timeout=timeout, max_bytes=max_bytes)
     except _Refused as exc:
         raise _refuse(str(exc)) from None
     except TimeoutError:
         raise _refuse(f"no complete answer within {timeout:g}s") from None
-    return _validate(body, client_id)
+    return _validate(document, client_id)
 
 
 async def _fetch_pinned(
     http: httpx.AsyncClient, target: _Target, addresses: list[IPAddress], *, timeout: float, max_bytes: int
-) -> bytes:
+) -> object:
     """GET the document from the checked addresses (first that accepts a connection), never re-resolving."""
     headers = {
         "Host": target.authority,
-        "Accept": "application/json",
-        "Accept-Encoding": "identity",
         # The pool is keyed by IP: never leave a connection (verified for this name) for another name.
         "Connection": "close",
     }
@@ -207,41 +204,38 @@ async def _fetch_pinned(
     for address in addresses:
         try:
             pinned = target.url.copy_with(host=str(address))
-            async with http.stream(
-                "GET", pinned, headers=headers, extensions=extensions, timeout=timeout, follow_redirects=False
-            ) as response:
-                return await _read_document(response, max_bytes)
+            got = await fetch_json(
+                http,
+                pinned,
+                max_bytes=max_bytes,
+                timeout=timeout,
+                headers=headers,
+                extensions=extensions,
+                media_type=is_json_media_type,
+            )
+            return got.document
         except (httpx.ConnectError, httpx.InvalidURL):
             continue  # refused, unreachable, failed TLS (or a scoped IPv6 URL httpx cannot form): next address
         except httpx.TimeoutException:
             raise _Refused(f"no complete answer within {timeout:g}s") from None
         except httpx.HTTPError:
             raise _Refused("the connection to the client_id URL's host failed") from None
+        except BadStatus as exc:
+            if 300 <= exc.status < 400:
+                raise _Refused(
+                    f"the client_id URL answered with a redirect ({exc.status}); redirects are not followed (§5)"
+                ) from None
+            raise _Refused(f"the client_id URL answered with HTTP status {exc.status}, not 200 (§5)") from None
+        except BadMediaType:
+            raise _Refused("the document's Content-Type is not JSON (§4)") from None
+        except BodyRefused as exc:
+            raise _Refused(f"the document is {exc} (§8.7)") from None
+        except NotJson:
+            raise _Refused("the document is not valid JSON") from None
     raise _Refused("could not connect to the client_id URL's host (connection or TLS verification failed)")
 
 
-async def _read_document(response: httpx.Response, max_bytes: int) -> bytes:
-    status = response.status_code
-    if 300 <= status < 400:
-        raise _Refused(f"the client_id URL answered with a redirect ({status}); redirects are not followed (§5)")
-    if status != 200:
-        raise _Refused(f"the client_id URL answered with HTTP status {status}, not 200 (§5)")
-    media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        raise _Refused("the document's Content-Type is not JSON (§4)")
-    try:
-        return await read_limited(response, max_bytes)
-    except BodyRefused as exc:
-        raise _Refused(f"the document is {exc} (§8.7)") from None
-
-
-def _validate(body: bytes, client_id: str) -> dict[str, Any]:
-    try:
-        document = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
-        raise _refuse("the document is not valid JSON") from None
+def _validate(document: object, client_id: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise _refuse("the document is not a JSON object (§4)")
     # §4: client_id MUST equal the URL, compared as simple strings (RFC 3986 §6.2.1); no normalisation.

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
 from app.errors import AuthError
-from app.flows.cimd import ClientMetadataCache, fetch_client_metadata, is_public_address
+from app.outbound.cimd import ClientMetadataCache, fetch_client_metadata, is_public_address
 
 pytestmark = pytest.mark.anyio
 
@@ -529,7 +529,7 @@ def _answers(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> list[str]:
         asked.append(name)
         return [ipaddress.ip_address(a) for a in addresses]
 
-    monkeypatch.setattr("app.flows.cimd._resolve", resolve)
+    monkeypatch.setattr("app.outbound.cimd._resolve", resolve)
     return asked
 
 

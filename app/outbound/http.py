@@ -1,0 +1,120 @@
+"""One way to ask another server for a JSON document (a provider's JWKS or discovery document, a client
+metadata document, UserInfo, a token response): whatever the peer does, we read at most ``max_bytes``,
+wait at most ``timeout`` seconds in all, follow no redirect and decompress nothing.
+
+``fetch_json`` raises :class:`Unacceptable` for an answer it will not read (status, media type, body);
+transport failures (``httpx.HTTPError``, ``httpx.InvalidURL``, ``OSError``) and the time limit
+(``TimeoutError``) pass through untouched, so each caller words its own errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+
+
+class Unacceptable(Exception):
+    """An answer we will not read."""
+
+
+class BadStatus(Unacceptable):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP status {status}")
+        self.status = status
+
+
+class BadMediaType(Unacceptable):
+    def __init__(self, media_type: str) -> None:
+        super().__init__(f"media type {media_type!r}")
+        self.media_type = media_type  # lower-cased, without parameters
+
+
+class BodyRefused(Unacceptable):
+    """A body we will not read; the message completes "the <document> is …"."""
+
+
+class NotJson(Unacceptable):
+    """The body is not JSON (or nests deeper than the decoder goes)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("not JSON")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    status: int
+    headers: httpx.Headers
+    document: object  # decoded JSON: the caller checks its shape
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """``application/json`` or a structured ``application/*+json`` (RFC 6839 §3.1)."""
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+async def fetch_json(
+    http: httpx.AsyncClient,
+    url: str | httpx.URL,
+    *,
+    max_bytes: int,
+    timeout: float,
+    method: str = "GET",
+    content: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
+    media_type: Callable[[str], bool] | None = None,
+    any_status: bool = False,
+) -> Fetched:
+    """The decoded JSON body of ``method url``. Checked in this order, before the body is read: the status
+    is 200 (unless ``any_status``: a token endpoint's errors are JSON too), then the media type passes
+    ``media_type`` (when given); then the body is read within ``max_bytes`` and decoded."""
+    sent = {"Accept": "application/json", "Accept-Encoding": "identity", **(headers or {})}
+    # asyncio.timeout bounds the whole exchange; httpx's timeout bounds each network step.
+    async with (
+        asyncio.timeout(timeout),
+        http.stream(
+            method,
+            url,
+            content=content,
+            headers=sent,
+            extensions=extensions,
+            timeout=timeout,
+            follow_redirects=False,
+        ) as response,
+    ):
+        if response.status_code != 200 and not any_status:
+            raise BadStatus(response.status_code)
+        if media_type is not None:
+            found = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if not media_type(found):
+                raise BadMediaType(found)
+        body = await read_limited(response, max_bytes)
+        try:
+            document = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):  # msgspec raises RecursionError past its nesting limit
+            raise NotJson(response.status_code) from None
+        return Fetched(response.status_code, response.headers, document)
+
+
+async def read_limited(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, refusing more than ``max_bytes``: checked on Content-Length, then while streaming. We ask
+    for ``Accept-Encoding: identity``; a compressed body could expand far past the limit in one chunk."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BodyRefused(f"compressed (Content-Encoding {encoding!r}), which was not asked for")
+    too_large = f"larger than {max_bytes} bytes"
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyRefused(too_large)
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            raise BodyRefused(too_large)
+    return bytes(body)
