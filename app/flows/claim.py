@@ -36,6 +36,7 @@ from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
+from app.flows import grants
 from app.flows.issue import new_id
 from app.flows.limits import enforce, rate_limited
 from app.keys import b64url
@@ -433,8 +434,4 @@ async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str,
         return denied, claim.version, None
 
     await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
-    now = ctx.clock.now()
-    revoked = ev.new(
-        ev.RegistrationRevoked, now, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id
-    )
-    await ctx.store.revoke_registration(account_id, registration_id, int(now), [revoked])
+    await grants.revoke_grant(ctx, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id)

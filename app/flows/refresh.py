@@ -22,6 +22,7 @@ from app import events as ev
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
+from app.flows import grants
 from app.flows.claim import TOKEN_ID
 from app.flows.issue import identity_assertion
 from app.keys import b64url
@@ -86,11 +87,9 @@ async def revoke(ctx: Context, token: str) -> None:
     if located is None:
         return
     account_id, registration_id, seq = located
-    now = ctx.clock.now()
-    state = await ctx.store.access_state(account_id, registration_id, None, now)
+    state = await ctx.store.access_state(account_id, registration_id, None, ctx.clock.now())
     if state is not None and _genuine(ctx, state.registration, token, seq):
-        revoked = ev.new(ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="token_revoked")
-        await ctx.store.revoke_registration(account_id, registration_id, now, [revoked])
+        await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="token_revoked")
 
 
 async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
@@ -131,10 +130,7 @@ async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
             assert reg.refresh_expires_at is not None
             return _response(ctx, reg, reg.refresh_seq, reg.refresh_expires_at, now)
         # A superseded refresh token came back: someone holds a copy. The grant dies as a precaution.
-        reused = ev.new(
-            ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="refresh_token_reused"
-        )
-        await ctx.store.revoke_registration(account_id, registration_id, now, [reused])
+        await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="refresh_token_reused")
         raise _invalid("this refresh token was already used; the grant is revoked as a precaution")
     raise AuthError(
         "temporarily_unavailable", "the refresh token is being rotated; retry", headers={"Retry-After": "1"}
