@@ -10,11 +10,14 @@ CLI, which holds no keys and makes no outbound calls, builds a smaller one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from app import events as ev
 from app.clock import Clock
 from app.store.port import Deleted, Store
+
+# What a revocation records as its reason (None: a person's or an operator's plain decision).
+RevokeReason = Literal["token_revoked", "refresh_token_reused", "claim_denied"]
 
 
 class Acting(Protocol):
@@ -41,7 +44,7 @@ async def revoke_grant(
     registration_id: str,
     *,
     by: ev.RevokedBy,
-    reason: str | None = None,
+    reason: RevokeReason | None = None,
     user_id: str | None = None,
     operator: str | None = None,
 ) -> bool:
