@@ -61,9 +61,10 @@ from typing import Any
 import msgspec
 
 from app import events as ev
-from app.clock import SystemClock, rfc3339
+from app.clock import ManualClock, SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
 from app.errors import StoreUnavailable
+from app.flows import grants
 from app.store import open_store
 from app.store.port import Account, AccountKind, Claim, Registration, Store, User
 from app.text import normalize_email
@@ -589,14 +590,12 @@ class Admin:
         return plan
 
     async def _revoke(self, plan: Sequence[Registration]) -> Output:
+        # The command acts at the one instant it reads at: every revocation and event of it has that time.
+        acting, operator = grants.Actor(self.store, ManualClock(self.now)), _operator()
         done = []
         for reg in plan:
-            events: list[ev.Event] = [
-                ev.new(ev.RegistrationRevoked, self.now, reg.account_id, reg.id, by="operator"),
-                ev.new(ev.OperatorAction, self.now, reg.account_id, reg.id, operator=_operator(), action="revoke"),
-            ]
             # False: revoked or expired meanwhile (by its owner, another operator): nothing to report.
-            if await self.store.revoke_registration(reg.account_id, reg.id, self.now, events):
+            if await grants.revoke_grant(acting, reg.account_id, reg.id, by="operator", operator=operator):
                 done.append(reg)
         if not done:
             raise Exit(NOT_FOUND, "nothing revoked: every grant was already revoked or gone")

@@ -14,8 +14,9 @@ own record (one hash slot on Redis Cluster), never a global index:
   claim's life lock it for good. The budget is reserved before a code is compared, in one atomic store
   step (``Store.check_code``): parallel guesses get no more comparisons than sequential ones.
 
-Every other transition reads, decides and saves by compare-and-set (``transition``); a lost race
-decides again from what won, so contention is never an error the client sees.
+Every other transition reads, decides and saves by compare-and-set (``transition``). Every step that
+writes (these, the code check and the landing in complete.py, the ID-JAG claim) retries through one loop,
+``settle``: a lost race decides again from what won, so contention is not an error the client sees.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -36,6 +37,7 @@ from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
+from app.flows import grants
 from app.flows.issue import new_id
 from app.flows.limits import enforce, rate_limited
 from app.keys import b64url
@@ -204,6 +206,25 @@ def contended() -> AuthError:
     return AuthError("temporarily_unavailable", "the claim changed meanwhile; retry", headers={"Retry-After": "1"})
 
 
+class Lost:
+    """A step's compare-and-set lost to a concurrent change (``LOST``): decide again from what won."""
+
+
+LOST = Lost()
+
+
+async def settle(
+    step: Callable[[], Awaitable[T | Lost]], rounds: int = CAS_ROUNDS, give_up: Callable[[], AuthError] = contended
+) -> T:
+    """The one compare-and-set retry loop: run ``step`` (read, decide, write if unchanged) until it lands
+    a result, at most ``rounds`` times; then ``give_up`` (a 503 to retry: contention is that rare)."""
+    for _ in range(rounds):
+        result = await step()
+        if not isinstance(result, Lost):
+            return result
+    raise give_up()
+
+
 async def load(ctx: Context, loc: Located) -> tuple[Claim | None, AccessState | None]:
     now = ctx.clock.now()
     claim = await ctx.store.get_claim(loc.account_id, loc.registration_id, now)
@@ -285,13 +306,15 @@ async def transition(
     """Read the claim, let ``decide`` make the next one (or raise), save it by compare-and-set with the
     step's events (``user_id``: the human acting); a lost race decides again from the claim that won.
     ``decide`` returns (claim, expected version, result)."""
-    for _ in range(CAS_ROUNDS):
+
+    async def step() -> T | Lost:
         now = int(ctx.clock.now())
         claim, state = await load(ctx, loc)
         updated, expected, result = decide(claim, state, now)
-        if await ctx.store.save_claim(updated, expected, claim_events(claim, updated, now, user_id)):
-            return result
-    raise contended()
+        saved = await ctx.store.save_claim(updated, expected, claim_events(claim, updated, now, user_id))
+        return result if saved else LOST
+
+    return await settle(step)
 
 
 def new_claim(ctx: Context, state: AccessState) -> Claim:
@@ -433,8 +456,4 @@ async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str,
         return denied, claim.version, None
 
     await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
-    now = ctx.clock.now()
-    revoked = ev.new(
-        ev.RegistrationRevoked, now, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id
-    )
-    await ctx.store.revoke_registration(account_id, registration_id, int(now), [revoked])
+    await grants.revoke_grant(ctx, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id)

@@ -26,7 +26,8 @@ from app.store.port import AccessState, Claim, Delegation, User
 async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim")
     given = claims.normalized_code(user_code)  # anything that is not 6 digits then is a wrong code
-    for _ in range(claims.CAS_ROUNDS):
+
+    async def step() -> dict[str, Any] | claims.Lost:
         now = int(ctx.clock.now())
         found, state = await claims.load(ctx, loc)
         claim = _codes_shown(ctx, claims.claimable(state, found, now, completing=True), now)
@@ -48,7 +49,7 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
         ]
         check = await ctx.store.check_code(loc.account_id, loc.registration_id, digests, now, claims.BUDGET, ended)
         if not check.compared or check.claim is None:
-            continue  # the claim moved between the read and the check: decide again on what is there now
+            return claims.LOST  # the claim moved between the read and the check: decide again on what is there now
         if check.matched is None:
             raise _wrong_code(check.claim)
         attempt = check.claim.attempt(check.matched)
@@ -56,10 +57,9 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
         user = await ctx.store.get_user(attempt.confirmed_by)
         if user is None:
             raise AuthError("invalid_claim", "the person who authorized this claim no longer exists")
-        landed = await _land(ctx, check.claim, state, user, now)
-        if landed is not None:
-            return landed
-    raise claims.contended()
+        return await _land(ctx, check.claim, state, user, now) or claims.LOST
+
+    return await claims.settle(step)
 
 
 def _codes_shown(ctx: Context, claim: Claim, now: int) -> Claim:
@@ -187,7 +187,8 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         raise AuthError("invalid_request", f"assertion_type must be {URN_ID_JAG}, with the ID-JAG in assertion")
     jag = await verify_id_jag(ctx, assertion)
     now = int(ctx.clock.now())
-    for _ in range(claims.CAS_ROUNDS):
+
+    async def step() -> dict[str, Any] | claims.Lost:
         found, state = await claims.load(ctx, loc)
         if found is None and state is not None and state.account.kind == "temporary":
             claim, expected = claims.new_claim(ctx, state), None
@@ -201,7 +202,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
             attempt_token, attempt = claims.new_attempt(claim, now, jag.identifier, "identity_assertion")
             updated = claims.with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
             if not await ctx.store.save_claim(updated, expected, claims.claim_events(found, updated, now)):
-                continue
+                return claims.LOST
             raise AuthError(
                 "interaction_required",
                 "this provider subject is not linked to a person here yet: they must sign in and authorize",
@@ -213,11 +214,8 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
                     "claim": claims.claim_block(ctx, updated, (attempt_token, attempt)),
                 },
             )
-        if expected is None:
-            if not await ctx.store.save_claim(claim, None, []):
-                continue
-            expected = claim.version
-        landed = await _land(ctx, claim, state, user, now)
-        if landed is not None:
-            return landed
-    raise claims.contended()
+        if expected is None and not await ctx.store.save_claim(claim, None, []):
+            return claims.LOST
+        return await _land(ctx, claim, state, user, now) or claims.LOST
+
+    return await claims.settle(step)

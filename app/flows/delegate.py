@@ -53,7 +53,8 @@ async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
     the claim block goes: only the identity endpoint can carry one)."""
     now = ctx.clock.now()
     issuer, subject = jag.provider.issuer, jag.subject
-    for _ in range(2):  # a second pass only after losing a just-in-time race
+
+    async def step() -> Linked | claims.Lost:
         delegation = await ctx.store.get_delegation(issuer, subject)
         if delegation is not None and delegation.status == "active":
             state = await ctx.store.access_state(delegation.account_id, delegation.registration_id, None, now)
@@ -62,13 +63,17 @@ async def resolve(ctx: Context, jag: IdJag, *, agent: str) -> Linked:
         user = await ctx.store.find_user_by_email(jag.identifier)
         if user is None and delegation is None:
             created = await _create_user(ctx, jag)
-            if created is not None:
-                return Linked(created)
-            continue
+            return claims.LOST if created is None else Linked(created)
         if user is None:
             raise AuthError("invalid_grant", "this provider subject's account no longer exists")
         raise await _link_required(ctx, jag, user, delegation, agent=agent)
-    raise AuthError(
+
+    # A second pass only after losing a just-in-time race.
+    return await claims.settle(step, rounds=2, give_up=_creating)
+
+
+def _creating() -> AuthError:
+    return AuthError(
         "temporarily_unavailable", "the account is being created by a concurrent request", headers={"Retry-After": "1"}
     )
 

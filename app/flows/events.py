@@ -12,10 +12,10 @@ from typing import Any
 
 import jwt
 
-from app import events as ev
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
+from app.flows import grants
 from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 
 TYP_SET = "secevent+jwt"
@@ -95,16 +95,7 @@ async def receive(ctx: Context, token: str) -> int:
         delegation = await ctx.store.get_delegation(provider.issuer, subject)
         if delegation is None:
             continue
-        revocation = ev.new(
-            ev.RegistrationRevoked,
-            now,
-            delegation.account_id,
-            delegation.registration_id,
-            by="provider",
-            reason="provider_event",
-            provider=provider.issuer,
-            not_before=int(iat),
-        )
-        if await ctx.store.set_not_before(delegation.account_id, delegation.registration_id, int(iat), [revocation]):
+        account_id, registration_id = delegation.account_id, delegation.registration_id
+        if await grants.revoke_issued_until(ctx, account_id, registration_id, int(iat), provider=provider.issuer):
             revoked += 1
     return revoked

@@ -22,6 +22,8 @@ from app import events as ev
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
+from app.flows import claim as claims
+from app.flows import grants
 from app.flows.claim import TOKEN_ID
 from app.flows.issue import identity_assertion
 from app.keys import b64url
@@ -86,11 +88,9 @@ async def revoke(ctx: Context, token: str) -> None:
     if located is None:
         return
     account_id, registration_id, seq = located
-    now = ctx.clock.now()
-    state = await ctx.store.access_state(account_id, registration_id, None, now)
+    state = await ctx.store.access_state(account_id, registration_id, None, ctx.clock.now())
     if state is not None and _genuine(ctx, state.registration, token, seq):
-        revoked = ev.new(ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="token_revoked")
-        await ctx.store.revoke_registration(account_id, registration_id, now, [revoked])
+        await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="token_revoked")
 
 
 async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
@@ -99,7 +99,8 @@ async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
         raise _invalid("refresh_token is not a refresh token from this service")
     account_id, registration_id, seq = located
     now = ctx.clock.now()
-    for _ in range(3):
+
+    async def step() -> dict[str, Any] | claims.Lost:
         state = await ctx.store.access_state(account_id, registration_id, None, now)
         reg = state.registration if state is not None else None
         if reg is None or reg.refresh_family is None or not _genuine(ctx, reg, token, seq):
@@ -125,18 +126,20 @@ async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
             family = reg.refresh_family
             if await ctx.store.rotate_refresh(account_id, registration_id, family, seq, expires_at, now, events):
                 return _response(ctx, reg, seq + 1, expires_at, now)
-            continue  # a racing refresh of the same token rotated first: look again (grace or reuse)
+            return claims.LOST  # a racing refresh of the same token rotated first: look again (grace or reuse)
         rotated_at = reg.refresh_rotated_at or 0
         if seq == reg.refresh_seq - 1 and now - rotated_at <= ctx.settings.refresh_grace_seconds:
             assert reg.refresh_expires_at is not None
             return _response(ctx, reg, reg.refresh_seq, reg.refresh_expires_at, now)
         # A superseded refresh token came back: someone holds a copy. The grant dies as a precaution.
-        reused = ev.new(
-            ev.RegistrationRevoked, now, account_id, registration_id, by="agent", reason="refresh_token_reused"
-        )
-        await ctx.store.revoke_registration(account_id, registration_id, now, [reused])
+        await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="refresh_token_reused")
         raise _invalid("this refresh token was already used; the grant is revoked as a precaution")
-    raise AuthError(
+
+    return await claims.settle(step, rounds=3, give_up=_rotating)
+
+
+def _rotating() -> AuthError:
+    return AuthError(
         "temporarily_unavailable", "the refresh token is being rotated; retry", headers={"Retry-After": "1"}
     )
 

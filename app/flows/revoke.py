@@ -20,10 +20,9 @@ from urllib.parse import unquote_plus
 
 import jwt
 
-from app import events as ev
 from app.context import Context
 from app.errors import AuthError
-from app.flows import refresh
+from app.flows import grants, refresh
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, verify
 from app.flows.limits import enforce, source_key
 from app.flows.params import single
@@ -71,11 +70,9 @@ async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
         return
     reg, account = state.registration, state.account
     if account.kind == "temporary" and reg.type == "anonymous":
-        deleted = ev.new(ev.AccountDeleted, now, account.id, reg.id, by="agent", registrations=0, notes=0)
-        await ctx.store.delete_account(account.id, now, deleted)
+        await grants.delete_account(ctx, account.id, reg.id, by="agent")
     else:
-        revoked = ev.new(ev.RegistrationRevoked, now, account.id, reg.id, by="agent", reason="token_revoked")
-        await ctx.store.revoke_registration(account.id, reg.id, now, [revoked])
+        await grants.revoke_grant(ctx, account.id, reg.id, by="agent", reason="token_revoked")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 
 from app import endpoints as ep
-from app import events as ev
 from app.context import Context
 from app.errors import AuthError
+from app.flows import account as accounts
 from app.flows import claim as claims
 from app.flows import session as sessions
 from app.flows import signin
@@ -139,7 +139,7 @@ def _attempt_in(return_to: str | None) -> tuple[str | None, str | None]:
 async def _signed_in(ctx: Context, session: Session | None) -> User | None:
     if session is None or session.data.user_id is None:
         return None
-    return await ctx.store.get_user(session.data.user_id)
+    return await accounts.person(ctx, session.data.user_id)
 
 
 def _login_url(ctx: Context, return_to: str, **extra: str) -> str:
@@ -276,10 +276,7 @@ async def _details(ctx: Context, view: claims.AttemptView, user: User) -> pages.
     s, reg, account, claim = ctx.settings, view.state.registration, view.state.account, view.claim
     provider = s.provider(claim.provider) if claim.provider else None
     temporary = account.kind == "temporary"
-    first_link = False
-    if provider is not None:
-        owned = await ctx.store.registrations_of(user.account_id, ctx.clock.now())
-        first_link = not any(r.type == "identity_assertion" and not r.pending for r in owned)
+    first_link = provider is not None and not await accounts.has_provider_link(ctx, user)
     return pages.ClaimDetails(
         registration_id=reg.id,
         kind=reg.type,
@@ -358,8 +355,8 @@ async def account(request: Request[Any, Any, Any]) -> Response[str]:
         return _redirect(ctx, _login_url(ctx, ep.ACCOUNT))
     now = ctx.clock.now()
     listed = []
-    for acct in await ctx.store.owned_accounts(user.id, now):
-        grants = [_grant_row(ctx, r) for r in await ctx.store.registrations_of(acct.id, now)]
+    for acct, regs in await accounts.owned(ctx, user):
+        grants = [_grant_row(ctx, r) for r in regs]
         if acct.id == user.account_id:
             if not grants and acct.note_count == 0:
                 continue  # the person's own account, never used: nothing to explain
@@ -392,14 +389,7 @@ async def _owned_grant(request: Request[Any, Any, Any], ctx: Context) -> tuple[S
     user = await _signed_in(ctx, session)
     if session is None or user is None:
         raise AuthError("invalid_request", "sign in first")
-    now = ctx.clock.now()
-    acct = await ctx.store.get_account(fields.get("account_id", ""), now)
-    if acct is None or acct.owner != user.id:
-        raise AuthError("not_found", "no such account of yours")
-    wanted = fields.get("registration_id", "")
-    reg = next((r for r in await ctx.store.registrations_of(acct.id, now) if r.id == wanted), None)
-    if reg is None:
-        raise AuthError("not_found", "no such agent in this account")
+    reg = await accounts.owned_grant(ctx, user, fields.get("account_id", ""), fields.get("registration_id", ""))
     return session, user, _grant_row(ctx, reg)
 
 
@@ -421,11 +411,7 @@ async def account_revoke_confirm(request: Request[Any, Any, Any]) -> Response[st
     ctx = ctx_of(request)
     try:
         _, user, grant = await _owned_grant(request, ctx)
-        now = ctx.clock.now()
-        revoked = ev.new(
-            ev.RegistrationRevoked, now, grant.account_id, grant.registration_id, by="human", user_id=user.id
-        )
-        await ctx.store.revoke_registration(grant.account_id, grant.registration_id, now, [revoked])
+        await accounts.revoke(ctx, user, grant.account_id, grant.registration_id)
     except AuthError as err:
         return _error_page(ctx, err)
     return _redirect(ctx, _base(ctx) + ep.ACCOUNT)
