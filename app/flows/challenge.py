@@ -9,10 +9,7 @@ and one hash per check, then redeems the challenge id once (store ``consume_once
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import secrets
 from typing import Any, NamedTuple
 
 import msgspec
@@ -21,40 +18,12 @@ from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
 from app.flows.limits import enforce, source_key
-from app.keys import b64url
 from app.protocol import meets
 from app.store.port import WindowHit
+from app.tokens import mint_challenge, parse_challenge
 from app.wire import Challenge, ProofOfWork
 
-VERSION = "v1"
 MAX_NONCE_DIGITS = 32
-MAX_CHALLENGE_LENGTH = 200
-
-
-def _mac(key: bytes, body: str) -> str:
-    return b64url(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
-
-
-def mint(key: bytes, difficulty: int, expires_at: int) -> str:
-    body = f"{VERSION}.{secrets.token_urlsafe(16)}.{expires_at}.{difficulty}"
-    return f"{body}.{_mac(key, body)}"
-
-
-def parse(key: bytes, challenge: str) -> tuple[str, int, int] | None:
-    """(id, expires_at, difficulty) of a challenge we signed, or None if forged or malformed."""
-    if len(challenge) > MAX_CHALLENGE_LENGTH or not challenge.isascii():
-        return None
-    parts = challenge.split(".")
-    if len(parts) != 5 or parts[0] != VERSION:
-        return None
-    body, mac = challenge.rsplit(".", 1)
-    if not hmac.compare_digest(_mac(key, body), mac):
-        return None
-    try:
-        return parts[1], int(parts[2]), int(parts[3])
-    except ValueError:
-        return None
-
 
 # ---------------------------------------------------------------------------------------------------
 # Policy: when a proof is required and how hard it is
@@ -83,7 +52,7 @@ def volume_paid(ctx: Context, difficulty: int) -> int | None:
 def new_challenge(ctx: Context, difficulty: int) -> Challenge:
     expires_at = int(ctx.clock.now()) + ctx.settings.pow_challenge_ttl_seconds
     return Challenge(
-        challenge=mint(ctx.pow_key, difficulty, expires_at),
+        challenge=mint_challenge(ctx.pow_key, difficulty, expires_at),
         algorithm="sha256",
         difficulty=difficulty,
         expires_at=rfc3339(expires_at),
@@ -143,7 +112,7 @@ def verify(ctx: Context, proof: ProofOfWork) -> Verdict:
     challenge, nonce = proof.challenge, proof.nonce
     if not (nonce.isascii() and nonce.isdigit() and 0 < len(nonce) <= MAX_NONCE_DIGITS):
         return flawed("proof_of_work.nonce must be a decimal string of at most 32 digits")
-    parsed = parse(ctx.pow_key, challenge)
+    parsed = parse_challenge(ctx.pow_key, challenge)
     if parsed is None:
         return flawed("the challenge was not issued by this service")
     challenge_id, expires_at, difficulty = parsed

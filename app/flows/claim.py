@@ -21,10 +21,7 @@ writes (these, the code check and the landing in complete.py, the ID-JAG claim) 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
@@ -32,16 +29,15 @@ from urllib.parse import quote, urlencode
 import msgspec
 
 from app import events as ev
-from app import text
+from app import text, tokens
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
 from app.flows import grants
-from app.flows.issue import new_id
 from app.flows.limits import enforce, rate_limited
-from app.keys import b64url
 from app.store.port import AccessState, Attempt, Claim, CodeBudget, User, WindowHit
+from app.tokens import Located, new_id
 
 T = TypeVar("T")
 
@@ -55,52 +51,25 @@ BUDGET = CodeBudget(per_window=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURE
 CAS_ROUNDS = 16
 MAX_STARTS_PER_WINDOW = 20
 MAX_STATUS_PER_WINDOW = 600
-CODE_DIGITS = 6
-# Revision 2: a code is read back as the page groups it ("870 581", "870-581"): spaces, dashes and case
-# are not part of it.
-_CODE_NOISE = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
-TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
-
-
-class Located(NamedTuple):
-    account_id: str
-    registration_id: str
-    token: str
-
-
-def locate(token: str, prefix: str) -> Located | None:
-    """The (account, registration) a ``{prefix}_{account}.{registration}.{secret}`` token names."""
-    if not isinstance(token, str) or len(token) > 256 or not token.startswith(prefix + "_"):
-        return None
-    parts = token[len(prefix) + 1 :].split(".")
-    if len(parts) != 3 or not TOKEN_ID.fullmatch(parts[0]) or not TOKEN_ID.fullmatch(parts[1]) or len(parts[2]) < 16:
-        return None
-    return Located(parts[0], parts[1], token)
-
-
-def _mac(ctx: Context, purpose: str, *fields: str | int) -> str:
-    data = "\n".join(str(f) for f in fields).encode()
-    return b64url(hmac.new(ctx.keys.derive(purpose), data, hashlib.sha256).digest()[:24])
 
 
 def claim_token(ctx: Context, account_id: str, registration_id: str) -> str:
-    return f"clm_{account_id}.{registration_id}.{_mac(ctx, 'claim-token', account_id, registration_id)}"
+    return tokens.claim_token(ctx.keys.derive("claim-token"), account_id, registration_id)
 
 
 def attempt_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return tokens.stored_hash(token)
 
 
 def code_hash(ctx: Context, attempt_id: str, code: str) -> str:
-    return _mac(ctx, "user-code", attempt_id, code)
+    return tokens.code_hash(ctx.keys.derive("user-code"), attempt_id, code)
 
 
 def verify_claim_token(ctx: Context, token: Any, *, malformed: str) -> Located:
-    loc = locate(token, "clm")
+    loc = tokens.verify_claim_token(ctx.keys.derive("claim-token"), token)
     if loc is None:
         raise AuthError(malformed, "claim_token is not a claim token from this service")
-    expected = claim_token(ctx, loc.account_id, loc.registration_id)
-    if not hmac.compare_digest(expected.encode(), loc.token.encode()):
+    if loc is False:
         raise AuthError("invalid_claim_token", "the claim token is not valid")
     return loc
 
@@ -125,14 +94,6 @@ def claim_block(ctx: Context, claim: Claim, attempt: tuple[str, Attempt] | None 
     if attempt is not None:
         block["attempt"] = attempt_block(ctx, attempt[0], attempt[1].expires_at)
     return block
-
-
-def normalized_code(user_code: Any) -> str:
-    """The code as the human saw it, without the grouping they may have read it back with. Anything
-    else (not 6 digits after that) is kept as it is, and counts as a wrong code."""
-    if not isinstance(user_code, str):
-        return ""
-    return _CODE_NOISE.sub("", user_code).lower()
 
 
 def check_login_hint(ctx: Context, login_hint: Any) -> str | None:
@@ -177,7 +138,7 @@ def require_method(ctx: Context, method: str) -> None:
 
 def new_attempt(claim: Claim, now: int, login_hint: str | None, method: str | None) -> tuple[str, Attempt]:
     """A fresh attempt for ``claim``: its link token (given out once) and its record (the token's hash)."""
-    token = f"cvt_{claim.account_id}.{claim.registration_id}.{secrets.token_urlsafe(32)}"
+    token = tokens.new_attempt_token(claim.account_id, claim.registration_id)
     expires = now + ATTEMPT_TTL_SECONDS
     if claim.expires_at is not None:
         expires = min(expires, claim.expires_at)
@@ -422,7 +383,7 @@ def _replaced(claim: Claim, attempt: Attempt) -> tuple[Attempt, ...]:
 async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> str:
     """The human authorizes the attempt they reviewed (by its link's hash): bind it to them (the first
     human wins) and mint its code."""
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = tokens.new_user_code()
 
     def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, str]:
         view = attempt_of(found, state, hashed, now)

@@ -18,14 +18,15 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows.idjag import verify_id_jag
-from app.flows.refresh import identity_with_refresh, new_family
+from app.flows.refresh import identity_with_refresh
 from app.protocol import URN_ID_JAG
 from app.store.port import AccessState, Claim, Delegation, User
+from app.tokens import new_family, normalized_code
 
 
 async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim")
-    given = claims.normalized_code(user_code)  # anything that is not 6 digits then is a wrong code
+    given = normalized_code(user_code)  # anything that is not 6 digits then is a wrong code
 
     async def step() -> dict[str, Any] | claims.Lost:
         now = int(ctx.clock.now())

@@ -14,13 +14,12 @@ for a user's account through one registration, whose id is stable per ``(iss, su
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 import msgspec
 
 from app import events as ev
+from app import tokens
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
@@ -28,7 +27,6 @@ from app.flows import claim as claims
 from app.flows.idjag import IdJag, verify_id_jag
 from app.flows.issue import identity_assertion
 from app.flows.register import new_person
-from app.keys import b64url
 from app.protocol import URN_ID_JAG
 from app.store.port import AccessState, Claim, Delegation, Registration, User
 from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
@@ -36,10 +34,7 @@ from app.wire import Identity, IdentityAssertionRegistration, IdentityRegistered
 
 def registration_id_for(ctx: Context, issuer: str, subject: str) -> str:
     """Stable per (iss, sub, aud): the same agent subject always lands on the same registration."""
-    mac = hmac.new(
-        ctx.keys.derive("registration-id"), f"{issuer}\n{subject}\n{ctx.settings.issuer}".encode(), hashlib.sha256
-    )
-    return "reg_" + b64url(mac.digest()[:16])
+    return tokens.registration_id_for(ctx.keys.derive("registration-id"), issuer, subject, str(ctx.settings.issuer))
 
 
 class Linked(msgspec.Struct, frozen=True):

@@ -16,11 +16,12 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
-from app.flows.claim import CODE_DIGITS, CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
+from app.flows.claim import CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
 from app.flows.events import REVOKED_URIS
 from app.flows.limits import rate_limited
 from app.protocol import ID_JAG_PROFILE, JWT_BEARER, URN_ID_JAG
 from app.text import MAX_LABEL
+from app.tokens import CODE_DIGITS
 from app.wire import (
     AccountView,
     AnonymousRegistered,

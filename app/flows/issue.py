@@ -11,7 +11,6 @@ All time checks read the injected clock; PyJWT's own (wall-clock) time checks ar
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import jwt
@@ -19,28 +18,14 @@ import jwt
 from app.context import Context
 from app.errors import AuthError
 from app.store.port import AccessState, Registration
+from app.tokens import OWN_JWS
+from app.tokens import new_id as new_id  # re-exported for register and exchange until they import app.tokens
 
 TYP_IDENTITY = "authmd-identity+jwt"
 TYP_ACCESS = "at+jwt"
 
 # Clock skew we tolerate on `iat`/`nbf` of our own tokens (several instances, several clocks).
 MAX_SKEW_SECONDS = 60
-
-_JWS = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
-    }
-)
-
-
-def new_id(prefix: str, nbytes: int = 16) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
 
 
 def sign(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
@@ -79,7 +64,7 @@ def verify(ctx: Context, token: str, *, typ: str, audiences: tuple[str, ...], er
     if key is None or header.get("alg") != key.alg:
         raise AuthError(error, "the token was not signed by a key of this service")
     try:
-        claims: dict[str, Any] = _JWS.decode(token, key.public_key, algorithms=[key.alg])
+        claims: dict[str, Any] = OWN_JWS.decode(token, key.public_key, algorithms=[key.alg])
     except jwt.InvalidSignatureError as exc:
         raise AuthError(error, "the token signature is invalid") from exc
     except jwt.MissingRequiredClaimError as exc:

@@ -6,9 +6,9 @@ from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
-from app.flows.issue import new_id
 from app.flows.use import Principal
 from app.store.port import Note
+from app.tokens import new_id
 from app.wire import NoteList, NoteView
 
 

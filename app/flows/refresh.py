@@ -10,37 +10,25 @@ response to its refresh gets the same successor again (it is recomputed, never s
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 from typing import Any
 
 import msgspec
 
 from app import events as ev
+from app import tokens
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows import grants
-from app.flows.claim import TOKEN_ID
 from app.flows.issue import identity_assertion
-from app.keys import b64url
 from app.store.port import Registration
-
-_SEQ = re.compile(r"0|[1-9][0-9]{0,9}")
-
-
-def new_family() -> str:
-    return secrets.token_urlsafe(16)
 
 
 def refresh_token(ctx: Context, registration: Registration, seq: int) -> str:
     assert registration.refresh_family is not None
-    fields = f"{registration.account_id}\n{registration.id}\n{registration.refresh_family}\n{seq}".encode()
-    mac = b64url(hmac.new(ctx.keys.derive("refresh-token"), fields, hashlib.sha256).digest()[:24])
-    return f"art_{registration.account_id}.{registration.id}.{seq}.{mac}"
+    key = ctx.keys.derive("refresh-token")
+    return tokens.refresh_token(key, registration.account_id, registration.id, registration.refresh_family, seq)
 
 
 def identity_with_refresh(ctx: Context, registration: Registration, seq: int) -> dict[str, Any]:
@@ -65,26 +53,16 @@ def _invalid(description: str) -> AuthError:
     )
 
 
-def _locate(token: Any) -> tuple[str, str, int] | None:
-    """(account, registration, seq) named by a well-formed refresh token; None otherwise."""
-    ok = isinstance(token, str) and token.startswith("art_") and len(token) < 256
-    parts = token[4:].split(".") if ok else []
-    located = len(parts) == 4 and TOKEN_ID.fullmatch(parts[0]) and TOKEN_ID.fullmatch(parts[1])
-    if not located or not _SEQ.fullmatch(parts[2]):
-        return None
-    return parts[0], parts[1], int(parts[2])
-
-
 def _genuine(ctx: Context, reg: Registration | None, token: str, seq: int) -> bool:
     """Minted by us for this grant's family (a live, spent or forged-looking token is told apart here)."""
     if reg is None or reg.refresh_family is None or seq > reg.refresh_seq:
         return False
-    return hmac.compare_digest(refresh_token(ctx, reg, seq).encode(), token.encode())
+    return tokens.same(refresh_token(ctx, reg, seq), token)
 
 
 async def revoke(ctx: Context, token: str) -> None:
     """RFC 7009 for a refresh token: the grant (its whole family and every token derived) dies."""
-    located = _locate(token)
+    located = tokens.locate_refresh(token)
     if located is None:
         return
     account_id, registration_id, seq = located
@@ -94,7 +72,7 @@ async def revoke(ctx: Context, token: str) -> None:
 
 
 async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
-    located = _locate(token)
+    located = tokens.locate_refresh(token)
     if located is None:
         raise _invalid("refresh_token is not a refresh token from this service")
     account_id, registration_id, seq = located

@@ -18,6 +18,7 @@ import secrets
 import msgspec
 
 from app.context import Context
+from app.tokens import stored_hash
 
 LOGIN_TTL_SECONDS = 600
 MAX_HELD_ATTEMPTS = 4  # tabs a person plausibly has open on claim pages at once
@@ -74,14 +75,10 @@ def cookie_name(ctx: Context) -> str:
     return "authmd_session" if ctx.settings.dev_mode else "__Host-authmd_session"
 
 
-def _hash(cookie: str) -> str:
-    return hashlib.sha256(cookie.encode()).hexdigest()
-
-
 async def load(ctx: Context, cookie: str | None) -> Session | None:
     if not cookie or len(cookie) > 128:
         return None
-    raw = await ctx.store.get_session(_hash(cookie), ctx.clock.now())
+    raw = await ctx.store.get_session(stored_hash(cookie), ctx.clock.now())
     if raw is None:
         return None
     try:
@@ -96,19 +93,19 @@ def fresh() -> Session:
 
 async def save(ctx: Context, session: Session) -> None:
     expires_at = ctx.clock.now() + ctx.settings.session_ttl_seconds
-    await ctx.store.put_session(_hash(session.cookie), msgspec.json.encode(session.data), expires_at)
+    await ctx.store.put_session(stored_hash(session.cookie), msgspec.json.encode(session.data), expires_at)
 
 
 async def rotate(ctx: Context, session: Session, data: SessionData) -> Session:
     """A new id (and CSRF token) for a session whose privilege changed; the old id dies."""
-    await ctx.store.delete_session(_hash(session.cookie))
+    await ctx.store.delete_session(stored_hash(session.cookie))
     rotated = Session(secrets.token_urlsafe(32), msgspec.structs.replace(data, csrf=secrets.token_urlsafe(24)))
     await save(ctx, rotated)
     return rotated
 
 
 async def end(ctx: Context, session: Session) -> None:
-    await ctx.store.delete_session(_hash(session.cookie))
+    await ctx.store.delete_session(stored_hash(session.cookie))
 
 
 def csrf_ok(session: Session | None, presented: str | None) -> bool:

@@ -19,6 +19,7 @@ from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 
 from app import endpoints as ep
+from app import tokens
 from app.context import Context
 from app.errors import AuthError
 from app.flows import account as accounts
@@ -116,11 +117,11 @@ async def _session_or_new(request: Request[Any, Any, Any], ctx: Context) -> Sess
 
 def _hold(session: Session, token: str | None) -> Session:
     """Move a claim-attempt token out of the URL into the session (as its locator and hash)."""
-    loc = claims.locate(token or "", "cvt")
+    loc = tokens.locate(token or "", "cvt")
     if loc is None:
         return session
     held = HeldAttempt(
-        account_id=loc.account_id, registration_id=loc.registration_id, attempt_hash=claims.attempt_hash(loc.token)
+        account_id=loc.account_id, registration_id=loc.registration_id, attempt_hash=tokens.stored_hash(loc.token)
     )
     return Session(session.cookie, session.data.holding(held))
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app import events as ev
-from app.flows.claim import attempt_hash
 from app.flows.session import HeldAttempt
+from app.tokens import stored_hash as attempt_hash
 from tests.helpers import DevHuman, claimed
 
 pytestmark = pytest.mark.anyio

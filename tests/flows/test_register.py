@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app import events as ev
-from app.flows.challenge import mint
 from app.protocol import solve
+from app.tokens import mint_challenge as mint
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.flows.challenge import MAX_CHALLENGE_LENGTH, mint, parse
 from app.protocol import leading_zero_bits, meets, solve
+from app.tokens import MAX_CHALLENGE_LENGTH
+from app.tokens import mint_challenge as mint
+from app.tokens import parse_challenge as parse
 
 KEY = bytes(range(32))
 EXPIRES = 1_800_000_300

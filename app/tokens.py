@@ -1,0 +1,193 @@
+"""Credential formats: what each secret the service hands out looks like, and how it is checked.
+
+Pure functions over keys (bytes), never the request context: a flow derives the key
+(``ctx.keys.derive(purpose)``, ``ctx.pow_key``) and decides what a failure means for the protocol. The
+invariant every format keeps: nothing secret is stored. A MAC'd token needs no record at all; a random
+secret is stored only as its SHA-256 (``stored_hash``); a token that names a record names it in clear,
+so one read finds it (one hash slot on Redis Cluster), never a global index.
+
+- ids ``{prefix}_{random}`` (``new_id``): not secret, unique;
+- claim token ``clm_{account}.{registration}.{mac}`` (``claim_token``): MAC under the ``claim-token``
+  key, lives as long as the claim; nothing stored (the claim record is found by the ids in it);
+- attempt token ``cvt_{account}.{registration}.{random}`` (``new_attempt_token``): the link a human
+  opens; lives with its attempt (10 minutes); only ``stored_hash`` of it is stored;
+- user code, ``CODE_DIGITS`` decimal digits (``new_user_code``): shown to the human once, 10-minute
+  life; stored as ``code_hash``, a MAC over (attempt id, code) under the ``user-code`` key;
+- refresh token ``art_{account}.{registration}.{seq}.{mac}`` (``refresh_token``): MAC under the
+  ``refresh-token`` key over (account, registration, family, seq); only the family id and the live
+  ``seq`` are stored; its lifetime is the grant's ``refresh_expires_at``;
+- proof-of-work challenge ``v1.{id}.{expires_at}.{difficulty}.{mac}`` (``mint_challenge``): HMAC-SHA256
+  under the PoW key, carries its own expiry and difficulty; its id is redeemed once;
+- browser session cookie: random, stored as ``stored_hash``;
+- identity assertion and access token: JWTs signed by the service's key (``app/flows/issue.py``); every
+  decode of our own JWTs goes through ``OWN_JWS`` here, which checks the signature only (times read
+  the injected clock instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Any, Literal, NamedTuple
+
+import jwt
+
+from app.keys import b64url
+
+TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
+MAX_TOKEN_LENGTH = 256  # every located token is far shorter; longer input is refused before any parsing
+CODE_DIGITS = 6
+# A code is read back as the page groups it ("870 581", "870-581"): spaces, dashes and case are noise.
+_CODE_NOISE = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+_SEQ = re.compile(r"0|[1-9][0-9]{0,9}")
+CHALLENGE_VERSION = "v1"
+MAX_CHALLENGE_LENGTH = 200
+
+# Our own JWTs: the signature is checked here, every time and audience check against our clock and
+# settings by the caller (PyJWT's wall-clock checks are off).
+OWN_JWS = jwt.PyJWT(
+    options={
+        "verify_signature": True,
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_aud": False,
+        "verify_iss": False,
+        "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
+    }
+)
+
+
+def new_id(prefix: str, nbytes: int = 16) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def stored_hash(secret: str) -> str:
+    """What is stored of a random secret (an attempt link, a session cookie): its SHA-256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def mac(key: bytes, *fields: str | int) -> str:
+    """A 24-byte HMAC-SHA256 over ``fields`` (newline-separated), base64url: the tag of a MAC'd token."""
+    data = "\n".join(str(f) for f in fields).encode()
+    return b64url(hmac.new(key, data, hashlib.sha256).digest()[:24])
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time equality of two tokens (compared as UTF-8, so any string is safe to compare)."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class Located(NamedTuple):
+    account_id: str
+    registration_id: str
+    token: str
+
+
+def locate(token: Any, prefix: str) -> Located | None:
+    """The (account, registration) a ``{prefix}_{account}.{registration}.{secret}`` token names, or None
+    when it is not one (wrong prefix, malformed ids, a secret shorter than 16 characters, oversize)."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.startswith(prefix + "_"):
+        return None
+    parts = token[len(prefix) + 1 :].split(".")
+    if len(parts) != 3 or not TOKEN_ID.fullmatch(parts[0]) or not TOKEN_ID.fullmatch(parts[1]) or len(parts[2]) < 16:
+        return None
+    return Located(parts[0], parts[1], token)
+
+
+# ---- claim ----------------------------------------------------------------------------------------
+
+
+def claim_token(key: bytes, account_id: str, registration_id: str) -> str:
+    return f"clm_{account_id}.{registration_id}.{mac(key, account_id, registration_id)}"
+
+
+def verify_claim_token(key: bytes, token: Any) -> Located | Literal[False] | None:
+    """The claim token's location if we minted it; None if it is not a claim token at all; False if it
+    looks like one but its MAC is wrong (the protocol answers these two differently)."""
+    loc = locate(token, "clm")
+    if loc is None:
+        return None
+    return loc if same(claim_token(key, loc.account_id, loc.registration_id), loc.token) else False
+
+
+def new_attempt_token(account_id: str, registration_id: str) -> str:
+    return f"cvt_{account_id}.{registration_id}.{secrets.token_urlsafe(32)}"
+
+
+def new_user_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_hash(key: bytes, attempt_id: str, code: str) -> str:
+    return mac(key, attempt_id, code)
+
+
+def normalized_code(user_code: Any) -> str:
+    """The code as the human saw it, without the grouping they may have read it back with. Anything
+    else (not 6 digits after that) is kept as it is, and counts as a wrong code."""
+    if not isinstance(user_code, str):
+        return ""
+    return _CODE_NOISE.sub("", user_code).lower()
+
+
+# ---- refresh --------------------------------------------------------------------------------------
+
+
+def new_family() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def refresh_token(key: bytes, account_id: str, registration_id: str, family: str, seq: int) -> str:
+    fields = f"{account_id}\n{registration_id}\n{family}\n{seq}".encode()
+    tag = b64url(hmac.new(key, fields, hashlib.sha256).digest()[:24])
+    return f"art_{account_id}.{registration_id}.{seq}.{tag}"
+
+
+def locate_refresh(token: Any) -> tuple[str, str, int] | None:
+    """(account, registration, seq) named by a well-formed refresh token; None otherwise."""
+    ok = isinstance(token, str) and token.startswith("art_") and len(token) < MAX_TOKEN_LENGTH
+    parts = token[4:].split(".") if ok else []
+    located = len(parts) == 4 and TOKEN_ID.fullmatch(parts[0]) and TOKEN_ID.fullmatch(parts[1])
+    if not located or not _SEQ.fullmatch(parts[2]):
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
+# ---- proof of work --------------------------------------------------------------------------------
+
+
+def _challenge_mac(key: bytes, body: str) -> str:
+    return b64url(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def mint_challenge(key: bytes, difficulty: int, expires_at: int) -> str:
+    body = f"{CHALLENGE_VERSION}.{secrets.token_urlsafe(16)}.{expires_at}.{difficulty}"
+    return f"{body}.{_challenge_mac(key, body)}"
+
+
+def parse_challenge(key: bytes, challenge: str) -> tuple[str, int, int] | None:
+    """(id, expires_at, difficulty) of a challenge we signed, or None if forged or malformed."""
+    if len(challenge) > MAX_CHALLENGE_LENGTH or not challenge.isascii():
+        return None
+    parts = challenge.split(".")
+    if len(parts) != 5 or parts[0] != CHALLENGE_VERSION:
+        return None
+    body, tag = challenge.rsplit(".", 1)
+    if not hmac.compare_digest(_challenge_mac(key, body), tag):
+        return None
+    try:
+        return parts[1], int(parts[2]), int(parts[3])
+    except ValueError:
+        return None
+
+
+# ---- provider-attested grants ---------------------------------------------------------------------
+
+
+def registration_id_for(key: bytes, issuer: str, subject: str, audience: str) -> str:
+    """Stable per (iss, sub, aud): the same agent subject always lands on the same registration."""
+    tag = hmac.new(key, f"{issuer}\n{subject}\n{audience}".encode(), hashlib.sha256)
+    return "reg_" + b64url(tag.digest()[:16])
