@@ -9,7 +9,8 @@ from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.errors import AuthError
-from app.flows import challenge, claim, complete, delegate, discover, events, refresh, register
+from app.flows import challenge, claim, delegate, discover, events, refresh, register
+from app.flows.claim import by_idjag, complete
 from app.routes.http import ctx_of, decode_json, json_body, json_response, media_type, source_of
 from app.wire import (
     AnonymousRegistration,
@@ -62,7 +63,7 @@ async def start_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
     # Revision 2: "login_hint" is the flat dialect's name for service_auth (agents that read the older
     # AUTH.md text send it); no type at all is service_auth too (*ext*).
     if req.type == "identity_assertion":
-        result = await complete.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
+        result = await by_idjag.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
     elif req.type in ("service_auth", "login_hint", None):
         result = await claim.start_attempt(ctx, req.claim_token, req.login_hint)
     else:

@@ -1,29 +1,15 @@
-"""The human claim (spec/protocol.md § Claim): an agent starts an attempt, a human signs in and authorizes
-it, the page shows a code, the agent completes with the code and the account becomes the human's.
+"""What every step of the claim ceremony shares: the claim's rules (``claimable``), the events of a step
+(``claim_events``), and the one compare-and-set retry loop (``settle``) every writing step goes through.
 
-Tokens locate their own record, so every step is one read and one compare-and-set on the account's
-own record (one hash slot on Redis Cluster), never a global index:
-
-- claim token ``clm_{account}.{registration}.{mac}``: a MAC under a server key, so nothing is stored;
-- attempt token ``cvt_{account}.{registration}.{random}``: only its SHA-256 is stored. Several attempts
-  may be live at once (``claim_max_live_attempts``); each keeps its own ``login_hint``, and starting
-  one more than the cap is ``too_many_attempts``;
-- the 6-digit code: stored as an HMAC over (attempt id, code) under a server key; 10-minute life. The
-  agent names no attempt: a code completes the claim if it is the live code of any attempt a human
-  confirmed. Wrong codes are charged to the claim: 5 end every live attempt (a window), 15 over the
-  claim's life lock it for good. The budget is reserved before a code is compared, in one atomic store
-  step (``Store.check_code``): parallel guesses get no more comparisons than sequential ones.
-
-Every other transition reads, decides and saves by compare-and-set (``transition``). Every step that
-writes (these, the code check and the landing in complete.py, the ID-JAG claim) retries through one loop,
-``settle``: a lost race decides again from what won, so contention is not an error the client sees.
+A claim is one record on the account (one hash slot on Redis Cluster); a step reads it, decides the
+next one and saves it only if nobody changed it meanwhile. A lost race is not an error the client sees:
+``settle`` runs the step again on what won, and gives up with a 503 only after ``CAS_ROUNDS`` losses.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -34,9 +20,8 @@ from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
 from app.errors import AuthError
-from app.flows import grants
-from app.flows.limits import enforce, rate_limited
-from app.store.port import AccessState, Attempt, Claim, CodeBudget, User, WindowHit
+from app.flows.limits import rate_limited
+from app.store.port import AccessState, Attempt, Claim, CodeBudget
 from app.tokens import Located, new_id
 
 T = TypeVar("T")
@@ -49,8 +34,6 @@ BUDGET = CodeBudget(per_window=MAX_ATTEMPT_FAILURES, per_claim=MAX_CLAIM_FAILURE
 # Compare-and-set rounds before giving up: each lost round means another request changed the claim, and
 # those are few (at most 5 charged codes per attempt, rate-limited attempt starts, one human).
 CAS_ROUNDS = 16
-MAX_STARTS_PER_WINDOW = 20
-MAX_STATUS_PER_WINDOW = 600
 
 
 def claim_token(ctx: Context, account_id: str, registration_id: str) -> str:
@@ -288,133 +271,3 @@ def new_claim(ctx: Context, state: AccessState) -> Claim:
         expires_at=state.account.expires_at,
         scopes_after=tuple(ctx.settings.post_claim_scopes),
     )
-
-
-async def start_attempt(ctx: Context, token: Any, login_hint: Any) -> dict[str, Any]:
-    """``POST {claim_endpoint}`` ``{"type":"service_auth","claim_token","login_hint"}``: one more live
-    attempt (the others stay live, up to ``claim_max_live_attempts``)."""
-    require_method(ctx, "service_auth")
-    loc = verify_claim_token(ctx, token, malformed="invalid_claim_token")
-    hint = check_login_hint(ctx, login_hint)
-    await _limit(ctx, f"claim:start:{loc.registration_id}", MAX_STARTS_PER_WINDOW)
-
-    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, dict[str, Any]]:
-        if found is None and state is not None and state.account.kind == "temporary":
-            claim, expected = new_claim(ctx, state), None
-        else:
-            claim = claimable(state, found, now)
-            expected = claim.version
-        attempt_token, attempt = new_attempt(claim, now, hint, "service_auth")
-        updated = with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
-        body = {
-            "id": loc.registration_id,
-            "type": "service_auth",
-            "attempt": attempt_block(ctx, attempt_token, attempt.expires_at),
-        }
-        return updated, expected, body
-
-    return await transition(ctx, loc, decide)
-
-
-def status_of(claim: Claim | None, state: AccessState | None, now: float) -> str:
-    if claim is not None and claim.status in ("claimed", "revoked", "denied"):
-        return claim.status
-    if claim is not None and locked(claim):
-        return "expired"
-    if state is None or (claim is not None and claim.expires_at is not None and claim.expires_at <= now):
-        return "expired"
-    if state.registration.revoked_at is not None:
-        return "revoked"
-    if claim is None and state.account.kind == "persistent" and not state.registration.pending:
-        return "claimed"
-    if claim is not None and any(a.confirmed_by is not None and a.code_live(now) for a in claim.attempts):
-        return "confirmed"
-    return "pending"
-
-
-async def status(ctx: Context, token: Any) -> dict[str, str]:
-    """*ext* ``POST {claim_endpoint}/status`` ``{"claim_token"}``: when to ask the human for the code."""
-    loc = verify_claim_token(ctx, token, malformed="invalid_claim")
-    await _limit(ctx, f"claim:status:{loc.registration_id}", MAX_STATUS_PER_WINDOW)
-    claim, state = await load(ctx, loc)
-    return {"id": loc.registration_id, "status": status_of(claim, state, ctx.clock.now())}
-
-
-async def _limit(ctx: Context, key: str, limit: int) -> None:
-    await enforce(ctx, [WindowHit(key, limit)])
-
-
-# ---- the human's side -------------------------------------------------------------------------
-
-
-class AttemptView(NamedTuple):
-    claim: Claim
-    state: AccessState
-    attempt: Attempt
-
-
-def attempt_of(claim: Claim | None, state: AccessState | None, hashed: str, now: float) -> AttemptView:
-    """The live attempt whose link token hashes to ``hashed``, or a page-level error."""
-    if claim is None or state is None:
-        raise AuthError("invalid_claim", "this claim link is no longer valid")
-    claim = claimable(state, claim, now)
-    attempt = next((a for a in claim.attempts if hmac.compare_digest(a.link_hash, hashed)), None)
-    if attempt is None:
-        raise AuthError("invalid_claim", "this claim link is no longer valid: ask the agent for a new one")
-    if attempt.expires_at <= now:
-        raise AuthError("claim_expired", "this claim link has expired: ask the agent for a new one")
-    return AttemptView(claim, state, attempt)
-
-
-async def find_attempt(ctx: Context, account_id: str, registration_id: str, hashed: str) -> AttemptView:
-    """The live attempt a browser holds (by the hash of its link token), or a page-level error."""
-    claim, state = await load(ctx, Located(account_id, registration_id, ""))
-    return attempt_of(claim, state, hashed, ctx.clock.now())
-
-
-def wrong_account(attempt: Attempt, user: User) -> bool:
-    return attempt.login_hint is not None and attempt.login_hint != user.email
-
-
-def _replaced(claim: Claim, attempt: Attempt) -> tuple[Attempt, ...]:
-    return tuple(attempt if a.id == attempt.id else a for a in claim.attempts)
-
-
-async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> str:
-    """The human authorizes the attempt they reviewed (by its link's hash): bind it to them (the first
-    human wins) and mint its code."""
-    code = tokens.new_user_code()
-
-    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, str]:
-        view = attempt_of(found, state, hashed, now)
-        claim, attempt = view.claim, view.attempt
-        if wrong_account(attempt, user):
-            raise AuthError("invalid_login_hint", "this claim is meant for another account")
-        if attempt.confirmed_by is not None and attempt.confirmed_by != user.id:
-            raise AuthError("invalid_claim", "another person already authorized this claim")
-        confirmed = msgspec.structs.replace(
-            attempt,
-            confirmed_by=user.id,
-            code_hash=code_hash(ctx, attempt.id, code),
-            code_expires_at=now + CODE_TTL_SECONDS,
-        )
-        return (
-            msgspec.structs.replace(claim, version=claim.version + 1, attempts=_replaced(claim, confirmed)),
-            claim.version,
-            code,
-        )
-
-    return await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
-
-
-async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> None:
-    """ "This wasn't me", on the attempt the human reviewed: the claim is denied (every attempt ends) and
-    the registration and everything issued to it die at once."""
-
-    def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, None]:
-        claim = attempt_of(found, state, hashed, now).claim
-        denied = msgspec.structs.replace(claim, version=claim.version + 1, status="denied", attempts=())
-        return denied, claim.version, None
-
-    await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
-    await grants.revoke_grant(ctx, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id)

@@ -16,10 +16,8 @@ import msgspec
 from app import events as ev
 from app.context import Context
 from app.errors import AuthError
-from app.flows import claim as claims
-from app.flows.idjag import verify_id_jag
+from app.flows.claim import ceremony as claims
 from app.flows.refresh import identity_with_refresh
-from app.protocol import URN_ID_JAG
 from app.store.port import AccessState, Claim, Delegation, User
 from app.tokens import new_family, normalized_code
 
@@ -58,7 +56,7 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
         user = await ctx.store.get_user(attempt.confirmed_by)
         if user is None:
             raise AuthError("invalid_claim", "the person who authorized this claim no longer exists")
-        return await _land(ctx, check.claim, state, user, now) or claims.LOST
+        return await land(ctx, check.claim, state, user, now) or claims.LOST
 
     return await claims.settle(step)
 
@@ -113,7 +111,8 @@ def _wrong_code(claim: Claim) -> AuthError:
     )
 
 
-async def _land(ctx: Context, claim: Claim, state: AccessState, user: User, now: int) -> dict[str, Any] | None:
+async def land(ctx: Context, claim: Claim, state: AccessState, user: User, now: int) -> dict[str, Any] | None:
+    """The claim lands for ``user``, in one store step; None when a concurrent step changed the claim."""
     s, account, reg = ctx.settings, state.account, state.registration
     delegation: Delegation | None = None
     if claim.provider is not None and claim.subject is not None:
@@ -175,48 +174,3 @@ async def _land(ctx: Context, claim: Claim, state: AccessState, user: User, now:
     if not await ctx.store.complete_claim(done, claim.version, account, registration, delegation, events):
         return None
     return {"id": reg.id, "status": "claimed", "identity": identity_with_refresh(ctx, registration, 0)}
-
-
-async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, assertion: Any) -> dict[str, Any]:
-    """*ext* ``POST {claim_endpoint}`` ``{"type":"identity_assertion","claim_token","assertion"}``: an agent
-    whose platform now vouches for its user claims its anonymous account. A provider subject already
-    linked to a person (a clean match) claims at once; otherwise the person with the verified email
-    must sign in and authorize, exactly as for ``service_auth`` (401 ``interaction_required``)."""
-    claims.require_method(ctx, "identity_assertion")
-    loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim_token")
-    if assertion_type != URN_ID_JAG or not isinstance(assertion, str):
-        raise AuthError("invalid_request", f"assertion_type must be {URN_ID_JAG}, with the ID-JAG in assertion")
-    jag = await verify_id_jag(ctx, assertion)
-    now = int(ctx.clock.now())
-
-    async def step() -> dict[str, Any] | claims.Lost:
-        found, state = await claims.load(ctx, loc)
-        if found is None and state is not None and state.account.kind == "temporary":
-            claim, expected = claims.new_claim(ctx, state), None
-        else:
-            claim = claims.claimable(state, found, now)
-            expected = claim.version
-        assert state is not None
-        delegation = await ctx.store.get_delegation(jag.provider.issuer, jag.subject)
-        user = await ctx.store.get_user(delegation.user_id) if delegation and delegation.status == "active" else None
-        if user is None:
-            attempt_token, attempt = claims.new_attempt(claim, now, jag.identifier, "identity_assertion")
-            updated = claims.with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
-            if not await ctx.store.save_claim(updated, expected, claims.claim_events(found, updated, now)):
-                return claims.LOST
-            raise AuthError(
-                "interaction_required",
-                "this provider subject is not linked to a person here yet: they must sign in and authorize",
-                "Show the human claim.attempt.verification_uri (a secret), then complete the claim with the code.",
-                extra={
-                    "id": loc.registration_id,
-                    "type": "identity_assertion",
-                    "scopes": {"post_claim": list(claim.scopes_after)},
-                    "claim": claims.claim_block(ctx, updated, (attempt_token, attempt)),
-                },
-            )
-        if expected is None and not await ctx.store.save_claim(claim, None, []):
-            return claims.LOST
-        return await _land(ctx, claim, state, user, now) or claims.LOST
-
-    return await claims.settle(step)
