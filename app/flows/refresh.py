@@ -23,6 +23,7 @@ from app.flows import claim as claims
 from app.flows import grants
 from app.flows.issue import identity_assertion
 from app.store.port import Registration
+from app.wire import IdentityWithRefresh, Refreshed, RefreshTokenView
 
 
 def refresh_token(ctx: Context, registration: Registration, seq: int) -> str:
@@ -31,18 +32,17 @@ def refresh_token(ctx: Context, registration: Registration, seq: int) -> str:
     return tokens.refresh_token(key, registration.account_id, registration.id, registration.refresh_family, seq)
 
 
-def identity_with_refresh(ctx: Context, registration: Registration, seq: int) -> dict[str, Any]:
+def identity_with_refresh(ctx: Context, registration: Registration, seq: int) -> IdentityWithRefresh:
     """The ``identity`` object of a claim completion or a refresh (spec/protocol.md)."""
     expires_at = int(ctx.clock.now()) + ctx.settings.identity_assertion_ttl_seconds
     assert registration.refresh_expires_at is not None
-    return {
-        "assertion": identity_assertion(ctx, registration, registration.account_id, expires_at),
-        "expires_at": rfc3339(expires_at),
-        "refresh_token": {
-            "value": refresh_token(ctx, registration, seq),
-            "expires_at": rfc3339(registration.refresh_expires_at),
-        },
-    }
+    return IdentityWithRefresh(
+        assertion=identity_assertion(ctx, registration, registration.account_id, expires_at),
+        expires_at=rfc3339(expires_at),
+        refresh_token=RefreshTokenView(
+            value=refresh_token(ctx, registration, seq), expires_at=rfc3339(registration.refresh_expires_at)
+        ),
+    )
 
 
 def _invalid(description: str) -> AuthError:
@@ -71,14 +71,14 @@ async def revoke(ctx: Context, token: str) -> None:
         await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="token_revoked")
 
 
-async def refresh(ctx: Context, token: Any) -> dict[str, Any]:
+async def refresh(ctx: Context, token: Any) -> Refreshed:
     located = tokens.locate_refresh(token)
     if located is None:
         raise _invalid("refresh_token is not a refresh token from this service")
     account_id, registration_id, seq = located
     now = ctx.clock.now()
 
-    async def step() -> dict[str, Any] | claims.Lost:
+    async def step() -> Refreshed | claims.Lost:
         state = await ctx.store.access_state(account_id, registration_id, None, now)
         reg = state.registration if state is not None else None
         if reg is None or reg.refresh_family is None or not _genuine(ctx, reg, token, seq):
@@ -122,6 +122,6 @@ def _rotating() -> AuthError:
     )
 
 
-def _response(ctx: Context, reg: Registration, seq: int, expires_at: int, now: float) -> dict[str, Any]:
+def _response(ctx: Context, reg: Registration, seq: int, expires_at: int, now: float) -> Refreshed:
     current = msgspec.structs.replace(reg, refresh_seq=seq, refresh_rotated_at=int(now), refresh_expires_at=expires_at)
-    return {"id": reg.id, "type": "refresh", "identity": identity_with_refresh(ctx, current, seq)}
+    return Refreshed(id=reg.id, type="refresh", identity=identity_with_refresh(ctx, current, seq))

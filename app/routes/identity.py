@@ -63,7 +63,7 @@ async def start_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
     # Revision 2: "login_hint" is the flat dialect's name for service_auth (agents that read the older
     # AUTH.md text send it); no type at all is service_auth too (*ext*).
     if req.type == "identity_assertion":
-        result = await by_idjag.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
+        result: Any = await by_idjag.claim_with_id_jag(ctx, req.claim_token, req.assertion_type, req.assertion)
     elif req.type in ("service_auth", "login_hint", None):
         result = await claim.start_attempt(ctx, req.claim_token, req.login_hint)
     else:

@@ -14,9 +14,10 @@ from app.flows.claim import ceremony as claims
 from app.flows.claim.complete import land
 from app.flows.idjag import verify_id_jag
 from app.protocol import URN_ID_JAG
+from app.wire import ClaimCompleted
 
 
-async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, assertion: Any) -> dict[str, Any]:
+async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, assertion: Any) -> ClaimCompleted:
     """*ext* ``POST {claim_endpoint}`` ``{"type":"identity_assertion","claim_token","assertion"}``: an agent
     whose platform now vouches for its user claims its anonymous account. A provider subject already
     linked to a person (a clean match) claims at once; otherwise the person with the verified email
@@ -28,7 +29,7 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
     jag = await verify_id_jag(ctx, assertion)
     now = int(ctx.clock.now())
 
-    async def step() -> dict[str, Any] | claims.Lost:
+    async def step() -> ClaimCompleted | claims.Lost:
         found, state = await claims.load(ctx, loc)
         if found is None and state is not None and state.account.kind == "temporary":
             claim, expected = claims.new_claim(ctx, state), None

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 
 from app import events as ev
-from app import text, tokens
+from app import text, tokens, wire
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
@@ -62,21 +62,18 @@ def verification_uri(ctx: Context, attempt_token: str) -> str:
     return f"{ctx.settings.issuer}/login?return_to={quote(return_to, safe='')}"
 
 
-def attempt_block(ctx: Context, token: str, expires_at: int) -> dict[str, str]:
-    return {"verification_uri": verification_uri(ctx, token), "expires_at": rfc3339(expires_at)}
+def attempt_block(ctx: Context, token: str, expires_at: int) -> wire.Attempt:
+    return wire.Attempt(verification_uri=verification_uri(ctx, token), expires_at=rfc3339(expires_at))
 
 
-def claim_block(ctx: Context, claim: Claim, attempt: tuple[str, Attempt] | None = None) -> dict[str, Any]:
-    """The ``claim`` object of a registration response (with ``attempt`` when one was just started:
-    its token and record)."""
-    block: dict[str, Any] = {
-        "token": claim_token(ctx, claim.account_id, claim.registration_id),
-        "expires_at": rfc3339(claim.expires_at or 0),
-        "url": ctx.endpoints.url(CLAIM),
-    }
-    if attempt is not None:
-        block["attempt"] = attempt_block(ctx, attempt[0], attempt[1].expires_at)
-    return block
+def claim_block(ctx: Context, claim: Claim, attempt: tuple[str, Attempt]) -> wire.ClaimBlockWithAttempt:
+    """The ``claim`` object of a response that just started an attempt (its token and record)."""
+    return wire.ClaimBlockWithAttempt(
+        token=claim_token(ctx, claim.account_id, claim.registration_id),
+        expires_at=rfc3339(claim.expires_at or 0),
+        url=ctx.endpoints.url(CLAIM),
+        attempt=attempt_block(ctx, attempt[0], attempt[1].expires_at),
+    )
 
 
 def check_login_hint(ctx: Context, login_hint: Any) -> str | None:

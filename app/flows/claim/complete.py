@@ -20,13 +20,14 @@ from app.flows.claim import ceremony as claims
 from app.flows.refresh import identity_with_refresh
 from app.store.port import AccessState, Claim, Delegation, User
 from app.tokens import new_family, normalized_code
+from app.wire import ClaimCompleted
 
 
-async def complete(ctx: Context, token: Any, user_code: Any) -> dict[str, Any]:
+async def complete(ctx: Context, token: Any, user_code: Any) -> ClaimCompleted:
     loc = claims.verify_claim_token(ctx, token, malformed="invalid_claim")
     given = normalized_code(user_code)  # anything that is not 6 digits then is a wrong code
 
-    async def step() -> dict[str, Any] | claims.Lost:
+    async def step() -> ClaimCompleted | claims.Lost:
         now = int(ctx.clock.now())
         found, state = await claims.load(ctx, loc)
         claim = _codes_shown(ctx, claims.claimable(state, found, now, completing=True), now)
@@ -111,7 +112,7 @@ def _wrong_code(claim: Claim) -> AuthError:
     )
 
 
-async def land(ctx: Context, claim: Claim, state: AccessState, user: User, now: int) -> dict[str, Any] | None:
+async def land(ctx: Context, claim: Claim, state: AccessState, user: User, now: int) -> ClaimCompleted | None:
     """The claim lands for ``user``, in one store step; None when a concurrent step changed the claim."""
     s, account, reg = ctx.settings, state.account, state.registration
     delegation: Delegation | None = None
@@ -173,4 +174,4 @@ async def land(ctx: Context, claim: Claim, state: AccessState, user: User, now: 
     ]
     if not await ctx.store.complete_claim(done, claim.version, account, registration, delegation, events):
         return None
-    return {"id": reg.id, "status": "claimed", "identity": identity_with_refresh(ctx, registration, 0)}
+    return ClaimCompleted(id=reg.id, status="claimed", identity=identity_with_refresh(ctx, registration, 0))
