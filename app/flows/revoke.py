@@ -29,6 +29,7 @@ from app.flows.params import single
 from app.flows.use import authenticate
 from app.keys import hash_secret, verify_secret
 from app.store.port import WindowHit
+from app.wire import Introspection
 
 log = logging.getLogger("authmd.revoke")
 
@@ -124,7 +125,7 @@ async def _authenticate_client(ctx: Context, authorization: str | None, source: 
 
 async def introspect(
     ctx: Context, authorization: str | None, form: Mapping[str, list[str]], source: str
-) -> dict[str, Any]:
+) -> Introspection:
     await _authenticate_client(ctx, authorization, source)
     token = single(form, "token")
     if not token:
@@ -132,18 +133,18 @@ async def introspect(
     try:
         principal = await authenticate(ctx, token)
     except AuthError:
-        return {"active": False}  # RFC 7662 §2.2: nothing more for an inactive token
+        return Introspection(active=False)  # RFC 7662 §2.2: nothing more for an inactive token
     c = principal.claims
-    return {
-        "active": True,
-        "scope": c.get("scope", ""),
-        "client_id": c["client_id"],
-        "sub": c["sub"],
-        "aud": c["aud"],
-        "iss": c["iss"],
-        "exp": c["exp"],
-        "iat": c["iat"],
-        "jti": c["jti"],
-        "token_type": "Bearer",
-        "account_type": principal.account.kind,
-    }
+    return Introspection(
+        active=True,
+        scope=c.get("scope", ""),
+        client_id=c["client_id"],
+        sub=c["sub"],
+        aud=c["aud"],
+        iss=c["iss"],
+        exp=c["exp"],
+        iat=c["iat"],
+        jti=c["jti"],
+        token_type="Bearer",
+        account_type=principal.account.kind,
+    )
