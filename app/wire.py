@@ -39,7 +39,8 @@ def nesting_within(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 class Typed(msgspec.Struct):
-    """Read only the discriminator first, so an unknown ``type`` gets its own clear error."""
+    """The discriminator alone: read only when the union refused a body, so a missing or unknown
+    ``type`` is named as such (app/routes/identity.py)."""
 
     type: str | None = None
 
@@ -167,9 +168,11 @@ class NoteList(msgspec.Struct):
     limit: int
 
 
-# ---- shapes the OpenAPI document names (some flows still build these as dicts; the fuzz run checks
-# every real response against them) --------------------------------------------------------------
+# ---- shapes the OpenAPI document names (the claim and refresh results are still built as dicts; the
+# fuzz run checks every real response against them) ----------------------------------------------
 
+# POST /agent/identity: one decode into this union, tagged by `type`; its members are exactly the
+# handlers' keys (tests/flows/test_identity_dispatch.py).
 Registration = AnonymousRegistration | IdentityAssertionRegistration | ServiceAuthRegistration | RefreshRequest
 
 
