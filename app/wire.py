@@ -196,6 +196,12 @@ class TokenHint(msgspec.Struct):
     token_type_hint: str | msgspec.UnsetType = msgspec.UNSET
 
 
+class RevokeRequest(msgspec.Struct):
+    """What the revocation and introspection flows read of a TokenHint form: the token alone."""
+
+    token: str
+
+
 class Attempt(msgspec.Struct):
     verification_uri: str
     expires_at: str
