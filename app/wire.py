@@ -39,7 +39,8 @@ def nesting_within(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 class Typed(msgspec.Struct):
-    """Read only the discriminator first, so an unknown ``type`` gets its own clear error."""
+    """The discriminator alone: read only when the union refused a body, so a missing or unknown
+    ``type`` is named as such (app/routes/identity.py)."""
 
     type: str | None = None
 
@@ -167,9 +168,11 @@ class NoteList(msgspec.Struct):
     limit: int
 
 
-# ---- shapes the OpenAPI document names (some flows still build these as dicts; the fuzz run checks
-# every real response against them) --------------------------------------------------------------
+# ---- response shapes: the flows return them and the OpenAPI document names them (the fuzz run checks
+# every real response against them) -----------------------------------------------------------------
 
+# POST /agent/identity: one decode into this union, tagged by `type`; its members are exactly the
+# handlers' keys (tests/flows/test_identity_dispatch.py).
 Registration = AnonymousRegistration | IdentityAssertionRegistration | ServiceAuthRegistration | RefreshRequest
 
 
@@ -191,6 +194,12 @@ class TokenHint(msgspec.Struct):
 
     token: str
     token_type_hint: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class RevokeRequest(msgspec.Struct):
+    """What the revocation and introspection flows read of a TokenHint form: the token alone."""
+
+    token: str
 
 
 class Attempt(msgspec.Struct):

@@ -10,9 +10,7 @@ and one hash per check, then redeems the challenge id once (store ``consume_once
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
-
-import msgspec
+from typing import NamedTuple
 
 from app.clock import rfc3339
 from app.context import Context
@@ -50,6 +48,8 @@ def volume_paid(ctx: Context, difficulty: int) -> int | None:
 
 
 def new_challenge(ctx: Context, difficulty: int) -> Challenge:
+    """A fresh challenge: the challenge endpoint's answer, and the `challenge` member of a
+    proof_of_work_required / invalid_proof_of_work error body."""
     expires_at = int(ctx.clock.now()) + ctx.settings.pow_challenge_ttl_seconds
     return Challenge(
         challenge=mint_challenge(ctx.pow_key, difficulty, expires_at),
@@ -59,22 +59,17 @@ def new_challenge(ctx: Context, difficulty: int) -> Challenge:
     )
 
 
-def challenge_body(ctx: Context, difficulty: int) -> dict[str, Any]:
-    """The `challenge` member of a proof_of_work_required / invalid_proof_of_work error body."""
-    return msgspec.structs.asdict(new_challenge(ctx, difficulty))
-
-
 def proof_required(ctx: Context, difficulty: int) -> AuthError:
     return AuthError(
         "proof_of_work_required",
         "this service asks for a proof of work before it creates an account",
-        extra={"challenge": challenge_body(ctx, difficulty)},
+        extra={"challenge": new_challenge(ctx, difficulty)},
     )
 
 
 def proof_refused(ctx: Context, description: str, difficulty: int) -> AuthError:
     """Every refused proof carries a fresh challenge at the current price (one round trip teaches)."""
-    return AuthError("invalid_proof_of_work", description, extra={"challenge": challenge_body(ctx, difficulty)})
+    return AuthError("invalid_proof_of_work", description, extra={"challenge": new_challenge(ctx, difficulty)})
 
 
 async def issue_challenge(ctx: Context, source: str) -> Challenge:

@@ -7,8 +7,6 @@ controls run in this order: rate limits (429) → proof of work when policy asks
 
 from __future__ import annotations
 
-from typing import Any
-
 from app import events as ev
 from app import text
 from app.clock import rfc3339
@@ -28,8 +26,10 @@ from app.wire import (
     ClaimBlock,
     ClaimScopes,
     Identity,
+    PostClaimScopes,
     ProofOfWork,
     Quotas,
+    ServiceAuthRegistered,
     ServiceAuthRegistration,
 )
 
@@ -205,7 +205,7 @@ async def register_anonymous(ctx: Context, req: AnonymousRegistration, source: s
     )
 
 
-async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, source: str) -> dict[str, Any]:
+async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, source: str) -> ServiceAuthRegistered:
     """``{"type":"service_auth","login_hint"}``: a temporary account that issues nothing until the named
     human signs in and authorizes; the response carries the claim block with its first attempt."""
     claims.require_claims_offered(ctx)
@@ -219,12 +219,13 @@ async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, sour
     claim = claims.with_attempt(first, attempt, now, ctx.settings.claim_max_live_attempts)
     if not await ctx.store.save_claim(claim, None, claims.claim_events(None, claim, now)):
         raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
-    return {
-        "id": state.registration.id,
-        "type": "service_auth",
-        "scopes": {"post_claim": list(ctx.settings.post_claim_scopes)},
-        "claim": claims.claim_block(ctx, claim, (attempt_token, attempt)),
-    }
+    return ServiceAuthRegistered(
+        id=state.registration.id,
+        type="service_auth",
+        scopes=PostClaimScopes(post_claim=list(ctx.settings.post_claim_scopes)),
+        # The claim module builds the block (it owns the claim token's format); typed here, same bytes.
+        claim=claims.claim_block(ctx, claim, (attempt_token, attempt)),
+    )
 
 
 def account_view(account: Account) -> AccountView:

@@ -29,6 +29,7 @@ from app.flows.params import single
 from app.flows.use import authenticate
 from app.keys import hash_secret, verify_secret
 from app.store.port import WindowHit
+from app.wire import Introspection, RevokeRequest
 
 log = logging.getLogger("authmd.revoke")
 
@@ -40,11 +41,17 @@ def _token_type(token: str) -> str | None:
         return None
 
 
-async def revoke(ctx: Context, form: Mapping[str, list[str]]) -> None:
+def revoke_request(form: Mapping[str, list[str]], spec: str = "RFC 7009 §2.1") -> RevokeRequest:
+    """The form of a revocation (or introspection: RFC 7662 §2.1 is the same form), read once.
+    ``token_type_hint`` is only a hint (RFC 7009 §2.1) and never read: the token's own `typ` decides."""
     token = single(form, "token")
     if not token:
-        raise AuthError("invalid_request", "token is missing (RFC 7009 §2.1)")
-    # token_type_hint is only a hint (RFC 7009 §2.1); the token's own `typ` decides.
+        raise AuthError("invalid_request", f"token is missing ({spec})")
+    return RevokeRequest(token=token)
+
+
+async def revoke(ctx: Context, req: RevokeRequest) -> None:
+    token = req.token
     if token.startswith("art_"):
         await refresh.revoke(ctx, token)
         return
@@ -124,26 +131,25 @@ async def _authenticate_client(ctx: Context, authorization: str | None, source: 
 
 async def introspect(
     ctx: Context, authorization: str | None, form: Mapping[str, list[str]], source: str
-) -> dict[str, Any]:
+) -> Introspection:
     await _authenticate_client(ctx, authorization, source)
-    token = single(form, "token")
-    if not token:
-        raise AuthError("invalid_request", "token is missing (RFC 7662 §2.1)")
+    # Read after the client is authenticated: an unknown client learns nothing, not even a form error.
+    token = revoke_request(form, "RFC 7662 §2.1").token
     try:
         principal = await authenticate(ctx, token)
     except AuthError:
-        return {"active": False}  # RFC 7662 §2.2: nothing more for an inactive token
+        return Introspection(active=False)  # RFC 7662 §2.2: nothing more for an inactive token
     c = principal.claims
-    return {
-        "active": True,
-        "scope": c.get("scope", ""),
-        "client_id": c["client_id"],
-        "sub": c["sub"],
-        "aud": c["aud"],
-        "iss": c["iss"],
-        "exp": c["exp"],
-        "iat": c["iat"],
-        "jti": c["jti"],
-        "token_type": "Bearer",
-        "account_type": principal.account.kind,
-    }
+    return Introspection(
+        active=True,
+        scope=c.get("scope", ""),
+        client_id=c["client_id"],
+        sub=c["sub"],
+        aud=c["aud"],
+        iss=c["iss"],
+        exp=c["exp"],
+        iat=c["iat"],
+        jti=c["jti"],
+        token_type="Bearer",
+        account_type=principal.account.kind,
+    )

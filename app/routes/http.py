@@ -30,16 +30,23 @@ def media_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+async def json_body(request: Request[Any, Any, Any], type_: type[T] | msgspec.json.Decoder[T]) -> T:
+    return decode_json(await json_bytes(request), type_)
+
+
+async def json_bytes(request: Request[Any, Any, Any]) -> bytes:
     if media_type(request) != JSON:
         raise AuthError("unsupported_media_type", "send the body as application/json")
-    return decode_json(await request.body(), type_)
+    return await request.body()
 
 
-def decode_json(raw: bytes, type_: type[T]) -> T:
+def decode_json(raw: bytes, type_: type[T] | msgspec.json.Decoder[T]) -> T:
+    """One decode into ``type_`` (a Struct, or a Decoder for a union such as a tagged one)."""
     if not nesting_within(raw):
         raise AuthError("invalid_request", f"the JSON body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels")
     try:
+        if isinstance(type_, msgspec.json.Decoder):
+            return type_.decode(raw)
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
         raise AuthError("invalid_request", f"the JSON body does not match the contract: {exc}") from exc

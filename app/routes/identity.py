@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, get_args
 
 import msgspec
 from litestar import Request, Response, post
 
 from app import endpoints as ep
+from app.context import Context
 from app.errors import AuthError
 from app.flows import challenge, claim, delegate, discover, events, refresh, register
 from app.flows.claim import by_idjag, complete
-from app.routes.http import ctx_of, decode_json, json_body, json_response, media_type, source_of
+from app.routes.http import ctx_of, decode_json, json_body, json_bytes, json_response, media_type, source_of
 from app.wire import (
     AnonymousRegistration,
     ClaimComplete,
@@ -19,6 +21,7 @@ from app.wire import (
     ClaimStatusRequest,
     IdentityAssertionRegistration,
     RefreshRequest,
+    Registration,
     ServiceAuthRegistration,
     Typed,
 )
@@ -32,27 +35,81 @@ async def issue_challenge(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await challenge.issue_challenge(ctx, source_of(request, ctx)), no_store=True)
 
 
+# ---- POST /agent/identity: one decode into the tagged union, then a table {type → handler} ----------
+# (node-oidc-provider's grants/index.js). Every registration type the metadata may advertise has a
+# handler here, plus `refresh` (the renewal of a grant: documented, not a way to register). A type this
+# configuration turned off still reaches its handler when the handler names the refusal itself
+# (anonymous_registration_disabled, claim_not_offered); identity_assertion exists only with a provider.
+
+Grant = Callable[[Context, Any, str], Awaitable[object]]
+
+
+async def _anonymous(ctx: Context, req: AnonymousRegistration, source: str) -> object:
+    return await register.register_anonymous(ctx, req, source)
+
+
+async def _service_auth(ctx: Context, req: ServiceAuthRegistration, source: str) -> object:
+    return await register.register_service_auth(ctx, req, source)
+
+
+async def _identity_assertion(ctx: Context, req: IdentityAssertionRegistration, source: str) -> object:
+    return await delegate.register_identity_assertion(ctx, req)
+
+
+async def _refresh(ctx: Context, req: RefreshRequest, source: str) -> object:
+    return await refresh.refresh(ctx, req.refresh_token)
+
+
+GRANTS: dict[str, Grant] = {
+    "anonymous": _anonymous,
+    "service_auth": _service_auth,
+    "identity_assertion": _identity_assertion,
+    "refresh": _refresh,
+}
+# The request struct of each type, by its tag (the union is the one place the tags are written).
+REQUESTS: dict[str, type[msgspec.Struct]] = {str(t.__struct_config__.tag): t for t in get_args(Registration)}
+_REGISTRATION: msgspec.json.Decoder[Registration] = msgspec.json.Decoder(Registration)
+
+
+def grants(ctx: Context) -> dict[str, Grant]:
+    """The handlers this configuration answers: identity_assertion only when a provider is trusted."""
+    return {t: g for t, g in GRANTS.items() if t != "identity_assertion" or ctx.settings.providers}
+
+
+def _refusal(ctx: Context, raw: bytes, handled: dict[str, Grant], exc: AuthError) -> AuthError:
+    """Why a body the union refused is refused, in the words these errors have always had: a missing
+    or unsupported ``type`` is named as such (msgspec's union would only say "Expected `str`" or
+    "Invalid value"), then the type's own struct names the field. Only a refused body is read again."""
+    try:
+        typed = decode_json(raw, Typed)
+        if typed.type is None:
+            return AuthError("invalid_request", 'the body needs a `type`, e.g. {"type": "anonymous"}')
+        if typed.type not in handled:
+            return _unsupported(ctx, typed.type)
+        decode_json(raw, REQUESTS[typed.type])
+    except AuthError as why:
+        return why
+    return exc
+
+
+def _unsupported(ctx: Context, type_: str) -> AuthError:
+    supported = ", ".join(discover.identity_types(ctx))
+    return AuthError("invalid_request", f"unsupported registration type {type_!r}; supported: {supported}")
+
+
 @post(ep.IDENTITY, status_code=200)
 async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = ctx_of(request)
-    typed = await json_body(request, Typed)
-    if typed.type is None:
-        raise AuthError("invalid_request", 'the body needs a `type`, e.g. {"type": "anonymous"}')
-    if typed.type == "anonymous":
-        req = decode_json(await request.body(), AnonymousRegistration)
-        result: Any = await register.register_anonymous(ctx, req, source_of(request, ctx))
-    elif typed.type == "identity_assertion" and ctx.settings.providers:
-        jag = decode_json(await request.body(), IdentityAssertionRegistration)
-        result = await delegate.register_identity_assertion(ctx, jag)
-    elif typed.type == "service_auth":
-        service = decode_json(await request.body(), ServiceAuthRegistration)
-        result = await register.register_service_auth(ctx, service, source_of(request, ctx))
-    elif typed.type == "refresh":
-        result = await refresh.refresh(ctx, decode_json(await request.body(), RefreshRequest).refresh_token)
-    else:
-        supported = ", ".join(discover.identity_types(ctx))
-        raise AuthError("invalid_request", f"unsupported registration type {typed.type!r}; supported: {supported}")
-    return json_response(result, no_store=True)
+    raw = await json_bytes(request)
+    handled = grants(ctx)
+    try:
+        req = decode_json(raw, _REGISTRATION)
+    except AuthError as exc:
+        raise _refusal(ctx, raw, handled, exc) from exc
+    type_ = str(req.__struct_config__.tag)
+    if type_ not in handled:
+        raise _unsupported(ctx, type_)
+    return json_response(await handled[type_](ctx, req, source_of(request, ctx)), no_store=True)
 
 
 @post(ep.CLAIM, status_code=200)

@@ -21,7 +21,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
 @post(ep.REVOKE, status_code=200)
 async def revoke_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = ctx_of(request)
-    await revoke.revoke(ctx, await form_body(request))
+    await revoke.revoke(ctx, revoke.revoke_request(await form_body(request)))
     # RFC 7009 §2.2: 200 with an empty body, for unknown tokens too.
     return Response(content=b"", status_code=200, headers=NO_STORE)
 

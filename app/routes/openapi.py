@@ -88,6 +88,8 @@ def _error_schema(status: int) -> dict[str, Any]:
         "message": {"type": "string", "description": "the same text as error_description (revision 2)"},
         "hint": {"type": "string", "description": "the next step, in one sentence"},
     }
+    if status == 400:  # proof_of_work_required and invalid_proof_of_work carry a fresh one (challenge.py)
+        properties["challenge"] = {"$ref": REF.format(name=wire.Challenge.__name__)}
     if status == 429:
         properties["retry_after"] = {"type": "integer", "minimum": 1, "description": "seconds, as Retry-After"}
     return {"type": "object", "required": ["error", "error_description", "message", "hint"], "properties": properties}

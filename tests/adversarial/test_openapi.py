@@ -82,6 +82,9 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     for name, s in components.items():
         if (status := re.fullmatch(r"Error(\d{3})", name)) is not None:
             assert s["properties"]["error"]["enum"] == sorted(c for c, v in STATUS.items() if v == int(status[1]))
+    # A refused proof of work carries the challenge endpoint's own shape.
+    assert components["Error400"]["properties"]["challenge"] == {"$ref": "#/components/schemas/Challenge"}
+    assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
     no_unhandled_errors(server)
 

@@ -119,3 +119,25 @@ async def test_an_unknown_client_id_costs_the_same_slow_check_as_a_wrong_secret(
     assert len(checked) == 2 and checked[0] == stored
     params = [h.split("$")[:4] for h in checked]
     assert params[0] == params[1] and params[0][0] == "scrypt"
+
+
+async def test_the_form_is_read_after_the_client_is_authenticated(harness_factory):
+    """RFC 7662 §2.1: an unauthenticated caller gets invalid_client, even for a malformed form; the
+    same form from the client is refused for its own fault. Revocation names its own RFC."""
+    clients = [IntrospectionClient(client_id="api-gw", client_secret=Secret(hash_secret(SECRET)))]
+    async with harness_factory(introspection_clients=clients) as h:
+        url = f"{h.settings.issuer}/oauth2/introspect"
+        twice = "token=a&token=b"
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        r = await h.client.post(url, content=twice, headers=form)
+        assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
+        r = await h.client.post(url, content=twice, headers={**form, **_basic("api-gw", SECRET)})
+        assert (r.status_code, r.json()["error_description"]) == (400, "the token parameter appears more than once")
+        r = await h.client.post(url, content="", headers={**form, **_basic("api-gw", SECRET)})
+        assert r.json()["error_description"] == "token is missing (RFC 7662 §2.1)"
+        r = await h.client.post(f"{h.settings.issuer}/oauth2/revoke", content="", headers=form)
+        assert r.json()["error_description"] == "token is missing (RFC 7009 §2.1)"
+        r = await h.client.post(
+            f"{h.settings.issuer}/oauth2/revoke", content="token=x&token_type_hint=a&token_type_hint=b", headers=form
+        )
+        assert (r.status_code, r.content) == (200, b"")  # the hint is never read, so never refused
