@@ -21,20 +21,28 @@ so one read finds it (one hash slot on Redis Cluster), never a global index.
 - browser session cookie: random, stored as ``stored_hash``;
 - identity assertion and access token: JWTs signed by the service's key (``app/flows/issue.py``); every
   decode of our own JWTs goes through ``OWN_JWS`` here, which checks the signature only (times read
-  the injected clock instead).
+  the injected clock instead);
+- others' JWTs (an ID-JAG, an OIDC ID token, a security event token): read before verification with
+  ``jose_segment``, then verified with ``SIGNATURE_ONLY`` here (signature only; the flow checks times
+  and claims). These two are the service's only PyJWT instances.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from typing import Any, Literal, NamedTuple
 
 import jwt
 
+from app.errors import AuthError
 from app.keys import b64url
+from app.wire import nesting_within
 
 TOKEN_ID = re.compile(r"[A-Za-z]{2,5}_[A-Za-z0-9_-]{10,64}")
 MAX_TOKEN_LENGTH = 256  # every located token is far shorter; longer input is refused before any parsing
@@ -58,6 +66,33 @@ OWN_JWS = jwt.PyJWT(
         "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
     }
 )
+
+
+# Signature only: every time and audience check reads our injected clock and settings instead.
+SIGNATURE_ONLY = jwt.PyJWT(
+    options={
+        "verify_signature": True,
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_aud": False,
+        "verify_iss": False,
+        "require": [],
+    }
+)
+
+
+def jose_segment(token: str, index: int) -> dict[str, Any]:
+    """The decoded JSON header (0) or payload (1) of a compact JWS, before any verification."""
+    try:
+        part = token.split(".")[index]
+        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        value = json.loads(raw) if nesting_within(raw) else None  # json.loads recurses once per level
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthError("invalid_request", "the assertion is not a well-formed JWT") from exc
+    if not isinstance(value, dict):
+        raise AuthError("invalid_request", "the assertion is not a well-formed JWT")
+    return value
 
 
 def new_id(prefix: str, nbytes: int = 16) -> str:

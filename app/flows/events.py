@@ -16,7 +16,7 @@ from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
 from app.flows import grants
-from app.flows.idjag import SIGNATURE_ONLY, jose_segment
+from app.tokens import SIGNATURE_ONLY, jose_segment
 
 TYP_SET = "secevent+jwt"
 # The revocation event under both URIs seen in the wild (spec/protocol.md § Revocation and events).

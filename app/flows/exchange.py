@@ -12,10 +12,11 @@ from app.endpoints import TOKEN
 from app.errors import AuthError
 from app.flows.delegate import resolve
 from app.flows.idjag import TYP_ID_JAG, verify_id_jag
-from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, grant_is_dead, mint, new_id, verify
+from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, grant_is_dead, mint, verify
 from app.flows.params import single
 from app.protocol import JWT_BEARER
 from app.store.port import AccessState
+from app.tokens import new_id
 from app.wire import TokenIssued
 
 

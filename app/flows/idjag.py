@@ -8,9 +8,6 @@ then the trust list, then one JWKS lookup and one signature check, then the clai
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,22 +18,9 @@ from app import text
 from app.config import ASYMMETRIC_ALGS, Provider
 from app.context import Context
 from app.errors import AuthError
-from app.wire import nesting_within
+from app.tokens import SIGNATURE_ONLY, jose_segment
 
 TYP_ID_JAG = "oauth-id-jag+jwt"
-
-# Signature only: every time and audience check reads our injected clock and settings instead.
-SIGNATURE_ONLY = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "require": [],
-    }
-)
 
 
 class IdJag(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,19 +34,6 @@ class IdJag(msgspec.Struct, frozen=True, kw_only=True):
     jti: str
     iat: int
     exp: int
-
-
-def jose_segment(token: str, index: int) -> dict[str, Any]:
-    """The decoded JSON header (0) or payload (1) of a compact JWS, before any verification."""
-    try:
-        part = token.split(".")[index]
-        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        value = json.loads(raw) if nesting_within(raw) else None  # json.loads recurses once per level
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise AuthError("invalid_request", "the assertion is not a well-formed JWT") from exc
-    if not isinstance(value, dict):
-        raise AuthError("invalid_request", "the assertion is not a well-formed JWT")
-    return value
 
 
 def _number(claims: dict[str, Any], name: str) -> int | None:

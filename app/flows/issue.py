@@ -18,8 +18,7 @@ import jwt
 from app.context import Context
 from app.errors import AuthError
 from app.store.port import AccessState, Registration
-from app.tokens import OWN_JWS
-from app.tokens import new_id as new_id  # re-exported for register and exchange until they import app.tokens
+from app.tokens import OWN_JWS, new_id
 
 TYP_IDENTITY = "authmd-identity+jwt"
 TYP_ACCESS = "at+jwt"

@@ -15,9 +15,10 @@ from app.endpoints import CLAIM
 from app.errors import AuthError
 from app.flows import challenge
 from app.flows import claim as claims
-from app.flows.issue import identity_assertion, new_id
+from app.flows.issue import identity_assertion
 from app.flows.limits import rate_limited, refuse_if_over, source_key
 from app.store.port import AccessState, Account, Registration, User, WindowHit
+from app.tokens import new_id
 from app.wire import (
     AccountView,
     AgentInfo,

@@ -30,11 +30,11 @@ from app import text
 from app.config import ASYMMETRIC_ALGS
 from app.context import Context
 from app.errors import AuthError
-from app.flows.idjag import SIGNATURE_ONLY, jose_segment
 from app.flows.register import new_person
 from app.flows.session import LOGIN_TTL_SECONDS, LoginState, Session
 from app.outbound import oidc
 from app.store.port import User
+from app.tokens import SIGNATURE_ONLY, jose_segment
 
 DEV_ISSUER = "urn:authmd:dev-sign-in"
 CALLBACK = "/oidc/callback"
