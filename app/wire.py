@@ -196,6 +196,17 @@ class TokenHint(msgspec.Struct):
     token_type_hint: str | msgspec.UnsetType = msgspec.UNSET
 
 
+class ExchangeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What the token endpoint reads of a TokenRequest form (RFC 7523 §2.1), parsed once by
+    ``app.flows.exchange.token_request``. ``scope`` keeps every value sent, unjudged: a repeated scope
+    is refused only after the assertion verifies (``app.flows.exchange.requested_scope``)."""
+
+    grant_type: str
+    assertion: str
+    resource: str | None = None
+    scope: tuple[str, ...] = ()
+
+
 class RevokeRequest(msgspec.Struct):
     """What the revocation and introspection flows read of a TokenHint form: the token alone."""
 

@@ -13,11 +13,11 @@ from app.errors import AuthError
 from app.flows.delegate import resolve
 from app.flows.idjag import TYP_ID_JAG, verify_id_jag
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, grant_is_dead, mint, verify
-from app.flows.params import single
+from app.flows.params import one, single
 from app.protocol import JWT_BEARER
 from app.store.port import AccessState
 from app.tokens import new_id
-from app.wire import TokenIssued
+from app.wire import ExchangeRequest, TokenIssued
 
 
 def _token_type(token: str) -> str:
@@ -42,7 +42,16 @@ def names_our_resource(requested: str, resource: str) -> bool:
     return not any(seg in (".", "..") for seg in segments)
 
 
-async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
+def token_request(form: Mapping[str, list[str]]) -> ExchangeRequest:
+    """The token endpoint's form, read once, refused with the same error in the same order as ever.
+
+    Parsed in stages, each refusing before the next is read: ``grant_type`` first (missing or repeated:
+    invalid_request; not the JWT-bearer grant: unsupported_grant_type), then ``assertion`` (repeated,
+    missing or empty: invalid_request), then ``resource`` (repeated: invalid_request). Unknown fields are
+    ignored. ``scope`` is the one lazy field: its values are kept as sent and a repeated scope is
+    reported by ``requested_scope`` only after the assertion has verified, so a bad assertion stays
+    invalid_grant whatever the scope. (``resource``'s invalid_target reads the settings and stays in
+    ``exchange``, before the assertion is verified, as before.)"""
     grant_type = single(form, "grant_type")
     if grant_type is None:
         raise AuthError("invalid_request", "grant_type is missing")
@@ -52,13 +61,25 @@ async def exchange(ctx: Context, form: Mapping[str, list[str]]) -> TokenIssued:
     if not assertion:
         raise AuthError("invalid_request", "assertion is missing (RFC 7523 §2.1)")
     resource = single(form, "resource")
-    if resource is not None and not names_our_resource(resource, ctx.settings.resource_str):
+    return ExchangeRequest(
+        grant_type=grant_type, assertion=assertion, resource=resource, scope=tuple(form.get("scope") or ())
+    )
+
+
+def requested_scope(req: ExchangeRequest) -> str | None:
+    """The scope the client asked for, or None; a repeated scope is invalid_request (RFC 6749 §3.2)."""
+    return one(req.scope, "scope")
+
+
+async def exchange(ctx: Context, req: ExchangeRequest) -> TokenIssued:
+    assertion = req.assertion
+    if req.resource is not None and not names_our_resource(req.resource, ctx.settings.resource_str):
         raise AuthError("invalid_target", "this service issues tokens only for its own resource")
     if ctx.settings.providers and _token_type(assertion) == TYP_ID_JAG:
         state, granted, limit = await _from_id_jag(ctx, assertion)
     else:
         state, granted, limit = await _from_identity_assertion(ctx, assertion)
-    requested = single(form, "scope")
+    requested = requested_scope(req)
     scopes = granted
     if requested is not None:
         wanted = tuple(dict.fromkeys(requested.split()))

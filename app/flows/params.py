@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from app.errors import AuthError
 
 
 def single(form: Mapping[str, list[str]], name: str) -> str | None:
-    values = form.get(name)
+    return one(form.get(name) or (), name)
+
+
+def one(values: Sequence[str], name: str) -> str | None:
+    """The one value sent for parameter ``name`` (``values``: every value sent), or None if none was."""
     if not values:
         return None
     if len(values) > 1:  # RFC 6749 §3.2: parameters MUST NOT be included more than once

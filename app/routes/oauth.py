@@ -14,7 +14,7 @@ from app.routes.http import NO_STORE, ctx_of, form_body, json_response, source_o
 @post(ep.TOKEN, status_code=200)
 async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = ctx_of(request)
-    issued = await exchange.exchange(ctx, await form_body(request))
+    issued = await exchange.exchange(ctx, exchange.token_request(await form_body(request)))
     return json_response(issued, no_store=True)
 
 
