@@ -19,6 +19,19 @@ from app.errors import STATUS, AuthError
 from app.flows.claim import CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
 from app.flows.events import REVOKED_URIS
 from app.flows.limits import rate_limited
+from app.metadata import (
+    AgentAuth,
+    AnonymousMetadata,
+    AuthorizationServerMetadata,
+    ClaimMetadata,
+    IdentityAssertionMetadata,
+    ProofOfWorkMetadata,
+    ProtectedResourceMetadata,
+    QuotaMetadata,
+    ScopesMetadata,
+    TrustedIssuer,
+    UserCode,
+)
 from app.protocol import ID_JAG_PROFILE, JWT_BEARER, URN_ID_JAG
 from app.text import MAX_LABEL
 from app.tokens import CODE_DIGITS
@@ -52,101 +65,94 @@ def identity_types(ctx: Context) -> list[str]:
     return [t for t, on in types if on]
 
 
-def claim_metadata(ctx: Context) -> dict[str, Any]:
+def claim_metadata(ctx: Context) -> ClaimMetadata:
     """*ext* ``agent_auth.claim``: how a human claims here (absent sign-in → not offered)."""
     s, e = ctx.settings, ctx.endpoints
     sign_in = "oidc" if s.oidc_issuer else "development" if s.dev_mode else None
-    return {
-        "offered": s.claims_offered,
-        "sign_in": sign_in,
-        "methods": methods_offered(ctx),
-        "max_live_attempts": s.claim_max_live_attempts,
-        "login_hint_required": s.claim_require_login_hint,
-        "complete_endpoint": e.url(ep.CLAIM_COMPLETE),
-        "status_endpoint": e.url(ep.CLAIM_STATUS),
-        "user_code": {
-            "digits": CODE_DIGITS,
-            "lifetime_seconds": CODE_TTL_SECONDS,
-            "max_attempts": MAX_ATTEMPT_FAILURES,
-            "max_attempts_per_claim": MAX_CLAIM_FAILURES,
-        },
-        "refresh_token_lifetime_seconds": s.refresh_token_ttl_seconds,
-    }
+    return ClaimMetadata(
+        offered=s.claims_offered,
+        sign_in=sign_in,
+        methods=methods_offered(ctx),
+        max_live_attempts=s.claim_max_live_attempts,
+        login_hint_required=s.claim_require_login_hint,
+        complete_endpoint=e.url(ep.CLAIM_COMPLETE),
+        status_endpoint=e.url(ep.CLAIM_STATUS),
+        user_code=UserCode(
+            digits=CODE_DIGITS,
+            lifetime_seconds=CODE_TTL_SECONDS,
+            max_attempts=MAX_ATTEMPT_FAILURES,
+            max_attempts_per_claim=MAX_CLAIM_FAILURES,
+        ),
+        refresh_token_lifetime_seconds=s.refresh_token_ttl_seconds,
+    )
 
 
-def authorization_server_metadata(ctx: Context) -> dict[str, Any]:
+def authorization_server_metadata(ctx: Context) -> AuthorizationServerMetadata:
     """RFC 8414 §2 metadata with the `agent_auth` block of spec/protocol.md (authmd extensions marked)."""
     s, e = ctx.settings, ctx.endpoints
-    agent_auth: dict[str, Any] = {
-        "skill": e.url(ep.AUTH_MD),
-        "identity_endpoint": e.url(ep.IDENTITY),
-        "claim_endpoint": e.url(ep.CLAIM),
-        "identity_types_supported": identity_types(ctx),
-    }
-    if s.providers:
-        agent_auth["identity_assertion"] = {
-            "assertion_types_supported": [URN_ID_JAG],
-            # The trust list, so an agent can tell before trying whether its provider is trusted
-            # (workos/auth.md#24): issuer and display name only, nothing secret.
-            "issuers_supported": [{"issuer": p.issuer, "name": p.display_name} for p in s.providers],
-        }
-        agent_auth["events_endpoint"] = e.url(ep.EVENTS)
-        agent_auth["events_supported"] = list(REVOKED_URIS)
-    profiles = {"authorization_grant_profiles_supported": [ID_JAG_PROFILE]} if s.providers else {}
-    return {
-        "issuer": s.issuer,
-        "jwks_uri": e.url(ep.JWKS),
-        "token_endpoint": e.url(ep.TOKEN),
-        "revocation_endpoint": e.url(ep.REVOKE),
-        "introspection_endpoint": e.url(ep.INTROSPECT),
-        # No authorization endpoint: agents never see a browser. RFC 8414 §2 requires the member.
-        "response_types_supported": [],
-        "grant_types_supported": [JWT_BEARER],
-        "scopes_supported": scopes_supported(ctx),
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
-        # ID-JAG draft -04 §7: the profile of the JWT-bearer grant that accepts ID-JAGs (MCP clients look).
-        **profiles,
-        "service_documentation": e.url(ep.AUTH_MD),
-        "agent_auth": {
-            **agent_auth,
-            # authmd extensions (additive; a plain auth.md client ignores them):
-            "challenge_endpoint": e.url(ep.CHALLENGE),
-            "proof_of_work": {
-                "mode": s.pow_mode,
-                "algorithm": "sha256",
-                "difficulty": s.pow_difficulty,
-                "max_difficulty": s.pow_max_difficulty,
-                "free_per_source": s.pow_free_per_source,
-                "window_seconds": s.rate_window_seconds,
-            },
-            "anonymous": {
-                "enabled": s.anonymous_enabled,
-                "lifetime_seconds": s.anonymous_ttl_seconds,
-                "quotas": {"notes": s.quota_notes, "note_bytes": s.quota_note_bytes},
-                "claimed_quotas": {"notes": s.claimed_quota_notes, "note_bytes": s.claimed_quota_note_bytes},
-            },
-            "scopes": {"pre_claim": list(s.pre_claim_scopes), "post_claim": list(s.post_claim_scopes)},
-            "access_token_lifetime_seconds": s.access_token_ttl_seconds,
-            "claim": claim_metadata(ctx),
-        },
-    }
+    providers = bool(s.providers)
+    return AuthorizationServerMetadata(
+        issuer=s.issuer,
+        jwks_uri=e.url(ep.JWKS),
+        token_endpoint=e.url(ep.TOKEN),
+        revocation_endpoint=e.url(ep.REVOKE),
+        introspection_endpoint=e.url(ep.INTROSPECT),
+        response_types_supported=[],
+        grant_types_supported=[JWT_BEARER],
+        scopes_supported=scopes_supported(ctx),
+        token_endpoint_auth_methods_supported=["none"],
+        revocation_endpoint_auth_methods_supported=["none"],
+        introspection_endpoint_auth_methods_supported=["client_secret_basic"],
+        authorization_grant_profiles_supported=[ID_JAG_PROFILE] if providers else None,
+        service_documentation=e.url(ep.AUTH_MD),
+        agent_auth=AgentAuth(
+            skill=e.url(ep.AUTH_MD),
+            identity_endpoint=e.url(ep.IDENTITY),
+            claim_endpoint=e.url(ep.CLAIM),
+            identity_types_supported=identity_types(ctx),
+            identity_assertion=IdentityAssertionMetadata(
+                assertion_types_supported=[URN_ID_JAG],
+                issuers_supported=[TrustedIssuer(issuer=p.issuer, name=p.display_name) for p in s.providers],
+            )
+            if providers
+            else None,
+            events_endpoint=e.url(ep.EVENTS) if providers else None,
+            events_supported=list(REVOKED_URIS) if providers else None,
+            challenge_endpoint=e.url(ep.CHALLENGE),
+            proof_of_work=ProofOfWorkMetadata(
+                mode=s.pow_mode,
+                algorithm="sha256",
+                difficulty=s.pow_difficulty,
+                max_difficulty=s.pow_max_difficulty,
+                free_per_source=s.pow_free_per_source,
+                window_seconds=s.rate_window_seconds,
+            ),
+            anonymous=AnonymousMetadata(
+                enabled=s.anonymous_enabled,
+                lifetime_seconds=s.anonymous_ttl_seconds,
+                quotas=QuotaMetadata(notes=s.quota_notes, note_bytes=s.quota_note_bytes),
+                claimed_quotas=QuotaMetadata(notes=s.claimed_quota_notes, note_bytes=s.claimed_quota_note_bytes),
+            ),
+            scopes=ScopesMetadata(pre_claim=list(s.pre_claim_scopes), post_claim=list(s.post_claim_scopes)),
+            access_token_lifetime_seconds=s.access_token_ttl_seconds,
+            claim=claim_metadata(ctx),
+        ),
+    )
 
 
-def protected_resource_metadata(ctx: Context, resource: str) -> dict[str, Any]:
+def protected_resource_metadata(ctx: Context, resource: str) -> ProtectedResourceMetadata:
     """RFC 9728 §2; `resource` must equal the identifier the metadata URL was derived from (§3.3)."""
     s, e = ctx.settings, ctx.endpoints
-    return {
-        "resource": resource,
-        "authorization_servers": [s.issuer],
-        "jwks_uri": e.url(ep.JWKS),
-        "scopes_supported": scopes_supported(ctx),
-        "bearer_methods_supported": ["header"],
-        "resource_signing_alg_values_supported": [ctx.keys.current.alg],
-        "resource_name": s.service_name,
-        "resource_documentation": e.url(ep.AUTH_MD),
-    }
+    return ProtectedResourceMetadata(
+        resource=resource,
+        authorization_servers=[s.issuer],
+        jwks_uri=e.url(ep.JWKS),
+        scopes_supported=scopes_supported(ctx),
+        bearer_methods_supported=["header"],
+        resource_signing_alg_values_supported=[ctx.keys.current.alg],
+        resource_name=s.service_name,
+        resource_documentation=e.url(ep.AUTH_MD),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

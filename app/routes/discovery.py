@@ -44,6 +44,8 @@ class Document:
 
     @classmethod
     def json(cls, value: Any) -> Document:
+        if isinstance(value, msgspec.Struct):  # the same json.dumps bytes as for its builtins
+            value = msgspec.to_builtins(value)
         return cls(json.dumps(value, separators=(",", ":")).encode(), "application/json")
 
     def matches(self, if_none_match: bytes | None) -> bool:
