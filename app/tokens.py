@@ -53,33 +53,27 @@ _SEQ = re.compile(r"0|[1-9][0-9]{0,9}")
 CHALLENGE_VERSION = "v1"
 MAX_CHALLENGE_LENGTH = 200
 
-# Our own JWTs: the signature is checked here, every time and audience check against our clock and
-# settings by the caller (PyJWT's wall-clock checks are off).
-OWN_JWS = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "require": ["iss", "sub", "aud", "exp", "iat", "jti"],
-    }
-)
+
+def _signature_only(require: list[str]) -> jwt.PyJWT:
+    """A PyJWT that checks the signature alone: every time and audience check reads our injected clock
+    and settings instead (PyJWT's own checks use the wall clock)."""
+    return jwt.PyJWT(
+        options={
+            "verify_signature": True,
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            "verify_aud": False,
+            "verify_iss": False,
+            "require": require,
+        }
+    )
 
 
-# Signature only: every time and audience check reads our injected clock and settings instead.
-SIGNATURE_ONLY = jwt.PyJWT(
-    options={
-        "verify_signature": True,
-        "verify_exp": False,
-        "verify_nbf": False,
-        "verify_iat": False,
-        "verify_aud": False,
-        "verify_iss": False,
-        "require": [],
-    }
-)
+# Our own JWTs carry every registered claim the verifier then checks; others' JWTs (ID-JAGs, SETs, ID
+# tokens) are checked claim by claim by their flow.
+OWN_JWS = _signature_only(["iss", "sub", "aud", "exp", "iat", "jti"])
+SIGNATURE_ONLY = _signature_only([])
 
 
 def jose_segment(token: str, index: int) -> dict[str, Any]:
