@@ -185,8 +185,9 @@ def code_step(claim: Claim, digests: Mapping[str, str], now: float, budget: Code
     """The reserve-and-compare rule every adapter applies atomically (the Redis Lua script mirrors it).
 
     A code is compared only while the claim is pending with budget left, some attempt shows a live
-    code, and ``digests`` holds the caller's digest for every such attempt (else the caller read an
-    older claim and must look again). It is compared with every live code; a wrong one is charged to
+    code, and ``digests`` names every attempt of the claim (else the caller read an older claim and must
+    look again: an attempt confirmed since would be compared with no digest, and one started since would
+    end, if this charge spends a budget, without the event the caller brings for each attempt it saw). It is compared with every live code; a wrong one is charged to
     the window and the claim before the answer goes out, and the charge that spends a budget ends every
     attempt in the same step. So however many guesses race, at most ``per_window`` are compared per
     window of live attempts and ``per_claim`` over the claim's life, and none is compared for free.
@@ -197,7 +198,7 @@ def code_step(claim: Claim, digests: Mapping[str, str], now: float, budget: Code
         and bool(coded)
         and claim.window_failures < budget.per_window
         and claim.failures < budget.per_claim
-        and all(a.id in digests for a in coded)
+        and all(a.id in digests for a in claim.attempts)
     )
     if not comparable:
         return CodeCheck(claim=claim)
@@ -429,8 +430,9 @@ class Claims(Protocol):
         budget: CodeBudget,
         ended: Sequence[Event] = (),
     ) -> CodeCheck:
-        """Reserve-and-compare, one atomic step (``code_step``): ``digests`` maps attempt ids to the
-        caller's HMAC of the presented code for that attempt. A wrong code is charged before anyone
+        """Reserve-and-compare, one atomic step (``code_step``): ``digests`` maps each attempt id of the
+        claim as the caller read it to the caller's HMAC of the presented code for that attempt ("" for
+        one whose code must match nothing). A wrong code is charged before anyone
         learns it was wrong; a right one changes nothing (the caller lands the claim by
         ``complete_claim``). ``claim`` is None when the claim or its account is gone or expired.
         ``ended``: events about attempts (``attempt_id``), written in the same step if the charge

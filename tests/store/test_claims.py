@@ -121,26 +121,32 @@ async def test_check_code_charges_a_wrong_code_before_answering(store: Store) ->
     ids = (registration.account_id, registration.id)
     claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2"), attempt("att_3")))
     assert await store.save_claim(claim, None, [])
-    digests = {"att_1": "wrong", "att_2": "wrong"}
+    digests = {"att_1": "wrong", "att_2": "wrong", "att_3": "wrong"}
     wrong = await store.check_code(*ids, digests, T0, BUDGET)
     assert (wrong.compared, wrong.matched) == (True, None)
     assert wrong.claim is not None
     assert (wrong.claim.version, wrong.claim.window_failures, wrong.claim.failures) == (1, 1, 1)
     assert await store.get_claim(*ids, T0) == wrong.claim  # the charge is stored, every field intact
     # Any live code matches, and a match costs nothing.
-    right = await store.check_code(*ids, {"att_1": "wrong", "att_2": "right2"}, T0, BUDGET)
+    right = await store.check_code(*ids, {"att_1": "wrong", "att_2": "right2", "att_3": ""}, T0, BUDGET)
     assert (right.compared, right.matched, right.claim) == (True, "att_2", wrong.claim)
 
 
-async def test_check_code_needs_a_digest_for_every_live_code(store: Store) -> None:
-    """A caller that read the claim before another attempt was confirmed must look again: nothing is
-    compared or charged."""
+async def test_check_code_needs_a_digest_for_every_attempt(store: Store) -> None:
+    """A caller that read the claim before another attempt was started or confirmed must look again:
+    nothing is compared or charged."""
     _account, registration = await seed(store)
     ids = (registration.account_id, registration.id)
     claim = make_claim(*ids, attempts=(shown("att_1", "right1"), shown("att_2", "right2")))
     assert await store.save_claim(claim, None, [])
     stale = await store.check_code(*ids, {"att_1": "right1"}, T0, BUDGET)
     assert (stale.compared, stale.matched, stale.claim) == (False, None, claim)
+    # An attempt with no code yet counts too: a charge that ends the attempts would end it unseen.
+    started = msgspec.structs.replace(claim, version=1, attempts=(*claim.attempts, attempt("att_3")))
+    assert await store.save_claim(started, 0, [])
+    unseen = await store.check_code(*ids, {"att_1": "wrong", "att_2": "wrong"}, T0, BUDGET)
+    assert (unseen.compared, unseen.claim) == (False, started)
+    assert await store.get_claim(*ids, T0) == started  # nothing charged
 
 
 async def test_check_code_ends_every_attempt_with_the_window_budget(store: Store) -> None:

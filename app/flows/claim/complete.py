@@ -33,12 +33,12 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> ClaimCompleted:
         claim = _codes_shown(ctx, claims.claimable(state, found, now, completing=True), now)
         assert state is not None
         # The agent names no attempt: the code is compared with every live code, in one store step that
-        # reserves the budget first. An attempt of a method the operator turned off matches nothing.
+        # reserves the budget first. A digest goes for every attempt read (the store looks again if the
+        # claim holds one more); an attempt of a method the operator turned off matches nothing.
         offered = claims.methods_offered(ctx)
         digests = {
             a.id: claims.code_hash(ctx, a.id, given) if a.method is None or a.method in offered else ""
             for a in claim.attempts
-            if a.code_live(now)
         }
         # Written only if this guess spends a budget, which ends every attempt (and only for those).
         ended: list[ev.Event] = [

@@ -1,6 +1,6 @@
 -- Reserve-and-compare (app/store/port.py code_step, the same rule): a code is compared only while the
 -- claim is pending with budget left, some attempt shows a live code and a digest was given for every
--- such attempt. A wrong one is charged to the window and the claim in this same step, and the charge
+-- attempt of the claim (else the caller read an older claim). A wrong one is charged to the window and the claim in this same step, and the charge
 -- that spends a budget ends every attempt. A right one changes nothing. Returns {outcome, claim data,
 -- matched attempt id or ''} (outcome: none | match | wrong), or false when the account or the claim is
 -- gone or expired. Digests are fixed-length HMACs, and Lua 5.1 interns every string, so `==` compares
@@ -22,10 +22,8 @@ local digests = {}
 for i = 4, #ARGV, 2 do digests[ARGV[i]] = ARGV[i + 1] end
 local coded = {}
 for _, a in ipairs(set(c.attempts) and c.attempts or {}) do
-  if set(a.code_hash) and set(a.code_expires_at) and a.code_expires_at > now then
-    if not digests[a.id] then return {'none', data, ''} end  -- the caller read an older claim
-    coded[#coded + 1] = a
-  end
+  if not digests[a.id] then return {'none', data, ''} end  -- the caller read an older claim
+  if set(a.code_hash) and set(a.code_expires_at) and a.code_expires_at > now then coded[#coded + 1] = a end
 end
 local window_failures = set(c.window_failures) and c.window_failures or 0
 local failures = set(c.failures) and c.failures or 0
