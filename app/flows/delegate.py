@@ -137,7 +137,6 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
     pending = Claim(
         account_id=user.account_id,
         registration_id=registration.id,
-        token_hash=claims.attempt_hash(claims.claim_token(ctx, user.account_id, registration.id)),
         expires_at=now + s.anonymous_ttl_seconds,
         scopes_after=jag.scopes,
         provider=jag.provider.issuer,

@@ -147,7 +147,6 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
     account_id: str
     registration_id: str
-    token_hash: str
     expires_at: int | None  # the outer window (the temporary account's life); None once claimed
     status: ClaimStatus = "pending"
     version: int = 0
@@ -187,10 +186,11 @@ def code_step(claim: Claim, digests: Mapping[str, str], now: float, budget: Code
     A code is compared only while the claim is pending with budget left, some attempt shows a live
     code, and ``digests`` names every attempt of the claim (else the caller read an older claim and must
     look again: an attempt confirmed since would be compared with no digest, and one started since would
-    end, if this charge spends a budget, without the event the caller brings for each attempt it saw). It is compared with every live code; a wrong one is charged to
-    the window and the claim before the answer goes out, and the charge that spends a budget ends every
-    attempt in the same step. So however many guesses race, at most ``per_window`` are compared per
-    window of live attempts and ``per_claim`` over the claim's life, and none is compared for free.
+    end, if this charge spends a budget, without the event the caller brings for each attempt it saw).
+    It is compared with every live code; a wrong one is charged to the window and the claim before the
+    answer goes out, and the charge that spends a budget ends every attempt in the same step. So however
+    many guesses race, at most ``per_window`` are compared per window of live attempts and ``per_claim``
+    over the claim's life, and none is compared for free.
     """
     coded = [a for a in claim.attempts if a.code_live(now)]
     comparable = (

@@ -146,7 +146,6 @@ def make_claim(account_id: str = "acct_1", registration_id: str = "reg_of_acct_1
     values: dict[str, object] = {
         "account_id": account_id,
         "registration_id": registration_id,
-        "token_hash": "tok",
         "expires_at": T0 + TTL,
         "scopes_after": ("notes:read", "notes:write", "notes:delete"),
     }

@@ -82,9 +82,7 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
         type="identity_assertion",
         pending=True,
     )
-    claim = make_claim(
-        account.id, "reg_link", token_hash="h1", attempts=(attempt("att_1"),), provider=ISS, subject="sub-9"
-    )
+    claim = make_claim(account.id, "reg_link", attempts=(attempt("att_1"),), provider=ISS, subject="sub-9")
     pending = Delegation(
         issuer=ISS,
         subject="sub-9",
@@ -106,7 +104,7 @@ async def test_pending_link_is_saved_replaced_and_never_overrides_an_active_dele
     assert await store.get_claim(account.id, "reg_link", T0) == claim
     # A new attempt replaces the claim (tokens and attempt) of the previous one.
     renewed = msgspec.structs.replace(pending_reg, scopes=("notes:read",))
-    renewed_claim = msgspec.structs.replace(claim, token_hash="h2", attempts=(attempt("att_2"),), version=7)
+    renewed_claim = msgspec.structs.replace(claim, attempts=(attempt("att_2"),), version=7)
     assert await store.save_pending_link(pending, renewed, renewed_claim, event()) is True
     assert await store.get_registration(account.id, "reg_link", T0) == renewed
     assert await store.get_claim(account.id, "reg_link", T0) == renewed_claim

@@ -264,7 +264,6 @@ def new_claim(ctx: Context, state: AccessState) -> Claim:
     return Claim(
         account_id=state.account.id,
         registration_id=reg.id,
-        token_hash=attempt_hash(claim_token(ctx, state.account.id, reg.id)),
         expires_at=state.account.expires_at,
         scopes_after=tuple(ctx.settings.post_claim_scopes),
     )
