@@ -18,7 +18,6 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
 from app.flows.expire import run_key_watch, run_sweeper
-from app.flows.limits import LocalWindows
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging
 from app.outbound.cimd import ClientMetadataCache
@@ -31,6 +30,7 @@ from app.routes.errors import EXCEPTION_HANDLERS
 from app.routes.openapi import openapi_config
 from app.store import open_store
 from app.store.port import Store
+from app.store.window import LocalWindows
 
 log = logging.getLogger("authmd")
 access_log = logging.getLogger("authmd.access")

@@ -14,11 +14,11 @@ from app.config import Settings
 from app.endpoints import Endpoints
 from app.keys import KeyRing
 from app.store.port import Store
+from app.store.window import LocalWindows
 
 if TYPE_CHECKING:
     import httpx
 
-    from app.flows.limits import LocalWindows
     from app.outbound.cimd import ClientMetadataCache
     from app.outbound.jwks import JwksCache
     from app.outbound.oidc import Discovery

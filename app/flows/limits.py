@@ -5,12 +5,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from app.context import Context
 from app.errors import AuthError
-from app.store import window as win
 from app.store.port import WindowHit, WindowResult
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,44 +96,3 @@ def rate_limited(
         extra={"retry_after": wait},
         headers={"Retry-After": str(wait)},
     )
-
-
-class LocalWindows:
-    """Sliding-window counters in this worker's memory (the store's two-bucket math), for counting what
-    we refuse: a refusal must cost no shared write, and only bounds what one worker spends on one
-    source. At most ``max_keys`` counters; the least recently touched one is forgotten first."""
-
-    def __init__(self, window: float, max_keys: int = 65_536) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._state: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
-
-    def _rolled(self, key: str, now: float) -> tuple[int, int, int]:
-        bucket, count, prev = self._state.get(key, (0, 0, 0))
-        return win.roll(bucket, count, prev, now, self.window)
-
-    def reserve(self, key: str, limit: int, now: float) -> WindowResult:
-        """Count one more for ``key`` if it fits under ``limit`` (nothing counted otherwise). Taken before
-        the work whose outcome decides, and given back by ``refund`` if it was not a refusal after all:
-        requests that arrive together cannot all find the same last place free (no await in between)."""
-        bucket, count, prev = self._rolled(key, now)
-        est = win.estimate(bucket, count, prev, now, self.window)
-        if est + 1 > limit:
-            wait = win.retry_after(bucket, count, prev, now, self.window, limit)
-            return WindowResult(count=est, allowed=False, retry_after=wait)
-        self._state[key] = (bucket, count + 1, prev)
-        self._state.move_to_end(key)
-        if len(self._state) > self.max_keys:
-            self._state.popitem(last=False)
-        return WindowResult(count=est + 1, allowed=True, retry_after=0.0)
-
-    def refund(self, key: str, now: float) -> None:
-        """Give back a place ``reserve`` took (from the previous bucket if the window has moved on)."""
-        if key not in self._state:
-            return
-        bucket, count, prev = self._rolled(key, now)
-        if count:
-            count -= 1
-        elif prev:
-            prev -= 1
-        self._state[key] = (bucket, count, prev)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.flows.limits import LocalWindows, client_source, source_key
+from app.flows.limits import client_source, source_key
+from app.store.window import LocalWindows
 
 PROXIES = ["10.0.0.0/8", "192.168.1.1", "::1"]
 
