@@ -4,13 +4,15 @@ reclaim space, outages as StoreUnavailable and recovery without reopening, AOF d
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from app import events as ev
 from app.config import ConfigError
 from app.errors import StoreUnavailable
 from app.store.port import Account, Registration
 from app.store.redis import RedisStore, parse_redis_url
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +139,42 @@ async def test_outage_is_store_unavailable_and_recovery_needs_no_reopen(tmp_path
             assert [ev.type_of(e) for e in await store.events()] == ["agent_registration.created"]
         finally:
             await store.close()
+
+
+async def test_a_cluster_finds_pending_outboxes_while_a_slot_moves(tmp_path) -> None:
+    """The pending-outbox walk reads each node's slots in one script; a slot that moved since the client
+    last looked fails that script, and the walk falls back to slot-by-slot reads (which follow MOVED):
+    a resharding never hides a committed event from the reader."""
+    with RedisCluster(tmp_path / "cluster") as cluster:
+        store = RedisStore(cluster.url)
+        await store.open()
+        try:
+            ids = [f"acct_{i}" for i in range(6)]
+            for account_id in ids:
+                await store.create_registration(*_records(account_id))
+            assert sorted(await store.outboxes_with_pending()) == ids
+            slot = key_slot(b"a:acct_0")
+            _move_slot(cluster, slot)
+            # The client's map is stale now: the script of the node that lost the slot fails.
+            with pytest.raises(ResponseError, match="non local key"):
+                await store._walk_nodes("pending", 0, None)
+            assert sorted(await store.outboxes_with_pending()) == ids
+            state = await store.access_state("acct_0", "reg_acct_0", None, T0)  # the account moved whole
+            assert state is not None and [e.account_id for e in await store.read_outbox("acct_0")] == ["acct_0"]
+            assert sorted(await store.outboxes_with_pending()) == ids  # the map refreshed: one script a node
+            assert len(await store._walk_nodes("pending", 0, None)) == 3
+        finally:
+            await store.close()
+
+
+def _move_slot(cluster: RedisCluster, slot: int) -> None:
+    """Reshard one slot to another master, keys and all (what ``redis-cli --cluster reshard`` does)."""
+    ids = {server: server.command("CLUSTER", "MYID") for server in cluster.servers}
+    owner = next(s for s in cluster.servers if int(s.command("CLUSTER", "COUNTKEYSINSLOT", str(slot))) > 0)
+    target = next(s for s in cluster.servers if s is not owner)
+    target.command("CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[owner])
+    owner.command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+    keys = owner.command("CLUSTER", "GETKEYSINSLOT", str(slot), "1000")
+    owner.command("MIGRATE", target.host, str(target.port), "", "0", "5000", "KEYS", *keys)
+    for server in cluster.servers:
+        server.command("CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])

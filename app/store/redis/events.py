@@ -2,34 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from importlib import resources
+from typing import Any
+
+import redis.exceptions as rx
+
 from app import events as ev
 from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import OUTBOX_MAXLEN
 from app.store.redis.base import UNAVAILABLE, RedisBase, slot_tag
 
+_WALK = (resources.files("app.store") / "lua" / "walk_index.lua").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=16)
+def _slot_indexes(prefix: str, kind: str) -> list[str]:
+    """Every slot's index key on a cluster, slot by slot."""
+    return [f"{prefix}{{{slot_tag(slot)}}}:{kind}" for slot in range(16384)]
+
 
 class RedisEvents(RedisBase):
-    def _index_keys(self, kind: str) -> list[str]:
-        """Every slot's index of outboxes (``kind``: outboxes or pending); one key on a single Redis."""
-        if not self._cluster:
-            return [f"{self.prefix}{{o}}:{kind}"]
-        return [f"{self.prefix}{{{slot_tag(slot)}}}:{kind}" for slot in range(16384)]
-
     async def _walk_index(self, kind: str, low: float, limit: int | None) -> list[tuple[str, float]]:
-        """(account id, score) of every index entry scored at least ``low``, lowest first: one pipelined
-        round trip per node (16384 small reads on a cluster: a poller's cost, not a request's)."""
-        keys = self._index_keys(kind)
-        pipe = self._client.pipeline(transaction=False) if not self._cluster else self._client.pipeline()
-        for key in keys:
-            pipe.zrangebyscore(key, low, "+inf", start=0, num=limit or -1, withscores=True)
+        """(account id, score) of every entry of the outbox indexes (``kind``: outboxes or pending) scored
+        at least ``low``, lowest first. A single Redis has one index. A cluster has one per hash slot
+        (each written in its accounts' scripts): one script per node reads the indexes of the slots it
+        serves; while a slot moves, or on a Redis before 7.0, one pipelined read per slot instead."""
         async with self._connection():
             try:
-                pages: list[list[tuple[str, float]]] = await pipe.execute()
+                if not self._cluster:
+                    key = f"{self.prefix}{{o}}:{kind}"
+                    page = await self._client.zrangebyscore(key, low, "+inf", 0, limit or -1, withscores=True)
+                    return [(member, score) for member, score in page]
+                try:
+                    pages = await self._walk_nodes(kind, low, limit)
+                except rx.ResponseError:
+                    pages = await self._walk_slots(kind, low, limit)
             except UNAVAILABLE as exc:
                 raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         found = sorted((score, account_id) for page in pages for account_id, score in page)
         return [(account_id, score) for score, account_id in found[:limit]]
+
+    async def _walk_nodes(self, kind: str, low: float, limit: int | None) -> list[list[tuple[str, float]]]:
+        """One script per primary, over the slots the client's map gives it (three round trips, not
+        16,384 reads: a poller's cost); a stale map fails the script of the node that lost a slot."""
+        nodes: dict[str, tuple[Any, list[str]]] = {}
+        for slot, key in enumerate(_slot_indexes(self.prefix, kind)):
+            node = self._client.nodes_manager.get_node_from_slot(slot)
+            nodes.setdefault(node.name, (node, []))[1].append(key)
+        replies = await asyncio.gather(
+            *(
+                self._client.execute_command("EVAL", _WALK, 0, low, limit or -1, *keys, target_nodes=node)
+                for node, keys in nodes.values()
+            )
+        )
+        return [[(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)] for flat in replies]
+
+    async def _walk_slots(self, kind: str, low: float, limit: int | None) -> list[list[tuple[str, float]]]:
+        pipe = self._client.pipeline()
+        for key in _slot_indexes(self.prefix, kind):
+            pipe.zrangebyscore(key, low, "+inf", start=0, num=limit or -1, withscores=True)
+        pages: list[list[tuple[str, float]]] = await pipe.execute()
+        return pages
 
     async def _outbox(self, account_id: str) -> list[Event]:
         rows = await self._do("xrange", self._a(account_id, "events"), "-", "+")
