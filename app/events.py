@@ -20,6 +20,9 @@ import msgspec
 
 RegistrationMethod = Literal["anonymous", "service_auth", "identity_assertion"]
 RevokedBy = Literal["agent", "human", "provider", "operator"]
+# The pseudo-account of events about the service itself (a webhook endpoint disabled, an operator's
+# action on webhooks): its outbox is read and delivered like any account's. Real ids start with acct_.
+SERVICE = "service"
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -120,10 +123,24 @@ class AccountExpired(_Base, frozen=True, tag="account.expired"):
 
 
 class OperatorAction(_Base, frozen=True, tag="operator.action"):
-    """An operator changed state with ``authmd admin``: who (the local user name) and what."""
+    """An operator changed state with ``authmd admin``: who (the local user name) and what. An action on
+    a webhook endpoint or delivery is about the service (``account_id`` is ``SERVICE``)."""
 
     operator: str
-    action: Literal["revoke"]
+    action: Literal["revoke", "webhook.enable", "webhook.retry"]
+    endpoint: str | None = None  # the webhook endpoint's name
+    delivery_id: str | None = None
+
+
+class WebhookEndpointDisabled(_Base, frozen=True, tag="webhook_endpoint.disabled"):
+    """A webhook endpoint kept failing: a delivery to it ran out of retries, and nothing more is sent
+    to it until an operator enables it again (its deliveries wait, in order). About the service."""
+
+    endpoint: str
+    delivery_id: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
 
 
 Event = (
@@ -139,6 +156,7 @@ Event = (
     | AccountDeleted
     | AccountExpired
     | OperatorAction
+    | WebhookEndpointDisabled
 )
 EVENT_TYPES: tuple[type[_Base], ...] = (
     RegistrationCreated,
@@ -153,6 +171,7 @@ EVENT_TYPES: tuple[type[_Base], ...] = (
     AccountDeleted,
     AccountExpired,
     OperatorAction,
+    WebhookEndpointDisabled,
 )
 
 _ENCODER = msgspec.json.Encoder()

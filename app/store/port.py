@@ -3,8 +3,9 @@
 ``Store`` is the composition of narrow ports, one per concern: ``Upkeep`` (open, close, ping, sweep),
 ``Limits`` (rate windows), ``Marks`` (one-time marks, revoked token ids), ``Grants`` (accounts and their
 registrations), ``People`` (users, delegations, sign-in, sessions), ``Claims`` (the claim ceremony),
-``Notes`` (the demo resource) and ``Events`` (reading the outbox). Each adapter (app/store/sqlite/,
-app/store/redis/) has one module per concern, and tests/store has one contract file per port.
+``Notes`` (the demo resource), ``Events`` (reading the outbox) and ``Webhooks`` (deliveries). Each
+adapter (app/store/sqlite/, app/store/redis/) has one module per concern, and tests/store has one
+contract file per port.
 
 Room for what is coming (authmd as the authorization server of standard MCP clients), as additions:
 - a *client* is an auth.md registration, a client-metadata-document URL or a registered client: a
@@ -260,6 +261,43 @@ OUTBOX_RETENTION_SECONDS = 30 * 86_400
 OUTBOX_MAXLEN = 10_000
 
 
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One domain event for one webhook endpoint (spec/webhooks.md). Its id is derived from the pair,
+    so storing it twice stores it once. Deliveries of one account to one endpoint form a queue sent in
+    order: only the oldest pending one (the head) is sent, by one holder of a lease at a time."""
+
+    id: str
+    endpoint: str
+    event_id: str
+    event_type: str
+    account_id: str
+    body: str  # the payload exactly as signed and sent, fixed when the delivery is made
+    created_at: float
+    status: DeliveryStatus = "pending"
+    seq: int = 0  # the store's order of creation (0 until stored)
+    attempts: int = 0
+    next_at: float = 0.0  # when it is due (pending)
+    leased_by: str | None = None
+    leased_until: float | None = None
+    last_attempt_at: float | None = None
+    last_status: int | None = None  # the endpoint's HTTP status, None if no answer came
+    last_error: str | None = None
+    last_latency_ms: int | None = None
+    delivered_at: float | None = None
+
+
+class EndpointState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the store keeps about a configured webhook endpoint (the rest is configuration)."""
+
+    name: str
+    disabled_at: float | None = None
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+
+
 class Deleted(msgspec.Struct, frozen=True, kw_only=True):
     """An account that was deleted, with what it owned (for the audit trail)."""
 
@@ -485,7 +523,51 @@ class Events(Protocol):
         ``through`` is not an undelivered event of that outbox (nothing changes)."""
 
 
-class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Protocol):
+class Webhooks(Protocol):
+    """Webhook deliveries and endpoint states (spec/webhooks.md). Every change here is about the service:
+    its events go to the ``SERVICE`` outbox in the same step."""
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        """Store each delivery not stored yet (by id) at the tail of its (endpoint, account) queue, due at
+        its ``next_at``; how many were new. Idempotent: a consumer that dies before marking its outbox
+        delivered adds the same deliveries again, and nothing is sent twice because of it."""
+
+    async def lease_deliveries(
+        self, endpoints: Sequence[str], now: float, holder: str, lease_seconds: float, limit: int
+    ) -> list[Delivery]:
+        """Up to ``limit`` due deliveries of ``endpoints``, each the head of its queue and not leased (or
+        its lease ran out), now leased to ``holder`` until ``now + lease_seconds``: while the lease
+        holds, nobody else is given them. Earliest due first."""
+
+    async def finish_delivery(self, delivery: Delivery, holder: str, events: Sequence[Event] = ()) -> bool:
+        """Store the outcome of an attempt (``delivery`` as it is now: delivered, pending again at a later
+        ``next_at``, or failed), release the lease, and move the queue on if it is no longer pending;
+        the endpoint's last success or failure time follows. A ``WebhookEndpointDisabled`` among
+        ``events`` disables the endpoint in the same step. False, and nothing written, if ``holder`` no
+        longer holds the lease (it ran out and another took it)."""
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def list_deliveries(
+        self, *, endpoint: str | None = None, status: DeliveryStatus | None = None, before: int = 0, limit: int = 100
+    ) -> list[Delivery]:
+        """The delivery log, newest first: those with ``seq`` below ``before`` (0: from the newest)."""
+
+    async def retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
+        """A failed delivery is pending again, due now with no attempts counted, at the head of its queue
+        (sent next). False if it is not failed."""
+
+    async def endpoint_states(self) -> list[EndpointState]:
+        """Every endpoint the store has a state for (one it never touched has none: enabled)."""
+
+    async def enable_endpoint(self, name: str, now: float, events: Sequence[Event]) -> bool:
+        """A disabled endpoint is enabled again; its queues are due now. False if it was not disabled."""
+
+    async def trim_deliveries(self, before: float, limit: int) -> int:
+        """Forget up to ``limit`` delivered or failed deliveries made before ``before``; how many."""
+
+
+class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Webhooks, Protocol):
     """The whole store, as flows see it (``ctx.store``): every narrow port, one adapter."""
 
 

@@ -21,9 +21,12 @@ from app.store.sqlite.limits import SQLiteLimits
 from app.store.sqlite.marks import SQLiteMarks
 from app.store.sqlite.notes import SQLiteNotes
 from app.store.sqlite.people import SQLitePeople
+from app.store.sqlite.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore", "parse_sqlite_url"]
 
 
-class SQLiteStore(SQLiteLimits, SQLiteMarks, SQLiteGrants, SQLitePeople, SQLiteClaims, SQLiteNotes, SQLiteEvents):
+class SQLiteStore(
+    SQLiteLimits, SQLiteMarks, SQLiteGrants, SQLitePeople, SQLiteClaims, SQLiteNotes, SQLiteEvents, SQLiteWebhooks
+):
     """Every port on one SQLite file: each concern's module adds its methods to the shared base."""
