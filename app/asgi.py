@@ -31,6 +31,7 @@ from app.routes.openapi import openapi_config
 from app.store import open_store
 from app.store.port import Store
 from app.store.window import LocalWindows
+from app.webhooks import worker as webhooks
 
 log = logging.getLogger("authmd")
 access_log = logging.getLogger("authmd.access")
@@ -106,9 +107,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await ctx.store.open()
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         if background:
-            tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
+            tasks = [asyncio.create_task(job) for job in (run_sweeper(ctx), run_key_watch(ctx), webhooks.run(ctx))]
         try:
             yield
         finally:

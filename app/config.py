@@ -7,8 +7,10 @@ only in TOML. ``create_app`` receives a resolved ``Settings`` and never reads th
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -17,6 +19,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+
+from app.events import EVENT_TYPES, type_name
 
 ENV_PREFIX = "AUTHMD_"
 # Variables that share the prefix but are not server configuration.
@@ -88,6 +92,28 @@ class Provider(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         return self.jwks_uri or f"{self.issuer}/.well-known/jwks.json"
 
 
+class Webhook(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """An endpoint that receives the domain events (TOML ``[[webhooks]]``; spec/webhooks.md), signed by
+    the Standard Webhooks scheme. During a rotation both secrets sign every delivery."""
+
+    url: str
+    secret: Secret  # whsec_<base64 of 24 to 64 random bytes>: `authmd keys webhook-secret`
+    previous_secret: Secret | None = None
+    events: list[str] | None = None  # event types, a ".*" suffix for a family; every event when absent
+    name: str = ""  # how the CLI, the API and the logs call it; defaults to the URL's host
+
+    @property
+    def label(self) -> str:
+        return self.name or (urlsplit(self.url).hostname or self.url)
+
+    def wants(self, event_type: str) -> bool:
+        return self.events is None or any(_type_matches(event_type, pattern) for pattern in self.events)
+
+
+def _type_matches(event_type: str, pattern: str) -> bool:
+    return event_type.startswith(pattern[:-1]) if pattern.endswith(".*") else event_type == pattern
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # Identity of the service
     issuer: str | None = None
@@ -149,6 +175,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     http_max_connections_per_client: int = 100
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+    # Webhooks (spec/webhooks.md): endpoints, and how deliveries are timed. Retries wait base x 4^n
+    # (jittered, capped at the max) until max_attempts: by default about 27 hours of trying.
+    webhooks: list[Webhook] = msgspec.field(default_factory=list)
+    webhook_timeout_seconds: float = 5.0
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 36_000.0
+    webhook_max_attempts: int = 10
+    webhook_poll_seconds: float = 1.0
+    webhook_log_days: int = 7
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
     introspection_checks_per_client: int = 20
     introspection_checks_per_source: int = 60
@@ -347,6 +382,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
         if self.logo_url is not None:
             _check_logo(self.logo_url, self.dev_mode)
+        self._validate_webhooks()
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -357,6 +393,57 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                     f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
                     "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
                 )
+
+    def _validate_webhooks(self) -> None:
+        names: set[str] = set()
+        for hook in self.webhooks:
+            _check_webhook(hook, self.dev_mode)
+            if hook.label in names:
+                raise ConfigError(f"webhooks[{hook.label}]: two endpoints with this name; give each a `name`")
+            names.add(hook.label)
+        if self.webhook_timeout_seconds <= 0 or self.webhook_poll_seconds <= 0:
+            raise ConfigError("webhook_timeout_seconds and webhook_poll_seconds: must be positive")
+        if not 0 < self.webhook_retry_base_seconds <= self.webhook_retry_max_seconds:
+            raise ConfigError("webhook_retry_base_seconds: must be positive and at most webhook_retry_max_seconds")
+        if self.webhook_max_attempts < 1 or self.webhook_log_days < 1:
+            raise ConfigError("webhook_max_attempts and webhook_log_days: must be at least 1")
+
+
+_WEBHOOK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def _check_webhook(hook: Webhook, dev: bool) -> None:
+    where = f"webhooks[{hook.label}]"
+    parts = urlsplit(hook.url)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or parts.scheme not in ("http", "https") or parts.fragment or parts.username:
+        raise ConfigError(f"{where}.url: expected an http(s) URL with a host, no credentials or fragment")
+    if parts.scheme == "http" and not (dev or loopback):
+        raise ConfigError(f"{where}.url: must be https (http only in dev mode or to a loopback address)")
+    if hook.name and not _WEBHOOK_NAME.fullmatch(hook.name):
+        raise ConfigError(f"{where}.name: lowercase letters, digits, '.', '_' and '-' (at most 63)")
+    for label, secret in (("secret", hook.secret), ("previous_secret", hook.previous_secret)):
+        if secret is not None and not _whsec(secret.reveal()):
+            raise ConfigError(
+                f"{where}.{label}: expected whsec_ and the base64 of 24 to 64 random bytes "
+                "(`authmd keys webhook-secret` makes one)"
+            )
+    known = [type_name(t) for t in EVENT_TYPES]
+    for pattern in hook.events or ():
+        if not any(_type_matches(t, pattern) for t in known):
+            raise ConfigError(f"{where}.events: {pattern!r} matches no event type (spec/events.md lists them)")
+    if hook.events is not None and not hook.events:
+        raise ConfigError(f"{where}.events: empty; leave it out to receive every event")
+
+
+def _whsec(value: str) -> bool:
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        raw = base64.b64decode(value[len("whsec_") :], validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(raw) <= 64
 
 
 def _check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
@@ -441,7 +528,7 @@ def _check_resource(resource: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
-_TABLE_LISTS = frozenset({"introspection_clients", "providers"})
+_TABLE_LISTS = frozenset({"introspection_clients", "providers", "webhooks"})
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -511,6 +598,10 @@ def describe(settings: Settings) -> dict[str, Any]:
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
         elif name == "providers":
             value = [msgspec.structs.asdict(p) for p in value]
+        elif name == "webhooks":
+            value = [
+                {"name": w.label, "url": redact_url(w.url), "events": w.events, "secret": "**********"} for w in value
+            ]
         elif name == "store_url" and value:
             value = redact_url(value)
         elif isinstance(value, Secret):

@@ -187,7 +187,12 @@ def decode(data: bytes | str) -> Event:
 
 
 def type_of(event: Event) -> str:
-    tag = type(event).__struct_config__.tag
+    return type_name(type(event))
+
+
+def type_name(cls: type[_Base]) -> str:
+    """The wire name of an event class (``agent_registration.created``)."""
+    tag = cls.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
 

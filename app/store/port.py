@@ -543,8 +543,9 @@ class Webhooks(Protocol):
         """Store the outcome of an attempt (``delivery`` as it is now: delivered, pending again at a later
         ``next_at``, or failed), release the lease, and move the queue on if it is no longer pending;
         the endpoint's last success or failure time follows. A ``WebhookEndpointDisabled`` among
-        ``events`` disables the endpoint in the same step. False, and nothing written, if ``holder`` no
-        longer holds the lease (it ran out and another took it)."""
+        ``events`` disables the endpoint in the same step, and is written only if it was enabled (one
+        event per disabling). False, and nothing written, if ``holder`` no longer holds the lease (it
+        ran out and another took it)."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 

@@ -102,8 +102,11 @@ class SQLiteWebhooks(SQLiteBase):
                 state = msgspec.structs.replace(state, last_success_at=at)
             else:
                 state = msgspec.structs.replace(state, last_failure_at=at)
-            if any(isinstance(e, ev.WebhookEndpointDisabled) for e in events) and state.disabled_at is None:
-                state = msgspec.structs.replace(state, disabled_at=at)
+            if any(isinstance(e, ev.WebhookEndpointDisabled) for e in events):
+                if state.disabled_at is None:
+                    state = msgspec.structs.replace(state, disabled_at=at)
+                else:  # another delivery disabled it first: one event says so
+                    events = [e for e in events if not isinstance(e, ev.WebhookEndpointDisabled)]
             self._put_state(conn, state)
             self._append(conn, events)
         return True

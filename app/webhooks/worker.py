@@ -1,0 +1,178 @@
+"""The delivery loop each server process runs: fan the outboxes out into deliveries, then send what is
+due. Several processes (and instances) run it at once: fan-out is idempotent, and a delivery is sent
+only by the holder of its lease, so each is in flight from one place at a time; a process that dies
+mid-send loses its lease when it runs out, and another sends the delivery again (at least once)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+
+import httpx
+import msgspec
+
+from app import __version__
+from app import events as ev
+from app.config import Webhook
+from app.context import Context
+from app.errors import StoreUnavailable
+from app.store.port import Delivery
+from app.webhooks import message, schedule
+
+log = logging.getLogger("authmd.webhooks")
+
+BATCH = 100  # outboxes per fan-out round, events per outbox read
+IN_FLIGHT = 16  # deliveries sent at once by one process
+TRIM_EVERY = 60.0  # seconds between trims of the delivery log
+
+
+class Worker:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        s = ctx.settings
+        # Deliveries never follow a redirect (a 3xx is a failure), never use proxies from the
+        # environment, and give up on a slow endpoint quickly.
+        self.http = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            timeout=s.webhook_timeout_seconds,
+            headers={"user-agent": f"authmd/{__version__} (webhooks)"},
+        )
+        # A lease outlives the slowest attempt, so a live holder never loses one mid-send.
+        self.lease_seconds = 2 * s.webhook_timeout_seconds + 5
+        self.endpoints = {hook.label: hook for hook in s.webhooks}
+        self._trimmed = 0.0
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def step(self) -> int:
+        """One round: fan out, send what is due, trim now and then. How much it did (0: idle)."""
+        done = await self.fan_out()
+        done += await self.send_due()
+        now = self.ctx.clock.now()
+        if now - self._trimmed >= TRIM_EVERY:
+            self._trimmed = now
+            await self.ctx.store.trim_deliveries(now - self.ctx.settings.webhook_log_days * 86_400, 1000)
+        return done
+
+    async def fan_out(self) -> int:
+        """Every pending outbox becomes deliveries to the endpoints that want its events; then the outbox
+        is marked delivered. With no endpoint the outboxes are consumed all the same: an endpoint added
+        later receives what happens from then on, not the service's whole history."""
+        store, now, made = self.ctx.store, self.ctx.clock.now(), 0
+        for account_id in await store.outboxes_with_pending(BATCH):
+            events = await store.read_outbox(account_id, BATCH)
+            if not events:
+                continue
+            deliveries = [
+                message.make(hook, event, now)
+                for event in events
+                for hook in self.endpoints.values()
+                if hook.wants(ev.type_of(event))
+            ]
+            if deliveries:
+                made += await store.add_deliveries(deliveries)
+            await store.mark_delivered(account_id, events[-1].id)
+        return made
+
+    async def send_due(self) -> int:
+        store, now = self.ctx.store, self.ctx.clock.now()
+        disabled = {state.name for state in await store.endpoint_states() if state.disabled_at is not None}
+        live = [name for name in self.endpoints if name not in disabled]
+        due = await store.lease_deliveries(live, now, self.holder, self.lease_seconds, IN_FLIGHT)
+        await asyncio.gather(*(self._send(d) for d in due))
+        return len(due)
+
+    async def _send(self, delivery: Delivery) -> None:
+        hook = self.endpoints[delivery.endpoint]
+        signing = [hook.secret] + ([hook.previous_secret] if hook.previous_secret is not None else [])
+        at = self.ctx.clock.now()
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        try:
+            headers = message.headers(delivery, signing, at)
+            response = await self.http.post(hook.url, content=delivery.body.encode(), headers=headers)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
+        except httpx.TimeoutException:
+            error = "timed out"
+        except httpx.HTTPError as exc:
+            error = _reason(exc)
+        latency = round((time.perf_counter() - started) * 1000)
+        await self._finish(hook, delivery, at, status, error, latency)
+
+    async def _finish(
+        self, hook: Webhook, d: Delivery, at: float, status: int | None, error: str | None, latency: int
+    ) -> None:
+        attempts = d.attempts + 1
+        outcome = msgspec.structs.replace(
+            d, attempts=attempts, last_attempt_at=at, last_status=status, last_error=error, last_latency_ms=latency
+        )
+        events: list[ev.Event] = []
+        if error is None:
+            outcome = msgspec.structs.replace(outcome, status="delivered", delivered_at=at)
+        elif schedule.gives_up(attempts, self.ctx.settings):
+            outcome = msgspec.structs.replace(outcome, status="failed")
+            events.append(
+                ev.new(
+                    ev.WebhookEndpointDisabled,
+                    at,
+                    ev.SERVICE,
+                    None,
+                    endpoint=hook.label,
+                    delivery_id=d.id,
+                    attempts=attempts,
+                    last_status=status,
+                    last_error=error,
+                )
+            )
+        else:
+            outcome = msgspec.structs.replace(outcome, next_at=at + schedule.retry_delay(attempts, self.ctx.settings))
+        if not await self.ctx.store.finish_delivery(outcome, self.holder, events):
+            log.warning("webhook delivery %s to %s: lease lost before the outcome was stored", d.id, hook.label)
+        elif events:
+            log.warning(
+                "webhook endpoint %s disabled: delivery %s failed %d times (last: %s); "
+                "`authmd admin webhooks enable %s` resumes it",
+                hook.label,
+                d.id,
+                attempts,
+                error,
+                hook.label,
+            )
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """A failed connection in words, bounded (the OS reason when there is one, e.g. Connection refused)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    text = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc) or type(exc).__name__
+    return text[:200]
+
+
+async def run(ctx: Context) -> None:
+    """Background task of each worker process: a round, then a pause of ``webhook_poll_seconds`` unless
+    the round found work (then the next round starts at once)."""
+    worker = Worker(ctx)
+    try:
+        while True:
+            busy = 0
+            try:
+                busy = await worker.step()
+            except StoreUnavailable as exc:
+                log.warning("webhook round skipped, store unavailable: %s", exc)
+            except Exception:
+                log.exception("webhook round failed")
+            if not busy:
+                await asyncio.sleep(ctx.settings.webhook_poll_seconds)
+    finally:
+        await worker.close()
