@@ -40,6 +40,13 @@ Changes take effect at once on every running instance: each use of a token reads
         authmd admin events --account acct_Q2x... --type agent_registration.revoked --json
         authmd admin events --follow --since 10m
 
+  webhooks list | deliveries [--endpoint NAME] [--status S] [--before SEQ] | retry ID | enable NAME [--json]
+      The webhook endpoints (state, last success and failure, deliveries waiting), the delivery log
+      (newest first: attempts, last status, latency, last error), and the two changes: send a failed
+      delivery again (next in its queue), resume a disabled endpoint (spec/webhooks.md).
+        authmd admin webhooks deliveries --status failed
+        authmd admin webhooks enable crm
+
 Exit status: 0 done; 1 not found or nothing to do; 2 usage or configuration error; 3 store unavailable.
 With --json, stdout carries exactly one JSON value (JSON lines with events --follow), an error too:
 {"ok": false, "exit": N, "message": "..."}; messages go to stderr as well. Times are RFC 3339 in UTC.
@@ -61,6 +68,7 @@ from typing import Any
 import msgspec
 
 from app import events as ev
+from app.cli import admin_webhooks
 from app.clock import ManualClock, SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
 from app.errors import StoreUnavailable
@@ -98,7 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="TOML file (default: $AUTHMD_CONFIG)")
     common.add_argument("--json", action="store_true", help="print one JSON value on stdout")
-    verbs = p.add_subparsers(dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all,events}")
+    verbs = p.add_subparsers(dest="admin_cmd", required=True, metavar="{list,show,revoke,revoke-all,events,webhooks}")
 
     def verb(name: str, summary: str, examples: Sequence[str]) -> argparse.ArgumentParser:
         return verbs.add_parser(
@@ -168,6 +176,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     events.add_argument(
         "-f", "--follow", action="store_true", help="then print new events as they come (JSON lines with --json)"
     )
+
+    admin_webhooks.add_arguments(verb)
 
 
 def parse_when(value: str, now: float) -> float:
@@ -251,6 +261,11 @@ async def _run(args: argparse.Namespace) -> Output | None:
                 return await admin.revoke(args.account_id, args.registration_id, args.yes)
             case "revoke-all":
                 return await admin.revoke_all(args.target, args.yes)
+            case "webhooks":
+                value, said, known = await admin_webhooks.run(args, store, settings, now)
+                if not known:
+                    raise Exit(NOT_FOUND, said[0], value)
+                return Output(value, said)
             case _:
                 matches = Filter(args.account, args.types or [], since, until)
                 if not args.follow:

@@ -43,8 +43,9 @@ class Worker:
             timeout=s.webhook_timeout_seconds,
             headers={"user-agent": f"authmd/{__version__} (webhooks)"},
         )
-        # A lease outlives the slowest attempt, so a live holder never loses one mid-send.
-        self.lease_seconds = 2 * s.webhook_timeout_seconds + 5
+        # A lease outlives the slowest attempt (bounded as a whole below), so a live holder never loses
+        # one mid-send; a dead holder's deliveries go to another this long after it took them.
+        self.lease_seconds = s.webhook_timeout_seconds + 5
         self.endpoints = {hook.label: hook for hook in s.webhooks}
         self._trimmed = 0.0
 
@@ -98,11 +99,15 @@ class Worker:
         error: str | None = None
         try:
             headers = message.headers(delivery, signing, at)
-            response = await self.http.post(hook.url, content=delivery.body.encode(), headers=headers)
+            # httpx bounds each phase (connect, write, read); this bounds the attempt as a whole.
+            response = await asyncio.wait_for(
+                self.http.post(hook.url, content=delivery.body.encode(), headers=headers),
+                self.ctx.settings.webhook_timeout_seconds,
+            )
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             error = "timed out"
         except httpx.HTTPError as exc:
             error = _reason(exc)
@@ -151,12 +156,17 @@ class Worker:
 
 
 def _reason(exc: httpx.HTTPError) -> str:
-    """A failed connection in words, bounded (the OS reason when there is one, e.g. Connection refused)."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__cause__ or cause.__context__
-    text = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc) or type(exc).__name__
-    return text[:200]
+    """A failed connection in words, bounded: the operating system's reason when one caused it (e.g.
+    "Connection refused", found under the causes and the groups of errors anyio raises), else httpx's."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        cause = seen.pop(0)
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:200]
+        seen += [c for c in (cause.__cause__, cause.__context__) if c is not None]
+        if isinstance(cause, BaseExceptionGroup):
+            seen += list(cause.exceptions)
+    return (str(exc) or type(exc).__name__)[:200]
 
 
 async def run(ctx: Context) -> None:

@@ -131,6 +131,16 @@ class ServerProcess:
             self._log = None
         return code
 
+    def kill(self) -> None:
+        """SIGKILL (kill -9): no shutdown of any kind; ``start`` brings it back on the same port and data."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def restart(self) -> int | None:
         """Stop, then start again on the same port with the same data directory and environment."""
         code = self.stop()
