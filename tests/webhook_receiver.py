@@ -60,7 +60,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 record = Received({k.lower(): v for k, v in self.headers.items()}, body, self.path)
                 with receiver._lock:
@@ -77,7 +77,7 @@ class Receiver:
                     with receiver._lock:
                         receiver._in_flight[record.webhook_id] -= 1
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         server = ThreadingHTTPServer((HOST, self.port), Handler)
