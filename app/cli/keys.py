@@ -1,12 +1,14 @@
-"""`authmd keys`: the signing keys in the data directory (generate, rotate, list) and the hash of an
-introspection client secret for the config file. Times print in RFC 3339, like every operator verb."""
+"""`authmd keys`: the signing keys in the data directory (generate, rotate, list), the hash of an
+introspection client secret for the config file, and a new webhook signing secret. Times print in RFC 3339, like every operator verb."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import json
 import os
+import secrets
 import sys
 
 from app.cli.common import fail, server_options, settings_of
@@ -18,18 +20,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "generate     create the signing key when none exists (init is an alias)\n"
         "rotate       make a new current key (the old one stays published while its tokens live)\n"
         "list         the keys in the data directory\n"
-        "hash-secret  hash an introspection client secret for the config file"
+        "hash-secret  hash an introspection client secret for the config file\n"
+        "webhook-secret  a new webhook signing secret (whsec_…) for a [[webhooks]] entry"
     )
     p.epilog = (
         "examples:\n  authmd keys generate\n  authmd keys rotate --alg RS256\n  authmd keys list\n"
-        "  authmd keys hash-secret --stdin < secret.txt"
+        "  authmd keys hash-secret --stdin < secret.txt\n  authmd keys webhook-secret"
     )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     server_options(p)
     p.add_argument(
         "keys_cmd",
-        choices=["generate", "rotate", "list", "hash-secret", "init"],
-        metavar="{generate,rotate,list,hash-secret}",
+        choices=["generate", "rotate", "list", "hash-secret", "webhook-secret", "init"],
+        metavar="{generate,rotate,list,hash-secret,webhook-secret}",
     )
     p.add_argument("--alg", choices=["ES256", "RS256"], help="algorithm of the new key (rotate)")
     p.add_argument(
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(value, indent=2) if args.json else line)
         return 0
 
+    if args.keys_cmd == "webhook-secret":
+        # Standard Webhooks: whsec_ and the base64 of 24 to 64 random bytes; 32 here (HMAC-SHA256's size).
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        return done({"secret": secret}, secret)
     if args.keys_cmd == "hash-secret":
         secret = _read_secret(args.stdin)
         if secret is None:

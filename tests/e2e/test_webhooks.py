@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.common import IDENTITY, REVOKE, shared_env
-from tests.e2e.conftest import ServerProcess, StartServer, wait_until
+from tests.e2e.conftest import ROOT, ServerProcess, StartServer, wait_until
 from tests.e2e.test_admin import admin
 from tests.redis_servers import RedisServer
 from tests.webhook_receiver import Receiver, verify
@@ -77,7 +79,10 @@ def all_arrived(server: ServerProcess, receiver: Receiver, at_least: int) -> lis
 def test_every_event_arrives_signed_and_in_order_per_account(
     start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
 ) -> None:
-    secret = new_secret()
+    made = subprocess.run(
+        [sys.executable, "-m", "app", "keys", "webhook-secret"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    secret = made.stdout.strip()  # what an operator pastes into the [[webhooks]] entry
     config = write_config(tmp_path / "authmd.toml", receiver, secret)
     server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
     regs = [register(http, server, f"agent-{i}") for i in range(3)]
