@@ -1,5 +1,6 @@
 """`authmd keys`: the signing keys in the data directory (generate, rotate, list), the hash of an
-introspection client secret for the config file, and a new webhook signing secret. Times print in RFC 3339, like every operator verb."""
+introspection client secret for the config file, and a new webhook signing secret. Times print in RFC
+3339, like every operator verb."""
 
 from __future__ import annotations
 
