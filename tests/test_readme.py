@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -119,3 +120,19 @@ def test_ci_runs_the_gates_the_readme_names():
     gates = (ROOT / "scripts" / "check").read_text()
     for gate in ('ruff" check app tests', 'ruff" format --check app tests', 'mypy" --strict app'):
         assert gate in gates, gate
+
+
+def test_the_webhook_examples_are_real_bodies():
+    """Each JSON body in the Webhooks section is what app/webhooks/message.py sends for that event."""
+    from datetime import datetime
+
+    from app import events as ev
+    from app.webhooks import message
+
+    blocks = re.findall(r"```json\n(.+?)\n```", _section("Webhooks"), flags=re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        shown = json.loads(block)
+        at = datetime.fromisoformat(shown["timestamp"].replace("Z", "+00:00")).timestamp()
+        event = ev.decode(json.dumps({"type": shown["type"], "id": shown["id"], "at": at, **shown["data"]}))
+        assert json.loads(message.body(event)) == shown
