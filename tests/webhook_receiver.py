@@ -40,6 +40,7 @@ class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.status = 204
+        self.location: str | None = None  # sent with the answer (a redirect, when status is 3xx)
         self.held = threading.Event()  # cleared: requests wait (at most 30 s) until it is set
         self.held.set()
         self._lock = threading.Lock()
@@ -71,6 +72,8 @@ class Receiver:
                 try:
                     receiver.held.wait(30)
                     self.send_response(receiver.status)
+                    if receiver.location is not None:
+                        self.send_header("location", receiver.location)
                     self.send_header("content-length", "0")
                     self.end_headers()
                 finally:

@@ -255,3 +255,25 @@ def test_an_endpoint_that_keeps_failing_is_disabled_then_enabled(
     assert len(receiver.received()) > tried
     actions = admin(server, "events", "--type", "operator.action", "--json").json()
     assert [a["data"]["action"] for a in actions] == ["webhook.enable", "webhook.retry"]
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    elsewhere = Receiver().start()
+    try:
+        receiver.status, receiver.location = 307, elsewhere.url
+        config = write_config(tmp_path / "authmd.toml", receiver, new_secret(), webhook_max_attempts=10_000)
+        server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+        register(http, server, "agent")
+
+        def redirected() -> list[dict[str, Any]] | None:
+            found: list[dict[str, Any]] = admin(server, "webhooks", "deliveries", "--json").json()
+            return [d for d in found if d["attempts"] >= 2] or None
+
+        [head] = wait_until(redirected, 30, "the first delivery tried twice")
+        assert (head["status"], head["last_status"]) == ("pending", 307)
+        assert head["last_error"] == "HTTP 307 (redirects are not followed)"
+        assert elsewhere.received() == []
+    finally:
+        elsewhere.stop()
