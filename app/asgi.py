@@ -109,7 +109,9 @@ def create_app(
         await ctx.store.open()
         tasks: list[asyncio.Task[None]] = []
         if background:
-            tasks = [asyncio.create_task(job) for job in (run_sweeper(ctx), run_key_watch(ctx), webhooks.run(ctx))]
+            tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
+            if delivering := await webhooks.start(ctx):
+                tasks.append(delivering)
         try:
             yield
         finally:

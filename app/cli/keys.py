@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.keys_cmd == "webhook-secret":
         # Standard Webhooks: whsec_ and the base64 of 24 to 64 random bytes; 32 here (HMAC-SHA256's size).
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-        return done({"secret": secret}, secret)
+        made = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        return done({"secret": made}, made)
     if args.keys_cmd == "hash-secret":
         secret = _read_secret(args.stdin)
         if secret is None:

@@ -293,6 +293,7 @@ class EndpointState(msgspec.Struct, frozen=True, kw_only=True):
     """What the store keeps about a configured webhook endpoint (the rest is configuration)."""
 
     name: str
+    since: float | None = None  # first seen: the endpoint receives the events from then on
     disabled_at: float | None = None
     last_success_at: float | None = None
     last_failure_at: float | None = None
@@ -557,6 +558,11 @@ class Webhooks(Protocol):
     async def retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
         """A failed delivery is pending again, due now with no attempts counted, at the head of its queue
         (sent next). False if it is not failed."""
+
+    async def open_endpoints(self, names: Sequence[str], now: float) -> list[EndpointState]:
+        """Each named endpoint without a state gets one, ``since`` = ``now`` (an endpoint receives what
+        happens from when it was first configured, not the service's history); the states of the named
+        endpoints, in the order named."""
 
     async def endpoint_states(self) -> list[EndpointState]:
         """Every endpoint the store has a state for (one it never touched has none: enabled)."""

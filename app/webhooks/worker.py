@@ -47,7 +47,14 @@ class Worker:
         # one mid-send; a dead holder's deliveries go to another this long after it took them.
         self.lease_seconds = s.webhook_timeout_seconds + 5
         self.endpoints = {hook.label: hook for hook in s.webhooks}
+        self.since: dict[str, float] = {}
         self._trimmed = 0.0
+
+    async def open(self) -> None:
+        """Before the server takes requests: each endpoint's first-configured time, stored the first time
+        (an endpoint added to a running service receives what happens from then on, not its history)."""
+        states = await self.ctx.store.open_endpoints(list(self.endpoints), self.ctx.clock.now())
+        self.since = {state.name: state.since or 0.0 for state in states}
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -63,10 +70,9 @@ class Worker:
         return done
 
     async def fan_out(self) -> int:
-        """Every pending outbox becomes deliveries to the endpoints that want its events; then the outbox
-        is marked delivered. With no endpoint the outboxes are consumed all the same: an endpoint added
-        later receives what happens from then on, not the service's whole history."""
-        store, now, made = self.ctx.store, self.ctx.clock.now(), 0
+        """Every pending outbox becomes deliveries to the endpoints that want its events (those since the
+        endpoint was configured); then the outbox is marked delivered. How many outboxes it consumed."""
+        store, now, consumed = self.ctx.store, self.ctx.clock.now(), 0
         for account_id in await store.outboxes_with_pending(BATCH):
             events = await store.read_outbox(account_id, BATCH)
             if not events:
@@ -74,13 +80,14 @@ class Worker:
             deliveries = [
                 message.make(hook, event, now)
                 for event in events
-                for hook in self.endpoints.values()
-                if hook.wants(ev.type_of(event))
+                for name, hook in self.endpoints.items()
+                if hook.wants(ev.type_of(event)) and event.at >= self.since[name]
             ]
             if deliveries:
-                made += await store.add_deliveries(deliveries)
+                await store.add_deliveries(deliveries)
             await store.mark_delivered(account_id, events[-1].id)
-        return made
+            consumed += 1
+        return consumed
 
     async def send_due(self) -> int:
         store, now = self.ctx.store, self.ctx.clock.now()
@@ -169,10 +176,20 @@ def _reason(exc: httpx.HTTPError) -> str:
     return (str(exc) or type(exc).__name__)[:200]
 
 
-async def run(ctx: Context) -> None:
-    """Background task of each worker process: a round, then a pause of ``webhook_poll_seconds`` unless
-    the round found work (then the next round starts at once)."""
+async def start(ctx: Context) -> asyncio.Task[None] | None:
+    """The background task of a server process, when webhooks are configured (none otherwise: the
+    outboxes then wait, unread, and an endpoint configured later starts from its own first time)."""
+    if not ctx.settings.webhooks:
+        return None
     worker = Worker(ctx)
+    await worker.open()
+    return asyncio.create_task(run(worker))
+
+
+async def run(worker: Worker) -> None:
+    """A round, then a pause of ``webhook_poll_seconds`` unless the round found work (then the next
+    round starts at once)."""
+    ctx = worker.ctx
     try:
         while True:
             busy = 0

@@ -71,9 +71,13 @@ def arrived_ids(receiver: Receiver) -> set[str]:
     return {r.webhook_id for r in receiver.received()}
 
 
-def all_arrived(server: ServerProcess, receiver: Receiver, at_least: int) -> list[dict[str, Any]] | None:
+def all_arrived(
+    server: ServerProcess, receiver: Receiver, at_least: int, before: frozenset[str] = frozenset()
+) -> list[dict[str, Any]] | None:
+    """The store's events (once there are ``at_least``) if every one not in ``before`` has arrived."""
     events = store_events(server)
-    return events if len(events) >= at_least and {e["id"] for e in events} <= arrived_ids(receiver) else None
+    wanted = {e["id"] for e in events} - before
+    return events if len(events) >= at_least and wanted <= arrived_ids(receiver) else None
 
 
 def test_every_event_arrives_signed_and_in_order_per_account(
@@ -277,3 +281,19 @@ def test_a_redirect_is_a_failure_and_is_not_followed(
         assert elsewhere.received() == []
     finally:
         elsewhere.stop()
+
+
+def test_an_endpoint_added_later_receives_what_happens_from_then_on(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    server = start_server({"AUTHMD_POW_MODE": "off"})  # no webhooks yet: the outboxes wait, unread
+    register(http, server, "before")
+    history = frozenset(e["id"] for e in store_events(server))
+    server.stop()
+    config = write_config(tmp_path / "authmd.toml", receiver, new_secret())
+    server.overrides["AUTHMD_CONFIG"] = str(config)
+    server.start()
+    register(http, server, "after")
+    events = wait_until(lambda: all_arrived(server, receiver, 4, history), 30, "the new events")
+    assert arrived_ids(receiver) == {e["id"] for e in events} - history
+    assert len(arrived_ids(receiver)) == 2

@@ -212,3 +212,17 @@ async def test_racing_holders_never_lease_the_same_delivery(stores: StoreInstanc
     )
     taken = [d.id for batch in leases for d in batch]
     assert len(taken) == len(set(taken)) == 12
+
+
+async def test_an_endpoint_is_opened_once_and_keeps_its_first_time(store: Store) -> None:
+    first = await store.open_endpoints(["crm", "audit"], T0)
+    assert [(s.name, s.since, s.disabled_at) for s in first] == [("crm", T0, None), ("audit", T0, None)]
+    later = await store.open_endpoints(["audit", "new"], T0 + 50)
+    assert [(s.name, s.since) for s in later] == [("audit", T0), ("new", T0 + 50)]
+    assert sorted(s.name for s in await store.endpoint_states()) == ["audit", "crm", "new"]
+    # A state written by a delivery's outcome keeps the time the endpoint was opened.
+    await store.add_deliveries([delivery("e1")])
+    [e1] = await store.lease_deliveries(["crm"], T0 + 60, "i1", LEASE, 10)
+    assert await store.finish_delivery(sent(e1, T0 + 61), "i1")
+    [crm] = await store.open_endpoints(["crm"], T0 + 99)
+    assert (crm.since, crm.last_success_at) == (T0, T0 + 61)

@@ -48,6 +48,7 @@ WRITES = {
     "retry_delivery",
     "enable_endpoint",
     "trim_deliveries",
+    "open_endpoints",
 }
 # Reads, and the connection's life (open, close, ping change no state an account or a person sees).
 READS = {

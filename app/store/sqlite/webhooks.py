@@ -161,6 +161,18 @@ class SQLiteWebhooks(SQLiteBase):
     async def retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
         return await self._run(self._retry_delivery, delivery_id, now, events)
 
+    def _open_endpoints(self, names: Sequence[str], now: float) -> list[EndpointState]:
+        with self._write() as conn:
+            for name in names:
+                conn.execute(
+                    "INSERT OR IGNORE INTO webhook_endpoints (name, data) VALUES (?, ?)",
+                    (name, _ENCODE.encode(EndpointState(name=name, since=now))),
+                )
+            return [self._state(conn, name) for name in names]
+
+    async def open_endpoints(self, names: Sequence[str], now: float) -> list[EndpointState]:
+        return await self._run(self._open_endpoints, names, now)
+
     def _endpoint_states(self) -> list[EndpointState]:
         rows = self.conn.execute("SELECT data FROM webhook_endpoints ORDER BY name").fetchall()
         return [_STATE.decode(r[0]) for r in rows]
