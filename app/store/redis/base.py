@@ -56,6 +56,7 @@ UNAVAILABLE = (
 )
 _SCRIPTS = (
     "access_state",
+    "add_deliveries",
     "add_note",
     "check_code",
     "complete_claim",
@@ -64,8 +65,13 @@ _SCRIPTS = (
     "delete_account",
     "delete_note",
     "drop_outbox",
+    "enable_endpoint",
+    "endpoint_states",
+    "finish_delivery",
     "hit_windows",
+    "lease_deliveries",
     "link_login",
+    "list_deliveries",
     "mark_delivered",
     "put_delegation",
     "put_registration",
@@ -73,10 +79,12 @@ _SCRIPTS = (
     "read_notes",
     "read_outbox",
     "read_registrations",
+    "retry_delivery",
     "revoke_registration",
     "rotate_refresh",
     "save_claim",
     "set_not_before",
+    "trim_deliveries",
 )
 # Scripts that change an account write its events: the outbox prelude comes first (``_outbox.lua``).
 _EMITTING = {
@@ -84,12 +92,17 @@ _EMITTING = {
     "complete_claim",
     "create_registration",
     "delete_account",
+    "enable_endpoint",
+    "finish_delivery",
     "put_registration",
+    "retry_delivery",
     "revoke_registration",
     "rotate_refresh",
     "save_claim",
     "set_not_before",
 }
+# Scripts that move webhook queues share their helpers (``_webhooks.lua``, after the outbox prelude).
+_QUEUEING = {"add_deliveries", "enable_endpoint", "finish_delivery", "lease_deliveries", "retry_delivery"}
 SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
 
@@ -97,6 +110,8 @@ def _lua(name: str) -> tuple[str, str]:
     """(sha1, source) of one script; scripts run by EVALSHA and are loaded on NOSCRIPT."""
     folder = resources.files("app.store") / "lua"
     source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in _QUEUEING:
+        source = (folder / "_webhooks.lua").read_text(encoding="utf-8") + source
     if name in _EMITTING:
         source = (folder / "_outbox.lua").read_text(encoding="utf-8") + source
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(), source
