@@ -1,6 +1,7 @@
--- Leases up to ``limit`` due queue heads of the given endpoints to ``holder``, earliest due first (by the
--- due score, then seq); each leased queue is rescored to the lease's end, so nobody else is given it
--- meanwhile. Returns each leased delivery's hash (HGETALL).
+-- Leases up to ``limit`` due queue heads of the given endpoints to ``holder``, earliest due first: the
+-- first ``limit`` queues of each endpoint by due score, then by next_at and seq (SQLite's order; a head
+-- whose lease ran out keeps its place by next_at). Each leased queue is rescored to the lease's end, so
+-- nobody else is given it meanwhile. Returns each leased delivery's hash (HGETALL).
 -- KEYS: the due index of each endpoint
 -- ARGV: prefix, now, lease end, holder, limit, then the endpoint of each key
 local p, now, lease_end, holder, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -12,8 +13,8 @@ for i, due in ipairs(KEYS) do
     local account = page[j]
     local head = redis.call('LINDEX', queue_key(p, endpoint, account), 0)
     if head then
-      local seq = tonumber(redis.call('HGET', p .. 'd:' .. head, 'seq'))
-      found[#found + 1] = {endpoint, account, head, tonumber(page[j + 1]), seq}
+      local d = redis.call('HMGET', p .. 'd:' .. head, 'next_at', 'seq')
+      found[#found + 1] = {endpoint, account, head, tonumber(d[1]), tonumber(d[2])}
     else
       redis.call('ZREM', due, account)  -- an emptied queue's stale entry
     end

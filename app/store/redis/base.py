@@ -290,7 +290,7 @@ class RedisBase:
         return json.dumps(
             {
                 "a": account_id,
-                "k": self._a(account_id, "acct"),
+                "k": "" if account_id == ev.SERVICE else self._a(account_id, "acct"),
                 "t": OUTBOX_RETENTION_SECONDS * 1000,
                 "m": OUTBOX_MAXLEN,
                 "e": rows,
