@@ -20,3 +20,23 @@ local function rescore(p, endpoint, account)
   if at[2] and tonumber(at[2]) > tonumber(score) then score = at[2] end
   redis.call('ZADD', due, score, account)
 end
+
+-- The log's indexes, each delivery id by seq: every delivery (P..'log'), by endpoint ('log:e:'..EP),
+-- by status ('log:s:'..STATUS) and by both ('log:es:'..STATUS..':'..EP), so a filtered listing reads
+-- only what it returns. ``old``: the status it is indexed under (nil: not yet); ``new``: nil to drop it.
+local function log_index(p, id, seq, endpoint, old, new)
+  if old then
+    redis.call('ZREM', p .. 'log:s:' .. old, id)
+    redis.call('ZREM', p .. 'log:es:' .. old .. ':' .. endpoint, id)
+  else
+    redis.call('ZADD', p .. 'log', seq, id)
+    redis.call('ZADD', p .. 'log:e:' .. endpoint, seq, id)
+  end
+  if new then
+    redis.call('ZADD', p .. 'log:s:' .. new, seq, id)
+    redis.call('ZADD', p .. 'log:es:' .. new .. ':' .. endpoint, seq, id)
+  else
+    redis.call('ZREM', p .. 'log', id)
+    redis.call('ZREM', p .. 'log:e:' .. endpoint, id)
+  end
+end

@@ -6,7 +6,7 @@
 -- ARGV: prefix, holder, record JSON, status, attempts, next_at, created_at, attempt time or '', '1' to
 --       disable the endpoint or ''
 local p, holder, status, at = ARGV[1], ARGV[2], ARGV[4], ARGV[8]
-local d = redis.call('HMGET', KEYS[1], 'status', 'leased_by', 'endpoint', 'account')
+local d = redis.call('HMGET', KEYS[1], 'status', 'leased_by', 'endpoint', 'account', 'seq')
 if d[1] ~= 'pending' or d[2] ~= holder then return 0 end
 local id, endpoint, account = string.sub(KEYS[1], #p + 3), d[3], d[4]
 redis.call('HSET', KEYS[1], 'data', ARGV[3], 'status', status, 'attempts', ARGV[5], 'next_at', ARGV[6])
@@ -15,6 +15,7 @@ if status ~= 'pending' then
   -- Not necessarily the head: a manual retry may have been put before it while it was leased.
   redis.call('LREM', queue_key(p, endpoint, account), 1, id)
   redis.call('ZADD', KEYS[2], ARGV[7], id)
+  log_index(p, id, d[5], endpoint, 'pending', status)
 end
 rescore(p, endpoint, account)
 

@@ -35,11 +35,14 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
     wh:d:ID               hash: a delivery: ``data`` its record as JSON, endpoint, account, and the
                           fields scripts change (status, seq, attempts, next_at, leased_by,
                           leased_until), which win over ``data``
-    wh:q:EP:ACCOUNT       list: the ids of that queue's pending deliveries, in send order (head first)
+    wh:q:EP:ACCOUNT       list: the ids of that queue's pending deliveries, in send order (head first);
+                          account ids have no ":", so the pair is unambiguous
     wh:due:EP             sorted set: account id -> when that queue's head may next be leased (its
                           next_at, or its lease's end while leased); only non-empty queues
     wh:seq                string: the counter giving each delivery its seq
-    wh:log                sorted set: delivery id by seq (the log, listed newest first)
+    wh:log                sorted set: delivery id by seq (the log, listed newest first); beside it the
+                          same by endpoint (wh:log:e:EP), by status (wh:log:s:STATUS) and by both
+                          (wh:log:es:STATUS:EP), so a filtered page reads only what it returns
     wh:done               sorted set: delivered or failed delivery id by created_at (what trimming takes)
     wh:ep:EP              hash: an endpoint's state (disabled_at, last_success_at, last_failure_at;
                           absent = None)

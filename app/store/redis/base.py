@@ -101,8 +101,16 @@ _EMITTING = {
     "save_claim",
     "set_not_before",
 }
-# Scripts that move webhook queues share their helpers (``_webhooks.lua``, after the outbox prelude).
-_QUEUEING = {"add_deliveries", "enable_endpoint", "finish_delivery", "lease_deliveries", "retry_delivery"}
+# Scripts that move webhook queues or log entries share their helpers (``_webhooks.lua``, after the
+# outbox prelude).
+_QUEUEING = {
+    "add_deliveries",
+    "enable_endpoint",
+    "finish_delivery",
+    "lease_deliveries",
+    "retry_delivery",
+    "trim_deliveries",
+}
 SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
 

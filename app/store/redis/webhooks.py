@@ -61,7 +61,7 @@ class RedisWebhooks(RedisBase):
         for d in deliveries:
             stored = msgspec.structs.replace(d, seq=0, status="pending", leased_by=None, leased_until=None)
             args += [d.id, d.endpoint, d.account_id, _time(d.next_at), d.attempts, _ENCODE.encode(stored).decode()]
-        return int(await self._call("add_deliveries", [self._wh + "seq", self._wh + "log"], args))
+        return int(await self._call("add_deliveries", [self._wh + "seq"], args))
 
     async def lease_deliveries(
         self, endpoints: Sequence[str], now: float, holder: str, lease_seconds: float, limit: int
@@ -98,8 +98,14 @@ class RedisWebhooks(RedisBase):
     ) -> list[Delivery]:
         if limit <= 0:
             return []
-        args = [self._wh, f"({before}" if before else "+inf", endpoint or "", status or "", limit]
-        return [_delivery(_pairs(flat)) for flat in await self._call("list_deliveries", [self._wh + "log"], args)]
+        if endpoint is not None and status is not None:
+            index = f"log:es:{status}:{endpoint}"
+        elif endpoint is not None:
+            index = f"log:e:{endpoint}"
+        else:
+            index = "log" if status is None else f"log:s:{status}"
+        args = [self._wh, f"({before}" if before else "+inf", limit]
+        return [_delivery(_pairs(flat)) for flat in await self._call("list_deliveries", [self._wh + index], args)]
 
     async def retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
         keys = [self._wh + f"d:{delivery_id}", self._wh + "done"]
@@ -126,5 +132,4 @@ class RedisWebhooks(RedisBase):
     async def trim_deliveries(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        keys = [self._wh + "done", self._wh + "log"]
-        return int(await self._call("trim_deliveries", keys, [self._wh, _time(before), limit]))
+        return int(await self._call("trim_deliveries", [self._wh + "done"], [self._wh, _time(before), limit]))
