@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ("app/routes", "app/cli")
 
 # Store methods that change state: limits and marks, accounts and grants, people, sessions, the claim,
-# notes, expiry, delivery. A session is browser state, not an account's, but it is still written through
-# app/flows/session.py, so the rule holds without exceptions.
+# notes, expiry, delivery, webhooks (taking a lease too). A session is browser state, not an account's,
+# but it is still written through app/flows/session.py, so the rule holds without exceptions.
 WRITES = {
     "hit_windows",
     "consume_once",
@@ -42,6 +42,12 @@ WRITES = {
     "delete_note",
     "sweep",
     "mark_delivered",
+    "add_deliveries",
+    "lease_deliveries",
+    "finish_delivery",
+    "retry_delivery",
+    "enable_endpoint",
+    "trim_deliveries",
 }
 # Reads, and the connection's life (open, close, ping change no state an account or a person sees).
 READS = {
@@ -64,6 +70,9 @@ READS = {
     "events",
     "outboxes_with_pending",
     "read_outbox",
+    "get_delivery",
+    "list_deliveries",
+    "endpoint_states",
 }
 # The events of a grant's end, and the one module that makes them.
 END_EVENTS = {"RegistrationRevoked", "AccountDeleted", "OperatorAction"}
