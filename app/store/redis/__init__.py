@@ -31,7 +31,8 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
                           by a script in that slot (``drop_outbox``)
   P{a:service}:wh:...     webhooks (app/store/redis/webhooks.py), all in the slot of the service
                           pseudo-account (``app.events.SERVICE``), whose outbox their events go to,
-                          written by the same single-slot script:
+                          written by the same single-slot script (so one Cluster node serves all
+                          webhook traffic). The service has no account hash: its outbox persists.
     wh:d:ID               hash: a delivery: ``data`` its record as JSON, endpoint, account, and the
                           fields scripts change (status, seq, attempts, next_at, leased_by,
                           leased_until), which win over ``data``
