@@ -212,3 +212,20 @@ async def test_racing_holders_never_lease_the_same_delivery(stores: StoreInstanc
     )
     taken = [d.id for batch in leases for d in batch]
     assert len(taken) == len(set(taken)) == 12
+
+
+async def test_a_retry_while_the_next_one_is_in_flight_keeps_the_queue_whole(store: Store) -> None:
+    await store.add_deliveries([delivery("e1"), delivery("e2"), delivery("e3")])
+    [e1] = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
+    assert await store.finish_delivery(failed_once(e1, T0, T0, final=True), "i1")
+    [e2] = await store.lease_deliveries(["crm"], T0 + 1, "i1", LEASE, 10)
+    action = ev.new(ev.OperatorAction, T0, ev.SERVICE, None, operator="ada", action="webhook.retry", delivery_id=e1.id)
+    assert await store.retry_delivery(e1.id, T0 + 2, [action])
+    # e1 is the head again (sent next) while e2, no longer the head, is still in flight.
+    [again] = await store.lease_deliveries(["crm"], T0 + 2, "i2", LEASE, 10)
+    assert again.id == e1.id
+    assert await store.finish_delivery(sent(e2, T0 + 3), "i1")
+    assert await store.lease_deliveries(["crm"], T0 + 3, "i3", LEASE, 10) == []  # e1 still leased
+    assert await store.finish_delivery(sent(again, T0 + 4), "i2")
+    assert ids(await store.lease_deliveries(["crm"], T0 + 4, "i3", LEASE, 10)) == ["e3"]
+    assert ids(await store.list_deliveries(status="delivered")) == ["e2", "e1"]
