@@ -33,8 +33,8 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
                           pseudo-account (``app.events.SERVICE``), whose outbox their events go to,
                           written by the same single-slot script (so one Cluster node serves all
                           webhook traffic). The service has no account hash: its outbox persists.
-    wh:d:ID               hash: a delivery: ``data`` its record as JSON, endpoint, account, and the
-                          fields scripts change (status, seq, attempts, next_at, leased_by,
+    wh:d:ID               hash: a delivery: ``data`` its record as JSON, endpoint, account, created_at,
+                          and the fields scripts change (status, seq, attempts, next_at, leased_by,
                           leased_until), which win over ``data``
     wh:q:EP:ACCOUNT       list: the ids of that queue's pending deliveries, in send order (head first);
                           account ids have no ":", so the pair is unambiguous

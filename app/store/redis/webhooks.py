@@ -60,7 +60,8 @@ class RedisWebhooks(RedisBase):
         args: list[Any] = [self._wh]
         for d in deliveries:
             stored = msgspec.structs.replace(d, seq=0, status="pending", leased_by=None, leased_until=None)
-            args += [d.id, d.endpoint, d.account_id, _time(d.next_at), d.attempts, _ENCODE.encode(stored).decode()]
+            args += [d.id, d.endpoint, d.account_id, _time(d.next_at), d.attempts, _time(d.created_at)]
+            args.append(_ENCODE.encode(stored).decode())
         return int(await self._call("add_deliveries", [self._wh + "seq"], args))
 
     async def lease_deliveries(
@@ -83,7 +84,6 @@ class RedisWebhooks(RedisBase):
             done.status,
             done.attempts,
             _time(done.next_at),
-            _time(done.created_at),
             _time(done.last_attempt_at),
             "1" if disable else "",
         ]
