@@ -2,8 +2,8 @@
 -- service pseudo-account's slot under one prefix P (``P{a:service}:wh:``), passed by the caller: a
 -- delivery hash P..'d:'..id (its record as JSON in ``data``; beside it endpoint, account, created_at and
 -- the fields scripts change, as the caller wrote them: status, seq, attempts, next_at, leased_by,
--- leased_until), a queue list
--- P..'q:'..endpoint..':'..account of pending ids (head first) and the due index P..'due:'..endpoint.
+-- leased_until), a queue list P..'q:'..endpoint..':'..account of pending ids (head first) and the due
+-- index P..'due:'..endpoint.
 
 local function queue_key(p, endpoint, account) return p .. 'q:' .. endpoint .. ':' .. account end
 
