@@ -1,6 +1,7 @@
 """Webhooks on Redis: every key in the service pseudo-account's slot (see the key layout in
-app/store/redis/__init__.py), so each method is one single-slot script, and the three that write events
-write them to the service outbox, in that same slot, in the same script.
+app/store/redis/__init__.py), so each method is one single-slot step (a script; one command for
+``get_delivery``), and the three that write events write them to the service outbox, in that same slot,
+in the same script.
 
 A delivery is a hash: its record as msgspec JSON (``data``, written only here) beside the fields the
 scripts change (status, seq, attempts, next_at, leased_by, leased_until) as strings written here, which
