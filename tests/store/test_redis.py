@@ -3,6 +3,7 @@ reclaim space, outages as StoreUnavailable and recovery without reopening, AOF d
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
@@ -10,7 +11,7 @@ from redis.exceptions import ResponseError
 from app import events as ev
 from app.config import ConfigError
 from app.errors import StoreUnavailable
-from app.store.port import Account, Registration
+from app.store.port import Account, Delivery, Registration
 from app.store.redis import RedisStore, parse_redis_url
 from tests.redis_servers import RedisCluster, RedisServer
 
@@ -99,6 +100,30 @@ async def test_temporary_keys_carry_a_ttl_beyond_their_expiry_persistent_ones_no
                 assert ttl_ms == -1
         assert await store.consume_once("pow", "c1", T0 + 60, T0)
         assert int(redis_server.command("PTTL", "authmd:m:pow:c1")) > 60 * 1000
+    finally:
+        await store.close()
+
+
+async def test_the_service_outbox_persists_having_no_account_to_outlive(redis_server) -> None:
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        action = ev.new(
+            ev.OperatorAction, T0, ev.SERVICE, None, operator="ada", action="webhook.enable", endpoint="crm"
+        )
+        await store.add_deliveries(
+            [Delivery(id="d1", endpoint="crm", event_id="e1", event_type="t", account_id="a", body="{}", created_at=T0)]
+        )
+        [leased] = await store.lease_deliveries(["crm"], T0, "i1", 30, 1)
+        failed = msgspec.structs.replace(leased, status="failed", attempts=1, last_attempt_at=T0)
+        disabled = ev.new(
+            ev.WebhookEndpointDisabled, T0, ev.SERVICE, None, endpoint="crm", delivery_id="d1", attempts=1,
+            last_status=None, last_error="timed out",
+        )  # fmt: skip
+        assert await store.finish_delivery(failed, "i1", [disabled])
+        assert await store.enable_endpoint("crm", T0, [action])
+        assert await store.read_outbox(ev.SERVICE) == [disabled, action]
+        assert int(redis_server.command("PTTL", "authmd:{a:service}:events")) == -1
     finally:
         await store.close()
 

@@ -226,3 +226,48 @@ async def test_an_endpoint_is_opened_once_and_keeps_its_first_time(store: Store)
     assert await store.finish_delivery(sent(e1, T0 + 61), "i1")
     [crm] = await store.open_endpoints(["crm"], T0 + 99)
     assert (crm.since, crm.last_success_at) == (T0, T0 + 61)
+
+
+async def test_a_retry_while_the_next_one_is_in_flight_keeps_the_queue_whole(store: Store) -> None:
+    await store.add_deliveries([delivery("e1"), delivery("e2"), delivery("e3")])
+    [e1] = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
+    assert await store.finish_delivery(failed_once(e1, T0, T0, final=True), "i1")
+    [e2] = await store.lease_deliveries(["crm"], T0 + 1, "i1", LEASE, 10)
+    action = ev.new(ev.OperatorAction, T0, ev.SERVICE, None, operator="ada", action="webhook.retry", delivery_id=e1.id)
+    assert await store.retry_delivery(e1.id, T0 + 2, [action])
+    # e1 is the head again (sent next) while e2, no longer the head, is still in flight.
+    [again] = await store.lease_deliveries(["crm"], T0 + 2, "i2", LEASE, 10)
+    assert again.id == e1.id
+    assert await store.finish_delivery(sent(e2, T0 + 3), "i1")
+    assert await store.lease_deliveries(["crm"], T0 + 3, "i3", LEASE, 10) == []  # e1 still leased
+    assert await store.finish_delivery(sent(again, T0 + 4), "i2")
+    assert ids(await store.lease_deliveries(["crm"], T0 + 4, "i3", LEASE, 10)) == ["e3"]
+    assert ids(await store.list_deliveries(status="delivered")) == ["e2", "e1"]
+
+
+async def test_two_deliveries_giving_up_disable_once_with_one_event(store: Store) -> None:
+    await store.add_deliveries([delivery("e1"), delivery("f1", account_id="acct_2")])
+    leased = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
+    assert len(leased) == 2
+
+    def disabling(d: Delivery, at: float) -> ev.Event:
+        return ev.new(
+            ev.WebhookEndpointDisabled,
+            at,
+            ev.SERVICE,
+            None,
+            endpoint="crm",
+            delivery_id=d.id,
+            attempts=1,
+            last_status=None,
+            last_error="timed out",
+        )
+
+    for n, d in enumerate(leased):
+        assert await store.finish_delivery(failed_once(d, T0 + n, T0 + n, final=True), "i1", [disabling(d, T0 + n)])
+    [state] = await store.endpoint_states()
+    assert state.disabled_at == T0  # the first disabling's time
+    written = [e for e in await store.read_outbox(ev.SERVICE) if isinstance(e, ev.WebhookEndpointDisabled)]
+    assert [e.delivery_id for e in written] == [leased[0].id]
+    for d in leased:
+        assert (await store.get_delivery(d.id)).status == "failed"  # type: ignore[union-attr]

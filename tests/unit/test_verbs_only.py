@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ("app/routes", "app/cli")
 
 # Store methods that change state: limits and marks, accounts and grants, people, sessions, the claim,
-# notes, expiry, delivery. A session is browser state, not an account's, but it is still written through
-# app/flows/session.py, so the rule holds without exceptions.
+# notes, expiry, delivery, webhooks (taking a lease too). A session is browser state, not an account's,
+# but it is still written through app/flows/session.py, so the rule holds without exceptions.
 WRITES = {
     "hit_windows",
     "consume_once",

@@ -2,13 +2,14 @@
 -- outbox in the same script, so both land or neither (spec/events.md). The last three KEYS are the
 -- outbox stream, the index of outboxes (account id -> newest event's ms) and the index of outboxes with
 -- undelivered events (account id -> ms), the indexes of the account's own hash slot. ARGV[1] is taken off
--- here (the script's own ARGV then start at 1): {"a": account id, "k": account hash key, "t": retention ms,
--- "m": outbox max length, "e": [[ms, event id, body, attempt id or ''], ...]}.
+-- here (the script's own ARGV then start at 1): {"a": account id, "k": account hash key ('' for the
+-- service), "t": retention ms, "m": outbox max length, "e": [[ms, event id, body, attempt id or the
+-- event's type], ...]}.
 local OUTBOX = cjson.decode(table.remove(ARGV, 1))
 local OUTBOX_STREAM, OUTBOX_ALL, OUTBOX_PENDING = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 
--- ``counts``: a deletion's {registrations, notes}; ``only``: a set of attempt ids, to write only the
--- events about those attempts.
+-- ``counts``: a deletion's {registrations, notes}; ``only``: a set of attempt ids (or event types), to
+-- write only the events about those attempts (or of those types).
 local function emit(counts, only)
   local written = 0
   for _, e in ipairs(OUTBOX.e) do
@@ -24,9 +25,10 @@ local function emit(counts, only)
     end
   end
   if written == 0 then return end
-  -- The outbox outlives its account by the retention period: a deletion's event stays readable.
+  -- The outbox outlives its account by the retention period: a deletion's event stays readable. The
+  -- service pseudo-account (no account hash, k = '') is never deleted: its outbox persists.
   local sent = OUTBOX_STREAM .. ':sent'
-  local ttl = redis.call('PTTL', OUTBOX.k)
+  local ttl = OUTBOX.k == '' and -1 or redis.call('PTTL', OUTBOX.k)
   for _, key in ipairs({OUTBOX_STREAM, sent}) do
     if ttl == -1 then
       redis.call('PERSIST', key)

@@ -29,6 +29,25 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
                           the keys share the slot. A reader walks the 16384 slot indexes (one on a single
                           Redis, where ``T`` is ``o``). An entry whose outbox was reclaimed is dropped
                           by a script in that slot (``drop_outbox``)
+  P{a:service}:wh:...     webhooks (app/store/redis/webhooks.py), all in the slot of the service
+                          pseudo-account (``app.events.SERVICE``), whose outbox their events go to,
+                          written by the same single-slot script (so one Cluster node serves all
+                          webhook traffic). The service has no account hash: its outbox persists.
+    wh:d:ID               hash: a delivery: ``data`` its record as JSON, endpoint, account, created_at,
+                          and the fields scripts change (status, seq, attempts, next_at, leased_by,
+                          leased_until), which win over ``data``
+    wh:q:EP:ACCOUNT       list: the ids of that queue's pending deliveries, in send order (head first);
+                          account ids have no ":", so the pair is unambiguous
+    wh:due:EP             sorted set: account id -> when that queue's head may next be leased (its
+                          next_at, or its lease's end while leased); only non-empty queues
+    wh:seq                string: the counter giving each delivery its seq
+    wh:log                sorted set: delivery id by seq (the log, listed newest first); beside it the
+                          same by endpoint (wh:log:e:EP), by status (wh:log:s:STATUS) and by both
+                          (wh:log:es:STATUS:EP), so a filtered page reads only what it returns
+    wh:done               sorted set: delivered or failed delivery id by created_at (what trimming takes)
+    wh:ep:EP              hash: an endpoint's state (disabled_at, last_success_at, last_failure_at;
+                          absent = None)
+    wh:eps                set: the names of endpoints with a state
   P{audit}:seq, :log      the free-form audit trail of earlier versions (kept, no longer written)
   P{u:ID}:user            hash: a user (email, account id)
   P{u:ID}:owned           set: ids of accounts the user owns, added once the account exists (reads check
@@ -61,9 +80,12 @@ from app.store.redis.limits import RedisLimits
 from app.store.redis.marks import RedisMarks
 from app.store.redis.notes import RedisNotes
 from app.store.redis.people import RedisPeople
+from app.store.redis.webhooks import RedisWebhooks
 
 __all__ = ["RedisStore", "RedisURL", "parse_redis_url", "slot_tag"]
 
 
-class RedisStore(RedisLimits, RedisMarks, RedisGrants, RedisPeople, RedisClaims, RedisNotes, RedisEvents):
+class RedisStore(
+    RedisLimits, RedisMarks, RedisGrants, RedisPeople, RedisClaims, RedisNotes, RedisEvents, RedisWebhooks
+):
     """Every port on one Redis or Redis Cluster: each concern's module adds its methods to the shared base."""

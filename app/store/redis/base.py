@@ -56,6 +56,7 @@ UNAVAILABLE = (
 )
 _SCRIPTS = (
     "access_state",
+    "add_deliveries",
     "add_note",
     "check_code",
     "complete_claim",
@@ -64,19 +65,27 @@ _SCRIPTS = (
     "delete_account",
     "delete_note",
     "drop_outbox",
+    "enable_endpoint",
+    "endpoint_states",
+    "finish_delivery",
     "hit_windows",
+    "lease_deliveries",
     "link_login",
+    "list_deliveries",
     "mark_delivered",
+    "open_endpoints",
     "put_delegation",
     "put_registration",
     "read_claim",
     "read_notes",
     "read_outbox",
     "read_registrations",
+    "retry_delivery",
     "revoke_registration",
     "rotate_refresh",
     "save_claim",
     "set_not_before",
+    "trim_deliveries",
 )
 # Scripts that change an account write its events: the outbox prelude comes first (``_outbox.lua``).
 _EMITTING = {
@@ -84,11 +93,24 @@ _EMITTING = {
     "complete_claim",
     "create_registration",
     "delete_account",
+    "enable_endpoint",
+    "finish_delivery",
     "put_registration",
+    "retry_delivery",
     "revoke_registration",
     "rotate_refresh",
     "save_claim",
     "set_not_before",
+}
+# Scripts that move webhook queues or log entries share their helpers (``_webhooks.lua``, after the
+# outbox prelude).
+_QUEUEING = {
+    "add_deliveries",
+    "enable_endpoint",
+    "finish_delivery",
+    "lease_deliveries",
+    "retry_delivery",
+    "trim_deliveries",
 }
 SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
@@ -97,6 +119,8 @@ def _lua(name: str) -> tuple[str, str]:
     """(sha1, source) of one script; scripts run by EVALSHA and are loaded on NOSCRIPT."""
     folder = resources.files("app.store") / "lua"
     source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in _QUEUEING:
+        source = (folder / "_webhooks.lua").read_text(encoding="utf-8") + source
     if name in _EMITTING:
         source = (folder / "_outbox.lua").read_text(encoding="utf-8") + source
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(), source
@@ -270,12 +294,14 @@ class RedisBase:
                 body = json.dumps({k: v for k, v in fields.items() if k not in ("registrations", "notes")})
             else:
                 body = ev.encode(event).decode()
-            # The attempt an event is about, for scripts that write only those of attempts they end.
-            rows.append([str(ev.ms_of(event.id)), event.id, body, getattr(event, "attempt_id", None) or ""])
+            # What a script may pick events by: the attempt an event is about (a script writes only those
+            # of the attempts it ends), else the event's type.
+            key = getattr(event, "attempt_id", None) or ev.type_of(event)
+            rows.append([str(ev.ms_of(event.id)), event.id, body, key])
         return json.dumps(
             {
                 "a": account_id,
-                "k": self._a(account_id, "acct"),
+                "k": "" if account_id == ev.SERVICE else self._a(account_id, "acct"),
                 "t": OUTBOX_RETENTION_SECONDS * 1000,
                 "m": OUTBOX_MAXLEN,
                 "e": rows,
