@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -58,6 +59,23 @@ class IntrospectionClient(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
 
     client_id: str
     client_secret: Secret
+
+
+AdminScope = Literal["admin:read", "admin:write"]
+# An admin key's hash: SHA-256 of the whole key, in hex. Admin keys are random (256 bits), so one fast hash
+# suffices; a slow KDF here would let anyone burn the server's CPU with made-up keys.
+ADMIN_KEY_HASH = re.compile(r"sha256\$[0-9a-f]{64}")
+
+
+class AdminKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A key for the admin HTTP API (TOML ``[[admin_keys]]``), made by ``authmd keys admin-key``.
+
+    ``key_hash`` is ``sha256$<hex>``, never the key; ``scopes``: ``admin:read`` (GETs, validate) and/or
+    ``admin:write`` (revocations, claim confirmation); neither implies the other."""
+
+    name: str
+    key_hash: str
+    scopes: list[AdminScope]
 
 
 ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -152,6 +170,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
     introspection_checks_per_client: int = 20
     introspection_checks_per_source: int = 60
+    # The admin HTTP API (/admin/v1): its keys, and how many wrong keys one source may present per window.
+    admin_keys: list[AdminKey] = msgspec.field(default_factory=list)
+    admin_failures_per_source: int = 20
     # Provider-attested registration (ID-JAG) and security events
     providers: list[Provider] = msgspec.field(default_factory=list)
     identity_assertion_ttl_seconds: int = 3600
@@ -312,6 +333,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             "claim_max_live_attempts",
             "introspection_checks_per_client",
             "introspection_checks_per_source",
+            "admin_failures_per_source",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -357,6 +379,28 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                     f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
                     "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
                 )
+        check_admin_keys(self.admin_keys)
+
+
+def check_admin_keys(admin_keys: list[AdminKey]) -> None:
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for key in admin_keys:
+        where = f"admin_keys[{key.name}]"
+        if not key.name or not all(c.isalnum() or c in "-_." for c in key.name):
+            raise ConfigError(f"admin_keys: name {key.name!r} must be letters, digits, '-', '_' or '.'")
+        if key.name in names:
+            raise ConfigError(f"admin_keys: duplicate name {key.name!r}")
+        if not ADMIN_KEY_HASH.fullmatch(key.key_hash):
+            raise ConfigError(
+                f"{where}.key_hash: expected sha256$<64 hex digits> from `authmd keys admin-key`, never the key itself"
+            )
+        if key.key_hash in hashes:
+            raise ConfigError(f"{where}.key_hash: the same key as another entry (each key has one name)")
+        if not key.scopes:
+            raise ConfigError(f"{where}.scopes: name at least one of admin:read, admin:write")
+        names.add(key.name)
+        hashes.add(key.key_hash)
 
 
 def _check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
@@ -441,7 +485,7 @@ def _check_resource(resource: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
-_TABLE_LISTS = frozenset({"introspection_clients", "providers"})
+_TABLE_LISTS = frozenset({"introspection_clients", "providers", "admin_keys"})
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -509,6 +553,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name == "introspection_clients":
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        elif name == "admin_keys":
+            value = [{"name": k.name, "key_hash": "**********", "scopes": list(k.scopes)} for k in value]
         elif name == "providers":
             value = [msgspec.structs.asdict(p) for p in value]
         elif name == "store_url" and value:
