@@ -66,6 +66,7 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
         ("/oauth2/revoke", "post"): form,
         ("/oauth2/introspect", "post"): form,
         ("/agent/events", "post"): "application/secevent+jwt",
+        ("/admin/v1/credentials/validate", "post"): json_,
     }
     registration = paths["/tenant/agent/identity"]["post"]["requestBody"]["content"][json_]["schema"]
     assert registration["discriminator"]["propertyName"] == "type"
@@ -86,6 +87,9 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     assert components["Error400"]["properties"]["challenge"] == {"$ref": "#/components/schemas/Challenge"}
     assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
+    admin = [op for path, item in paths.items() if path.startswith("/tenant/admin/v1/") for op in item.values()]
+    assert len(admin) == 7 and all(op["security"] == [{"admin": []}] for op in admin)
+    assert doc["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
     no_unhandled_errors(server)
 
 
