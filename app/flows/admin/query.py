@@ -20,6 +20,7 @@ from app.store.port import Account, Registration, Store
 PAGE = 1000  # records per store call when walking the accounts or the events
 SCAN_ACCOUNTS = 10_000  # accounts one admin API request may walk
 SCAN_EVENTS = 10_000  # events one admin API request may read to fill a filtered page
+_EVENT_ID = re.compile(r"evt_[0-9a-f]{28}")  # app/events.py new_event_id
 _CURSOR = re.compile(r"(acct_[A-Za-z0-9_-]{1,64})\.((?:reg_[A-Za-z0-9_-]{1,64})?)")
 
 
@@ -146,6 +147,8 @@ async def registrations_page(
 async def events_page(store: Store, matches: Filter, after: str, limit: int) -> tuple[list[ev.Event], str | None]:
     """Up to ``limit`` matching events after the id ``after``, oldest first, reading at most
     ``SCAN_EVENTS``; the cursor is the id of the last event read when more may follow (None: the end)."""
+    if after and not _EVENT_ID.fullmatch(after):
+        raise AuthError("invalid_request", "after must be an event id (evt_…) or empty")
     found: list[ev.Event] = []
     read = 0
     while True:
