@@ -68,33 +68,29 @@ class RegistrationView(msgspec.Struct, kw_only=True):
     account_id: str
 
 
-class AccountSummary(msgspec.Struct, kw_only=True):
+class AccountFacts(msgspec.Struct, kw_only=True):
+    """What an account view shows of the account itself."""
+
     id: str
     kind: str
     created_at: str | None
     expires_at: str | None
     owner: str | None
     owner_email: str | None
+    notes: int
+    quota_notes: int
+    quota_note_bytes: int
+
+
+class AccountSummary(AccountFacts, kw_only=True):
     registrations: int
     active_registrations: int
-    notes: int
-    quota_notes: int
-    quota_note_bytes: int
 
 
-class AccountDetail(msgspec.Struct, kw_only=True):
+class AccountDetail(AccountFacts, kw_only=True):
     """An account with its registrations themselves (``AccountSummary`` counts them)."""
 
-    id: str
-    kind: str
-    created_at: str | None
-    expires_at: str | None
-    owner: str | None
-    owner_email: str | None
     registrations: list[RegistrationView]
-    notes: int
-    quota_notes: int
-    quota_note_bytes: int
 
 
 class UserView(msgspec.Struct, kw_only=True):
@@ -158,35 +154,27 @@ def registration_view(reg: Registration, claim: Claim | None, now: float) -> Reg
     )
 
 
+def _account_fields(account: Account, owner: User | None) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "kind": account.kind,
+        "created_at": iso(account.created_at),
+        "expires_at": iso(account.expires_at),
+        "owner": account.owner,
+        "owner_email": owner.email if owner else None,
+        "notes": account.note_count,
+        "quota_notes": account.quota_notes,
+        "quota_note_bytes": account.quota_note_bytes,
+    }
+
+
 def account_summary(account: Account, owner: User | None, regs: Sequence[Registration]) -> AccountSummary:
-    return AccountSummary(
-        id=account.id,
-        kind=account.kind,
-        created_at=iso(account.created_at),
-        expires_at=iso(account.expires_at),
-        owner=account.owner,
-        owner_email=owner.email if owner else None,
-        registrations=len(regs),
-        active_registrations=sum(status(r) == "active" for r in regs),
-        notes=account.note_count,
-        quota_notes=account.quota_notes,
-        quota_note_bytes=account.quota_note_bytes,
-    )
+    active = sum(status(r) == "active" for r in regs)
+    return AccountSummary(**_account_fields(account, owner), registrations=len(regs), active_registrations=active)
 
 
 def account_detail(account: Account, owner: User | None, regs: list[RegistrationView]) -> AccountDetail:
-    return AccountDetail(
-        id=account.id,
-        kind=account.kind,
-        created_at=iso(account.created_at),
-        expires_at=iso(account.expires_at),
-        owner=account.owner,
-        owner_email=owner.email if owner else None,
-        registrations=regs,
-        notes=account.note_count,
-        quota_notes=account.quota_notes,
-        quota_note_bytes=account.quota_note_bytes,
-    )
+    return AccountDetail(**_account_fields(account, owner), registrations=regs)
 
 
 def user_view(user: User) -> UserView:
