@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -199,6 +199,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         default_factory=lambda: ["service_auth", "identity_assertion"]
     )
     claim_max_live_attempts: int = 3
+    # The operator's own claim page: verification_uri points there (?claim_attempt_token=…), and that page
+    # confirms or denies through the admin API (README § Claims on the operator's own login).
+    claim_page_url: str | None = None
     session_ttl_seconds: int = 28_800
     refresh_token_ttl_seconds: int = 2_592_000
     refresh_grace_seconds: int = 60
@@ -213,9 +216,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     @property
     def claims_offered(self) -> bool:
-        """A human can claim when an OpenID Connect provider is configured, or in dev mode (where a
-        clearly labelled development sign-in stands in for it)."""
-        return self.oidc_issuer is not None or self.dev_mode
+        """A human can claim when an OpenID Connect provider or the operator's own claim page is
+        configured, or in dev mode (where a clearly labelled development sign-in stands in for it)."""
+        return self.oidc_issuer is not None or self.claim_page_url is not None or self.dev_mode
 
     @property
     def issuer_str(self) -> str:
@@ -369,6 +372,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
         if self.logo_url is not None:
             _check_logo(self.logo_url, self.dev_mode)
+        if self.claim_page_url is not None:
+            _check_claim_page(self.claim_page_url, self.dev_mode)
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -455,20 +460,32 @@ def _check_issuer(issuer: str) -> None:
 _LOGO_REFUSED = frozenset(" \"'<>\\;,`")
 
 
-def _check_logo(url: str, dev: bool) -> None:
-    """An absolute https URL (http too in dev mode) without credentials or characters that would break out
-    of the <img> attribute or the CSP header it is named in."""
+def _web_url(key: str, url: str, dev: bool) -> SplitResult:
+    """An absolute https URL (http too in dev mode) naming a host, without credentials or fragment."""
     try:
         parts = urlsplit(url)
         host, _ = parts.hostname, parts.port  # both raise on a malformed authority
     except ValueError:
-        raise ConfigError("logo_url: not a URL") from None
+        raise ConfigError(f"{key}: not a URL") from None
     if parts.scheme != "https" and not (dev and parts.scheme == "http"):
-        raise ConfigError("logo_url: must be an https URL (http only in dev mode)")
+        raise ConfigError(f"{key}: must be an https URL (http only in dev mode)")
     if not host or "@" in parts.netloc or parts.fragment:
-        raise ConfigError("logo_url: must name a host, without credentials or fragment")
+        raise ConfigError(f"{key}: must name a host, without credentials or fragment")
+    return parts
+
+
+def _check_logo(url: str, dev: bool) -> None:
+    """A web URL without characters that would break out of the <img> attribute or the CSP header it is
+    named in."""
+    _web_url("logo_url", url, dev)
     if any(c in _LOGO_REFUSED or not 0x21 <= ord(c) <= 0x7E for c in url):
         raise ConfigError("logo_url: only printable ASCII, without quotes, spaces, angle brackets, ';' or ','")
+
+
+def _check_claim_page(url: str, dev: bool) -> None:
+    """Where humans open a claim link: a web URL, to whose query the attempt token is added."""
+    if "claim_attempt_token" in _web_url("claim_page_url", url, dev).query:
+        raise ConfigError("claim_page_url: authmd adds claim_attempt_token itself; leave it out of the URL")
 
 
 def _check_resource(resource: str) -> None:

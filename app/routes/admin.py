@@ -20,6 +20,7 @@ from app.config import AdminScope
 from app.context import Context
 from app.errors import AuthError
 from app.flows.admin import act, credentials, keys, query, views
+from app.flows.claim import external
 from app.routes.errors import challenge_header
 from app.routes.http import ctx_of, json_body, json_response, source_of
 from app.store.port import Account
@@ -206,6 +207,31 @@ async def list_events(
     return json_response(views.EventList(data=data, next_cursor=next_cursor), no_store=True)
 
 
+# Claims confirmed by the operator's own login (claim_page_url): the attempt token only ever in a body.
+
+
+@post("/claim-attempts/lookup", guards=[requires("admin:write")], status_code=200)
+async def claim_attempt_lookup(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """What the human must see before deciding: the agent, the scopes now and after, the expiry."""
+    body = await json_body(request, external.AttemptToken)
+    return json_response(await external.lookup(ctx_of(request), body.claim_attempt_token), no_store=True)
+
+
+@post("/claim-attempts/confirm", guards=[requires("admin:write")], status_code=200)
+async def claim_attempt_confirm(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The human the operator's login signed in authorizes: the code to read back to the agent."""
+    body = await json_body(request, external.ConfirmRequest)
+    return json_response(await external.confirm(ctx_of(request), body.claim_attempt_token, body.user), no_store=True)
+
+
+@post("/claim-attempts/deny", guards=[requires("admin:write")], status_code=200)
+async def claim_attempt_deny(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """ "This wasn't me": the claim is denied and the registration revoked."""
+    body = await json_body(request, external.AttemptToken)
+    decided = await external.deny(ctx_of(request), body.claim_attempt_token, _operator(request))
+    return json_response(decided, no_store=True)
+
+
 HANDLERS = [
     list_registrations,
     show_registration,
@@ -214,6 +240,9 @@ HANDLERS = [
     revoke_account,
     validate_credential,
     list_events,
+    claim_attempt_lookup,
+    claim_attempt_confirm,
+    claim_attempt_deny,
 ]
 
 

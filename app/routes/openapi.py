@@ -31,6 +31,7 @@ from app.context import Context
 from app.errors import STATUS
 from app.flows.admin import views as admin
 from app.flows.admin.credentials import CredentialCheck, ValidateRequest
+from app.flows.claim import external
 from app.routes.http import FORM, JSON
 from app.routes.identity import RFC8935_CODES, SECEVENT_JWT
 
@@ -41,6 +42,7 @@ BODY = (400, 413, 415, 500, 503)  # any operation that reads a body; 503: the st
 STORE = (500, 503)
 ADMIN = "/admin/v1"
 ADMIN_READ = (400, 401, 403, 429, *STORE)  # 400: a query parameter out of its range
+CLAIM_ADMIN = (401, 403, 409, 410, 429)  # 409/410: the claim is done, expired or revoked
 
 
 class Op(NamedTuple):
@@ -85,6 +87,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         {200: CredentialCheck}, (*BODY, *ADMIN_READ), (JSON, ValidateRequest), "admin"
     ),
     ("GET", ADMIN + "/events"): Op({200: admin.EventList}, ADMIN_READ, security="admin"),
+    ("POST", ADMIN + "/claim-attempts/lookup"): Op(
+        {200: external.ClaimAttemptFacts}, (*BODY, *CLAIM_ADMIN), (JSON, external.AttemptToken), "admin"
+    ),
+    ("POST", ADMIN + "/claim-attempts/confirm"): Op(
+        {200: external.ClaimDecision}, (*BODY, *CLAIM_ADMIN), (JSON, external.ConfirmRequest), "admin"
+    ),
+    ("POST", ADMIN + "/claim-attempts/deny"): Op(
+        {200: external.ClaimDecision}, (*BODY, *CLAIM_ADMIN), (JSON, external.AttemptToken), "admin"
+    ),
     ("GET", "/healthz"): Op({200: wire.Health}, (500,)),
     ("GET", "/readyz"): Op({200: wire.Health}, STORE),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -68,6 +69,9 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
         ("/oauth2/introspect", "post"): form,
         ("/agent/events", "post"): "application/secevent+jwt",
         ("/admin/v1/credentials/validate", "post"): json_,
+        ("/admin/v1/claim-attempts/lookup", "post"): json_,
+        ("/admin/v1/claim-attempts/confirm", "post"): json_,
+        ("/admin/v1/claim-attempts/deny", "post"): json_,
     }
     registration = paths["/tenant/agent/identity"]["post"]["requestBody"]["content"][json_]["schema"]
     assert registration["discriminator"]["propertyName"] == "type"
@@ -89,7 +93,7 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
     admin = [op for path, item in paths.items() if path.startswith("/tenant/admin/v1/") for op in item.values()]
-    assert len(admin) == 7 and all(op["security"] == [{"admin": []}] for op in admin)
+    assert len(admin) == 10 and all(op["security"] == [{"admin": []}] for op in admin)
     assert doc["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
     no_unhandled_errors(server)
 
@@ -175,7 +179,11 @@ def test_every_answer_of_a_real_journey_conforms(
         call("POST", "/agent/identity/claim", json={"type": "service_auth", "claim_token": claim_token})  # 409
 
         service = {"type": "service_auth", "login_hint": "grace@example.com"}
-        assert "attempt" in call("POST", "/agent/identity", json=service).json()["claim"]
+        graces = call("POST", "/agent/identity", json=service).json()["claim"]
+        link = unquote(unquote(graces["attempt"]["verification_uri"]))
+        found = re.search(r"claim_attempt_token=(cvt_[^&]+)", link)
+        assert found is not None, link
+        attempt_token = {"claim_attempt_token": found[1]}
         call("POST", "/oauth2/revoke", data={"token": token})
         assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json() == {"active": False}
         call("POST", "/agent/events", content=b"not-a-set", headers={"Content-Type": "application/secevent+jwt"})
@@ -204,6 +212,16 @@ def test_every_answer_of_a_real_journey_conforms(
         call("GET", "/admin/v1/events?type=operator.*", "/admin/v1/events", headers=ro)
         call("GET", "/admin/v1/events", headers=bearer(token))  # 401: an agent's token is not an admin key
         call("GET", "/admin/v1/accounts/acct_none", "/admin/v1/accounts/{account_id}", headers=ro)  # 404
+        claims = "/admin/v1/claim-attempts"
+        assert (
+            call("POST", f"{claims}/lookup", json=attempt_token, headers=ops).json()["login_hint"]
+            == "grace@example.com"
+        )
+        grace = {**attempt_token, "user": {"email": "grace@example.com", "external_id": "g-1"}}
+        assert call("POST", f"{claims}/confirm", json=grace, headers=ops).json()["status"] == "confirmed"
+        call("POST", f"{claims}/confirm", json={**grace, "user": {"email": "eve@example.com"}}, headers=ops)  # 400
+        assert call("POST", f"{claims}/deny", json=attempt_token, headers=ops).json()["status"] == "denied"
+        call("POST", f"{claims}/lookup", json=attempt_token, headers=ops)  # the claim was denied
 
     statuses = {status for _, _, status in call.seen}
     assert {200, 201, 400, 401, 403, 404, 409} <= statuses, call.seen
