@@ -301,3 +301,18 @@ async def test_an_expired_attempt_is_refused(harness_factory: HarnessFactory) ->
             r = await h.client.post(f"{CLAIM}/{action}", json={**body, **extra}, headers=bearer(WRITER))
             assert r.status_code in (400, 410), r.text
             assert r.json()["error"] in ("claim_expired", "invalid_claim")
+
+
+@pytest.mark.anyio
+async def test_the_link_keeps_the_pages_own_query_and_auth_md_says_where_humans_sign_in(
+    harness_factory: HarnessFactory,
+) -> None:
+    async with harness_factory(claim_page_url="https://app.example.com/agents/claim?from=agent") as h:
+        reg = await h.agent().register()
+        started = await h.client.post(
+            "/agent/identity/claim", json={"type": "service_auth", "claim_token": reg["claim"]["token"]}
+        )
+        link = started.json()["attempt"]["verification_uri"]
+        assert link.startswith("https://app.example.com/agents/claim?from=agent&claim_attempt_token=cvt_")
+        contract = (await h.client.get("/auth.md")).text
+        assert "They sign in\n   on this service's own site" in contract
