@@ -218,8 +218,10 @@ def test_no_key_a_wrong_key_and_an_agents_token_get_401_then_the_source_is_throt
             r = http.get(url, headers=bearer(key))
             body = assert_error(r, 429, "rate_limit_exceeded")
             assert int(r.headers["retry-after"]) >= 1 and body["retry_after"] == int(r.headers["retry-after"])
-        # The API the agents use is not throttled by the admin API's failures.
+        # The API the agents use is not throttled by the admin API's failures, and an admin key is no
+        # agent's token there.
         assert notes_status(http, server, token) == 200
+        assert notes_status(http, server, WRITER) == 401
     assert len(re.findall(r"authmd\.admin admin key=- GET \S+ -> 401", server.read_log())) == 1 + len(wrong)
 
 
