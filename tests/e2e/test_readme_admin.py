@@ -1,6 +1,6 @@
 """The README's admin API section, run as written: its `authmd keys admin-key` command makes the key
-the server is configured with, and each of its `curl` commands runs against that server (bash, real
-curl) and answers with the fields and values the README shows."""
+the server is configured with, and each of its `curl` commands (the operator's claim page's too) runs
+against that server (bash, real curl) and answers with the fields and values the README shows."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ README = (ROOT / "README.md").read_text()
 README_ORIGIN = "http://127.0.0.1:8000"
 # Values the README shows that must come back as shown (ids and times differ from run to run).
 CHECKED = re.compile(
-    r'"(error|active|kind|type|status|operator|by|account_type|next_cursor)":("[^"…]*"|true|false|null)'
+    r'"(error|active|kind|type|status|operator|by|account_type|next_cursor|login_hint|agent_name)":("[^"…]*"|true|false|null)'
 )
 
 
@@ -43,8 +43,29 @@ def blocks() -> list[list[tuple[str, list[str]]]]:
     return found
 
 
+def run_as_shown(calls: list[tuple[str, list[str]]], origin: str, env: dict[str, str]) -> None:
+    """Each curl of a block answers one JSON value with the fields and the values the README shows."""
+    for command, shown in calls:
+        assert command.startswith("curl "), command
+        run = subprocess.run(
+            ["bash", "-c", command.replace(README_ORIGIN, origin)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert run.returncode == 0, (command, run.stderr)
+        assert isinstance(json.loads(run.stdout), dict), run.stdout
+        expected = " ".join(shown)
+        for name in re.findall(r'"(\w+)":', expected):
+            assert f'"{name}":' in run.stdout, (command, name, run.stdout)
+        for name, value in CHECKED.findall(expected):
+            assert f'"{name}":{value}' in run.stdout, (command, name, value, run.stdout)
+
+
 def test_the_readme_admin_api_examples_run_as_written(start_server: StartServer, tmp_path: Path) -> None:
-    keygen, calls = blocks()
+    keygen, calls, claim_calls = blocks()
     [(command, shown)] = keygen
     argv = shlex.split(command)
     assert argv[0] == "authmd"
@@ -59,27 +80,19 @@ def test_the_readme_admin_api_examples_run_as_written(start_server: StartServer,
     ]
     config = tmp_path / "authmd.toml"
     config.write_text(entry)
-    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+    page = "http://127.0.0.1:9/claim"  # the product's page: never opened here, the test plays it
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", "AUTHMD_CLAIM_PAGE_URL": page})
     with httpx.Client(timeout=10.0) as http:
         reg = register(http, server, "demo")
         token = access_token(http, server, reg["identity"]["assertion"])
     env = {**os.environ, "ADMIN_KEY": key.group(1), "TOKEN": token, "REG": reg["id"]}
-    assert len(calls) >= 5
-    for command, shown in calls:
-        assert command.startswith("curl "), command
-        run = subprocess.run(
-            ["bash", "-c", command.replace(README_ORIGIN, server.origin)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert run.returncode == 0, (command, run.stderr)
-        body = json.loads(run.stdout)  # the whole answer is one JSON value, as the README shows
-        expected = " ".join(shown)
-        for name in re.findall(r'"(\w+)":', expected):
-            assert f'"{name}":' in run.stdout, (command, name, run.stdout)
-        for name, value in CHECKED.findall(expected):
-            assert f'"{name}":{value}' in run.stdout, (command, name, value, run.stdout)
-        assert isinstance(body, dict)
+    assert len(calls) >= 5 and len(claim_calls) == 4
+    run_as_shown(calls, server.origin, env)
+
+    # The operator's own claim page: an attempt bound to ada, looked up, refused for grace, confirmed, denied.
+    with httpx.Client(timeout=10.0) as http:
+        other = register(http, server, "demo")
+        body = {"type": "service_auth", "claim_token": other["claim"]["token"], "login_hint": "ada@example.com"}
+        link = http.post(f"{server.issuer}/agent/identity/claim", json=body).json()["attempt"]["verification_uri"]
+    assert link.startswith("http://127.0.0.1:9/claim?claim_attempt_token=cvt_")
+    run_as_shown(claim_calls, server.origin, {**env, "ATTEMPT": link.partition("=")[2]})
