@@ -364,7 +364,7 @@ class Admin:
     async def _registration_account(self, registration_id: str) -> Account:
         """The live account holding a registration, found by walking every account (an operator's
         occasional look-up, unbounded here; --account skips it)."""
-        reg = await query.find_registration(self.store, registration_id, self.now, max_accounts=None)
+        reg = await query.find_registration(self.store, registration_id, self.now, bounded=False)
         account = None if reg is None else await self.store.get_account(reg.account_id, self.now)
         if account is None:
             raise Exit(NOT_FOUND, f"no live registration {registration_id}")

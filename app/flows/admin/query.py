@@ -57,16 +57,16 @@ async def accounts_from(store: Store, after: str | None, now: float) -> AsyncIte
 
 
 async def find_registration(
-    store: Store, registration_id: str, now: float, *, max_accounts: int | None = SCAN_ACCOUNTS
+    store: Store, registration_id: str, now: float, *, bounded: bool = True
 ) -> Registration | None:
-    """The live registration with this id, wherever it is (a walk of at most ``max_accounts`` accounts;
-    None for no bound). Raises ``not_found`` naming the bound when the walk stopped at it."""
+    """The live registration with this id, wherever it is (a walk of at most ``SCAN_ACCOUNTS`` accounts
+    when ``bounded``). Raises ``not_found`` naming the bound when the walk stopped at it."""
     walked = 0
     async for account in accounts_from(store, None, now):
-        if max_accounts is not None and walked >= max_accounts:
+        if bounded and walked >= SCAN_ACCOUNTS:
             raise AuthError(
                 "not_found",
-                f"no registration {registration_id} among the first {max_accounts} accounts",
+                f"no registration {registration_id} among the first {SCAN_ACCOUNTS} accounts",
                 "Pass the registration's account as ?account= to look it up directly.",
             )
         walked += 1
