@@ -3,7 +3,8 @@
 cookie login) which drives the admin API: lookup, confirm (the human's code) or deny. The agent
 completes with the official client, unchanged. Failure paths: a bad token, a mismatched login_hint, a
 read-only key, confirm twice (by the same person: a new code; by another: refused), deny then complete,
-confirm after the claim landed; and an expired attempt (in process, moving the clock)."""
+confirm after the claim landed, on SQLite and Redis; and an expired attempt (in process, moving the
+clock)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from app.tokens import admin_key_hash, new_admin_key
 from tests.conftest import HarnessFactory
 from tests.e2e.common import assert_error, bearer
 from tests.e2e.conftest import HOST, ServerProcess, StartServer
+from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +123,15 @@ def product() -> Iterator[Product]:
     p.thread.join()
 
 
-def serve(start_server: StartServer, tmp_path: Path, product: Product) -> ServerProcess:
+@pytest.fixture(params=["sqlite", "redis"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    redis: RedisServer = request.getfixturevalue("shared_redis")
+    return {"AUTHMD_STORE_URL": f"{redis.url}?prefix=opl{secrets.token_hex(4)}:"}
+
+
+def serve(start_server: StartServer, tmp_path: Path, product: Product, store_env: dict[str, str]) -> ServerProcess:
     config = tmp_path / "authmd.toml"
     config.write_text(
         f'[[admin_keys]]\nname = "product"\nkey_hash = "{admin_key_hash(WRITER)}"\n'
@@ -129,7 +139,12 @@ def serve(start_server: StartServer, tmp_path: Path, product: Product) -> Server
         f'[[admin_keys]]\nname = "viewer"\nkey_hash = "{admin_key_hash(READER)}"\nscopes = ["admin:read"]\n'
     )
     server = start_server(
-        {"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", "AUTHMD_CLAIM_PAGE_URL": f"{product.url}/claim"}
+        {
+            "AUTHMD_CONFIG": str(config),
+            "AUTHMD_POW_MODE": "off",
+            "AUTHMD_CLAIM_PAGE_URL": f"{product.url}/claim",
+            **store_env,
+        }
     )
     product.authmd = server.issuer
     return server
@@ -169,9 +184,13 @@ def agent_for() -> Iterator[Callable[[ServerProcess], AgentSide]]:
 
 
 def test_the_product_signs_the_human_in_and_the_agent_completes_unchanged(
-    start_server: StartServer, tmp_path: Path, product: Product, agent_for: Callable[[ServerProcess], AgentSide]
+    start_server: StartServer,
+    tmp_path: Path,
+    product: Product,
+    agent_for: Callable[[ServerProcess], AgentSide],
+    store_env: dict[str, str],
 ) -> None:
-    server = serve(start_server, tmp_path, product)
+    server = serve(start_server, tmp_path, product, store_env)
     agent = agent_for(server)
     reg = agent.register()
     link = agent.start(reg, "ada@example.com")
@@ -221,9 +240,13 @@ def test_the_product_signs_the_human_in_and_the_agent_completes_unchanged(
 
 
 def test_failure_paths_of_the_operators_claim_page(
-    start_server: StartServer, tmp_path: Path, product: Product, agent_for: Callable[[ServerProcess], AgentSide]
+    start_server: StartServer,
+    tmp_path: Path,
+    product: Product,
+    agent_for: Callable[[ServerProcess], AgentSide],
+    store_env: dict[str, str],
 ) -> None:
-    server = serve(start_server, tmp_path, product)
+    server = serve(start_server, tmp_path, product, store_env)
     agent = agent_for(server)
     with httpx.Client(timeout=10.0) as http:
 
