@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -62,6 +62,23 @@ class IntrospectionClient(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
 
     client_id: str
     client_secret: Secret
+
+
+AdminScope = Literal["admin:read", "admin:write"]
+# An admin key's hash: SHA-256 of the whole key, in hex. Admin keys are random (256 bits), so one fast hash
+# suffices; a slow KDF here would let anyone burn the server's CPU with made-up keys.
+ADMIN_KEY_HASH = re.compile(r"sha256\$[0-9a-f]{64}")
+
+
+class AdminKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A key for the admin HTTP API (TOML ``[[admin_keys]]``), made by ``authmd keys admin-key``.
+
+    ``key_hash`` is ``sha256$<hex>``, never the key; ``scopes``: ``admin:read`` (GETs, validate) and/or
+    ``admin:write`` (revocations, claim confirmation); neither implies the other."""
+
+    name: str
+    key_hash: str
+    scopes: list[AdminScope]
 
 
 ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -187,6 +204,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
     introspection_checks_per_client: int = 20
     introspection_checks_per_source: int = 60
+    # The admin HTTP API (/admin/v1): its keys, and how many wrong keys one source may present per window.
+    admin_keys: list[AdminKey] = msgspec.field(default_factory=list)
+    admin_failures_per_source: int = 20
     # Provider-attested registration (ID-JAG) and security events
     providers: list[Provider] = msgspec.field(default_factory=list)
     identity_assertion_ttl_seconds: int = 3600
@@ -213,6 +233,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         default_factory=lambda: ["service_auth", "identity_assertion"]
     )
     claim_max_live_attempts: int = 3
+    # The operator's own claim page: verification_uri points there (?claim_attempt_token=…), and that page
+    # confirms or denies through the admin API (README § Claims on the operator's own login).
+    claim_page_url: str | None = None
     session_ttl_seconds: int = 28_800
     refresh_token_ttl_seconds: int = 2_592_000
     refresh_grace_seconds: int = 60
@@ -227,9 +250,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     @property
     def claims_offered(self) -> bool:
-        """A human can claim when an OpenID Connect provider is configured, or in dev mode (where a
-        clearly labelled development sign-in stands in for it)."""
-        return self.oidc_issuer is not None or self.dev_mode
+        """A human can claim when an OpenID Connect provider or the operator's own claim page is
+        configured, or in dev mode (where a clearly labelled development sign-in stands in for it)."""
+        return self.oidc_issuer is not None or self.claim_page_url is not None or self.dev_mode
 
     @property
     def issuer_str(self) -> str:
@@ -347,6 +370,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             "claim_max_live_attempts",
             "introspection_checks_per_client",
             "introspection_checks_per_source",
+            "admin_failures_per_source",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -382,6 +406,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             raise ConfigError("tls_cert_file and tls_key_file: set both or neither")
         if self.logo_url is not None:
             _check_logo(self.logo_url, self.dev_mode)
+        if self.claim_page_url is not None:
+            _check_claim_page(self.claim_page_url, self.dev_mode)
         self._validate_webhooks()
         seen: set[str] = set()
         for client in self.introspection_clients:
@@ -393,6 +419,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                     f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
                     "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
                 )
+        check_admin_keys(self.admin_keys)
 
     def _validate_webhooks(self) -> None:
         names: set[str] = set()
@@ -407,6 +434,27 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             raise ConfigError("webhook_retry_base_seconds: must be positive and at most webhook_retry_max_seconds")
         if self.webhook_max_attempts < 1 or self.webhook_log_days < 1:
             raise ConfigError("webhook_max_attempts and webhook_log_days: must be at least 1")
+
+
+def check_admin_keys(admin_keys: list[AdminKey]) -> None:
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for key in admin_keys:
+        where = f"admin_keys[{key.name}]"
+        if not key.name or not all(c.isalnum() or c in "-_." for c in key.name):
+            raise ConfigError(f"admin_keys: name {key.name!r} must be letters, digits, '-', '_' or '.'")
+        if key.name in names:
+            raise ConfigError(f"admin_keys: duplicate name {key.name!r}")
+        if not ADMIN_KEY_HASH.fullmatch(key.key_hash):
+            raise ConfigError(
+                f"{where}.key_hash: expected sha256$<64 hex digits> from `authmd keys admin-key`, never the key itself"
+            )
+        if key.key_hash in hashes:
+            raise ConfigError(f"{where}.key_hash: the same key as another entry (each key has one name)")
+        if not key.scopes:
+            raise ConfigError(f"{where}.scopes: name at least one of admin:read, admin:write")
+        names.add(key.name)
+        hashes.add(key.key_hash)
 
 
 _WEBHOOK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -498,20 +546,32 @@ def _check_issuer(issuer: str) -> None:
 _LOGO_REFUSED = frozenset(" \"'<>\\;,`")
 
 
-def _check_logo(url: str, dev: bool) -> None:
-    """An absolute https URL (http too in dev mode) without credentials or characters that would break out
-    of the <img> attribute or the CSP header it is named in."""
+def _web_url(key: str, url: str, dev: bool) -> SplitResult:
+    """An absolute https URL (http too in dev mode) naming a host, without credentials or fragment."""
     try:
         parts = urlsplit(url)
         host, _ = parts.hostname, parts.port  # both raise on a malformed authority
     except ValueError:
-        raise ConfigError("logo_url: not a URL") from None
+        raise ConfigError(f"{key}: not a URL") from None
     if parts.scheme != "https" and not (dev and parts.scheme == "http"):
-        raise ConfigError("logo_url: must be an https URL (http only in dev mode)")
+        raise ConfigError(f"{key}: must be an https URL (http only in dev mode)")
     if not host or "@" in parts.netloc or parts.fragment:
-        raise ConfigError("logo_url: must name a host, without credentials or fragment")
+        raise ConfigError(f"{key}: must name a host, without credentials or fragment")
+    return parts
+
+
+def _check_logo(url: str, dev: bool) -> None:
+    """A web URL without characters that would break out of the <img> attribute or the CSP header it is
+    named in."""
+    _web_url("logo_url", url, dev)
     if any(c in _LOGO_REFUSED or not 0x21 <= ord(c) <= 0x7E for c in url):
         raise ConfigError("logo_url: only printable ASCII, without quotes, spaces, angle brackets, ';' or ','")
+
+
+def _check_claim_page(url: str, dev: bool) -> None:
+    """Where humans open a claim link: a web URL, to whose query the attempt token is added."""
+    if "claim_attempt_token" in _web_url("claim_page_url", url, dev).query:
+        raise ConfigError("claim_page_url: authmd adds claim_attempt_token itself; leave it out of the URL")
 
 
 def _check_resource(resource: str) -> None:
@@ -528,7 +588,7 @@ def _check_resource(resource: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
-_TABLE_LISTS = frozenset({"introspection_clients", "providers", "webhooks"})
+_TABLE_LISTS = frozenset({"introspection_clients", "providers", "admin_keys", "webhooks"})
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -596,6 +656,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name == "introspection_clients":
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        elif name == "admin_keys":
+            value = [{"name": k.name, "key_hash": "**********", "scopes": list(k.scopes)} for k in value]
         elif name == "providers":
             value = [msgspec.structs.asdict(p) for p in value]
         elif name == "webhooks":

@@ -52,6 +52,7 @@ STATUS: dict[str, int] = {
     "request_timeout": 408,
     # 409 / 410
     "already_claimed": 409,
+    "already_revoked": 409,  # the admin API: nothing live left to revoke
     "claim_not_confirmed": 409,
     "claim_expired": 410,
     "claim_revoked": 410,
@@ -95,6 +96,7 @@ DEFAULT_HINTS: dict[str, str] = {
     "claim_denied": "The human said this wasn't them; the registration is revoked. Do not ask again.",
     "claim_revoked": "The registration was revoked; register again if you still need an account.",
     "auth_method_disabled": "Use a claim method this service lists in agent_auth.claim.methods (see /auth.md).",
+    "already_revoked": "Nothing to do: the registration's tokens already fail at their next use.",
     "temporarily_unavailable": "Retry after the Retry-After seconds.",
     "server_error": "Retry later; if it persists, report it to the operator.",
 }

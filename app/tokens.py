@@ -19,6 +19,9 @@ so one read finds it (one hash slot on Redis Cluster), never a global index.
 - proof-of-work challenge ``v1.{id}.{expires_at}.{difficulty}.{mac}`` (``mint_challenge``): HMAC-SHA256
   under the PoW key, carries its own expiry and difficulty; its id is redeemed once;
 - browser session cookie: random, stored as ``stored_hash``;
+- admin key ``amk_{random}`` (``new_admin_key``): 32 random bytes for the operator's admin API client;
+  configured as ``admin_key_hash`` (``sha256$`` + ``stored_hash``), found by comparing that hash with each
+  configured one in constant time;
 - identity assertion and access token: JWTs signed by the service's key (``app/flows/issue.py``); every
   decode of our own JWTs goes through ``OWN_JWS`` here, which checks the signature only (times read
   the injected clock instead);
@@ -96,6 +99,15 @@ def new_id(prefix: str, nbytes: int = 16) -> str:
 def stored_hash(secret: str) -> str:
     """What is stored of a random secret (an attempt link, a session cookie): its SHA-256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_admin_key() -> str:
+    return f"amk_{secrets.token_urlsafe(32)}"
+
+
+def admin_key_hash(key: str) -> str:
+    """The configured form of an admin key (``[[admin_keys]] key_hash``)."""
+    return "sha256$" + stored_hash(key)
 
 
 def mac(key: bytes, *fields: str | int) -> str:

@@ -73,6 +73,7 @@ from app.clock import ManualClock, SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
 from app.errors import StoreUnavailable
 from app.flows import grants
+from app.flows.admin import act, query, views
 from app.store import open_store
 from app.store.port import Account, AccountKind, Claim, Registration, Store, User
 from app.text import normalize_email
@@ -80,7 +81,6 @@ from app.text import normalize_email
 OK, NOT_FOUND, USAGE, UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-PAGE = 1000  # records per store call when walking the accounts or the events
 FOLLOW_POLL_SECONDS = 1.0
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -267,13 +267,13 @@ async def _run(args: argparse.Namespace) -> Output | None:
                     raise Exit(NOT_FOUND, said[0], value)
                 return Output(value, said)
             case _:
-                matches = Filter(args.account, args.types or [], since, until)
+                matches = query.Filter(args.account, args.types or [], since, until)
                 if not args.follow:
                     found = [e async for e in admin.events(matches, follow=False)]
                     lines = [_event_line(e) for e in found] or ["no matching events"]
-                    return Output([_event_view(e) for e in found], lines)
+                    return Output([_plain(views.event_view(e)) for e in found], lines)
                 async for event in admin.events(matches, follow=True):
-                    print(json.dumps(_event_view(event)) if args.json else _event_line(event), flush=True)
+                    print(json.dumps(_plain(views.event_view(event))) if args.json else _event_line(event), flush=True)
                 return None
     finally:
         await store.close()
@@ -288,122 +288,16 @@ def _when(ts: int | float | None, none: str = "never") -> str:
     return none if ts is None else rfc3339(ts)
 
 
-def _iso(ts: int | float | None) -> str | None:
-    return None if ts is None else rfc3339(ts)
-
-
-def _status(reg: Registration) -> str:
-    return "revoked" if reg.revoked_at is not None else "pending" if reg.pending else "active"
-
-
-def _claim_view(claim: Claim, now: float) -> dict[str, Any]:
-    # Never the hashes: the operator needs the state of the ceremony, not its secrets' fingerprints.
-    return {
-        "status": claim.status,
-        "expires_at": _iso(claim.expires_at),
-        "attempts": [
-            {
-                "id": a.id,
-                "expires_at": _iso(a.expires_at),
-                "login_hint": a.login_hint,
-                "method": a.method,
-                "confirmed_by": a.confirmed_by,
-                "code_expires_at": _iso(a.code_expires_at) if a.code_live(now) else None,
-            }
-            for a in claim.attempts
-            if a.live(now)
-        ],
-        "window_failures": claim.window_failures,
-        "failures": claim.failures,
-        "provider": claim.provider,
-        "subject": claim.subject,
-        "claimed_by": claim.claimed_by,
-        "claimed_at": _iso(claim.claimed_at),
-    }
-
-
-def _registration_view(reg: Registration, claim: Claim | None, now: float) -> dict[str, Any]:
-    return {
-        "id": reg.id,
-        "type": reg.type,
-        "status": _status(reg),
-        "scopes": list(reg.scopes),
-        "agent_name": reg.agent_name,
-        "agent_platform": reg.agent_platform,
-        "created_at": _iso(reg.created_at),
-        "expires_at": _iso(reg.expires_at),
-        "revoked_at": _iso(reg.revoked_at),
-        "pending": reg.pending,
-        "generation": reg.generation,
-        "not_before": _iso(reg.not_before),
-        "source": reg.source,
-        "claim": None if claim is None else _claim_view(claim, now),
-    }
-
-
-def _account_view(account: Account, owner: User | None, regs: Sequence[Registration]) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "kind": account.kind,
-        "created_at": _iso(account.created_at),
-        "expires_at": _iso(account.expires_at),
-        "owner": account.owner,
-        "owner_email": owner.email if owner else None,
-        "registrations": len(regs),
-        "active_registrations": sum(_status(r) == "active" for r in regs),
-        "notes": account.note_count,
-        "quota_notes": account.quota_notes,
-        "quota_note_bytes": account.quota_note_bytes,
-    }
-
-
-_COMMON = ("type", "id", "at", "account_id", "registration_id")
-
-
-def _payload(event: ev.Event) -> dict[str, Any]:
-    """The event's own fields (unset ones not shown), its times in RFC 3339 like every time we print."""
-    fields: dict[str, Any] = msgspec.to_builtins(event)
-    out = {}
-    for k, v in fields.items():
-        if k not in _COMMON and v is not None:
-            out[k] = rfc3339(v) if k.endswith("_at") or k == "not_before" else v
-    return out
-
-
-def _event_view(event: ev.Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "at": rfc3339(event.at),
-        "type": ev.type_of(event),
-        "account_id": event.account_id,
-        "registration_id": event.registration_id,
-        "data": _payload(event),
-    }
+def _plain(view: msgspec.Struct) -> dict[str, Any]:
+    """A view as the JSON value the CLI prints (the admin API encodes the same struct)."""
+    value: dict[str, Any] = msgspec.to_builtins(view)
+    return value
 
 
 def _event_line(event: ev.Event) -> str:
-    data = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in _payload(event).items())
+    data = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in views.payload(event).items())
     ids = f"{event.account_id or '-'}  {event.registration_id or '-'}"
     return f"{rfc3339(event.at)}  {ev.type_of(event)}  {ids}  {data}".rstrip()
-
-
-class Filter:
-    """Which events to show (every test passes when nothing is given)."""
-
-    def __init__(self, account: str | None, types: Sequence[str], since: float | None, until: float | None) -> None:
-        self.account = account
-        self.types = [t for t in types if not t.endswith(".*")]
-        self.families = [t[:-1] for t in types if t.endswith(".*")]  # "x.claim.*" -> "x.claim."
-        self.since = since
-        self.until = until
-
-    def __call__(self, event: ev.Event) -> bool:
-        if self.account is not None and event.account_id != self.account:
-            return False
-        kind = ev.type_of(event)
-        if (self.types or self.families) and not (kind in self.types or any(kind.startswith(f) for f in self.families)):
-            return False
-        return (self.since is None or event.at >= self.since) and (self.until is None or event.at < self.until)
 
 
 def _operator() -> str:
@@ -412,10 +306,6 @@ def _operator() -> str:
         return os.environ.get("SUDO_USER") or getpass.getuser()
     except OSError:  # no name for this uid (a bare container)
         return f"uid:{os.getuid()}"
-
-
-def _user_view(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "account_id": user.account_id, "created_at": _iso(user.created_at)}
 
 
 def _agent(reg: Registration) -> str:
@@ -487,28 +377,26 @@ class Admin:
         return user, accounts
 
     async def _registration_account(self, registration_id: str) -> Account:
-        """The live account holding a registration: the store indexes registrations by account only,
-        so walk the accounts (an operator's occasional look-up; --account skips it)."""
-        after = None
-        while page := await self.store.list_accounts(after, PAGE, self.now):
-            for account in page:
-                if any(r.id == registration_id for r in await self.store.registrations_of(account.id, self.now)):
-                    return account
-            after = page[-1].id
-        raise Exit(NOT_FOUND, f"no live registration {registration_id}")
+        """The live account holding a registration, found by walking every account (an operator's
+        occasional look-up, unbounded here; --account skips it)."""
+        reg = await query.find_registration(self.store, registration_id, self.now, bounded=False)
+        account = None if reg is None else await self.store.get_account(reg.account_id, self.now)
+        if account is None:
+            raise Exit(NOT_FOUND, f"no live registration {registration_id}")
+        return account
 
     # ---- events ------------------------------------------------------------------------------
-    async def events(self, matches: Filter, *, follow: bool) -> AsyncIterator[ev.Event]:
+    async def events(self, matches: query.Filter, *, follow: bool) -> AsyncIterator[ev.Event]:
         """The matching events, oldest id first; with ``follow``, then every new one, polling."""
         after = ""
         while True:
-            page = await self.store.events(after, PAGE)
+            page = await self.store.events(after, query.PAGE)
             for event in page:
                 if matches(event):
                     yield event
             if page:
                 after = page[-1].id
-            if len(page) < PAGE:
+            if len(page) < query.PAGE:
                 if not follow:
                     return
                 await asyncio.sleep(FOLLOW_POLL_SECONDS)
@@ -518,13 +406,13 @@ class Admin:
         page = await self.store.list_accounts(after, limit + 1, self.now, kind)
         more = len(page) > limit
         page = page[:limit]
-        views = []
+        summaries = []
         for account in page:
             regs = await self.store.registrations_of(account.id, self.now)
-            views.append(_account_view(account, await self._user(account.owner), regs))
+            summaries.append(_plain(views.account_summary(account, await self._user(account.owner), regs)))
         next_after = page[-1].id if more else None
         rows = [["ID", "KIND", "CREATED", "EXPIRES", "OWNER", "REGS", "ACTIVE", "NOTES"]]
-        for v in views:
+        for v in summaries:
             rows.append(
                 [
                     v["id"],
@@ -537,10 +425,10 @@ class Admin:
                     f"{v['notes']}/{v['quota_notes']}",
                 ]
             )
-        lines = _table(rows) if views else ["no live accounts" + (f" after {after}" if after else "")]
+        lines = _table(rows) if summaries else ["no live accounts" + (f" after {after}" if after else "")]
         if next_after:
             lines.append(f"next page: authmd admin list --after {next_after}" + (f" --kind {kind}" if kind else ""))
-        return Output({"accounts": views, "next_after": next_after}, lines)
+        return Output({"accounts": summaries, "next_after": next_after}, lines)
 
     # ---- show --------------------------------------------------------------------------------
     async def show(self, ident: str, account_id: str | None) -> Output:
@@ -558,7 +446,7 @@ class Admin:
             only = ident
         else:
             raise Exit(USAGE, f"{ident} is not an account id (acct_...), a registration id (reg_...) or an email")
-        views: list[dict[str, Any]] = []
+        shown: list[dict[str, Any]] = []
         lines: list[str] = []
         if user is not None:
             lines.append(
@@ -571,7 +459,6 @@ class Admin:
                 if not regs:
                     raise Exit(NOT_FOUND, f"no live registration {only} in account {account.id}")
             owner = await self._user(account.owner)
-            view = _account_view(account, owner, regs)
             reg_views = []
             lines.append(
                 f"account {account.id}  {account.kind}  created {_when(account.created_at)}  "
@@ -582,8 +469,8 @@ class Admin:
                 lines.append("  (no live registrations)")
             for reg in regs:
                 claim = await self.store.get_claim(account.id, reg.id, self.now)
-                reg_views.append(_registration_view(reg, claim, self.now))
-                state = _status(reg) + (f" at {_when(reg.revoked_at)}" if reg.revoked_at is not None else "")
+                reg_views.append(views.registration_view(reg, claim, self.now))
+                state = views.status(reg) + (f" at {_when(reg.revoked_at)}" if reg.revoked_at is not None else "")
                 lines += [
                     f"  registration {reg.id}  {reg.type}  {state}  generation {reg.generation}",
                     f"    scopes   {' '.join(reg.scopes) or '-'}",
@@ -592,32 +479,17 @@ class Admin:
                 ]
                 if claim is not None:
                     lines.append(f"    claim    {_claim_line(claim, self.now)}")
-            del view["active_registrations"]
-            view["registrations"] = reg_views  # here the registrations themselves, not their count
-            views.append(view)
-        return Output({"user": None if user is None else _user_view(user), "accounts": views}, lines)
+            shown.append(_plain(views.account_detail(account, owner, reg_views)))
+        user_view = None if user is None else _plain(views.user_view(user))
+        return Output({"user": user_view, "accounts": shown}, lines)
 
     # ---- revoke ------------------------------------------------------------------------------
-    async def _plan(self, accounts: Sequence[Account]) -> list[Registration]:
-        plan = []
-        for account in accounts:
-            plan += [r for r in await self.store.registrations_of(account.id, self.now) if r.revoked_at is None]
-        return plan
-
     async def _revoke(self, plan: Sequence[Registration]) -> Output:
         # The command acts at the one instant it reads at: every revocation and event of it has that time.
-        acting, operator = grants.Actor(self.store, ManualClock(self.now)), _operator()
-        done = []
-        for reg in plan:
-            # False: revoked or expired meanwhile (by its owner, another operator): nothing to report.
-            if await grants.revoke_grant(acting, reg.account_id, reg.id, by="operator", operator=operator):
-                done.append(reg)
+        done = await act.revoke_each(grants.Actor(self.store, ManualClock(self.now)), plan, _operator())
         if not done:
             raise Exit(NOT_FOUND, "nothing revoked: every grant was already revoked or gone")
-        value = {
-            "revoked": [{"account_id": r.account_id, "registration_id": r.id, "type": r.type} for r in done],
-            "at": rfc3339(self.now),
-        }
+        value = _plain(views.revocation(done, self.now))
         lines = [f"revoked {r.account_id} {r.id} ({r.type}, agent {_agent(r)})" for r in done]
         return Output(value, lines)
 
@@ -631,11 +503,11 @@ class Admin:
                 raise Exit(
                     NOT_FOUND,
                     f"{registration_id} was already revoked at {_when(reg.revoked_at)}",
-                    {"revoked": [], "already_revoked_at": _iso(reg.revoked_at)},
+                    {"revoked": [], "already_revoked_at": views.iso(reg.revoked_at)},
                 )
             plan = [reg]
         else:
-            plan = await self._plan([account])
+            plan = await act.live_registrations(self.store, [account], self.now)
             if not plan:
                 raise Exit(NOT_FOUND, f"account {account.id} has no live registration to revoke")
         if not yes and sys.stdin.isatty():
@@ -652,11 +524,11 @@ class Admin:
         else:
             accounts = [await self._account(target)]
             whose = f"account {target}"
-        plan = await self._plan(accounts)
+        plan = await act.live_registrations(self.store, accounts, self.now)
         if not plan:
             raise Exit(NOT_FOUND, f"{whose} has no live registration to revoke")
         if not yes:
-            listed = "\n".join(f"  {r.account_id} {r.id} ({r.type}, {_status(r)})" for r in plan)
+            listed = "\n".join(f"  {r.account_id} {r.id} ({r.type}, {views.status(r)})" for r in plan)
             raise Exit(
                 USAGE,
                 f"would revoke {len(plan)} grant(s) of {whose}:\n{listed}\nnothing changed; run again with --yes",

@@ -312,7 +312,13 @@ def _claim_section(ctx: Context, ex: dict[str, Any]) -> str:
     hint = (
         "required" if s.claim_require_login_hint else "optional: without it, whoever signs in with the link may claim"
     )
-    sign_in = f"at {s.oidc_name}" if s.oidc_issuer else "with the development sign-in form (dev mode: any email)"
+    sign_in = (
+        "on this service's own site"
+        if s.claim_page_url
+        else f"at {s.oidc_name}"
+        if s.oidc_issuer
+        else "with the development sign-in form (dev mode: any email)"
+    )
     return f"""{unclaimed}
 
 1. Start an attempt: `POST {e.url(ep.CLAIM)}` with

@@ -78,7 +78,7 @@ async def exchange(ctx: Context, req: ExchangeRequest) -> TokenIssued:
     if ctx.settings.providers and _token_type(assertion) == TYP_ID_JAG:
         state, granted, limit = await _from_id_jag(ctx, assertion)
     else:
-        state, granted, limit = await _from_identity_assertion(ctx, assertion)
+        state, granted, limit = await assertion_grant(ctx, assertion)
     requested = requested_scope(req)
     scopes = granted
     if requested is not None:
@@ -89,7 +89,9 @@ async def exchange(ctx: Context, req: ExchangeRequest) -> TokenIssued:
     return _issue(ctx, state, scopes, limit)
 
 
-async def _from_identity_assertion(ctx: Context, assertion: str) -> tuple[AccessState, tuple[str, ...], int | None]:
+async def assertion_grant(ctx: Context, assertion: str) -> tuple[AccessState, tuple[str, ...], int | None]:
+    """The live grant behind one of our identity assertions, its scopes and the assertion's expiry;
+    invalid_grant otherwise (the admin API's credential check reads it too)."""
     # RFC 7523 §3: iss, sub, aud (our issuer or the token endpoint URL), exp, signature.
     claims = ctx.assertion_cache.get(assertion, ctx.clock.now()) or verify(
         ctx,

@@ -246,6 +246,16 @@ async def _user_for(ctx: Context, issuer: str, subject: str, email: str) -> User
     return await ctx.store.sign_in_user(issuer, subject, email, user, account)
 
 
+# The "issuer" of people the operator's own login vouches for (claims confirmed through the admin API).
+OPERATOR_LOGIN = "urn:authmd:operator-login"
+
+
+async def operator_user(ctx: Context, email: str, external_id: str | None) -> User:
+    """The person the operator's own login signed in, as a sign-in finds them: the one linked to their
+    ``external_id`` (their email when none is given), else the one with this email, else a new one."""
+    return await _user_for(ctx, OPERATOR_LOGIN, external_id or email, email)
+
+
 async def dev_sign_in(ctx: Context, email: str) -> User:
     """Dev mode without a provider: any email, clearly labelled on the page as not a real sign-in."""
     if not ctx.settings.dev_mode or ctx.settings.oidc_issuer is not None:

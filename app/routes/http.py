@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 
 from app.context import Context
 from app.errors import AuthError
@@ -64,7 +65,7 @@ async def form_body(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
         raise AuthError("invalid_request", "the form body is malformed") from exc
 
 
-def source_of(request: Request[Any, Any, Any], ctx: Context) -> str:
+def source_of(request: ASGIConnection[Any, Any, Any, Any], ctx: Context) -> str:
     peer = request.client.host if request.client else None
     if not ctx.settings.trusted_proxies:
         return client_source(peer, None, ())

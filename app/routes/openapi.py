@@ -29,6 +29,9 @@ from app import __version__, wire
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS
+from app.flows.admin import views as admin
+from app.flows.admin.credentials import CredentialCheck, ValidateRequest
+from app.flows.claim import external
 from app.routes.http import FORM, JSON
 from app.routes.identity import RFC8935_CODES, SECEVENT_JWT
 
@@ -37,6 +40,9 @@ REF = "#/components/schemas/{name}"
 
 BODY = (400, 413, 415, 500, 503)  # any operation that reads a body; 503: the store did not answer
 STORE = (500, 503)
+ADMIN = "/admin/v1"
+ADMIN_READ = (400, 401, 403, 429, *STORE)  # 400: a query parameter out of its range
+CLAIM_ADMIN = (401, 403, 409, 410, 429)  # 409/410: the claim is done, expired or revoked
 
 
 class Op(NamedTuple):
@@ -65,6 +71,31 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", ep.NOTES): Op({201: wire.NoteView}, (*BODY, 401, 403), (JSON, wire.NoteCreate), "bearer"),
     ("GET", ep.NOTES + "/{note_id}"): Op({200: wire.NoteView}, (401, 403, 404, *STORE), security="bearer"),
     ("DELETE", ep.NOTES + "/{note_id}"): Op({204: None}, (401, 403, 404, *STORE), security="bearer"),
+    # The admin API (app/routes/admin.py): an admin key, never an agent's token.
+    ("GET", ADMIN + "/registrations"): Op({200: admin.RegistrationList}, ADMIN_READ, security="admin"),
+    ("GET", ADMIN + "/registrations/{registration_id}"): Op(
+        {200: admin.RegistrationView}, (*ADMIN_READ, 404), security="admin"
+    ),
+    ("POST", ADMIN + "/registrations/{registration_id}/revoke"): Op(
+        {200: admin.Revocation}, (*ADMIN_READ, 404, 409), security="admin"
+    ),
+    ("GET", ADMIN + "/accounts/{account_id}"): Op({200: admin.AccountDetail}, (*ADMIN_READ, 404), security="admin"),
+    ("POST", ADMIN + "/accounts/{account_id}/revoke"): Op(
+        {200: admin.Revocation}, (*ADMIN_READ, 404, 409), security="admin"
+    ),
+    ("POST", ADMIN + "/credentials/validate"): Op(
+        {200: CredentialCheck}, (*BODY, *ADMIN_READ), (JSON, ValidateRequest), "admin"
+    ),
+    ("GET", ADMIN + "/events"): Op({200: admin.EventList}, ADMIN_READ, security="admin"),
+    ("POST", ADMIN + "/claim-attempts/lookup"): Op(
+        {200: external.ClaimAttemptFacts}, (*BODY, *CLAIM_ADMIN), (JSON, external.AttemptToken), "admin"
+    ),
+    ("POST", ADMIN + "/claim-attempts/confirm"): Op(
+        {200: external.ClaimDecision}, (*BODY, *CLAIM_ADMIN), (JSON, external.ConfirmRequest), "admin"
+    ),
+    ("POST", ADMIN + "/claim-attempts/deny"): Op(
+        {200: external.ClaimDecision}, (*BODY, *CLAIM_ADMIN), (JSON, external.AttemptToken), "admin"
+    ),
     ("GET", "/healthz"): Op({200: wire.Health}, (500,)),
     ("GET", "/readyz"): Op({200: wire.Health}, STORE),
 }
@@ -72,6 +103,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RFC 9068 access token)"},
     "basic": {"type": "http", "scheme": "basic", "description": "an introspection client (RFC 7662 §2.1)"},
+    "admin": {"type": "http", "scheme": "bearer", "description": "an admin key (amk_…, `authmd keys admin-key`)"},
 }
 _OPTIONAL_HEADERS = {
     401: {"WWW-Authenticate": "the challenge: Bearer (RFC 6750 §3, RFC 9728 §5.1), AgentAuth or Basic"},

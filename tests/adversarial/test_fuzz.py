@@ -6,13 +6,14 @@ document: status code, content type, headers, body schema.
 The run is the `schemathesis` command itself, configured by a file written here: deterministic
 generation, a fixed seed, no example database, one worker, bounded examples. Limits are raised so no
 answer depends on the order of the cases. The server runs in dev mode with proof of work off, a
-trusted ID-JAG provider and an introspection client; the notes operations get a real access token
-and introspection real client credentials (through the document's security schemes), so the fuzzer
-gets past authentication.
+trusted ID-JAG provider, an introspection client and an admin key; the notes operations get a real
+access token, introspection real client credentials and the admin API a real admin key with both
+scopes (through the document's security schemes), so the fuzzer gets past authentication.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from app.keys import hash_secret
+from app.tokens import admin_key_hash, new_admin_key
 from tests.adversarial.test_malformed_input import access_token, no_unhandled_errors
 from tests.e2e.conftest import ROOT, StartServer
 from tests.provider import TestProvider
@@ -45,6 +47,7 @@ HIGH = "1000000"
 def test_every_operation_conforms_to_the_document(
     start_server: StartServer, store_env: dict[str, str], provider: TestProvider, tmp_path: Path
 ) -> None:
+    admin_key = new_admin_key()
     config = tmp_path / "authmd.toml"
     config.write_text(
         "[[providers]]\n"
@@ -54,6 +57,8 @@ def test_every_operation_conforms_to_the_document(
         "[[introspection_clients]]\n"
         f'client_id = "{INTROSPECTION_CLIENT[0]}"\n'
         f'client_secret = "{hash_secret(INTROSPECTION_CLIENT[1])}"\n'
+        "[[admin_keys]]\n"
+        f'name = "fuzzer"\nkey_hash = "{admin_key_hash(admin_key)}"\nscopes = ["admin:read", "admin:write"]\n'
     )
     env = {
         "AUTHMD_CONFIG": str(config),
@@ -81,25 +86,32 @@ def test_every_operation_conforms_to_the_document(
         "[checks]\n"
         "enabled = false\n" + "".join(f"{name}.enabled = true\n" for name in CHECKS) + "[auth.openapi]\n"
         f'bearer = {{ bearer = "{bearer}" }}\n'
+        f'admin = {{ bearer = "{admin_key}" }}\n'
         f'basic = {{ username = "{INTROSPECTION_CLIENT[0]}", password = "{INTROSPECTION_CLIENT[1]}" }}\n'
     )
-    run = subprocess.run(
-        [
-            str(SCHEMATHESIS),
-            "--config-file",
-            str(config_file),
-            "--no-color",
-            "run",
-            f"{server.issuer}/schema/openapi.json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    report = run.stdout + run.stderr
-    print(report)  # the run's summary: operations, phases, cases
-    assert run.returncode == 0, report
-    assert "Authentication failed" not in report, report
+    # Two runs: the admin API's revocations would kill the access token the notes operations use, so
+    # the agents' API is fuzzed first, apart, and then the admin API on the same server.
+    for selection in (["--exclude-path-regex", "^/admin/"], ["--include-path-regex", "^/admin/"]):
+        run = subprocess.run(
+            [
+                str(SCHEMATHESIS),
+                "--config-file",
+                str(config_file),
+                "--no-color",
+                "run",
+                *selection,
+                f"{server.issuer}/schema/openapi.json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        report = run.stdout + run.stderr
+        print(report)  # the run's summary: operations, phases, cases
+        assert run.returncode == 0, report
+        assert "Authentication failed" not in report, report
+        assert re.search(r"Operations:\s+(\d+) selected", report), report
+    assert "10 selected" in report, report  # the admin API's ten operations were the second run
     no_unhandled_errors(server)

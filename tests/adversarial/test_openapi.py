@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -18,9 +19,10 @@ from app.asgi import create_app
 from app.errors import STATUS
 from app.keys import hash_secret
 from app.routes.guard import requires
+from app.tokens import admin_key_hash, new_admin_key
 from tests.adversarial.test_malformed_input import no_unhandled_errors
 from tests.conftest import make_settings
-from tests.e2e.common import JWT_BEARER
+from tests.e2e.common import JWT_BEARER, bearer
 from tests.e2e.conftest import ServerProcess, StartServer
 from tests.helpers import Page
 
@@ -66,6 +68,10 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
         ("/oauth2/revoke", "post"): form,
         ("/oauth2/introspect", "post"): form,
         ("/agent/events", "post"): "application/secevent+jwt",
+        ("/admin/v1/credentials/validate", "post"): json_,
+        ("/admin/v1/claim-attempts/lookup", "post"): json_,
+        ("/admin/v1/claim-attempts/confirm", "post"): json_,
+        ("/admin/v1/claim-attempts/deny", "post"): json_,
     }
     registration = paths["/tenant/agent/identity"]["post"]["requestBody"]["content"][json_]["schema"]
     assert registration["discriminator"]["propertyName"] == "type"
@@ -86,6 +92,9 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     assert components["Error400"]["properties"]["challenge"] == {"$ref": "#/components/schemas/Challenge"}
     assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
+    admin = [op for path, item in paths.items() if path.startswith("/tenant/admin/v1/") for op in item.values()]
+    assert len(admin) == 10 and all(op["security"] == [{"admin": []}] for op in admin)
+    assert doc["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
     no_unhandled_errors(server)
 
 
@@ -124,8 +133,12 @@ def test_every_answer_of_a_real_journey_conforms(
     start_server: StartServer, store_env: dict[str, str], tmp_path: Path
 ) -> None:
     config = tmp_path / "authmd.toml"
+    admin_key, reader_key = new_admin_key(), new_admin_key()
     config.write_text(
         f'[[introspection_clients]]\nclient_id = "{CLIENT[0]}"\nclient_secret = "{hash_secret(CLIENT[1])}"\n'
+        f'[[admin_keys]]\nname = "ops"\nkey_hash = "{admin_key_hash(admin_key)}"\n'
+        'scopes = ["admin:read", "admin:write"]\n'
+        f'[[admin_keys]]\nname = "ro"\nkey_hash = "{admin_key_hash(reader_key)}"\nscopes = ["admin:read"]\n'
     )
     server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", **store_env})
     with httpx.Client(timeout=10.0) as http, httpx.Client(timeout=10.0) as browser:
@@ -166,11 +179,50 @@ def test_every_answer_of_a_real_journey_conforms(
         call("POST", "/agent/identity/claim", json={"type": "service_auth", "claim_token": claim_token})  # 409
 
         service = {"type": "service_auth", "login_hint": "grace@example.com"}
-        assert "attempt" in call("POST", "/agent/identity", json=service).json()["claim"]
+        graces = call("POST", "/agent/identity", json=service).json()["claim"]
+        link = unquote(unquote(graces["attempt"]["verification_uri"]))
+        found = re.search(r"claim_attempt_token=(cvt_[^&]+)", link)
+        assert found is not None, link
+        attempt_token = {"claim_attempt_token": found[1]}
         call("POST", "/oauth2/revoke", data={"token": token})
         assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json() == {"active": False}
         call("POST", "/agent/events", content=b"not-a-set", headers={"Content-Type": "application/secevent+jwt"})
 
+        # The admin API: the success shapes (a live credential, a claimed account, a revocation) and its refusals.
+        ops, ro = bearer(admin_key), bearer(reader_key)
+        account_id, reg_id = reg["account"]["id"], reg["id"]
+        validate = "/admin/v1/credentials/validate"
+        assertion = done["identity"]["assertion"]
+        assert call("POST", validate, json={"token": assertion}, headers=ro).json()["active"] is True
+        assert call("POST", validate, json={"token": token}, headers=ro).json() == {"active": False}
+        call("GET", "/admin/v1/registrations?limit=1", "/admin/v1/registrations", headers=ro)
+        one = "/admin/v1/registrations/{registration_id}"
+        call("GET", f"/admin/v1/registrations/{reg_id}", one, headers=ro)
+        assert (
+            call("GET", f"/admin/v1/accounts/{account_id}", "/admin/v1/accounts/{account_id}", headers=ro).json()[
+                "owner_email"
+            ]
+            == "ada@example.com"
+        )
+        revoke = "/admin/v1/registrations/{registration_id}/revoke"
+        call("POST", f"/admin/v1/registrations/{reg_id}/revoke", revoke, headers=ro)  # 403
+        call("POST", f"/admin/v1/registrations/{reg_id}/revoke", revoke, headers=ops)
+        call("POST", f"/admin/v1/registrations/{reg_id}/revoke", revoke, headers=ops)  # 409
+        call("POST", f"/admin/v1/accounts/{account_id}/revoke", "/admin/v1/accounts/{account_id}/revoke", headers=ops)
+        call("GET", "/admin/v1/events?type=operator.*", "/admin/v1/events", headers=ro)
+        call("GET", "/admin/v1/events", headers=bearer(token))  # 401: an agent's token is not an admin key
+        call("GET", "/admin/v1/accounts/acct_none", "/admin/v1/accounts/{account_id}", headers=ro)  # 404
+        claims = "/admin/v1/claim-attempts"
+        assert (
+            call("POST", f"{claims}/lookup", json=attempt_token, headers=ops).json()["login_hint"]
+            == "grace@example.com"
+        )
+        grace = {**attempt_token, "user": {"email": "grace@example.com", "external_id": "g-1"}}
+        assert call("POST", f"{claims}/confirm", json=grace, headers=ops).json()["status"] == "confirmed"
+        call("POST", f"{claims}/confirm", json={**grace, "user": {"email": "eve@example.com"}}, headers=ops)  # 400
+        assert call("POST", f"{claims}/deny", json=attempt_token, headers=ops).json()["status"] == "denied"
+        call("POST", f"{claims}/lookup", json=attempt_token, headers=ops)  # the claim was denied
+
     statuses = {status for _, _, status in call.seen}
-    assert {200, 201, 400, 401, 403, 409} <= statuses, call.seen
+    assert {200, 201, 400, 401, 403, 404, 409} <= statuses, call.seen
     no_unhandled_errors(server)

@@ -441,3 +441,37 @@ def test_claim_methods_from_env_and_their_values() -> None:
     assert load_settings(env={}).claim_methods == ["service_auth", "identity_assertion"]
     with pytest.raises(ConfigError, match="claim_methods"):
         load_settings(env={"AUTHMD_CLAIM_METHODS": "service_auth,magic_link"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The operator's own claim page
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_claim_page_url_from_the_environment_offers_claims_without_a_provider() -> None:
+    env = {"AUTHMD_ISSUER": "https://auth.example.com", "AUTHMD_CLAIM_PAGE_URL": "https://app.example.com/claim"}
+    settings = load_settings(env=env).resolve()
+    assert settings.claim_page_url == "https://app.example.com/claim" and settings.claims_offered
+    assert not load_settings(env={"AUTHMD_ISSUER": "https://auth.example.com"}).resolve().claims_offered
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://app.example.com/claim",  # plain http outside dev mode
+        "https://user:pw@app.example.com/claim",
+        "https://app.example.com/claim#top",
+        "https://app.example.com/claim?claim_attempt_token=x",
+        "/claim",
+        "https://[::1/claim",
+    ],
+)
+def test_a_bad_claim_page_url_is_refused(url: str) -> None:
+    env = {"AUTHMD_ISSUER": "https://auth.example.com", "AUTHMD_CLAIM_PAGE_URL": url}
+    with pytest.raises(ConfigError, match="claim_page_url"):
+        load_settings(env=env).resolve()
+
+
+def test_claim_page_url_may_be_plain_http_in_dev_mode() -> None:
+    settings = load_settings(env={"AUTHMD_CLAIM_PAGE_URL": "http://127.0.0.1:3000/claim"}).resolve()
+    assert settings.dev_mode and settings.claim_page_url == "http://127.0.0.1:3000/claim"

@@ -58,6 +58,9 @@ def verify_claim_token(ctx: Context, token: Any, *, malformed: str) -> Located:
 
 
 def verification_uri(ctx: Context, attempt_token: str) -> str:
+    if (page := ctx.settings.claim_page_url) is not None:
+        # The operator's own page signs the human in its own way and confirms through the admin API.
+        return page + ("&" if "?" in page else "?") + urlencode({"claim_attempt_token": attempt_token})
     return_to = "/claim?" + urlencode({"claim_attempt_token": attempt_token})
     return f"{ctx.settings.issuer}/login?return_to={quote(return_to, safe='')}"
 

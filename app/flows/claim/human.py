@@ -81,14 +81,23 @@ async def confirm(ctx: Context, account_id: str, registration_id: str, hashed: s
     return await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
 
 
-async def deny(ctx: Context, account_id: str, registration_id: str, hashed: str, user: User) -> None:
+async def deny(
+    ctx: Context, account_id: str, registration_id: str, hashed: str, user: User | None, *, operator: str | None = None
+) -> None:
     """ "This wasn't me", on the attempt the human reviewed: the claim is denied (every attempt ends) and
-    the registration and everything issued to it die at once."""
+    the registration and everything issued to it die at once. ``operator``: the human said it on the
+    operator's own page, which relayed it (no user of ours is known)."""
 
     def decide(found: Claim | None, state: AccessState | None, now: int) -> tuple[Claim, int | None, None]:
         claim = attempt_of(found, state, hashed, now).claim
         denied = msgspec.structs.replace(claim, version=claim.version + 1, status="denied", attempts=())
         return denied, claim.version, None
 
-    await transition(ctx, Located(account_id, registration_id, ""), decide, user.id)
-    await grants.revoke_grant(ctx, account_id, registration_id, by="human", reason="claim_denied", user_id=user.id)
+    user_id = None if user is None else user.id
+    await transition(ctx, Located(account_id, registration_id, ""), decide, user_id)
+    if operator is not None:
+        await grants.revoke_grant(
+            ctx, account_id, registration_id, by="operator", reason="claim_denied", operator=operator
+        )
+    else:
+        await grants.revoke_grant(ctx, account_id, registration_id, by="human", reason="claim_denied", user_id=user_id)
