@@ -8,10 +8,13 @@ import getpass
 from collections.abc import Callable
 from typing import Any
 
-from app.clock import ManualClock, rfc3339
-from app.config import Settings, redact_url
+import msgspec
+
+from app.clock import ManualClock
+from app.config import Settings
 from app.flows import grants
-from app.store.port import Delivery, Store
+from app.flows.admin import webhooks as views
+from app.store.port import Store
 from app.webhooks import verbs
 
 LOG_LIMIT = 50
@@ -38,36 +41,15 @@ def add_arguments(verb: Callable[..., argparse.ArgumentParser]) -> None:
         parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON value")
 
 
-def delivery_view(d: Delivery) -> dict[str, Any]:
-    """A delivery as the operator sees it: never its body (the event is in `admin events`)."""
-    return {
-        "id": d.id,
-        "seq": d.seq,
-        "endpoint": d.endpoint,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "account_id": d.account_id,
-        "status": d.status,
-        "attempts": d.attempts,
-        "created_at": rfc3339(d.created_at),
-        "next_at": rfc3339(d.next_at) if d.status == "pending" else None,
-        "last_attempt_at": None if d.last_attempt_at is None else rfc3339(d.last_attempt_at),
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "last_latency_ms": d.last_latency_ms,
-        "delivered_at": None if d.delivered_at is None else rfc3339(d.delivered_at),
-    }
-
-
-def _endpoint_line(v: dict[str, Any]) -> str:
-    state = "enabled" if v["enabled"] else f"DISABLED since {v['disabled_at']}"
+def _endpoint_line(v: views.EndpointView) -> str:
+    state = "enabled" if v.enabled else f"DISABLED since {v.disabled_at}"
     return (
-        f"{v['name']}  {v['url']}  {state}  waiting {v['waiting']}  "
-        f"last success {v['last_success_at'] or 'never'}  last failure {v['last_failure_at'] or 'never'}"
+        f"{v.name}  {v.url}  {state}  waiting {v.waiting}  "
+        f"last success {v.last_success_at or 'never'}  last failure {v.last_failure_at or 'never'}"
     )
 
 
-def _line(d: Delivery) -> str:
+def _line(d: views.DeliveryView) -> str:
     last = f"last {d.last_status or '-'} {d.last_error or ''}".rstrip() if d.attempts else "not tried yet"
     return f"{d.id}  {d.endpoint}  {d.event_type}  {d.account_id}  {d.status}  {d.attempts} attempt(s), {last}"
 
@@ -78,37 +60,18 @@ async def run(args: argparse.Namespace, store: Store, settings: Settings, now: f
     operator = getpass.getuser()
     match args.webhooks_cmd:
         case "list":
-            states = {s.name: s for s in await store.endpoint_states()}
-            value = []
-            for hook in settings.webhooks:
-                state = states.get(hook.label)
-                waiting = await store.list_deliveries(endpoint=hook.label, status="pending", limit=1000)
-
-                def at(ts: float | None) -> str | None:
-                    return None if ts is None else rfc3339(ts)
-
-                value.append(
-                    {
-                        "name": hook.label,
-                        "url": redact_url(hook.url),
-                        "events": hook.events,
-                        "enabled": state is None or state.disabled_at is None,
-                        "disabled_at": at(state.disabled_at) if state else None,
-                        "last_success_at": at(state.last_success_at) if state else None,
-                        "last_failure_at": at(state.last_failure_at) if state else None,
-                        "waiting": len(waiting),
-                    }
-                )
-            lines = [_endpoint_line(v) for v in value]
-            return value, lines or ["no webhook endpoints are configured ([[webhooks]] in the TOML file)"], True
+            found = await views.endpoints(settings, store)
+            lines = [_endpoint_line(v) for v in found]
+            return msgspec.to_builtins(found), lines or ["no webhook endpoints are configured ([[webhooks]])"], True
         case "deliveries":
-            found = await store.list_deliveries(
-                endpoint=args.endpoint, status=args.status, before=args.before, limit=max(1, min(args.limit, 1000))
+            limit = max(1, min(args.limit, 1000))
+            page = await views.deliveries_page(
+                store, endpoint=args.endpoint, status=args.status, cursor=args.before, limit=limit
             )
-            lines = [_line(d) for d in found] or ["no deliveries"]
-            if len(found) == args.limit:
-                lines.append(f"next page: --before {found[-1].seq}")
-            return [delivery_view(d) for d in found], lines, True
+            lines = [_line(d) for d in page.data] or ["no deliveries"]
+            if page.next_cursor:
+                lines.append(f"next page: --before {page.next_cursor}")
+            return msgspec.to_builtins(page.data), lines, True
         case "retry":
             done = await verbs.retry(acting, args.delivery_id, operator=operator)
             message = "queued again, sent next" if done else "no failed delivery with this id"

@@ -19,11 +19,12 @@ from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
 from app.config import AdminScope
 from app.context import Context
 from app.errors import AuthError
-from app.flows.admin import act, credentials, keys, query, views
+from app.flows.admin import act, credentials, keys, query, views, webhooks
 from app.flows.claim import external
 from app.routes.errors import challenge_header
 from app.routes.http import ctx_of, json_body, json_response, source_of
-from app.store.port import Account
+from app.store.port import Account, DeliveryStatus
+from app.webhooks import verbs
 
 PATH = "/admin/v1"
 REALM = "authmd-admin"
@@ -232,6 +233,60 @@ async def claim_attempt_deny(request: Request[Any, Any, Any]) -> Response[bytes]
     return json_response(decided, no_store=True)
 
 
+# Webhooks (spec/webhooks.md): the endpoints' health, the delivery log, and the operator's two changes.
+
+
+@get("/webhooks", guards=[requires("admin:read")])
+async def list_webhooks(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The configured endpoints: enabled or since when disabled, last success and failure, waiting."""
+    ctx = ctx_of(request)
+    found = await webhooks.endpoints(ctx.settings, ctx.store)
+    return json_response(webhooks.EndpointList(data=found), no_store=True)
+
+
+@post("/webhooks/{name:str}/enable", guards=[requires("admin:write")], status_code=200)
+async def enable_webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Resume a disabled endpoint: what waits for it is sent now, in order."""
+    ctx, name = ctx_of(request), request.path_params["name"]
+    if name not in {hook.label for hook in ctx.settings.webhooks}:
+        raise AuthError("not_found", f"no webhook endpoint named {name}")
+    if not await verbs.enable(ctx, name, operator=_operator(request)):
+        raise AuthError("invalid_request", f"the webhook endpoint {name} is not disabled")
+    [view] = [v for v in await webhooks.endpoints(ctx.settings, ctx.store) if v.name == name]
+    return json_response(view, no_store=True)
+
+
+@get("/webhooks/deliveries", guards=[requires("admin:read")])
+async def list_deliveries(
+    request: Request[Any, Any, Any],
+    endpoint: Annotated[str | None, QueryParameter(description="only this endpoint's deliveries")] = None,
+    status: Annotated[DeliveryStatus | None, QueryParameter(description="pending, delivered or failed")] = None,
+    cursor: Annotated[
+        str | None, QueryParameter(description="next_cursor of the previous page", pattern=r"^[1-9][0-9]{0,17}$")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Response[bytes]:
+    """The delivery log, newest first: attempts, last status, latency and error; cursor-paginated."""
+    ctx = ctx_of(request)
+    page = await webhooks.deliveries_page(
+        ctx.store, endpoint=endpoint, status=status, cursor=int(cursor or 0), limit=limit
+    )
+    return json_response(page, no_store=True)
+
+
+@post("/webhooks/deliveries/{delivery_id:str}/retry", guards=[requires("admin:write")], status_code=200)
+async def retry_delivery(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Send a failed delivery again, next in its queue, with a fresh count of attempts."""
+    ctx, delivery_id = ctx_of(request), request.path_params["delivery_id"]
+    if await ctx.store.get_delivery(delivery_id) is None:
+        raise AuthError("not_found", f"no delivery {delivery_id}")
+    if not await verbs.retry(ctx, delivery_id, operator=_operator(request)):
+        raise AuthError("invalid_request", f"{delivery_id} has not failed: only a failed delivery is retried")
+    again = await ctx.store.get_delivery(delivery_id)
+    assert again is not None
+    return json_response(webhooks.delivery_view(again), no_store=True)
+
+
 HANDLERS = [
     list_registrations,
     show_registration,
@@ -243,6 +298,10 @@ HANDLERS = [
     claim_attempt_lookup,
     claim_attempt_confirm,
     claim_attempt_deny,
+    list_webhooks,
+    enable_webhook,
+    list_deliveries,
+    retry_delivery,
 ]
 
 

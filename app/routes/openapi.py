@@ -30,6 +30,7 @@ from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS
 from app.flows.admin import views as admin
+from app.flows.admin import webhooks as hooks
 from app.flows.admin.credentials import CredentialCheck, ValidateRequest
 from app.flows.claim import external
 from app.routes.http import FORM, JSON
@@ -95,6 +96,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("POST", ADMIN + "/claim-attempts/deny"): Op(
         {200: external.ClaimDecision}, (*BODY, *CLAIM_ADMIN), (JSON, external.AttemptToken), "admin"
+    ),
+    ("GET", ADMIN + "/webhooks"): Op({200: hooks.EndpointList}, ADMIN_READ, security="admin"),
+    ("POST", ADMIN + "/webhooks/{name}/enable"): Op({200: hooks.EndpointView}, (*ADMIN_READ, 404), security="admin"),
+    ("GET", ADMIN + "/webhooks/deliveries"): Op({200: hooks.DeliveryList}, ADMIN_READ, security="admin"),
+    ("POST", ADMIN + "/webhooks/deliveries/{delivery_id}/retry"): Op(
+        {200: hooks.DeliveryView}, (*ADMIN_READ, 404), security="admin"
     ),
     ("GET", "/healthz"): Op({200: wire.Health}, (500,)),
     ("GET", "/readyz"): Op({200: wire.Health}, STORE),

@@ -152,10 +152,10 @@ class Worker:
             log.warning("webhook delivery %s to %s: lease lost before the outcome was stored", d.id, hook.label)
         elif events:
             log.warning(
-                "webhook endpoint %s disabled: delivery %s failed %d times (last: %s); "
-                "`authmd admin webhooks enable %s` resumes it",
-                hook.label,
+                "webhook delivery %s to %s given up after %d attempts (last: %s); the endpoint is disabled "
+                "until `authmd admin webhooks enable %s`",
                 d.id,
+                hook.label,
                 attempts,
                 error,
                 hook.label,

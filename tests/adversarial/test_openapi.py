@@ -93,7 +93,7 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
     admin = [op for path, item in paths.items() if path.startswith("/tenant/admin/v1/") for op in item.values()]
-    assert len(admin) == 10 and all(op["security"] == [{"admin": []}] for op in admin)
+    assert len(admin) == 14 and all(op["security"] == [{"admin": []}] for op in admin)
     assert doc["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
     no_unhandled_errors(server)
 

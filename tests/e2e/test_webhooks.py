@@ -6,6 +6,7 @@ What the store holds is read as an operator would, with `authmd admin`."""
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.e2e.common import IDENTITY, REVOKE, shared_env
 from tests.e2e.conftest import ROOT, ServerProcess, StartServer, wait_until
 from tests.e2e.test_admin import admin
+from tests.e2e.test_admin_api import READER, WRITER, Admin, admin_config, walk
 from tests.redis_servers import RedisServer
 from tests.webhook_receiver import Receiver, verify
 
@@ -240,7 +242,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_then_enabled(
     [event] = wait_until(disabled, 30, "the endpoint disabled")
     assert event["account_id"] == "service" and event["data"]["endpoint"] == "crm"
     assert event["data"]["attempts"] == 3 and event["data"]["last_error"] == "HTTP 503"
-    wait_until(lambda: "webhook endpoint crm disabled" in server.read_log(), 10, "the log line")
+    wait_until(lambda: "the endpoint is disabled until" in server.read_log(), 10, "the log line")
     [listed] = admin(server, "webhooks", "list", "--json").json()
     assert listed["enabled"] is False and listed["disabled_at"]
     failed = [d for d in admin(server, "webhooks", "deliveries", "--json").json() if d["status"] == "failed"]
@@ -297,3 +299,56 @@ def test_an_endpoint_added_later_receives_what_happens_from_then_on(
     events = wait_until(lambda: all_arrived(server, receiver, 4, history), 30, "the new events")
     assert arrived_ids(receiver) == {e["id"] for e in events} - history
     assert len(arrived_ids(receiver)) == 2
+
+
+def test_the_admin_api_shows_the_log_and_makes_the_two_changes(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    config = write_config(tmp_path / "authmd.toml", receiver, new_secret(), webhook_max_attempts=2)
+    config.write_text(config.read_text() + admin_config(tmp_path).read_text())
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+    ops, viewer = Admin(http, server, WRITER), Admin(http, server, READER)
+    receiver.status = 500
+    for i in range(3):
+        register(http, server, f"agent-{i}")
+
+    def disabled() -> dict[str, Any] | None:
+        [endpoint] = viewer.get("/webhooks").json()["data"]
+        return endpoint if not endpoint["enabled"] else None
+
+    endpoint = wait_until(disabled, 30, "the endpoint disabled")
+    assert endpoint["name"] == "crm" and endpoint["since"] and endpoint["disabled_at"] and endpoint["waiting"] >= 1
+    assert "secret" not in json.dumps(endpoint)
+    # The log, newest first, walked page by page to its end.
+    log, pages = walk(viewer, "/webhooks/deliveries", "cursor", limit=2)
+    assert len(log) == 7 and pages == 4  # 6 of the agents' events, and the one saying the endpoint is disabled
+    assert [d["seq"] for d in log] == sorted((d["seq"] for d in log), reverse=True)
+    failed = viewer.get("/webhooks/deliveries", status="failed").json()["data"]
+    assert failed and all(d["attempts"] == 2 and d["last_status"] == 500 for d in failed)
+    assert viewer.get("/webhooks/deliveries", cursor="0").status_code == 400
+    # Changes need admin:write; an unknown one is 404, a pending one cannot be retried.
+    assert viewer.post("/webhooks/crm/enable").status_code == 403
+    assert ops.post("/webhooks/nope/enable").status_code == 404
+    assert ops.post("/webhooks/deliveries/dlv_nope/retry").status_code == 404
+    pending = viewer.get("/webhooks/deliveries", status="pending").json()["data"]
+    assert ops.post(f"/webhooks/deliveries/{pending[0]['id']}/retry").json()["error"] == "invalid_request"
+    receiver.status = 204
+    enabled = ops.post("/webhooks/crm/enable")
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    assert ops.post("/webhooks/crm/enable").status_code == 400  # not disabled any more
+    retried = ops.post(f"/webhooks/deliveries/{failed[0]['id']}/retry")
+    assert retried.status_code == 200 and (retried.json()["status"], retried.json()["attempts"]) == ("pending", 0)
+
+    def settled() -> dict[str, str] | None:
+        found = {d["id"]: d["status"] for d in walk(viewer, "/webhooks/deliveries", "cursor")[0]}
+        return found if "pending" not in found.values() else None
+
+    # What waited is delivered, the retried one too; another that was given up stays failed until retried.
+    statuses = wait_until(settled, 30, "what waited, and the retried delivery, delivered")
+    assert statuses[failed[0]["id"]] == "delivered"
+    assert sorted(statuses.values()).count("failed") == len(failed) - 1
+    actions = [a["data"] for a in admin(server, "events", "--type", "operator.action", "--json").json()]
+    assert [(a["operator"], a["action"]) for a in actions] == [
+        ("admin-key:ops", "webhook.enable"),
+        ("admin-key:ops", "webhook.retry"),
+    ]
