@@ -352,3 +352,65 @@ def test_the_admin_api_shows_the_log_and_makes_the_two_changes(
         ("admin-key:ops", "webhook.enable"),
         ("admin-key:ops", "webhook.retry"),
     ]
+
+
+def test_several_endpoints_each_receive_the_events_they_asked_for(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    claims = Receiver().start()
+    try:
+        secret, other = new_secret(), new_secret()
+        config = write_config(tmp_path / "authmd.toml", receiver, secret, hook={"name": "everything"})
+        config.write_text(
+            config.read_text().replace('name = "crm"\n', "")
+            + f'[[webhooks]]\nname = "ends"\nurl = "{claims.url}"\nsecret = "{other}"\n'
+            + 'events = ["agent_registration.deleted", "account.*"]\n'
+        )
+        server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+        reg = register(http, server, "agent")
+        assert http.post(f"{server.origin}{REVOKE}", data={"token": reg["identity"]["assertion"]}).status_code == 200
+        events = wait_until(lambda: all_arrived(server, receiver, 3), 30, "every event at the first endpoint")
+        [deleted] = wait_until(claims.received, 30, "the deletion at the second endpoint")
+        assert deleted.json()["type"] == "agent_registration.deleted"
+        assert verify(other, deleted.headers, deleted.body) and not verify(secret, deleted.headers, deleted.body)
+        assert {e["id"] for e in events} == arrived_ids(receiver) and len(claims.received()) == 1
+        names = [e["name"] for e in admin(server, "webhooks", "list", "--json").json()]
+        assert names == ["everything", "ends"]
+    finally:
+        claims.stop()
+
+
+def test_a_slow_endpoint_times_out(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    config = write_config(
+        tmp_path / "authmd.toml", receiver, new_secret(), webhook_timeout_seconds=0.5, webhook_max_attempts=10_000
+    )
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+    receiver.held.clear()  # it takes requests and never answers them
+    register(http, server, "agent")
+
+    def timed_out() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = admin(server, "webhooks", "deliveries", "--json").json()
+        return [d for d in found if d["last_error"] == "timed out"] or None
+
+    [slow] = wait_until(timed_out, 30, "an attempt that timed out")
+    assert slow["status"] == "pending" and slow["last_status"] is None and slow["last_latency_ms"] >= 450
+    receiver.held.set()
+
+
+def test_another_instance_sends_what_a_killed_one_had_in_flight(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, redis_server: RedisServer, http: httpx.Client
+) -> None:
+    config = write_config(tmp_path / "authmd.toml", receiver, new_secret(), webhook_timeout_seconds=2.0)
+    env = shared_env(redis_server, tmp_path, {"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+    first = start_server(env)
+    receiver.held.clear()
+    register(http, first, "agent")
+    [in_flight] = wait_until(receiver.received, 30, "a delivery in flight from the first instance")
+    first.kill()
+    receiver.held.set()
+    second = start_server(env)  # another process on the same Redis: it takes over once the lease runs out
+    wait_until(lambda: [r for r in receiver.received() if r.webhook_id == in_flight.webhook_id][1:], 30, "sent again")
+    wait_until(lambda: all_arrived(second, receiver, 2), 30, "every event delivered")
+    assert {d["status"] for d in admin(second, "webhooks", "deliveries", "--json").json()} == {"delivered"}
