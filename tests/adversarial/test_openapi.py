@@ -111,6 +111,14 @@ def test_an_operators_own_route_is_described_as_litestar_generates_it(tmp_path: 
     assert ok["content"]["application/json"]["schema"]["type"] == "object"
 
 
+def _attempt_token(claim: dict[str, Any]) -> dict[str, str]:
+    """The claim attempt token inside a claim block's verification_uri."""
+    link = unquote(unquote(claim["attempt"]["verification_uri"]))
+    found = re.search(r"claim_attempt_token=(cvt_[^&]+)", link)
+    assert found is not None, link
+    return {"claim_attempt_token": found[1]}
+
+
 class Checked:
     """Sends a request and checks the answer against the document: a documented status, and a body
     (and headers) that match what the document says for it."""
@@ -180,10 +188,7 @@ def test_every_answer_of_a_real_journey_conforms(
 
         service = {"type": "service_auth", "login_hint": "grace@example.com"}
         graces = call("POST", "/agent/identity", json=service).json()["claim"]
-        link = unquote(unquote(graces["attempt"]["verification_uri"]))
-        found = re.search(r"claim_attempt_token=(cvt_[^&]+)", link)
-        assert found is not None, link
-        attempt_token = {"claim_attempt_token": found[1]}
+        attempt_token = _attempt_token(graces)
         call("POST", "/oauth2/revoke", data={"token": token})
         assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json() == {"active": False}
         call("POST", "/agent/events", content=b"not-a-set", headers={"Content-Type": "application/secevent+jwt"})
@@ -213,6 +218,22 @@ def test_every_answer_of_a_real_journey_conforms(
         call("GET", "/admin/v1/events", headers=bearer(token))  # 401: an agent's token is not an admin key
         call("GET", "/admin/v1/accounts/acct_none", "/admin/v1/accounts/{account_id}", headers=ro)  # 404
         claims = "/admin/v1/claim-attempts"
+        # Humans confirm on authmd's own page here: the operator's login cannot (400).
+        assert call("POST", f"{claims}/lookup", json=attempt_token, headers=ops).json()["error"] == "invalid_request"
+
+    seen = call.seen
+    # The operator's login confirms claims on a service with claim_page_url.
+    config.write_text(
+        config.read_text().replace(
+            "[[introspection_clients]]", 'claim_page_url = "http://127.0.0.1:9/claim"\n[[introspection_clients]]', 1
+        )
+    )
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", **store_env})
+    with httpx.Client(timeout=10.0) as http:
+        call = Checked(http, server, *load(http, server))
+        service = {"type": "service_auth", "login_hint": "grace@example.com"}
+        attempt_token = _attempt_token(call("POST", "/agent/identity", json=service).json()["claim"])
+        ops = bearer(admin_key)
         assert (
             call("POST", f"{claims}/lookup", json=attempt_token, headers=ops).json()["login_hint"]
             == "grace@example.com"
@@ -223,6 +244,6 @@ def test_every_answer_of_a_real_journey_conforms(
         assert call("POST", f"{claims}/deny", json=attempt_token, headers=ops).json()["status"] == "denied"
         call("POST", f"{claims}/lookup", json=attempt_token, headers=ops)  # the claim was denied
 
-    statuses = {status for _, _, status in call.seen}
+    statuses = {status for _, _, status in seen | call.seen}
     assert {200, 201, 400, 401, 403, 404, 409} <= statuses, call.seen
     no_unhandled_errors(server)

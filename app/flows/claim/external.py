@@ -74,6 +74,14 @@ def _locate(token: str) -> tuple[Located, str]:
 
 
 async def _attempt(ctx: Context, token: str) -> tuple[Located, str, AttemptView]:
+    # Only where the operator's login is the claim page: elsewhere humans confirm on authmd's own page,
+    # after the provider's sign-in, and an admin key must not be a way around it.
+    if ctx.settings.claim_page_url is None:
+        raise AuthError(
+            "invalid_request",
+            "claims on this service are confirmed on its own sign-in page, not through the admin API",
+            "Set claim_page_url to let the operator's own login confirm claims.",
+        )
     loc, hashed = _locate(token)
     return loc, hashed, await find_attempt(ctx, loc.account_id, loc.registration_id, hashed)
 
