@@ -36,6 +36,10 @@ class Received:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops a burst's connections (retried after a second)
+
+
 class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
@@ -83,7 +87,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer((HOST, self.port), Handler)
+        server = _Server((HOST, self.port), Handler)
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
