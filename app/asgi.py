@@ -19,7 +19,7 @@ from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
 from app.flows.expire import run_key_watch, run_sweeper
 from app.keys import KeyRing, ensure_keys
-from app.logs import configure_logging
+from app.logs import configure_logging, request_ids
 from app.outbound.cimd import ClientMetadataCache
 from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
@@ -130,7 +130,7 @@ def create_app(
     # The human pages are HTML for browsers, not part of the API's OpenAPI document.
     pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
     operator_api = admin.router(ctx.endpoints.base_path)
-    return Litestar(
+    app = Litestar(
         route_handlers=[service, pages, operator_api, *at_root, *health.HANDLERS, *route_handlers],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -141,6 +141,9 @@ def create_app(
         before_send=[hook for hook in (log_access if settings.access_log else None, hsts(settings)) if hook],
         state=State({"ctx": ctx, "docs": docs}),
     )
+    # Inside Litestar's send hooks (the access log line has the id), outside its routing (a 404 has one).
+    app.asgi_handler = request_ids(app.asgi_handler)
+    return app
 
 
 def app_from_env() -> Litestar:
@@ -152,5 +155,5 @@ def app_from_env() -> Litestar:
     host = os.environ.get("AUTHMD_SERVE_HOST", "127.0.0.1")
     port = int(os.environ.get("AUTHMD_SERVE_PORT", "8000"))
     settings = load_settings().resolve(host, port)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

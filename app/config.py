@@ -191,6 +191,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     http_max_connections: int = 0  # 0: from the open-file limit
     http_max_connections_per_client: int = 100
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
     # Webhooks (spec/webhooks.md): endpoints, and how deliveries are timed. Retries wait base x 4^n
     # (jittered, capped at the max) until max_attempts: by default about 27 hours of trying.

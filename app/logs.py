@@ -1,16 +1,83 @@
-"""Logging for the server process and each worker process (uvicorn's own config is switched off)."""
+"""Logging for the server process and each worker process (uvicorn's own config is switched off).
+
+Every log line written while a request is handled carries its request id (``request_id``), the one the
+response sends back in ``X-Request-Id``: one from the client or its proxy when well formed, else a new
+one. ``log_format = "json"`` writes one JSON object per line; "text" (the default) stays readable.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import secrets
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+# What we accept from a client or proxy as its request id: short and plain, so it is safe in a log line.
+_WELL_FORMED = re.compile(rb"[A-Za-z0-9._:-]{8,64}")
+_HEADER = b"x-request-id"
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+class _RequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (RFC 3339, ms), level, logger, process, request_id, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "process": record.process,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestId())
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
     # httpx logs every outbound request at INFO (provider JWKS, client metadata): keep those quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def request_ids(app: ASGIApp) -> ASGIApp:
+    """Give each HTTP request its id before anything routes it (a 404 has one too), for the logs and
+    for the response's ``X-Request-Id``."""
+
+    async def with_id(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", ()) if k == _HEADER), b"")
+        rid = given.decode() if _WELL_FORMED.fullmatch(given) else secrets.token_hex(8)
+        REQUEST_ID.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (_HEADER, rid.encode())]
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return with_id

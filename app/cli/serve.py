@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     files = raise_open_file_limit()  # before the budget is cut from it; workers inherit it
     limits = Limits.from_settings(settings)  # a connection cap the open-file limit cannot hold stops here
     workers = args.workers or settings.workers
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("authmd")
     for warning in warnings(settings):
         log.warning(warning)
