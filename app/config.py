@@ -193,6 +193,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+    # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
+    introspection_checks_per_client: int = 20
+    introspection_checks_per_source: int = 60
     # Webhooks (spec/webhooks.md): endpoints, and how deliveries are timed. Retries wait base x 4^n
     # (jittered, capped at the max) until max_attempts: by default about 27 hours of trying.
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
@@ -202,9 +205,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     webhook_max_attempts: int = 10
     webhook_poll_seconds: float = 1.0
     webhook_log_days: int = 7
-    # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
-    introspection_checks_per_client: int = 20
-    introspection_checks_per_source: int = 60
     # The admin HTTP API (/admin/v1): its keys, and how many wrong keys one source may present per window.
     admin_keys: list[AdminKey] = msgspec.field(default_factory=list)
     admin_failures_per_source: int = 20

@@ -45,8 +45,10 @@ class Receiver:
         self.port = free_port()
         self.status = 204
         self.location: str | None = None  # sent with the answer (a redirect, when status is 3xx)
+        self.declared_body = 0  # a body this long is announced; a little of it is sent, then it hangs
         self.held = threading.Event()  # cleared: requests wait (at most 30 s) until it is set
         self.held.set()
+        self.hang = threading.Event()  # set: a hanging body ends
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._in_flight: Counter[str] = Counter()
@@ -78,8 +80,12 @@ class Receiver:
                     self.send_response(receiver.status)
                     if receiver.location is not None:
                         self.send_header("location", receiver.location)
-                    self.send_header("content-length", "0")
+                    self.send_header("content-length", str(receiver.declared_body))
                     self.end_headers()
+                    if receiver.declared_body:
+                        self.wfile.write(b"x" * 1024)
+                        self.wfile.flush()
+                        receiver.hang.wait(30)
                 finally:
                     with receiver._lock:
                         receiver._in_flight[record.webhook_id] -= 1
@@ -98,6 +104,7 @@ class Receiver:
         server, self._server = self._server, None
         if server is not None:
             self.held.set()
+            self.hang.set()
             server.shutdown()
             server.server_close()
 

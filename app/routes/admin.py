@@ -252,7 +252,7 @@ async def enable_webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
         raise AuthError("not_found", f"no webhook endpoint named {name}")
     if not await verbs.enable(ctx, name, operator=_operator(request)):
         raise AuthError("invalid_request", f"the webhook endpoint {name} is not disabled")
-    [view] = [v for v in await webhooks.endpoints(ctx.settings, ctx.store) if v.name == name]
+    [view] = await webhooks.endpoints(ctx.settings, ctx.store, only=name)
     return json_response(view, no_store=True)
 
 
@@ -278,13 +278,13 @@ async def list_deliveries(
 async def retry_delivery(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Send a failed delivery again, next in its queue, with a fresh count of attempts."""
     ctx, delivery_id = ctx_of(request), request.path_params["delivery_id"]
-    if await ctx.store.get_delivery(delivery_id) is None:
+    retried = await verbs.retry(ctx, delivery_id, operator=_operator(request))
+    delivery = await ctx.store.get_delivery(delivery_id)
+    if delivery is None:
         raise AuthError("not_found", f"no delivery {delivery_id}")
-    if not await verbs.retry(ctx, delivery_id, operator=_operator(request)):
+    if not retried:
         raise AuthError("invalid_request", f"{delivery_id} has not failed: only a failed delivery is retried")
-    again = await ctx.store.get_delivery(delivery_id)
-    assert again is not None
-    return json_response(webhooks.delivery_view(again), no_store=True)
+    return json_response(webhooks.delivery_view(delivery), no_store=True)
 
 
 HANDLERS = [

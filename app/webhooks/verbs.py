@@ -22,6 +22,8 @@ async def retry(ctx: Acting, delivery_id: str, *, operator: str) -> bool:
     not a failed delivery."""
     now = ctx.clock.now()
     delivery = await ctx.store.get_delivery(delivery_id)
+    if delivery is None or delivery.status != "failed":
+        return False
     action = ev.new(
         ev.OperatorAction,
         now,
@@ -29,7 +31,7 @@ async def retry(ctx: Acting, delivery_id: str, *, operator: str) -> bool:
         None,
         operator=operator,
         action="webhook.retry",
-        endpoint=delivery.endpoint if delivery else None,
+        endpoint=delivery.endpoint,
         delivery_id=delivery_id,
     )
-    return await ctx.store.retry_delivery(delivery_id, now, [action])
+    return await ctx.store.retry_delivery(delivery_id, now, [action])  # False if it moved meanwhile

@@ -4,6 +4,7 @@ while a request is handled carries the request id its response sends back in `X-
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -21,6 +22,11 @@ def test_json_lines_carry_the_request_id(start_server: StartServer, http: httpx.
     bad = http.get(f"{server.origin}/nowhere", headers={"X-Request-Id": "no spaces allowed\tplease"})
     assert (ours.status_code, given.status_code, bad.status_code) == (200, 401, 404)
     assert given.headers["x-request-id"] == "edge-7f3a9c21"  # a proxy's own id goes through
+    long = http.get(f"{server.origin}/healthz", headers={"X-Request-Id": "a" * 65})  # one over the bound
+    short = http.get(f"{server.origin}/healthz", headers={"X-Request-Id": "a" * 7})  # one under it
+    for replaced in (long, short):
+        assert re.fullmatch(r"[0-9a-f]{16}", replaced.headers["x-request-id"]), replaced.headers
+    assert http.get(f"{server.origin}/healthz", headers={"X-Request-Id": "a" * 64}).headers["x-request-id"] == "a" * 64
     assert len(ours.headers["x-request-id"]) == 16 and len(bad.headers["x-request-id"]) == 16
     assert ours.headers["x-request-id"] != bad.headers["x-request-id"]
 

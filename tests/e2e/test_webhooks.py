@@ -399,6 +399,24 @@ def test_a_slow_endpoint_times_out(
     receiver.held.set()
 
 
+def test_an_answer_body_is_never_read(
+    start_server: StartServer, tmp_path: Path, receiver: Receiver, http: httpx.Client
+) -> None:
+    """An endpoint that announces a gigabyte and sends a kilobyte: the status decides, the body is left
+    unread (no memory spent, no timeout waiting for the rest)."""
+    receiver.status, receiver.declared_body = 200, 1 << 30  # (a 204 has no body by definition)
+    config = write_config(tmp_path / "authmd.toml", receiver, new_secret(), webhook_timeout_seconds=2.0)
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off"})
+    register(http, server, "agent")
+
+    def delivered() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = admin(server, "webhooks", "deliveries", "--json").json()
+        return found if len(found) == 2 and all(d["status"] == "delivered" for d in found) else None
+
+    log = wait_until(delivered, 30, "both deliveries delivered")
+    assert all(d["attempts"] == 1 and d["last_error"] is None and d["last_status"] == 200 for d in log)
+
+
 def test_another_instance_sends_what_a_killed_one_had_in_flight(
     start_server: StartServer, tmp_path: Path, receiver: Receiver, redis_server: RedisServer, http: httpx.Client
 ) -> None:

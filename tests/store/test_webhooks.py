@@ -55,6 +55,22 @@ def failed_once(d: Delivery, at: float, next_at: float, *, final: bool = False) 
     )
 
 
+def disabling(d: Delivery, at: float, attempts: int = 1, status: int | None = None) -> ev.Event:
+    """The event a delivery that gives up hands in: its endpoint is disabled."""
+    error = "timed out" if status is None else f"HTTP {status}"
+    return ev.new(
+        ev.WebhookEndpointDisabled,
+        at,
+        ev.SERVICE,
+        None,
+        endpoint=d.endpoint,
+        delivery_id=d.id,
+        attempts=attempts,
+        last_status=status,
+        last_error=error,
+    )
+
+
 def ids(found: list[Delivery]) -> list[str]:
     return [d.event_id for d in found]
 
@@ -109,17 +125,7 @@ async def test_giving_up_disables_the_endpoint_with_its_event_and_the_queue_move
     await store.add_deliveries([delivery("e1"), delivery("e2")])
     [e1] = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
     gave_up = failed_once(e1, T0 + 5, T0 + 5, final=True)
-    disabled = ev.new(
-        ev.WebhookEndpointDisabled,
-        T0 + 5,
-        ev.SERVICE,
-        None,
-        endpoint="crm",
-        delivery_id=e1.id,
-        attempts=1,
-        last_status=503,
-        last_error="HTTP 503",
-    )
+    disabled = disabling(e1, T0 + 5, status=503)
     assert await store.finish_delivery(gave_up, "i1", [disabled])
     [state] = await store.endpoint_states()
     assert state.disabled_at == T0 + 5
@@ -134,17 +140,7 @@ async def test_enabling_makes_the_backlog_due_now(store: Store) -> None:
     action = ev.new(ev.OperatorAction, T0, ev.SERVICE, None, operator="ada", action="webhook.enable", endpoint="crm")
     assert await store.enable_endpoint("crm", T0, [action]) is False  # never disabled
     [e1] = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
-    disabled = ev.new(
-        ev.WebhookEndpointDisabled,
-        T0,
-        ev.SERVICE,
-        None,
-        endpoint="crm",
-        delivery_id=e1.id,
-        attempts=3,
-        last_status=None,
-        last_error="timed out",
-    )
+    disabled = disabling(e1, T0, attempts=3)
     # Disabled while this delivery still had a retry ahead, an hour away.
     assert await store.finish_delivery(failed_once(e1, T0, T0 + 3600), "i1", [disabled])
     assert await store.enable_endpoint("crm", T0 + 10, [action]) is True
@@ -249,19 +245,6 @@ async def test_two_deliveries_giving_up_disable_once_with_one_event(store: Store
     await store.add_deliveries([delivery("e1"), delivery("f1", account_id="acct_2")])
     leased = await store.lease_deliveries(["crm"], T0, "i1", LEASE, 10)
     assert len(leased) == 2
-
-    def disabling(d: Delivery, at: float) -> ev.Event:
-        return ev.new(
-            ev.WebhookEndpointDisabled,
-            at,
-            ev.SERVICE,
-            None,
-            endpoint="crm",
-            delivery_id=d.id,
-            attempts=1,
-            last_status=None,
-            last_error="timed out",
-        )
 
     for n, d in enumerate(leased):
         assert await store.finish_delivery(failed_once(d, T0 + n, T0 + n, final=True), "i1", [disabling(d, T0 + n)])

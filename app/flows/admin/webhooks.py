@@ -71,11 +71,14 @@ def delivery_view(d: Delivery) -> DeliveryView:
     )
 
 
-async def endpoints(settings: Settings, store: Store) -> list[EndpointView]:
-    """Every configured endpoint with its state (one the store has never seen is enabled)."""
+async def endpoints(settings: Settings, store: Store, only: str | None = None) -> list[EndpointView]:
+    """Every configured endpoint (or the one named ``only``) with its state (one the store has never seen
+    is enabled)."""
     states = {s.name: s for s in await store.endpoint_states()}
     found = []
     for hook in settings.webhooks:
+        if only is not None and hook.label != only:
+            continue
         state = states.get(hook.label)
         waiting = await store.list_deliveries(endpoint=hook.label, status="pending", limit=WAITING_COUNTED)
         found.append(
