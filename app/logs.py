@@ -75,7 +75,8 @@ def request_ids(app: ASGIApp) -> ASGIApp:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (_HEADER, rid.encode())]
+                # A copy: a start message may be built once and sent for every request (discovery).
+                message = {**message, "headers": [*message.get("headers", ()), (_HEADER, rid.encode())]}
             await send(message)
 
         await app(scope, receive, send_with_id)

@@ -56,11 +56,13 @@ class Document:
         return b"*" in tags or self.etag.encode() in tags
 
     async def send(self, scope: HTTPScope, send: Send) -> None:
+        # Start messages go out as copies: a send hook that adds a header (HSTS) must not add it to the
+        # message every later request sends too.
         if self.matches(_header(scope, b"if-none-match")):
-            await send(self._not_modified)
+            await send({**self._not_modified, "headers": list(self._not_modified["headers"])})
             await send(self._empty_msg)
             return
-        await send(self._full)
+        await send({**self._full, "headers": list(self._full["headers"])})
         await send(self._empty_msg if scope["method"] == "HEAD" else self._body_msg)
 
 
@@ -89,7 +91,7 @@ _REFUSE_BODY: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _ME
 
 
 async def _refuse_method(send: Send) -> None:
-    await send(_REFUSE_START)
+    await send({**_REFUSE_START, "headers": list(_REFUSE_START["headers"])})
     await send(_REFUSE_BODY)
 
 

@@ -22,6 +22,10 @@ def test_json_lines_carry_the_request_id(start_server: StartServer, http: httpx.
     bad = http.get(f"{server.origin}/nowhere", headers={"X-Request-Id": "no spaces allowed\tplease"})
     assert (ours.status_code, given.status_code, bad.status_code) == (200, 401, 404)
     assert given.headers["x-request-id"] == "edge-7f3a9c21"  # a proxy's own id goes through
+    # Documents sent from one prepared start message: one id each, never the ids of the requests before.
+    for path in ("/.well-known/oauth-authorization-server",) * 3 + ("/.well-known/jwks.json",) * 2:
+        r = http.get(f"{server.origin}{path}")
+        assert len(r.headers.get_list("x-request-id")) == 1, r.headers
     long = http.get(f"{server.origin}/healthz", headers={"X-Request-Id": "a" * 65})  # one over the bound
     short = http.get(f"{server.origin}/healthz", headers={"X-Request-Id": "a" * 7})  # one under it
     for replaced in (long, short):
