@@ -13,6 +13,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.endpoints import Endpoints
 from app.keys import KeyRing
+from app.observe import Tally
 from app.store.port import Store
 from app.store.window import LocalWindows
 
@@ -43,6 +44,8 @@ class Context:
     oidc: Discovery
     # Registrations refused per source, in this worker's memory (app/flows/register.py).
     refusals: LocalWindows
+    # What this process counted for the console's charts, flushed to the store (app/observe.py).
+    tally: Tally = field(default_factory=Tally)
     pow_key: bytes = b""
     endpoints: Endpoints = field(init=False)
     # (client_id, sha256(secret)) pairs that passed the slow hash once in this process.

@@ -3,6 +3,8 @@
 Every log line written while a request is handled carries its request id (``request_id``), the one the
 response sends back in ``X-Request-Id``: one from the client or its proxy when well formed, else a new
 one. ``log_format = "json"`` writes one JSON object per line; "text" (the default) stays readable.
+A line may carry structured fields (``extra={"fields": {...}}``, as app/observe.py's security lines do):
+members of the JSON object, or ``key=value`` pairs after a text line's message.
 """
 
 from __future__ import annotations
@@ -44,9 +46,29 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
+        for key, value in getattr(record, "fields", {}).items():
+            line.setdefault(key, value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """The readable line, its fields as ``key=value`` after the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if not fields:
+            return text
+        return (
+            text
+            + " "
+            + " ".join(f"{k}={json.dumps(v) if isinstance(v, str) and ' ' in v else v}" for k, v in fields.items())
+        )
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -55,7 +77,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
     # httpx logs every outbound request at INFO (provider JWKS, client metadata): keep those quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)

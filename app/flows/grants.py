@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 from app import events as ev
 from app.clock import Clock
+from app.observe import Tally
 from app.store.port import Deleted, Store
 
 # What a revocation records as its reason (None: a person's or an operator's plain decision).
@@ -29,6 +30,9 @@ class Acting(Protocol):
     @property
     def clock(self) -> Clock: ...
 
+    @property
+    def tally(self) -> Tally | None: ...
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -36,6 +40,7 @@ class Actor:
 
     store: Store
     clock: Clock
+    tally: Tally | None = None  # the CLI counts nothing for the console's charts
 
 
 async def revoke_grant(

@@ -574,7 +574,35 @@ class Webhooks(Protocol):
         """Forget up to ``limit`` delivered or failed deliveries made before ``before``; how many."""
 
 
-class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Webhooks, Protocol):
+# How long per-minute and per-hour totals are kept (the console charts an hour by minutes, a day and a
+# week by hours).
+COUNT_MINUTES_KEPT = 2 * 1440
+COUNT_HOURS_KEPT = 90 * 24
+
+
+class Counters(Protocol):
+    """Per-minute counts of what the console charts (app/observe.py names the series): the domain events
+    by kind and what is not a state change (refusals, proof-of-work challenges, wrong codes). Totals are
+    kept per minute (COUNT_MINUTES_KEPT) and per hour (COUNT_HOURS_KEPT); reading costs the number of
+    buckets asked for, never the number of events counted."""
+
+    async def add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
+        """Add each n to its (series, minute) total and to that minute's hour total (minutes since the
+        epoch; the hour of minute m is m // 60). One atomic step for all of them."""
+
+    async def read_counts(self, names: Sequence[str], start: int, end: int, step: int) -> dict[str, list[int]]:
+        """The totals of each series over minutes [start, end) in buckets of ``step`` minutes:
+        ``(end - start) // step`` numbers per name, 0 where nothing was counted. A ``step`` below 60 reads
+        the minute totals; a multiple of 60 reads the hour totals (``start`` and ``end`` whole hours)."""
+
+    async def trim_counts(self, now: float) -> int:
+        """Drop the totals older than they are kept; how many were dropped."""
+
+    async def count_temporary(self, now: float) -> int:
+        """How many temporary accounts are live (unclaimed and not expired)."""
+
+
+class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Webhooks, Counters, Protocol):
     """The whole store, as flows see it (``ctx.store``): every narrow port, one adapter."""
 
 

@@ -49,6 +49,8 @@ WRITES = {
     "enable_endpoint",
     "trim_deliveries",
     "open_endpoints",
+    "add_counts",
+    "trim_counts",
 }
 # Reads, and the connection's life (open, close, ping change no state an account or a person sees).
 READS = {
@@ -74,6 +76,8 @@ READS = {
     "get_delivery",
     "list_deliveries",
     "endpoint_states",
+    "read_counts",
+    "count_temporary",
 }
 # The events of a grant's end and of an operator's action, and the modules of verbs that make them.
 END_EVENTS = {"RegistrationRevoked", "AccountDeleted", "OperatorAction"}
