@@ -13,7 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, ControllerRouterHandler, Message, Scope
 
-from app import __version__
+from app import __version__, metrics
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
@@ -25,6 +25,7 @@ from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
 from app.routes import admin, health, identity, notes, oauth, web
+from app.routes import metrics as metrics_route
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
 from app.routes.openapi import openapi_config
@@ -130,8 +131,10 @@ def create_app(
     # The human pages are HTML for browsers, not part of the API's OpenAPI document.
     pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
     operator_api = admin.router(ctx.endpoints.base_path)
+    # With metrics_bind, /metrics is served by `authmd serve` on that address only (app/cli/serve.py).
+    scraped = metrics_route.HANDLERS if settings.metrics_enabled and not settings.metrics_bind else []
     app = Litestar(
-        route_handlers=[service, pages, operator_api, *at_root, *health.HANDLERS, *route_handlers],
+        route_handlers=[service, pages, operator_api, *at_root, *health.HANDLERS, *scraped, *route_handlers],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
@@ -143,6 +146,9 @@ def create_app(
     )
     # Inside Litestar's send hooks (the access log line has the id), outside its routing (a 404 has one).
     app.asgi_handler = request_ids(app.asgi_handler)
+    if settings.metrics_enabled:
+        # Outside the request ids, so that their cost is in the measured time too; not paid when off.
+        app.asgi_handler = metrics.http_metrics(app.asgi_handler)
     return app
 
 
