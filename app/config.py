@@ -540,4 +540,9 @@ def warnings(settings: Settings) -> list[str]:
             "/metrics is served on the main port, to anyone who can reach it (what the service does, how "
             "much, per route); set metrics_bind (AUTHMD_METRICS_BIND) to a private host:port to serve it there"
         )
+    if settings.metrics_bind and not settings.metrics_enabled:
+        found.append(
+            "metrics_bind is set but metrics are off (off by default outside dev mode), so nothing is served "
+            "there; set metrics = true (AUTHMD_METRICS) to serve them"
+        )
     return found

@@ -55,6 +55,8 @@ def test_public_metrics_outside_dev_mode_are_warned_about(tmp_path: Path) -> Non
     assert not warned(metrics=True, metrics_bind="127.0.0.1:9100", **PROD)
     assert not warned(**PROD)  # off by default outside dev mode
     assert not warned(issuer="http://127.0.0.1:8000")  # dev mode: on, on loopback
+    # metrics_bind alone does not turn them on: the operator hears that nothing is served there.
+    assert warned(metrics_bind="127.0.0.1:9100", **PROD)
 
 
 def test_the_route_is_served_where_the_settings_say(tmp_path: Path) -> None:
