@@ -113,6 +113,8 @@ def create_app(
             tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
             if delivering := await webhooks.start(ctx):
                 tasks.append(delivering)
+        if settings.metrics_enabled:
+            tasks.append(asyncio.create_task(metrics.run_flush()))  # last: it flushes what the others did
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from app import metrics
 
 @get("/metrics", include_in_schema=False)
 async def scrape(request: Request[Any, Any, Any]) -> Response[bytes]:
+    metrics.flush()  # this process's own tallies, up to date; the other workers' are at most a second old
     # A few small files per worker to read: quicker than a hand-off to a thread.
     body, content_type = metrics.exposition(request.headers.get("accept", ""))
     # Litestar adds the charset of a text/* type itself.

@@ -133,3 +133,27 @@ def _readme_section(title: str) -> str:
     start = readme.index(f"\n## {title}\n")
     end = readme.find("\n## ", start + 1)
     return readme[start : end if end != -1 else None]
+
+
+def test_a_flushed_tally_is_what_observing_one_by_one_gives() -> None:
+    """The hot paths tally and flush in batches (through the histogram's own bucket values): the samples
+    must be those of observe() called for each, on every bucket boundary and past the last."""
+    durations = [0.0, 0.001, 0.0010001, 0.003, 0.05, 0.05, 2.5, 9.9, 10.0, 10.5, 60.0]
+    for seconds in durations:
+        metrics.store_timed("test_batched", seconds)
+        metrics.STORE_DURATION.labels("test_observed").observe(seconds)
+    metrics.flush()
+
+    def samples(operation: str) -> dict[tuple[str, str], float]:
+        text = metrics.exposition()[0].decode()
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.labels.get("operation") == operation and not s.name.endswith("_created")
+        }
+
+    batched, observed = samples("test_batched"), samples("test_observed")
+    assert batched == pytest.approx(observed)
+    assert batched[("authmd_store_operation_duration_seconds_count", "")] == len(durations)
+    assert batched[("authmd_store_operation_duration_seconds_bucket", "+Inf")] == len(durations)

@@ -389,7 +389,6 @@ class RedisBase:
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = SCRIPTS[name][0]
         # Timed from the wait for a connection on: what the request waits for. Labelled by the script's name.
-        duration, errors = metrics.store_operation(name)
         started = time.perf_counter()
         try:
             async with self._connection():
@@ -402,13 +401,12 @@ class RedisBase:
                 except UNAVAILABLE as exc:
                     raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         except StoreUnavailable:
-            errors.inc()
+            metrics.store_failed(name)
             raise
         finally:
-            duration.observe(time.perf_counter() - started)
+            metrics.store_timed(name, time.perf_counter() - started)
 
     async def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        duration, errors = metrics.store_operation(method)  # a redis-py method's name, chosen in code
         started = time.perf_counter()
         try:
             async with self._connection():
@@ -417,10 +415,10 @@ class RedisBase:
                 except UNAVAILABLE as exc:
                     raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         except StoreUnavailable:
-            errors.inc()
+            metrics.store_failed(method)  # a redis-py method's name, chosen in code
             raise
         finally:
-            duration.observe(time.perf_counter() - started)
+            metrics.store_timed(method, time.perf_counter() - started)
 
     async def open(self) -> None:
         self._client = self._connect()

@@ -134,15 +134,15 @@ class SQLiteBase:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         # Every port method comes through here: timed by its step's name (code's, so a bounded label).
-        duration, errors = metrics.store_operation(fn.__name__.lstrip("_"))
+        operation = fn.__name__.lstrip("_")
         started = time.perf_counter()
         try:
             return await self._attempt(fn, args)
         except StoreUnavailable:
-            errors.inc()
+            metrics.store_failed(operation)
             raise
         finally:
-            duration.observe(time.perf_counter() - started)
+            metrics.store_timed(operation, time.perf_counter() - started)
 
     async def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
