@@ -5,6 +5,7 @@ outside dev mode; on their own listener with `metrics_bind`; well formed again a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.common import IDENTITY, JWT_BEARER, NOTES, REVOKE, TOKEN, bearer
 from tests.e2e.conftest import HOST, ServerProcess, StartServer, free_port, wait_until
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +154,29 @@ def test_a_restart_counts_afresh_and_scrapes_well_formed(start_server: StartServ
     assert value(scrape(url), "authmd_http_requests_total", **labels) == 0
     assert httpx.post(f"{server.origin}{IDENTITY}", json={"type": "anonymous"}, timeout=10).status_code == 200
     assert wait_until(lambda: value(scrape(url), "authmd_http_requests_total", **labels) == 1, 10, "one counted")
+
+
+def test_webhook_attempts_are_counted_by_outcome(start_server: StartServer, tmp_path: Path) -> None:
+    receiver = Receiver()
+    receiver.status = 503  # failing first: every attempt is a retry
+    receiver.start()
+    try:
+        config = tmp_path / "authmd.toml"
+        config.write_text(
+            "webhook_poll_seconds = 0.05\nwebhook_retry_base_seconds = 0.05\nwebhook_retry_max_seconds = 0.2\n"
+            f'[[webhooks]]\nname = "crm"\nurl = "{receiver.url}"\nsecret = "whsec_{"A" * 43}="\n'
+        )
+        server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", "AUTHMD_WORKERS": "2"})
+        url = f"{server.origin}/metrics"
+        assert httpx.post(f"{server.origin}{IDENTITY}", json={"type": "anonymous"}, timeout=10).status_code == 200
+
+        def attempts(outcome: str) -> float:
+            return value(scrape(url), "authmd_webhook_deliveries_total", endpoint="crm", outcome=outcome)
+
+        wait_until(lambda: attempts("retry") >= 1, 20, "a retried attempt counted")
+        receiver.status = 204
+        wait_until(lambda: attempts("delivered") >= 1, 20, "a delivered attempt counted")
+        assert attempts("failed") == 0
+        assert ("authmd_webhook_queue_depth", (("endpoint", "crm"),)) in scrape(url)
+    finally:
+        receiver.stop()
