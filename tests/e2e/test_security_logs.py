@@ -77,7 +77,8 @@ async def test_each_security_event_is_one_json_line_and_no_secret_is_logged(
         cy = DevHuman(client, server.issuer)
         reg_c = await agent.register()
         attempt_c = await agent.start_claim(reg_c["claim"]["token"], "cy@example.com")
-        code_c = (await cy.authorize(await cy.open_link(attempt_c["attempt"]["verification_uri"], "cy@example.com"))).code
+        page_c = await cy.open_link(attempt_c["attempt"]["verification_uri"], "cy@example.com")
+        code_c = (await cy.authorize(page_c)).code
         wrong = "000000" if code_c != "000000" else "111111"
         for _ in range(5):
             await agent.complete_claim(reg_c["claim"]["token"], wrong, expect=401)
