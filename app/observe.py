@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from app.store.port import Store
 
 log = logging.getLogger("authmd.security")
+# The operator CLI configures no logging: its lines go nowhere there rather than to stderr.
+log.addHandler(logging.NullHandler())
 FLUSH_SECONDS = 5.0
 # At most this many refusal lines a second per process (a flood of refused requests must not become a
 # flood of log lines); the rest are counted and summed up in the next line.
