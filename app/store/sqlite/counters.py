@@ -1,0 +1,72 @@
+"""Counters on SQLite: per-minute and per-hour totals (tables count_minutes, count_hours), and the count
+of live temporary accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, count_read
+from app.store.sqlite.base import SQLiteBase
+
+
+class SQLiteCounters(SQLiteBase):
+    def _add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
+        hours: dict[tuple[str, int], int] = {}
+        for (name, minute), n in counts.items():
+            hours[(name, minute // 60)] = hours.get((name, minute // 60), 0) + n
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO count_minutes (name, minute, n) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, minute) DO UPDATE SET n = n + excluded.n",
+                [(name, minute, n) for (name, minute), n in counts.items()],
+            )
+            conn.executemany(
+                "INSERT INTO count_hours (name, hour, n) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, hour) DO UPDATE SET n = n + excluded.n",
+                [(name, hour, n) for (name, hour), n in hours.items()],
+            )
+
+    async def add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
+        if counts:
+            await self._run(self._add_counts, dict(counts))
+
+    def _read_counts(self, names: Sequence[str], start: int, end: int, step: int) -> dict[str, list[int]]:
+        plan = count_read(names, start, end, step)
+        table, column = ("count_hours", "hour") if plan.hours else ("count_minutes", "minute")
+        out = {name: [0] * plan.buckets for name in names}
+        # One range of the primary key per name: the rows read are at most the buckets asked for.
+        for name in out:
+            rows = self.conn.execute(
+                f"SELECT ({column} - ?) / ?, sum(n) FROM {table} WHERE name = ? AND {column} >= ? AND {column} < ? "
+                "GROUP BY 1",
+                (plan.first, plan.step, name, plan.first, plan.end),
+            )
+            for bucket, n in rows:
+                out[name][bucket] = n
+        return out
+
+    async def read_counts(self, names: Sequence[str], start: int, end: int, step: int) -> dict[str, list[int]]:
+        count_read(names, start, end, step)  # a bad request is a ValueError, never a 503
+        return await self._run(self._read_counts, list(names), start, end, step)
+
+    def _trim_counts(self, now: float) -> int:
+        minute = int(now // 60)
+        with self._write() as conn:
+            dropped = conn.execute("DELETE FROM count_minutes WHERE minute < ?", (minute - COUNT_MINUTES_KEPT,))
+            gone = dropped.rowcount
+            dropped = conn.execute("DELETE FROM count_hours WHERE hour < ?", (minute // 60 - COUNT_HOURS_KEPT,))
+            return gone + dropped.rowcount
+
+    async def trim_counts(self, now: float) -> int:
+        return await self._run(self._trim_counts, now)
+
+    def _count_temporary(self, now: float) -> int:
+        # Counted on the sweeper's partial index (accounts_by_expiry): a claim makes an account persistent,
+        # which takes it out of the index.
+        row = self.conn.execute(
+            "SELECT count(*) FROM accounts WHERE kind = 'temporary' AND expires_at > ?", (now,)
+        ).fetchone()
+        return int(row[0])
+
+    async def count_temporary(self, now: float) -> int:
+        return await self._run(self._count_temporary, now)
