@@ -14,6 +14,7 @@ import pytest
 
 from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, Store
 from app.store.redis import RedisStore
+from app.store.sqlite.counters import TRIM_BATCH
 from tests.store.conftest import StoreInstances
 from tests.store.records import T0, TTL, claimed_event, make_claim, seed
 
@@ -33,6 +34,20 @@ async def test_counts_read_back_per_minute_and_per_hour(store: Store) -> None:
     assert by_five["b"] == [0] * 12 + [5]
     assert await store.read_counts(["a", "b"], M0, M0 + 180, 60) == {"a": [10, 0, 0], "b": [0, 5, 0]}
     assert await store.read_counts(["b", "a"], M0 - 120, M0 + 240, 120) == {"a": [0, 10, 0], "b": [0, 5, 0]}
+
+
+async def test_long_reads_sum_every_bucket(store: Store) -> None:
+    minutes = [0, 237, 238, 239, 240, 241, 700, 2519]
+    await store.add_counts({("a", M0 + m): m + 1 for m in minutes})
+    by_seven = await store.read_counts(["a", "b"], M0, M0 + 2520, 7)
+    expected = [0] * 360
+    for m in minutes:
+        expected[m // 7] += m + 1
+    assert by_seven == {"a": expected, "b": [0] * 360}
+    by_minute = await store.read_counts(["a"], M0, M0 + 2520, 1)
+    assert [i for i, n in enumerate(by_minute["a"]) if n] == minutes
+    by_day = await store.read_counts(["a"], M0, M0 + 2 * 1440, 1440)
+    assert by_day == {"a": [sum(m + 1 for m in minutes if m < 1440), sum(m + 1 for m in minutes if m >= 1440)]}
 
 
 async def test_nothing_counted_reads_as_zeros(store: Store) -> None:
@@ -81,6 +96,12 @@ async def test_old_minute_totals_go_and_hour_totals_stay(store: Store) -> None:
     assert await store.read_counts(["e"], last - COUNT_MINUTES_KEPT - 1, last - COUNT_MINUTES_KEPT + 1, 1) == {
         "e": [0, 1]
     }
+    # A backlog (totals that aged out while no sweeper ran) is trimmed a bounded batch at a time.
+    base = last + 1_000_000
+    await store.add_counts({("f", m): 1 for m in range(base, base + TRIM_BATCH + 5)})
+    after = (base + TRIM_BATCH + 5 + COUNT_MINUTES_KEPT) * 60
+    assert await store.trim_counts(after) == TRIM_BATCH + 1  # with the hour total of "e", long gone
+    assert await store.trim_counts(after) == 6  # the 5 past the batch and the "e" minute kept above
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,10 @@ from collections.abc import Mapping, Sequence
 from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, count_read
 from app.store.redis.base import RedisBase
 
+# Keys one read script takes: with 40 series, about 6 ms of Redis's time (a day by 5 minutes read in
+# one script held it 36 ms).
+READ_KEYS = 240
+
 
 class RedisCounters(RedisBase):
     def _count_key(self, unit: str, n: int) -> str:
@@ -37,9 +41,16 @@ class RedisCounters(RedisBase):
         if not names:
             return {}
         unit = "hour" if plan.hours else "min"
-        keys = [self._count_key(unit, n) for n in range(plan.first, plan.end)]
-        sums = await self._call("read_counts", keys, [plan.step, *names])
-        return {name: [int(v) for v in sums[i * plan.buckets : (i + 1) * plan.buckets]] for i, name in enumerate(names)}
+        out: dict[str, list[int]] = {name: [] for name in names}
+        # Whole buckets of at most READ_KEYS keys a script: a script holds Redis for its whole run.
+        chunk = max(1, READ_KEYS // plan.step) * plan.step
+        for first in range(plan.first, plan.end, chunk):
+            keys = [self._count_key(unit, n) for n in range(first, min(first + chunk, plan.end))]
+            sums = await self._call("read_counts", keys, [plan.step, *names])
+            buckets = len(keys) // plan.step
+            for i, name in enumerate(names):
+                out[name] += [int(v) for v in sums[i * buckets : (i + 1) * buckets]]
+        return out
 
     async def trim_counts(self, now: float) -> int:
         """Nothing to do: each total's key carries a TTL (its retention), so Redis drops them itself; 0."""

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, count_read
 from app.store.sqlite.base import SQLiteBase
 
+TRIM_BATCH = 10_000  # about 20 ms of deleting
+
 
 class SQLiteCounters(SQLiteBase):
     def _add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
@@ -51,13 +53,23 @@ class SQLiteCounters(SQLiteBase):
 
     def _trim_counts(self, now: float) -> int:
         minute = int(now // 60)
+        gone = 0
         with self._write() as conn:
-            dropped = conn.execute("DELETE FROM count_minutes WHERE minute < ?", (minute - COUNT_MINUTES_KEPT,))
-            gone = dropped.rowcount
-            dropped = conn.execute("DELETE FROM count_hours WHERE hour < ?", (minute // 60 - COUNT_HOURS_KEPT,))
-            return gone + dropped.rowcount
+            for table, column, before in (
+                ("count_minutes", "minute", minute - COUNT_MINUTES_KEPT),
+                ("count_hours", "hour", minute // 60 - COUNT_HOURS_KEPT),
+            ):
+                gone += conn.execute(
+                    f"DELETE FROM {table} WHERE (name, {column}) IN "
+                    f"(SELECT name, {column} FROM {table} WHERE {column} < ? ORDER BY {column} LIMIT ?)",
+                    (before, TRIM_BATCH),
+                ).rowcount
+        return gone
 
     async def trim_counts(self, now: float) -> int:
+        """At most TRIM_BATCH rows of each table a call: a backlog (totals that aged out while the server
+        was stopped: up to COUNT_MINUTES_KEPT rows a series) drains over the sweeper's next passes
+        instead of holding the event loop (measured: 288 000 rows in one go took 0.5 s)."""
         return await self._run(self._trim_counts, now)
 
     def _count_temporary(self, now: float) -> int:
