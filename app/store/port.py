@@ -3,7 +3,8 @@
 ``Store`` is the composition of narrow ports, one per concern: ``Upkeep`` (open, close, ping, sweep),
 ``Limits`` (rate windows), ``Marks`` (one-time marks, revoked token ids), ``Grants`` (accounts and their
 registrations), ``People`` (users, delegations, sign-in, sessions), ``Claims`` (the claim ceremony),
-``Notes`` (the demo resource), ``Events`` (reading the outbox) and ``Webhooks`` (deliveries). Each
+``Notes`` (the demo resource), ``Events`` (reading the outbox), ``Webhooks`` (deliveries) and
+``Counters`` (the console's per-minute totals). Each
 adapter (app/store/sqlite/, app/store/redis/) has one module per concern, and tests/store has one
 contract file per port.
 
