@@ -13,7 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, ControllerRouterHandler, Message, Scope
 
-from app import __version__, metrics
+from app import __version__, metrics, observe
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
@@ -110,7 +110,12 @@ def create_app(
         await ctx.store.open()
         tasks: list[asyncio.Task[None]] = []
         if background:
-            tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
+            tasks = [
+                asyncio.create_task(run_sweeper(ctx)),
+                asyncio.create_task(run_key_watch(ctx)),
+                # Cancelled before the store closes: its last flush still has a store to write to.
+                asyncio.create_task(observe.run_flush(ctx.tally, ctx.store)),
+            ]
             if delivering := await webhooks.start(ctx):
                 tasks.append(delivering)
         if settings.metrics_enabled:

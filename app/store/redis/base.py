@@ -58,6 +58,7 @@ UNAVAILABLE = (
 )
 _SCRIPTS = (
     "access_state",
+    "add_counts",
     "add_deliveries",
     "add_note",
     "check_code",
@@ -79,6 +80,7 @@ _SCRIPTS = (
     "put_delegation",
     "put_registration",
     "read_claim",
+    "read_counts",
     "read_notes",
     "read_outbox",
     "read_registrations",
