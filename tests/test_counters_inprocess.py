@@ -25,8 +25,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_registration_is_counted_and_flushed(harness: Harness) -> None:
     _reg, _token = await harness.agent().start()
     ctx, minute = harness.ctx, int(harness.clock.now() // 60)
-    # What the flows will hand observe once they report their events (not wired in this branch).
-    observe.emitted(ctx.tally, await ctx.store.events("", 10))
+    # The registration flow handed its committed events to observe.
     assert ctx.tally.counts == {("registered:anonymous", minute): 1}
 
     await observe.flush(ctx.tally, ctx.store)
