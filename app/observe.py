@@ -48,7 +48,7 @@ SERIES = (
     "code:wrong",
     "code:lockout",
     "idjag_refused:{provider}",  # a configured issuer, or "untrusted"
-    "webhook:{outcome}",  # delivered, failed, disabled
+    "webhook:{outcome}",  # delivered, retry, failed (each attempt), disabled (an endpoint)
 )
 
 

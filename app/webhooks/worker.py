@@ -15,7 +15,7 @@ import time
 import httpx
 import msgspec
 
-from app import __version__, metrics
+from app import __version__, metrics, observe
 from app import events as ev
 from app.config import Webhook
 from app.context import Context
@@ -158,10 +158,13 @@ class Worker:
         else:
             outcome = msgspec.structs.replace(outcome, next_at=at + schedule.retry_delay(attempts, self.ctx.settings))
         # Each attempt's outcome: delivered, retry (to be sent again later) or failed (given up).
-        metrics.WEBHOOK_DELIVERIES.labels(hook.label, "retry" if outcome.status == "pending" else outcome.status).inc()
+        kind = "retry" if outcome.status == "pending" else outcome.status
+        metrics.WEBHOOK_DELIVERIES.labels(hook.label, kind).inc()
+        self.ctx.tally.add(f"webhook:{kind}", at)
         if not await self.ctx.store.finish_delivery(outcome, self.holder, events):
             log.warning("webhook delivery %s to %s: lease lost before the outcome was stored", d.id, hook.label)
         elif events:
+            observe.emitted(self.ctx.tally, events)  # the endpoint's disabling, with its security line
             log.warning(
                 "webhook delivery %s to %s given up after %d attempts (last: %s); the endpoint is disabled "
                 "until `authmd admin webhooks enable %s`",
