@@ -147,8 +147,8 @@ async def overview(ctx: Context, window: Window) -> Overview:
         registration_refused=[sum(v) for v in zip(*(c[f"registration_refused:{m}"] for m in METHODS), strict=True)],
         claims=claims,
         funnel=[
-            ("claims started", sum(claims["started"])),
-            ("confirmed by a human", sum(claims["confirmed"])),
+            ("started", sum(claims["started"])),
+            ("confirmed", sum(claims["confirmed"])),  # by the human, on the claim page
             ("completed", sum(claims["completed"])),
         ],
         live=live_series(live_now, c["registered:anonymous"], removed),
@@ -219,7 +219,7 @@ async def _by_agent_name(ctx: Context, q: str, found: Found, now: float) -> None
         walked += 1
         for reg in await ctx.store.registrations_of(account.id, now):
             if reg.agent_name and needle in reg.agent_name.casefold():
-                found.hits.append(Hit(account.id, f"agent name of a {reg.type} registration", reg.id, reg.agent_name))
+                found.hits.append(Hit(account.id, f"agent name ({reg.type} registration)", reg.id, reg.agent_name))
                 if len(found.hits) >= SEARCH_HITS:
                     found.bound = f"the first {SEARCH_HITS} matches"
                     return

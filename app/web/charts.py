@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28  # the plot's margins: room for the axes' labels
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 36  # the plot's margins: room for the axes' labels
 TONES = 6  # classes t0…t5 in the console stylesheet
 
 
@@ -71,7 +71,7 @@ def _frame(key: str, title: str, desc: str, top: float, labels: Sequence[str], p
         for i in picks:
             x = LEFT + width * (i + 0.5) / len(labels)
             anchor = "start" if i == 0 and len(labels) > 1 else "end" if i == len(labels) - 1 else "middle"
-            parts.append(f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">')
+            parts.append(f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">')
             parts.append(f"{escape(labels[i])}</text>")
     parts.append("</svg>")
     return "".join(parts)
@@ -164,7 +164,7 @@ def funnel(key: str, title: str, steps: Sequence[tuple[str, float]]) -> str:
     row = 30
     height = TOP + row * len(steps) + 4
     label_w = 150
-    inner_w = WIDTH - label_w - 110
+    inner_w = WIDTH - label_w - 180  # room for the count and share after the longest bar
     parts = []
     words = []
     for i, ((name, _), v) in enumerate(zip(steps, values, strict=True)):

@@ -30,6 +30,7 @@ svg text.value{fill:var(--fg)}svg line.grid{stroke:var(--line);stroke-width:1}
 .t0{fill:#1a56db;stroke:#1a56db}.t1{fill:#0e9f6e;stroke:#0e9f6e}.t2{fill:#c27803;stroke:#c27803}
 .t3{fill:#b42318;stroke:#b42318}.t4{fill:#7e3af2;stroke:#7e3af2}.t5{fill:#6b7280;stroke:#6b7280}
 polyline.line{fill:none;stroke-width:2.5}
+@media (max-width:40rem){svg text{font-size:24px}svg text.empty{font-size:26px}}
 ul.legend{list-style:none;padding:0;margin:.25rem 0 0;display:flex;flex-wrap:wrap;gap:.15rem 1rem;font-size:.88rem}
 .key{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.35rem;vertical-align:-.05rem}
 span.key.t0{background:#1a56db}span.key.t1{background:#0e9f6e}span.key.t2{background:#c27803}
@@ -124,7 +125,8 @@ def overview(frame: Frame, o: flows.Overview) -> str:
             "registrations",
             "Registrations by method",
             labels,
-            [charts.Series(m, v) for m, v in o.registered.items()] + [charts.Series("refused", o.registration_refused)],
+            [charts.Series(m, v) for m, v in o.registered.items()]
+            + [charts.Series("refused (any method)", o.registration_refused)],
             unit=unit,
         ),
         charts.funnel("funnel", f"Claim funnel, last {w.name} (conversion {conversion})", o.funnel),
