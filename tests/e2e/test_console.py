@@ -19,15 +19,17 @@ import pytest
 from app.tokens import admin_key_hash, new_admin_key
 from tests.browser import launch_browser, require_browser, screenshot
 from tests.e2e.conftest import ServerProcess, StartServer
-from tests.e2e.test_human_claim import _back_at, _sign_in_at_provider, start_with_oidc
+from tests.e2e.test_human_claim import _back_at, _sign_in_at_provider, sign_in_http, start_with_oidc
 from tests.e2e.test_pages_day_one import PHONE, assert_fits_a_phone
 from tests.helpers import Agent, DevHuman, Page, claimed
 from tests.oidc_server import OidcProvider
+from tests.provider import TestProvider
 from tests.tls import TlsFiles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 DESKTOP = {"width": 1280, "height": 800}
+ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
 ADMIN, OTHER = "Ops@Example.com", "ada@example.com"
 ADMIN_KEY = new_admin_key()
 COUNTS_DEADLINE = 30.0  # seconds: each instance adds its counts to the store every 5 s
@@ -241,3 +243,37 @@ async def test_the_console_behind_the_real_provider_over_https(
             assert "Development mode" not in await page.inner_text("main")
             await screenshot(page, f"console-oidc-{again.status}")
             await context.close()
+
+    # Outside dev mode with nobody listed, the console is closed to everyone and says what to set.
+    nobody = {k: v for k, v in env.items() if k != "AUTHMD_CONSOLE_ADMINS"}
+    closed = start_with_oidc(start_server, oidc_provider, nobody, verify=tls_files.client_context())
+    async with httpx.AsyncClient(timeout=10.0, verify=tls_files.client_context()) as client:
+        callback = await sign_in_http(client, closed, "ops@example.com", "/console")
+        assert (await client.get(callback, follow_redirects=False)).headers["location"] == "/console"
+        r = await client.get(f"{closed.issuer}/console")
+        assert r.status_code == 403 and "console_admins" in r.text and "ops@example.com" in r.text
+
+
+async def test_the_providers_page_shows_the_keys_as_fetched(
+    start_server: StartServer, provider: TestProvider, tmp_path: Path
+) -> None:
+    config = tmp_path / "providers.toml"
+    config.write_text(
+        f'[[providers]]\nissuer = "{provider.issuer}"\nname = "Agent <Platform>"\nclient_ids = ["agent-cli"]\n'
+        'scopes = ["notes:read"]\n'
+    )
+    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_CONSOLE_ADMINS": ADMIN, "AUTHMD_CONFIG": str(config)})
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        admin = DevHuman(client, server.issuer)
+        signin = await admin.follow(f"{server.issuer}/console/providers")
+        before = await admin.post(
+            "/login/dev", {"csrf": signin.csrf, "email": ADMIN, "return_to": "/console/providers"}
+        )
+        assert before.title == "Providers" and "Agent &lt;Platform&gt;" in before.text
+        assert "not fetched yet by this instance" in before.text and provider.kid not in before.text
+        jag = provider.mint_id_jag("console-1", aud=server.issuer, email="p1@example.com")
+        body = {"type": "identity_assertion", "assertion_type": ID_JAG, "assertion": jag}
+        assert (await client.post(f"{server.issuer}/agent/identity", json=body)).status_code == 200
+        after = await admin.follow(f"{server.issuer}/console/providers")
+        assert provider.kid in after.text and provider.jwks_uri in after.text
+        assert "not fetched yet" not in after.text and "last fetch failed" not in after.text
