@@ -277,3 +277,17 @@ async def test_the_providers_page_shows_the_keys_as_fetched(
         after = await admin.follow(f"{server.issuer}/console/providers")
         assert provider.kid in after.text and provider.jwks_uri in after.text
         assert "not fetched yet" not in after.text and "last fetch failed" not in after.text
+
+
+async def test_dev_mode_without_operators_lets_everyone_in_and_says_so(start_server: StartServer) -> None:
+    server = start_server({"AUTHMD_POW_MODE": "off"})
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        anyone = DevHuman(client, server.issuer)
+        signin = await anyone.follow(f"{server.issuer}/console/search?q=nobody")
+        page = await anyone.post(
+            "/login/dev", {"csrf": signin.csrf, "email": OTHER, "return_to": signin.form("/login/dev")["return_to"]}
+        )
+        assert (
+            page.status == 200 and page.title == "Search" and "Nothing found for <strong>nobody</strong>" in page.text
+        )
+        assert "everyone signed in with the development sign-in is an operator" in page.text
