@@ -227,6 +227,8 @@ async def _by_agent_name(ctx: Context, q: str, found: Found, now: float) -> None
 
 @dataclass(frozen=True, slots=True)
 class AccountPage:
+    account: Account
+    now: float
     detail: views.AccountDetail
     events: list[views.EventView]  # newest first
     events_bound: bool  # the walk of the events stopped at its bound: older ones may be missing
@@ -244,7 +246,7 @@ async def account_page(ctx: Context, account_id: str) -> AccountPage:
         raise AuthError("not_found", f"no live account {account_id}")
     detail = await query.account_detail(ctx.store, account, now)
     events, bound = await _timeline(ctx, account)
-    return AccountPage(detail, [views.event_view(e) for e in reversed(events)], bound)
+    return AccountPage(account, now, detail, [views.event_view(e) for e in reversed(events)], bound)
 
 
 async def _timeline(ctx: Context, account: Account) -> tuple[list[ev.Event], bool]:

@@ -216,8 +216,11 @@ def account(frame: Frame, a: flows.AccountPage) -> str:
         ("Account", f'<code class="id">{escape(d.id)}</code>'),
         ("Kind", escape(d.kind)),
         ("Owner", escape(d.owner_email) if d.owner_email else '<span class="muted">nobody (unclaimed)</span>'),
-        ("Created", escape(d.created_at or "n/a")),
-        ("Expires", escape(d.expires_at or "never")),
+        ("Created", _when(a.account.created_at, a.now)),
+        (
+            "Deleted if unclaimed",
+            _when(a.account.expires_at, a.now) if a.account.expires_at else "never (not temporary)",
+        ),
         ("Notes", f"{d.notes} of {d.quota_notes}"),
     ]
     regs = "".join(_registration(frame, r) for r in d.registrations) or '<li class="muted">No registrations.</li>'
@@ -234,6 +237,12 @@ def account(frame: Frame, a: flows.AccountPage) -> str:
         + f'<h2>Events, newest first</h2>{bound}<ol class="timeline">{events}</ol>'
     )
     return frame.page("Account", body)
+
+
+def _when(at: int, now: float) -> str:
+    """A moment in words and exactly: ``12 minutes ago (05 Dec 2026, 21:27 UTC)``, or ``in 48 minutes (…)``."""
+    words = f"{pages.duration(now - at)} ago" if at <= now else f"in {pages.duration(at - now)}"
+    return f"{escape(words)} ({escape(pages.human_time(at))})"
 
 
 def _registration(frame: Frame, r: views.RegistrationView) -> str:
