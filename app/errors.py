@@ -103,9 +103,10 @@ DEFAULT_HINTS: dict[str, str] = {
 
 
 class AuthError(Exception):
-    """The only error type. ``code`` must be in STATUS; ``extra`` adds body fields (e.g. `challenge`)."""
+    """The only error type. ``code`` must be in STATUS; ``extra`` adds body fields (e.g. `challenge`);
+    ``limit`` names the rate limit or quota that refused the request, for the logs and metrics only."""
 
-    __slots__ = ("code", "description", "extra", "headers", "hint")
+    __slots__ = ("code", "description", "extra", "headers", "hint", "limit")
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class AuthError(Exception):
         *,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        limit: str | None = None,
     ) -> None:
         if code not in STATUS:
             raise ValueError(f"unknown error code {code!r}")
@@ -124,6 +126,7 @@ class AuthError(Exception):
         self.hint = hint if hint is not None else DEFAULT_HINTS.get(code, "See /auth.md for the contract.")
         self.extra = extra or {}
         self.headers = headers or {}
+        self.limit = limit
 
     @property
     def status(self) -> int:

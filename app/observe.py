@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from app.store.port import Store
 
 log = logging.getLogger("authmd.security")
+# The operator CLI configures no logging: its lines go nowhere there rather than to stderr.
+log.addHandler(logging.NullHandler())
 FLUSH_SECONDS = 5.0
 # At most this many refusal lines a second per process (a flood of refused requests must not become a
 # flood of log lines); the rest are counted and summed up in the next line.
@@ -90,7 +92,6 @@ def _one(tally: Tally, event: ev.Event) -> None:
     at, level, words = event.at, logging.INFO, ""
     match event:
         case ev.RegistrationCreated(method=method):
-            metrics.REGISTRATIONS.labels(method, "created").inc()
             tally.add(f"registered:{method}", at)
             fields.update(method=method, pending=event.pending, agent_name=event.agent_name, provider=event.provider)
             words = f"registration created ({method})"
@@ -138,9 +139,8 @@ def _one(tally: Tally, event: ev.Event) -> None:
             fields.update(by=by, registrations=event.registrations, notes=event.notes)
             words = f"account deleted by the {by}"
         case ev.AccountExpired():
-            tally.add("accounts:expired", at)
-            fields.update(registrations=event.registrations, notes=event.notes)
-            words = "temporary account expired unclaimed"
+            account_expired(tally, event.account_id, event.registrations, event.notes, at)
+            return
         case ev.OperatorAction():
             fields.update(operator=event.operator, action=event.action, endpoint=event.endpoint)
             level, words = logging.WARNING, f"operator {event.operator}: {event.action}"
@@ -188,9 +188,20 @@ def refused(tally: Tally, limit: str, at: float, *, code: str, source: str | Non
         log.warning("request refused by the %s limit", limit, extra={"fields": fields})
 
 
-def registration_refused(tally: Tally, method: str, code: str, at: float) -> None:
-    metrics.REGISTRATIONS.labels(method, "refused").inc()
-    tally.add(f"registration_refused:{method}", at)
+def registration_answered(tally: Tally, method: str, outcome: str, at: float) -> None:
+    """A registration request answered: ``created`` (credentials or a pending account), ``pending`` (a
+    provider's subject must be linked by a human first), or ``refused``. A request that registers an
+    already linked provider subject again is ``created`` here but makes no event."""
+    metrics.REGISTRATIONS.labels(method, outcome).inc()
+    if outcome == "refused":
+        tally.add(f"registration_refused:{method}", at)
+
+
+def account_expired(tally: Tally, account_id: str, registrations: int, notes: int, at: float) -> None:
+    """The sweeper deleted an unclaimed temporary account (its ``account.expired`` event is the store's)."""
+    tally.add("accounts:expired", at)
+    fields = {"event": "account.expired", "account_id": account_id, "registrations": registrations, "notes": notes}
+    log.info("temporary account expired unclaimed", extra={"fields": fields})
 
 
 def challenge_issued(tally: Tally, difficulty: int, at: float) -> None:
@@ -212,14 +223,14 @@ def wrong_code(tally: Tally, account_id: str, registration_id: str, at: float, *
         log.warning("claim locked: wrong codes spent its budget", extra={"fields": {**fields, "event": "lockout"}})
 
 
-def idjag_refused(tally: Tally, provider: str | None, reason: str, at: float) -> None:
+def idjag_refused(tally: Tally, provider: str | None, reason: str, why: str, at: float) -> None:
     """An ID-JAG refused; ``provider``: its issuer when on the trust list, else None (the issuer a
     stranger wrote is never a label or a log field)."""
     name = provider or "untrusted"
     metrics.IDJAG_REFUSALS.labels(name, reason).inc()
     tally.add(f"idjag_refused:{name}", at)
     fields = {"event": "id_jag.refused", "provider": name, "reason": reason}
-    log.warning("ID-JAG refused (%s)", reason, extra={"fields": fields})
+    log.warning("ID-JAG refused (%s): %s", reason, why, extra={"fields": fields})
 
 
 def token_issued(kind: str) -> None:

@@ -289,7 +289,10 @@ class GuardedProtocol(HttpToolsProtocol):
         key = _client_key(self.client[0], limits.trusted_proxies) if self.client else None
         if key is not None and guard.per_client.get(key, 0) >= limits.max_connections_per_client:
             err = rate_limited(
-                1, "too many open connections from this address", "Reuse an open connection or close idle ones."
+                1,
+                "too many open connections from this address",
+                "Reuse an open connection or close idle ones.",
+                limit="connections_per_client",
             )
             self.refuse(err, f"{guard.per_client[key]} connections open from it", "http_max_connections_per_client")
             return

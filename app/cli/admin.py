@@ -68,6 +68,7 @@ from typing import Any
 import msgspec
 
 from app import events as ev
+from app import observe
 from app.cli import admin_webhooks
 from app.clock import ManualClock, SystemClock, rfc3339
 from app.config import ConfigError, load_settings, redact_url
@@ -486,7 +487,9 @@ class Admin:
     # ---- revoke ------------------------------------------------------------------------------
     async def _revoke(self, plan: Sequence[Registration]) -> Output:
         # The command acts at the one instant it reads at: every revocation and event of it has that time.
-        done = await act.revoke_each(grants.Actor(self.store, ManualClock(self.now)), plan, _operator())
+        tally = observe.Tally()  # the console's charts count an operator's revocations too
+        done = await act.revoke_each(grants.Actor(self.store, ManualClock(self.now), tally), plan, _operator())
+        await observe.flush(tally, self.store)
         if not done:
             raise Exit(NOT_FOUND, "nothing revoked: every grant was already revoked or gone")
         value = _plain(views.revocation(done, self.now))

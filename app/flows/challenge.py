@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from app import observe
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
@@ -50,7 +51,9 @@ def volume_paid(ctx: Context, difficulty: int) -> int | None:
 def new_challenge(ctx: Context, difficulty: int) -> Challenge:
     """A fresh challenge: the challenge endpoint's answer, and the `challenge` member of a
     proof_of_work_required / invalid_proof_of_work error body."""
-    expires_at = int(ctx.clock.now()) + ctx.settings.pow_challenge_ttl_seconds
+    now = ctx.clock.now()
+    expires_at = int(now) + ctx.settings.pow_challenge_ttl_seconds
+    observe.challenge_issued(ctx.tally, difficulty, now)
     return Challenge(
         challenge=mint_challenge(ctx.pow_key, difficulty, expires_at),
         algorithm="sha256",

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from app import events as ev
-from app import tokens
+from app import observe, tokens
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
@@ -120,6 +120,7 @@ async def _create_user(ctx: Context, jag: IdJag) -> AccessState | None:
     registration, delegation, events = _records(ctx, jag, user.id, account.id, "active")
     if not await ctx.store.create_user(user, account, registration, delegation, events):
         return None
+    observe.emitted(ctx.tally, events)
     return AccessState(registration=registration, account=account, token_revoked=False)
 
 
@@ -155,6 +156,7 @@ async def _link_required(ctx: Context, jag: IdJag, user: User, current: Delegati
     if not await ctx.store.save_pending_link(delegation, registration, claim, events, replace_active=replace):
         # An active delegation appeared meanwhile (a human confirmed): the agent simply retries.
         return AuthError("temporarily_unavailable", "the link is being confirmed; retry", headers={"Retry-After": "1"})
+    observe.emitted(ctx.tally, events)
     body: dict[str, Any] = {
         "id": registration.id,
         "type": "identity_assertion",

@@ -212,7 +212,7 @@ def examples(ctx: Context) -> dict[str, Any]:
             "quota_exceeded", f"this account may hold at most {s.quota_notes} notes", "Ask a human to claim …"
         ).body(),
         "invalid-token": AuthError("invalid_token", "the access token has expired").body(),
-        "rate-limited": rate_limited(30, "too many requests").body(),
+        "rate-limited": rate_limited(30, "too many requests", limit="example").body(),
     }
     if s.claims_offered:
         attempt = {"verification_uri": f"{s.issuer}/login?return_to=…", "expires_at": _T}

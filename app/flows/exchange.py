@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import jwt
 
+from app import observe
 from app.context import Context
 from app.endpoints import TOKEN
 from app.errors import AuthError
@@ -154,4 +155,5 @@ def _issue(ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int
             "gen": state.registration.generation,
         },
     )
+    observe.token_issued("access_token")
     return TokenIssued(access_token=token, token_type="Bearer", expires_in=exp - iat, scope=scope)

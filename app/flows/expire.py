@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from app import observe
 from app.context import Context
 from app.errors import StoreUnavailable
 
@@ -24,7 +25,7 @@ async def sweep_once(ctx: Context) -> int:
         deleted = await ctx.store.sweep(ctx.clock.now(), BATCH)
         total += len(deleted)
         for d in deleted:
-            log.info("temporary account %s expired: deleted %d notes", d.account_id, d.notes)
+            observe.account_expired(ctx.tally, d.account_id, d.registrations, d.notes, ctx.clock.now())
         if len(deleted) < BATCH:
             return total
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import msgspec
+
 from app import events as ev
+from app import observe
 from app.clock import Clock
 from app.observe import Tally
 from app.store.port import Deleted, Store
@@ -63,7 +66,10 @@ async def revoke_grant(
     if by == "operator":
         assert operator is not None, "an operator's revocation names the operator"
         events.append(ev.new(ev.OperatorAction, now, account_id, registration_id, operator=operator, action="revoke"))
-    return await ctx.store.revoke_registration(account_id, registration_id, now, events)
+    done = await ctx.store.revoke_registration(account_id, registration_id, now, events)
+    if done:
+        observe.emitted(ctx.tally, events)
+    return done
 
 
 async def revoke_issued_until(
@@ -81,7 +87,10 @@ async def revoke_issued_until(
         provider=provider,
         not_before=not_before,
     )
-    return await ctx.store.set_not_before(account_id, registration_id, not_before, [revoked])
+    done = await ctx.store.set_not_before(account_id, registration_id, not_before, [revoked])
+    if done:
+        observe.emitted(ctx.tally, [revoked])
+    return done
 
 
 async def delete_account(ctx: Acting, account_id: str, registration_id: str, *, by: ev.RevokedBy) -> Deleted | None:
@@ -89,4 +98,8 @@ async def delete_account(ctx: Acting, account_id: str, registration_id: str, *, 
     credential); None if it was already gone. The store fills in the counts of what it deleted."""
     now = ctx.clock.now()
     deleted = ev.new(ev.AccountDeleted, now, account_id, registration_id, by=by, registrations=0, notes=0)
-    return await ctx.store.delete_account(account_id, now, deleted)
+    done = await ctx.store.delete_account(account_id, now, deleted)
+    if done is not None:
+        counted = msgspec.structs.replace(deleted, registrations=done.registrations, notes=done.notes)
+        observe.emitted(ctx.tally, [counted])
+    return done

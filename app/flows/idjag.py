@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import jwt
 import msgspec
 
-from app import text
+from app import observe, text
 from app.config import ASYMMETRIC_ALGS, Provider
 from app.context import Context
 from app.errors import AuthError
@@ -46,6 +46,25 @@ def _number(claims: dict[str, Any], name: str) -> int | None:
 
 
 async def verify_id_jag(ctx: Context, token: str, *, record_replay: bool = True) -> IdJag:
+    """The ID-JAG verified, or the refusal, logged and counted with its reason and (when on the trust
+    list) its provider."""
+    try:
+        return await _verify(ctx, token, record_replay)
+    except AuthError as exc:
+        if exc.status < 500:
+            observe.idjag_refused(ctx.tally, _trusted_issuer(ctx, token), exc.code, exc.description, ctx.clock.now())
+        raise
+
+
+def _trusted_issuer(ctx: Context, token: str) -> str | None:
+    try:
+        provider = ctx.settings.provider(str(jose_segment(token, 1).get("iss", "")))
+    except AuthError:
+        return None
+    return provider.issuer if provider else None
+
+
+async def _verify(ctx: Context, token: str, record_replay: bool) -> IdJag:
     s = ctx.settings
     if len(token) > s.idjag_max_bytes:
         raise AuthError("invalid_request", f"the assertion is larger than {s.idjag_max_bytes} bytes")

@@ -64,18 +64,37 @@ def _unmapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.
     return addr
 
 
+# What the logs and metrics call a window, by its key's first two parts (never the source or id after).
+LIMIT_NAMES = {
+    "reg:src": "register_per_source",
+    "reg:all": "register_global",
+    "chal:src": "challenge_per_source",
+    "chal:all": "challenge_global",
+    "claim:start": "claim_starts",
+    "claim:status": "claim_status_polls",
+    "introspect:client": "introspection_per_client",
+    "introspect:src": "introspection_per_source",
+    "admin:fail": "admin_failures_per_source",
+    "web:src": "sessions_per_source",
+}
+
+
+def limit_name(key: str) -> str:
+    return LIMIT_NAMES.get(":".join(key.split(":", 2)[:2]), "other")
+
+
 async def enforce(ctx: Context, hits: Sequence[WindowHit]) -> list[WindowResult]:
     """Count the hits; if any limited one is over, nothing is counted and the caller gets a 429."""
     results = await ctx.store.hit_windows(hits, ctx.clock.now(), ctx.settings.rate_window_seconds)
-    refuse_if_over(results)
+    refuse_if_over(results, hits)
     return results
 
 
-def refuse_if_over(results: Sequence[WindowResult]) -> None:
+def refuse_if_over(results: Sequence[WindowResult], hits: Sequence[WindowHit]) -> None:
     """The 429 for the refused results, if any (Retry-After: until the last of them would fit)."""
-    refused = [r for r in results if not r.allowed]
+    refused = [(r, h) for r, h in zip(results, hits, strict=True) if not r.allowed]
     if refused:
-        raise rate_limited(max(r.retry_after for r in refused))
+        raise rate_limited(max(r.retry_after for r, _ in refused), limit=limit_name(refused[0][1].key))
 
 
 def rate_limited(
@@ -84,6 +103,7 @@ def rate_limited(
     hint: str | None = None,
     *,
     code: str = "rate_limit_exceeded",
+    limit: str,
 ) -> AuthError:
     """A 429 (``rate_limit_exceeded``, or ``too_many_attempts``): the wait in whole seconds, as the
     Retry-After header (RFC 9110 §10.2.3) and as a number in the body (``retry_after``, for agents
@@ -95,4 +115,5 @@ def rate_limited(
         hint or f"Wait {wait} seconds (Retry-After), then retry.",
         extra={"retry_after": wait},
         headers={"Retry-After": str(wait)},
+        limit=limit,
     )

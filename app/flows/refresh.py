@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from app import events as ev
-from app import tokens
+from app import observe, tokens
 from app.clock import rfc3339
 from app.context import Context
 from app.errors import AuthError
@@ -103,6 +103,7 @@ async def refresh(ctx: Context, token: Any) -> Refreshed:
             ]
             family = reg.refresh_family
             if await ctx.store.rotate_refresh(account_id, registration_id, family, seq, expires_at, now, events):
+                observe.emitted(ctx.tally, events)
                 return _response(ctx, reg, seq + 1, expires_at, now)
             return claims.LOST  # a racing refresh of the same token rotated first: look again (grace or reuse)
         rotated_at = reg.refresh_rotated_at or 0

@@ -8,7 +8,7 @@ controls run in this order: rate limits (429) → proof of work when policy asks
 from __future__ import annotations
 
 from app import events as ev
-from app import text
+from app import observe, text
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
@@ -45,7 +45,7 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
     src = source_key(source)
     refusals = ctx.refusals.reserve(src, s.unproven_limit_per_source, now)
     if not refusals.allowed:
-        raise rate_limited(refusals.retry_after)
+        raise rate_limited(refusals.retry_after, limit="unproven_per_source")
     try:
         await _decide(ctx, proof, src, now)
     except AuthError as err:
@@ -88,18 +88,13 @@ async def _decide(ctx: Context, proof: ProofOfWork | None, src: str, now: float)
         return
     if src_hit.count + 1 > s.register_limit_per_source or all_hit.count + 1 > s.register_limit_global:
         # Over a hard cap: look (counting nothing) for how long until one more fits.
-        refuse_if_over(
-            await ctx.store.hit_windows(
-                [
-                    WindowHit(src_key, s.register_limit_per_source, increment=False),
-                    WindowHit(all_key, s.register_limit_global, increment=False),
-                ],
-                now,
-                s.rate_window_seconds,
-            )
-        )
+        hard = [
+            WindowHit(src_key, s.register_limit_per_source, increment=False),
+            WindowHit(all_key, s.register_limit_global, increment=False),
+        ]
+        refuse_if_over(await ctx.store.hit_windows(hard, now, s.rate_window_seconds), hard)
     if s.pow_mode == "off":  # refused by a hard cap that the second look found no longer full: a race
-        raise rate_limited(1.0)
+        raise rate_limited(1.0, limit="register_per_source")
     needed = challenge.difficulty_for(ctx, src_hit.count + 1)
     if proof is None:
         raise challenge.proof_required(ctx, needed)
@@ -181,6 +176,7 @@ async def _create_temporary(
             )
         )
     await ctx.store.create_registration(account, registration, events)
+    observe.emitted(ctx.tally, events)
     return AccessState(registration=registration, account=account, token_revoked=False)
 
 
@@ -218,8 +214,10 @@ async def register_service_auth(ctx: Context, req: ServiceAuthRegistration, sour
     first = claims.new_claim(ctx, state)
     attempt_token, attempt = claims.new_attempt(first, now, hint, "service_auth")
     claim = claims.with_attempt(first, attempt, now, ctx.settings.claim_max_live_attempts)
-    if not await ctx.store.save_claim(claim, None, claims.claim_events(None, claim, now)):
+    started = claims.claim_events(None, claim, now)
+    if not await ctx.store.save_claim(claim, None, started):
         raise AuthError("temporarily_unavailable", "the account vanished while it was created; retry")
+    observe.emitted(ctx.tally, started)
     return ServiceAuthRegistered(
         id=state.registration.id,
         type="service_auth",

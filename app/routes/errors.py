@@ -14,9 +14,11 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from app import observe
 from app.context import Context
 from app.errors import AuthError, StoreUnavailable, server_error, unavailable
-from app.routes.http import JSON, NO_STORE
+from app.flows.limits import source_key
+from app.routes.http import JSON, NO_STORE, source_of
 
 log = logging.getLogger("authmd.http")
 
@@ -63,9 +65,23 @@ def error_response(request: Request[Any, Any, Any], err: AuthError) -> Response[
     return Response(content=msgspec.json.encode(err.body()), status_code=err.status, media_type=JSON, headers=headers)
 
 
+# Refusals by what refused them: a rate limit or quota names itself (AuthError.limit); these codes are
+# limits by nature.
+_REFUSING_CODES = {
+    "quota_exceeded": "notes_quota",
+    "proof_of_work_required": "proof_of_work",
+    "invalid_proof_of_work": "proof_of_work",
+}
+
+
 def on_auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[bytes]:
     if exc.status >= 500:
         log.error("%s %s -> %s", request.method, request.url.path, exc.code)
+    limit = exc.limit or _REFUSING_CODES.get(exc.code)
+    if limit is not None or exc.status == 429:
+        ctx: Context = request.app.state.ctx
+        source = source_key(source_of(request, ctx))
+        observe.refused(ctx.tally, limit or exc.code, ctx.clock.now(), code=exc.code, source=source)
     return error_response(request, exc)
 
 

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, Response, post
 
 from app import endpoints as ep
+from app import observe
 from app.context import Context
 from app.errors import AuthError
 from app.flows import challenge, claim, delegate, discover, events, refresh, register
@@ -109,7 +110,17 @@ async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
     type_ = str(req.__struct_config__.tag)
     if type_ not in handled:
         raise _unsupported(ctx, type_)
-    return json_response(await handled[type_](ctx, req, source_of(request, ctx)), no_store=True)
+    if type_ == "refresh":
+        return json_response(await handled[type_](ctx, req, source_of(request, ctx)), no_store=True)
+    try:
+        result = await handled[type_](ctx, req, source_of(request, ctx))
+    except AuthError as exc:
+        if exc.status < 500:
+            outcome = "pending" if exc.code == "interaction_required" else "refused"
+            observe.registration_answered(ctx.tally, type_, outcome, ctx.clock.now())
+        raise
+    observe.registration_answered(ctx.tally, type_, "created", ctx.clock.now())
+    return json_response(result, no_store=True)
 
 
 @post(ep.CLAIM, status_code=200)

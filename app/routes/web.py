@@ -20,7 +20,7 @@ from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 
 from app import endpoints as ep
-from app import tokens
+from app import observe, tokens
 from app.context import Context
 from app.errors import AuthError
 from app.flows import account as accounts
@@ -98,6 +98,8 @@ def _error_page(ctx: Context, err: AuthError) -> Response[str]:
         "claim_denied": "This request was denied",
     }
     status = 503 if err.status >= 500 else 400 if err.status < 400 else err.status
+    if err.limit is not None:
+        observe.refused(ctx.tally, err.limit, ctx.clock.now(), code=err.code)
     response = _message(ctx, titles.get(err.code, "Something went wrong"), err.description, status)
     if "Retry-After" in err.headers:
         response.headers["Retry-After"] = err.headers["Retry-After"]

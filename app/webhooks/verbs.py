@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from app import events as ev
+from app import observe
 from app.flows.grants import Acting
 
 
@@ -14,7 +15,10 @@ async def enable(ctx: Acting, endpoint: str, *, operator: str) -> bool:
     action = ev.new(
         ev.OperatorAction, now, ev.SERVICE, None, operator=operator, action="webhook.enable", endpoint=endpoint
     )
-    return await ctx.store.enable_endpoint(endpoint, now, [action])
+    done = await ctx.store.enable_endpoint(endpoint, now, [action])
+    if done:
+        observe.emitted(ctx.tally, [action])
+    return done
 
 
 async def retry(ctx: Acting, delivery_id: str, *, operator: str) -> bool:
@@ -34,4 +38,7 @@ async def retry(ctx: Acting, delivery_id: str, *, operator: str) -> bool:
         endpoint=delivery.endpoint,
         delivery_id=delivery_id,
     )
-    return await ctx.store.retry_delivery(delivery_id, now, [action])  # False if it moved meanwhile
+    done = await ctx.store.retry_delivery(delivery_id, now, [action])  # False if it moved meanwhile
+    if done:
+        observe.emitted(ctx.tally, [action])
+    return done

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import observe
 from app.context import Context
 from app.errors import AuthError
 from app.flows.claim import ceremony as claims
@@ -42,8 +43,10 @@ async def claim_with_id_jag(ctx: Context, token: Any, assertion_type: Any, asser
         if user is None:
             attempt_token, attempt = claims.new_attempt(claim, now, jag.identifier, "identity_assertion")
             updated = claims.with_attempt(claim, attempt, now, ctx.settings.claim_max_live_attempts)
-            if not await ctx.store.save_claim(updated, expected, claims.claim_events(found, updated, now)):
+            started = claims.claim_events(found, updated, now)
+            if not await ctx.store.save_claim(updated, expected, started):
                 return claims.LOST
+            observe.emitted(ctx.tally, started)
             raise AuthError(
                 "interaction_required",
                 "this provider subject is not linked to a person here yet: they must sign in and authorize",

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 
 from app import events as ev
-from app import text, tokens, wire
+from app import observe, text, tokens, wire
 from app.clock import rfc3339
 from app.context import Context
 from app.endpoints import CLAIM
@@ -141,6 +141,7 @@ def with_attempt(claim: Claim, attempt: Attempt, now: int, cap: int) -> Claim:
             f"this claim already has {len(live)} live attempts (at most {cap})",
             "Use a link you already gave the human, or wait until one expires (Retry-After).",
             code="too_many_attempts",
+            limit="claim_live_attempts",
         )
     window = claim.window_failures if live else 0
     return msgspec.structs.replace(claim, version=claim.version + 1, attempts=(*live, attempt), window_failures=window)
@@ -255,8 +256,11 @@ async def transition(
         now = int(ctx.clock.now())
         claim, state = await load(ctx, loc)
         updated, expected, result = decide(claim, state, now)
-        saved = await ctx.store.save_claim(updated, expected, claim_events(claim, updated, now, user_id))
-        return result if saved else LOST
+        events = claim_events(claim, updated, now, user_id)
+        if not await ctx.store.save_claim(updated, expected, events):
+            return LOST
+        observe.emitted(ctx.tally, events)
+        return result
 
     return await settle(step)
 

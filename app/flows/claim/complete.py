@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from app import events as ev
+from app import observe
 from app.context import Context
 from app.errors import AuthError
 from app.flows.claim import ceremony as claims
@@ -51,6 +52,10 @@ async def complete(ctx: Context, token: Any, user_code: Any) -> ClaimCompleted:
         if not check.compared or check.claim is None:
             return claims.LOST  # the claim moved between the read and the check: decide again on what is there now
         if check.matched is None:
+            locked = not check.claim.attempts  # the charge spent a budget: every attempt ended with it
+            if locked:
+                observe.emitted(ctx.tally, ended)
+            observe.wrong_code(ctx.tally, loc.account_id, loc.registration_id, now, lockout=locked)
             raise _wrong_code(check.claim)
         attempt = check.claim.attempt(check.matched)
         assert attempt is not None and attempt.confirmed_by is not None
@@ -174,4 +179,5 @@ async def land(ctx: Context, claim: Claim, state: AccessState, user: User, now: 
     ]
     if not await ctx.store.complete_claim(done, claim.version, account, registration, delegation, events):
         return None
+    observe.emitted(ctx.tally, events)
     return ClaimCompleted(id=reg.id, status="claimed", identity=identity_with_refresh(ctx, registration, 0))
