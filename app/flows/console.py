@@ -20,15 +20,27 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows.admin import act, query, views
 from app.flows.admin import webhooks as hooks
+from app.flows.limits import LIMIT_NAMES
 from app.outbound.jwks import KeysSeen
 from app.store.port import Account, Registration, User
 
 Access = Literal["operator", "everyone", "denied", "closed"]
 METHODS = ("anonymous", "service_auth", "identity_assertion")
 CLAIM_STAGES = ("started", "confirmed", "completed", "denied", "expired")
-# The limits observe.refused is called with (the ``refused:{limit}`` series); a limit not listed here
-# is counted but not charted.
-LIMITS = ("register", "challenge", "claim", "introspect", "web", "admin", "quota")
+# The limits observe.refused is called with (the ``refused:{limit}`` series): the windows' names, the
+# limits named where they refuse, the quota and proof-of-work refusals (app/routes/errors.py) and a 429's
+# code when it names no limit. A limit not listed here is counted but not charted.
+LIMITS = (
+    *dict.fromkeys(LIMIT_NAMES.values()),
+    "unproven_per_source",
+    "claim_live_attempts",
+    "connections_per_client",
+    "notes_quota",
+    "proof_of_work",
+    "other",
+    "rate_limit_exceeded",
+    "too_many_attempts",
+)
 WEBHOOK_OUTCOMES = ("delivered", "failed", "disabled")
 SEARCH_ACCOUNTS = query.SCAN_ACCOUNTS  # accounts one search by agent name may walk
 SEARCH_HITS = 50
@@ -90,6 +102,7 @@ class Overview:
     live_now: int
     expired: list[int]
     pow_challenges: list[int]
+    pow_refused: list[int]  # registrations refused for a missing or wrong proof of work
     pow_mean_bits: list[float]
     refused: dict[str, list[int]]
     webhooks: dict[str, list[int]]
@@ -139,6 +152,7 @@ async def overview(ctx: Context, window: Window) -> Overview:
     ]
     claims = {s: c[f"claim:{s}"] for s in CLAIM_STAGES}
     refused = {limit: c[f"refused:{limit}"] for limit in LIMITS if any(c[f"refused:{limit}"])}
+    pow_refused = refused.pop("proof_of_work", [0] * window.buckets)  # charted beside the challenges
     refused["wrong claim code"] = c["code:wrong"]
     return Overview(
         window=window,
@@ -155,6 +169,7 @@ async def overview(ctx: Context, window: Window) -> Overview:
         live_now=live_now,
         expired=c["accounts:expired"],
         pow_challenges=c["pow:challenges"],
+        pow_refused=pow_refused,
         pow_mean_bits=[b / n if n else 0.0 for b, n in zip(c["pow:difficulty"], c["pow:challenges"], strict=True)],
         refused=refused,
         webhooks={o: c[f"webhook:{o}"] for o in WEBHOOK_OUTCOMES},

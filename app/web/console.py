@@ -140,7 +140,11 @@ def overview(frame: Frame, o: flows.Overview) -> str:
         ),
         charts.bars("expiries", "Temporary accounts expired", labels, [charts.Series("expired", o.expired)], unit=unit),
         charts.bars(
-            "pow", "Proof-of-work challenges", labels, [charts.Series("challenges", o.pow_challenges)], unit=unit
+            "pow",
+            "Proof-of-work challenges and refusals",
+            labels,
+            [charts.Series("challenges", o.pow_challenges), charts.Series("refused", o.pow_refused)],
+            unit=unit,
         ),
         charts.lines(
             "difficulty", "Proof-of-work mean difficulty (bits)", labels, [charts.Series("bits", o.pow_mean_bits)]

@@ -144,3 +144,18 @@ def test_who_is_an_operator() -> None:
     real = _settings(issuer="https://auth.example.com")
     assert flows.access(real, _user("ada@example.com")) == "closed"
     assert flows.operator_name(_user("ops@example.com")) == "console:ops@example.com"
+
+
+def test_every_refusing_limit_is_charted() -> None:
+    """The refusals chart reads ``refused:{limit}`` for the names in flows.LIMITS: every name the server
+    refuses with (a window's name, a ``limit="…"`` where a flow refuses, a quota or proof-of-work code)."""
+    from pathlib import Path
+
+    from app.flows.limits import LIMIT_NAMES
+    from app.routes.errors import _REFUSING_CODES
+
+    root = Path(__file__).resolve().parents[2] / "app"
+    named = {m for path in root.rglob("*.py") for m in re.findall(r'\blimit="([a-z_]+)"', path.read_text())}
+    named.discard("example")  # the example error body in the discovery documents
+    missing = (named | set(LIMIT_NAMES.values()) | set(_REFUSING_CODES.values())) - set(flows.LIMITS)
+    assert not missing, missing
