@@ -27,11 +27,12 @@ class Series:
 
 
 def nice_max(value: float) -> float:
-    """The smallest of 1, 2 or 5 times 10^k at or above ``value`` (1 for nothing): a round top for the y axis."""
-    if not math.isfinite(value) or value <= 0:
-        return 1
+    """A round top for the y axis at or above ``value``: 2, 4, 6, 8 or 10 times a power of ten, at least 2,
+    so the middle grid line of a count is a whole number too."""
+    if not math.isfinite(value) or value <= 2:
+        return 2.0
     power = 10.0 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
+    for step in (1, 2, 4, 6, 8, 10):
         if value <= step * power:
             return float(step * power)
     return 10.0 * power  # unreachable: value <= 10 * power always holds

@@ -53,9 +53,9 @@ def test_bars_stack_within_the_plot_and_the_desc_gives_the_totals() -> None:
         assert y >= charts.TOP - 0.05 and y + h <= charts.HEIGHT - charts.BOTTOM + 0.05
         assert charts.LEFT <= float(rect.get("x", "0")) <= charts.WIDTH - charts.RIGHT
     assert "a 8, b 3" in (root.find(f"{SVG}desc").text or "")  # type: ignore[union-attr]
-    # The tallest stack (8) under a round top (10): the y axis says 0, 5 and 10.
+    # The tallest stack (8) under a round top (8): the y axis says 0, 4 and 8.
     axis = [t.text for t in root.findall(f"{SVG}text")]
-    assert {"0", "5", "10"} <= set(axis) and {"10:00", "10:01", "10:02"} <= set(axis)
+    assert {"0", "4", "8"} <= set(axis) and {"10:00", "10:01", "10:02"} <= set(axis)
     assert "<strong>8</strong>" in figure and "<strong>3</strong>" in figure  # the legend's totals
 
 
@@ -100,7 +100,8 @@ def test_the_funnel_gives_each_step_its_share_of_the_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "top"), [(0, 1), (-3, 1), (float("inf"), 1), (1, 1), (3, 5), (7, 10), (10, 10), (11, 20), (0.3, 0.5)]
+    ("value", "top"),
+    [(0, 2), (-3, 2), (float("inf"), 2), (1, 2), (2, 2), (3, 4), (7, 8), (10, 10), (11, 20), (61, 80), (999, 1000)],
 )
 def test_nice_max(value: float, top: float) -> None:
     assert charts.nice_max(value) == pytest.approx(top)
