@@ -27,7 +27,7 @@ class Series:
 
 
 def nice_max(value: float) -> float:
-    """A round top for the y axis at or above ``value``: 2, 4, 6, 8 or 10 times a power of ten, at least 2,
+    """A round top for the y axis at or above ``value``: 1, 2, 4, 6 or 8 times a power of ten, at least 2,
     so the middle grid line of a count is a whole number too."""
     if not math.isfinite(value) or value <= 2:
         return 2.0
