@@ -204,6 +204,14 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(
         # Another browser's session (no cookie at all), with the right token: refused too.
         stranger = DevHuman(client, server.issuer)
         assert (await stranger.post("/console/revoke/confirm", confirm.form("/console/revoke/confirm"))).status == 400
+        # A signed-in person who is not an operator, with their own session's valid token: 403.
+        other = await stranger.follow(f"{server.issuer}/console")
+        mine = await stranger.post("/login/dev", {"csrf": other.csrf, "email": OTHER, "return_to": "/console"})
+        assert mine.status == 403
+        ids = {k: v for k, v in confirm.form("/console/revoke/confirm").items() if k != "csrf"}
+        for path in ("/console/revoke", "/console/revoke/confirm"):
+            forbidden = await stranger.post(path, {**ids, "csrf": mine.csrf})
+            assert forbidden.status == 403 and forbidden.title == "Not an operator", path
         assert (await agent.api("GET", "/notes", access)).status_code == 200  # nothing changed
         after = await admin.follow(f"{server.issuer}/console/account?id={reg['account']['id']}")
         assert "operator.action" not in after.text and ">active<" in after.text
