@@ -13,7 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.types import BeforeMessageSendHookHandler, ControllerRouterHandler, Message, Scope
 
-from app import __version__
+from app import __version__, metrics, observe
 from app.clock import Clock, SystemClock
 from app.config import Settings, load_settings
 from app.context import Context, max_token_lifetime
@@ -25,6 +25,7 @@ from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
 from app.routes import admin, console, health, identity, notes, oauth, web
+from app.routes import metrics as metrics_route
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
 from app.routes.openapi import openapi_config
@@ -109,9 +110,16 @@ def create_app(
         await ctx.store.open()
         tasks: list[asyncio.Task[None]] = []
         if background:
-            tasks = [asyncio.create_task(run_sweeper(ctx)), asyncio.create_task(run_key_watch(ctx))]
+            tasks = [
+                asyncio.create_task(run_sweeper(ctx)),
+                asyncio.create_task(run_key_watch(ctx)),
+                # Cancelled before the store closes: its last flush still has a store to write to.
+                asyncio.create_task(observe.run_flush(ctx.tally, ctx.store)),
+            ]
             if delivering := await webhooks.start(ctx):
                 tasks.append(delivering)
+        if settings.metrics_enabled:
+            tasks.append(asyncio.create_task(metrics.run_flush()))  # last: it flushes what the others did
         try:
             yield
         finally:
@@ -134,8 +142,19 @@ def create_app(
         path=ctx.endpoints.base_path or "/", route_handlers=console.HANDLERS, include_in_schema=False
     )
     operator_api = admin.router(ctx.endpoints.base_path)
+    # With metrics_bind, /metrics is served by `authmd serve` on that address only (app/cli/serve.py).
+    scraped = metrics_route.HANDLERS if settings.metrics_enabled and not settings.metrics_bind else []
     app = Litestar(
-        route_handlers=[service, pages, operator_console, operator_api, *at_root, *health.HANDLERS, *route_handlers],
+        route_handlers=[
+            service,
+            pages,
+            operator_console,
+            operator_api,
+            *at_root,
+            *health.HANDLERS,
+            *scraped,
+            *route_handlers,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
@@ -147,6 +166,9 @@ def create_app(
     )
     # Inside Litestar's send hooks (the access log line has the id), outside its routing (a 404 has one).
     app.asgi_handler = request_ids(app.asgi_handler)
+    if settings.metrics_enabled:
+        # Outside the request ids, so that their cost is in the measured time too; not paid when off.
+        app.asgi_handler = metrics.http_metrics(app.asgi_handler)
     return app
 
 

@@ -32,6 +32,7 @@ from app.config_parts import (
     _is_loopback,
     _url_host,
     check_admin_keys,
+    parse_bind,
 )
 
 # The parts are re-exported: callers import every setting-related name from here.
@@ -48,6 +49,7 @@ __all__ = [
     "check_admin_keys",
     "describe",
     "load_settings",
+    "parse_bind",
     "redact_url",
     "warnings",
 ]
@@ -345,6 +347,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         if self.claim_page_url is not None:
             _check_claim_page(self.claim_page_url, self.dev_mode)
         self._validate_webhooks()
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind)
         seen: set[str] = set()
         for client in self.introspection_clients:
             if client.client_id in seen:
@@ -530,5 +534,15 @@ def warnings(settings: Settings) -> list[str]:
             "the development sign-in is active (dev mode without a provider): anyone can sign in as any "
             "email and claim accounts; set oidc_issuer, oidc_client_id and oidc_client_secret (AUTHMD_OIDC_*) "
             "before real people use this server"
+        )
+    if settings.metrics_enabled and not settings.metrics_bind and not settings.dev_mode:
+        found.append(
+            "/metrics is served on the main port, to anyone who can reach it (what the service does, how "
+            "much, per route); set metrics_bind (AUTHMD_METRICS_BIND) to a private host:port to serve it there"
+        )
+    if settings.metrics_bind and not settings.metrics_enabled:
+        found.append(
+            "metrics_bind is set but metrics are off (off by default outside dev mode), so nothing is served "
+            "there; set metrics = true (AUTHMD_METRICS) to serve them"
         )
     return found

@@ -210,3 +210,25 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*")
+
+
+def parse_bind(value: str, key: str = "metrics_bind") -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets) → (host, port); a ConfigError that says the form."""
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+        known = bracketed or ":" not in host
+    except ValueError:
+        known = not bracketed and _HOSTNAME.fullmatch(host) is not None
+    if not (sep and known and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            f"{key}: {value!r} is not host:port (a port from 1 to 65535; an IPv6 address in brackets), "
+            "e.g. 127.0.0.1:9100 or [::1]:9100"
+        )
+    return host, int(port)

@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app import metrics
 from app.config import ConfigError, Settings, load_settings
 from app.errors import AuthError
 from app.flows.limits import rate_limited, source_key
@@ -294,12 +295,14 @@ class GuardedProtocol(HttpToolsProtocol):
                 "Reuse an open connection or close idle ones.",
                 limit="connections_per_client",
             )
+            metrics.REFUSALS.labels("connections_per_client").inc()
             self.refuse(err, f"{guard.per_client[key]} connections open from it", "http_max_connections_per_client")
             return
         if guard.open > limits.max_connections and not guard.evict():
             err = AuthError(
                 "temporarily_unavailable", "the server has too many open connections", headers={"Retry-After": "1"}
             )
+            metrics.REFUSALS.labels("connections").inc()
             self.refuse(err, f"{limits.max_connections} connections busy", "http_max_connections")
             return
         if key is not None:

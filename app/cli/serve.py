@@ -9,11 +9,15 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
 
 from app.cli.common import server_options, settings_of
-from app.config import redact_url, warnings
+from app.config import Settings, parse_bind, redact_url, warnings
 from app.errors import StoreUnavailable
 from app.logs import configure_logging
 
@@ -23,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: settings.workers)")
 
 
-def _port_problem(host: str, port: int) -> str | None:
+def _port_problem(host: str, port: int, option: str = "--port") -> str | None:
     """Why (host, port) cannot be listened on, checked before anything is created; uvicorn would say it
     only after start-up, deep in its log."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -33,21 +37,35 @@ def _port_problem(host: str, port: int) -> str | None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return f"port {port} on {host} is already in use; stop what listens there or choose another with --port"
-            return f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --host or --port"
+                return (
+                    f"port {port} on {host} is already in use; stop what listens there or choose another with {option}"
+                )
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another with {option}"
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
+def _metrics_dir(settings: Settings, workers: int) -> str | None:
+    """Several workers: a directory of their own for prometheus_client's per-process files, new at every
+    start (a restart counts from zero, never adds an old run's files), named in PROMETHEUS_MULTIPROC_DIR
+    before uvicorn spawns the workers: each imports prometheus_client afresh and reads the variable then.
+    One worker keeps its metrics in memory, as in-process tests do."""
+    if not settings.metrics_enabled or workers == 1:
+        return None
+    path = tempfile.mkdtemp(prefix="authmd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
-    from app.asgi import create_app
+
+def run(args: argparse.Namespace) -> int:
     from app.keys import ensure_keys
     from app.server import Limits, raise_open_file_limit, uvicorn_options
     from app.store import open_store
 
     settings = settings_of(args)
     problem = _port_problem(args.host, args.port)
+    bind = parse_bind(settings.metrics_bind) if settings.metrics_enabled and settings.metrics_bind else None
+    if bind and not problem:
+        problem = _port_problem(*bind, option="metrics_bind")
     if problem:
         print(f"authmd: {problem}", file=sys.stderr)
         return 2
@@ -86,20 +104,41 @@ def run(args: argparse.Namespace) -> int:
     )
     options = uvicorn_options(settings, args.host, args.port)
     log.info("http limits: %s", limits.describe())
+    metrics_dir = _metrics_dir(settings, workers)
+    stop_metrics: Callable[[], None] | None = None
+    try:
+        if bind:
+            from app import metrics
+
+            stop_metrics = metrics.listen(*bind, metrics_dir)
+            log.info("metrics on http://%s/metrics (metrics_bind)", settings.metrics_bind)
+        _serve(settings, args, workers, options)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace, workers: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    from app.asgi import create_app
+
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
-    else:
-        # Workers rebuild the same settings from the environment (see app.asgi.app_from_env).
-        os.environ.update(
-            {
-                "AUTHMD_ISSUER": settings.issuer_str,
-                "AUTHMD_RESOURCE": settings.resource_str,
-                "AUTHMD_STORE_URL": settings.store_url_str,
-                "AUTHMD_SERVE_HOST": args.host,
-                "AUTHMD_SERVE_PORT": str(args.port),
-            }
-        )
-        if args.config:
-            os.environ["AUTHMD_CONFIG"] = os.path.abspath(args.config)
-        uvicorn.run("app.asgi:app_from_env", factory=True, workers=workers, **options)
-    return 0
+        return
+    # Workers rebuild the same settings from the environment (see app.asgi.app_from_env).
+    os.environ.update(
+        {
+            "AUTHMD_ISSUER": settings.issuer_str,
+            "AUTHMD_RESOURCE": settings.resource_str,
+            "AUTHMD_STORE_URL": settings.store_url_str,
+            "AUTHMD_SERVE_HOST": args.host,
+            "AUTHMD_SERVE_PORT": str(args.port),
+        }
+    )
+    if args.config:
+        os.environ["AUTHMD_CONFIG"] = os.path.abspath(args.config)
+    uvicorn.run("app.asgi:app_from_env", factory=True, workers=workers, **options)

@@ -15,7 +15,7 @@ import time
 import httpx
 import msgspec
 
-from app import __version__
+from app import __version__, metrics
 from app import events as ev
 from app.config import Webhook
 from app.context import Context
@@ -94,6 +94,13 @@ class Worker:
         disabled = {state.name for state in await store.endpoint_states() if state.disabled_at is not None}
         live = [name for name in self.endpoints if name not in disabled]
         due = await store.lease_deliveries(live, now, self.holder, self.lease_seconds, IN_FLIGHT)
+        # What this process took this round, per endpoint (a count of the store's queues would cost a
+        # query per endpoint and round): at most IN_FLIGHT in all, so a gauge that stays there is a backlog.
+        taken = dict.fromkeys(self.endpoints, 0)
+        for d in due:
+            taken[d.endpoint] = taken.get(d.endpoint, 0) + 1
+        for name, n in taken.items():
+            metrics.WEBHOOK_QUEUE.labels(name).set(n)
         await asyncio.gather(*(self._send(d) for d in due))
         return len(due)
 
@@ -150,6 +157,8 @@ class Worker:
             )
         else:
             outcome = msgspec.structs.replace(outcome, next_at=at + schedule.retry_delay(attempts, self.ctx.settings))
+        # Each attempt's outcome: delivered, retry (to be sent again later) or failed (given up).
+        metrics.WEBHOOK_DELIVERIES.labels(hook.label, "retry" if outcome.status == "pending" else outcome.status).inc()
         if not await self.ctx.store.finish_delivery(outcome, self.holder, events):
             log.warning("webhook delivery %s to %s: lease lost before the outcome was stored", d.id, hook.label)
         elif events:

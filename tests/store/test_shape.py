@@ -21,6 +21,7 @@ PORTS = {
     port.Claims: "claims",
     port.Notes: "notes",
     port.Events: "events",
+    port.Counters: "counters",
 }
 
 

@@ -48,6 +48,9 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
     wh:ep:EP              hash: an endpoint's state (disabled_at, last_success_at, last_failure_at;
                           absent = None)
     wh:eps                set: the names of endpoints with a state
+  P{m}:min:MINUTE         hash: series name -> its total in that minute (minutes since the epoch); TTL
+                          COUNT_MINUTES_KEPT minutes, renewed by each write
+  P{m}:hour:HOUR          hash: the same per hour (minute // 60); TTL COUNT_HOURS_KEPT hours
   P{audit}:seq, :log      the free-form audit trail of earlier versions (kept, no longer written)
   P{u:ID}:user            hash: a user (email, account id)
   P{u:ID}:owned           set: ids of accounts the user owns, added once the account exists (reads check
@@ -74,6 +77,7 @@ from __future__ import annotations
 
 from app.store.redis.base import RedisURL, parse_redis_url, slot_tag
 from app.store.redis.claims import RedisClaims
+from app.store.redis.counters import RedisCounters
 from app.store.redis.events import RedisEvents
 from app.store.redis.grants import RedisGrants
 from app.store.redis.limits import RedisLimits
@@ -86,6 +90,14 @@ __all__ = ["RedisStore", "RedisURL", "parse_redis_url", "slot_tag"]
 
 
 class RedisStore(
-    RedisLimits, RedisMarks, RedisGrants, RedisPeople, RedisClaims, RedisNotes, RedisEvents, RedisWebhooks
+    RedisLimits,
+    RedisMarks,
+    RedisGrants,
+    RedisPeople,
+    RedisClaims,
+    RedisNotes,
+    RedisEvents,
+    RedisWebhooks,
+    RedisCounters,
 ):
     """Every port on one Redis or Redis Cluster: each concern's module adds its methods to the shared base."""

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from app import events as ev
+from app import metrics
 from app.config import ConfigError
 from app.errors import StoreUnavailable
 from app.events import Event
@@ -56,6 +58,7 @@ UNAVAILABLE = (
 )
 _SCRIPTS = (
     "access_state",
+    "add_counts",
     "add_deliveries",
     "add_note",
     "check_code",
@@ -77,6 +80,7 @@ _SCRIPTS = (
     "put_delegation",
     "put_registration",
     "read_claim",
+    "read_counts",
     "read_notes",
     "read_outbox",
     "read_registrations",
@@ -386,22 +390,37 @@ class RedisBase:
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = SCRIPTS[name][0]
-        async with self._connection():
-            try:
+        # Timed from the wait for a connection on: what the request waits for. Labelled by the script's name.
+        started = time.perf_counter()
+        try:
+            async with self._connection():
                 try:
-                    return await self._client.evalsha(sha, len(keys), *keys, *args)
-                except rx.NoScriptError:
-                    await self._load_scripts()  # NOSCRIPT: nothing ran, so running again is safe
-                    return await self._client.evalsha(sha, len(keys), *keys, *args)
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+                    try:
+                        return await self._client.evalsha(sha, len(keys), *keys, *args)
+                    except rx.NoScriptError:
+                        await self._load_scripts()  # NOSCRIPT: nothing ran, so running again is safe
+                        return await self._client.evalsha(sha, len(keys), *keys, *args)
+                except UNAVAILABLE as exc:
+                    raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        except StoreUnavailable:
+            metrics.store_failed(name)
+            raise
+        finally:
+            metrics.store_timed(name, time.perf_counter() - started)
 
     async def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        async with self._connection():
-            try:
-                return await getattr(self._client, method)(*args, **kwargs)
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        started = time.perf_counter()
+        try:
+            async with self._connection():
+                try:
+                    return await getattr(self._client, method)(*args, **kwargs)
+                except UNAVAILABLE as exc:
+                    raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        except StoreUnavailable:
+            metrics.store_failed(method)  # a redis-py method's name, chosen in code
+            raise
+        finally:
+            metrics.store_timed(method, time.perf_counter() - started)
 
     async def open(self) -> None:
         self._client = self._connect()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from app.store.sqlite.base import parse_sqlite_url
 from app.store.sqlite.claims import SQLiteClaims
+from app.store.sqlite.counters import SQLiteCounters
 from app.store.sqlite.events import SQLiteEvents
 from app.store.sqlite.grants import SQLiteGrants
 from app.store.sqlite.limits import SQLiteLimits
@@ -27,6 +28,14 @@ __all__ = ["SQLiteStore", "parse_sqlite_url"]
 
 
 class SQLiteStore(
-    SQLiteLimits, SQLiteMarks, SQLiteGrants, SQLitePeople, SQLiteClaims, SQLiteNotes, SQLiteEvents, SQLiteWebhooks
+    SQLiteLimits,
+    SQLiteMarks,
+    SQLiteGrants,
+    SQLitePeople,
+    SQLiteClaims,
+    SQLiteNotes,
+    SQLiteEvents,
+    SQLiteWebhooks,
+    SQLiteCounters,
 ):
     """Every port on one SQLite file: each concern's module adds its methods to the shared base."""

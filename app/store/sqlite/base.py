@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from app import events as ev
+from app import metrics
 from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import Account, Delegation, Deleted, Registration, User, expired_event
@@ -132,6 +133,18 @@ class SQLiteBase:
         return cls(*parse_sqlite_url(url))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        # Every port method comes through here: timed by its step's name (code's, so a bounded label).
+        operation = fn.__name__.lstrip("_")
+        started = time.perf_counter()
+        try:
+            return await self._attempt(fn, args)
+        except StoreUnavailable:
+            metrics.store_failed(operation)
+            raise
+        finally:
+            metrics.store_timed(operation, time.perf_counter() - started)
+
+    async def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         while True:
             try:
@@ -226,7 +239,10 @@ class SQLiteBase:
         await self._run(_close)
 
     async def ping(self) -> None:
-        await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
+        def ping() -> None:
+            self.conn.execute("SELECT 1").fetchone()
+
+        await self._run(ping)
 
     def _append(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         conn.executemany(
