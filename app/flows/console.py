@@ -45,6 +45,7 @@ WEBHOOK_OUTCOMES = ("delivered", "failed", "disabled")
 SEARCH_ACCOUNTS = query.SCAN_ACCOUNTS  # accounts one search by agent name may walk
 SEARCH_HITS = 50
 TIMELINE_EVENTS = 200  # the newest this many of an account's events
+TIMELINE_READS = 5  # bounded reads of the event log (query.SCAN_EVENTS events each) for one account page
 
 
 def access(settings: Settings, user: User) -> Access:
@@ -265,8 +266,8 @@ async def account_page(ctx: Context, account_id: str) -> AccountPage:
 
 
 async def _timeline(ctx: Context, account: Account) -> tuple[list[ev.Event], bool]:
-    """The account's events from its creation on, the newest TIMELINE_EVENTS of them, and whether the
-    bounded walk (query.SCAN_EVENTS events a call) stopped before the end."""
+    """The account's events from its creation on (event ids sort by time), the newest TIMELINE_EVENTS of
+    them, and whether the walk stopped at its bound before the end of the log."""
     matches = query.Filter(account.id, [])
     after, kept, calls = _first_event_id(account.created_at), list[ev.Event](), 0
     while True:
@@ -275,7 +276,7 @@ async def _timeline(ctx: Context, account: Account) -> tuple[list[ev.Event], boo
         calls += 1
         if cursor is None:
             return kept, False
-        if calls >= 10:  # at most ten bounded reads for one page view
+        if calls >= TIMELINE_READS:
             return kept, True
         after = cursor
 
