@@ -24,7 +24,7 @@ from app.outbound.cimd import ClientMetadataCache
 from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
-from app.routes import admin, health, identity, notes, oauth, web
+from app.routes import admin, console, health, identity, notes, oauth, web
 from app.routes import metrics as metrics_route
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
@@ -137,11 +137,24 @@ def create_app(
     )
     # The human pages are HTML for browsers, not part of the API's OpenAPI document.
     pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
+    # The operator console: HTML on the human pages' session and sign-in, not part of the API either.
+    operator_console = Router(
+        path=ctx.endpoints.base_path or "/", route_handlers=console.HANDLERS, include_in_schema=False
+    )
     operator_api = admin.router(ctx.endpoints.base_path)
     # With metrics_bind, /metrics is served by `authmd serve` on that address only (app/cli/serve.py).
     scraped = metrics_route.HANDLERS if settings.metrics_enabled and not settings.metrics_bind else []
     app = Litestar(
-        route_handlers=[service, pages, operator_api, *at_root, *health.HANDLERS, *scraped, *route_handlers],
+        route_handlers=[
+            service,
+            pages,
+            operator_console,
+            operator_api,
+            *at_root,
+            *health.HANDLERS,
+            *scraped,
+            *route_handlers,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

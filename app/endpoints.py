@@ -30,6 +30,13 @@ CLAIM_DENY = "/claim/deny"
 ACCOUNT = "/account"
 ACCOUNT_REVOKE = "/account/revoke"  # asks to confirm; revokes nothing
 ACCOUNT_REVOKE_CONFIRM = "/account/revoke/confirm"
+# The operator console
+CONSOLE = "/console"
+CONSOLE_SEARCH = "/console/search"
+CONSOLE_ACCOUNT = "/console/account"
+CONSOLE_REVOKE = "/console/revoke"  # asks to confirm; revokes nothing
+CONSOLE_REVOKE_CONFIRM = "/console/revoke/confirm"
+CONSOLE_PROVIDERS = "/console/providers"
 TOKEN = "/oauth2/token"
 REVOKE = "/oauth2/revoke"
 INTROSPECT = "/oauth2/introspect"

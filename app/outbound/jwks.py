@@ -67,6 +67,17 @@ class _Source:
     inflight: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeysSeen:
+    """One provider's key set as this process last fetched it (each process keeps its own cache)."""
+
+    fetched_at: float | None  # the last good fetch
+    expires_at: float | None
+    attempted_at: float | None  # the last fetch, good or bad
+    failed: bool  # the last fetch failed
+    kids: list[str]
+
+
 class JwksCache:
     """Provider keys per ``jwks_uri``, cached per Cache-Control within a floor and a ceiling.
 
@@ -97,6 +108,21 @@ class JwksCache:
         self._max_bytes = max_bytes
         self._timeout = timeout
         self._sources: dict[str, _Source] = {}
+
+    def seen(self, jwks_uri: str) -> KeysSeen | None:
+        """What this process knows of ``jwks_uri`` (for the operator's console; None: never fetched here)."""
+        source = self._sources.get(jwks_uri)
+        if source is None or (source.keys is None and source.attempted_at is None):
+            return None
+        keys = source.keys
+        kids = sorted({k.key_id or "(no kid)" for found in keys.by_alg.values() for k in found}) if keys else []
+        return KeysSeen(
+            fetched_at=keys.fetched_at if keys else None,
+            expires_at=keys.expires_at if keys else None,
+            attempted_at=source.attempted_at,
+            failed=source.failed,
+            kids=kids,
+        )
 
     async def key(self, jwks_uri: str, kid: str | None, alg: str) -> jwt.PyJWK:
         """The key that verifies a token with header ``kid`` and ``alg``, bound to ``alg``.

@@ -10,6 +10,7 @@ cookieless in the first place).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -36,7 +37,9 @@ HTML = MediaType.HTML  # Litestar adds "; charset=utf-8" to text/* itself: namin
 NEW_SESSIONS_PER_SOURCE = 300  # per rate window: far above a person's needs, far below a flood's
 
 
-def _html(ctx: Context, content: str, status: int = 200, *, session: Session | None = None) -> Response[str]:
+def _html(
+    ctx: Context, content: str, status: int = 200, *, session: Session | None = None, styles: Sequence[str] = ()
+) -> Response[str]:
     form_targets = [signin_origin] if (signin_origin := _oidc_origin(ctx)) else []
     cookies = [_cookie(ctx, session)] if session is not None else []
     logo = ctx.settings.logo_url
@@ -44,7 +47,7 @@ def _html(ctx: Context, content: str, status: int = 200, *, session: Session | N
         content=content,
         status_code=status,
         media_type=HTML,
-        headers=pages.security_headers(form_targets, ep.origin(logo) if logo else None),
+        headers=pages.security_headers(form_targets, ep.origin(logo) if logo else None, styles),
         cookies=cookies,
     )
 

@@ -52,7 +52,7 @@ ul.grants{list-style:none;padding:0;margin:0}ul.grants li{border-top:1px solid v
 @media (max-width:30rem){main{margin:1rem auto}.card{padding:1rem}dl{grid-template-columns:1fr;gap:0}
 dd{margin-bottom:.6rem}}
 """
-STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()  # see style_hash
 
 
 def human_time(ts: int) -> str:
@@ -81,14 +81,22 @@ class Brand(NamedTuple):
     logo_url: str | None = None
 
 
-def security_headers(form_targets: Sequence[str] = (), image_origin: str | None = None) -> dict[str, str]:
+def style_hash(css: str) -> str:
+    return base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+
+
+def security_headers(
+    form_targets: Sequence[str] = (), image_origin: str | None = None, styles: Sequence[str] = ()
+) -> dict[str, str]:
     """A strict CSP (no scripts at all; images only from the logo's origin, if there is a logo), no framing,
-    no caching, no referrer that could carry a secret."""
+    no caching, no referrer that could carry a secret. ``styles``: more inline stylesheets a page carries
+    (the console's), allowed by their hashes like STYLE."""
     form_action = " ".join(["'self'", *form_targets])
     images = f"img-src {image_origin}; " if image_origin else ""
+    hashes = " ".join(f"'sha256-{h}'" for h in (STYLE_HASH, *(style_hash(css) for css in styles)))
     return {
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; {images}form-action {form_action}; "
+            f"default-src 'none'; style-src {hashes}; {images}form-action {form_action}; "
             "frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Frame-Options": "DENY",
