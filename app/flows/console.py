@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import events as ev
 from app.config import Settings
 from app.context import Context
 from app.errors import AuthError
@@ -41,11 +40,10 @@ LIMITS = (
     "rate_limit_exceeded",
     "too_many_attempts",
 )
-WEBHOOK_OUTCOMES = ("delivered", "failed", "disabled")
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed", "disabled")
 SEARCH_ACCOUNTS = query.SCAN_ACCOUNTS  # accounts one search by agent name may walk
 SEARCH_HITS = 50
 TIMELINE_EVENTS = 200  # the newest this many of an account's events
-TIMELINE_READS = 5  # bounded reads of the event log (query.SCAN_EVENTS events each) for one account page
 
 
 def access(settings: Settings, user: User) -> Access:
@@ -247,12 +245,7 @@ class AccountPage:
     now: float
     detail: views.AccountDetail
     events: list[views.EventView]  # newest first
-    events_bound: bool  # the walk of the events stopped at its bound: older ones may be missing
-
-
-def _first_event_id(at: float) -> str:
-    """An event id sorting before every event made at or after ``at`` (app/events.py new_event_id)."""
-    return f"evt_{max(0, int(at * 1000) - 1):012x}{'f' * 16}"
+    events_bound: bool  # only the newest TIMELINE_EVENTS are shown: older ones exist
 
 
 async def account_page(ctx: Context, account_id: str) -> AccountPage:
@@ -261,24 +254,11 @@ async def account_page(ctx: Context, account_id: str) -> AccountPage:
     if account is None:
         raise AuthError("not_found", f"no live account {account_id}")
     detail = await query.account_detail(ctx.store, account, now)
-    events, bound = await _timeline(ctx, account)
-    return AccountPage(account, now, detail, [views.event_view(e) for e in reversed(events)], bound)
-
-
-async def _timeline(ctx: Context, account: Account) -> tuple[list[ev.Event], bool]:
-    """The account's events from its creation on (event ids sort by time), the newest TIMELINE_EVENTS of
-    them, and whether the walk stopped at its bound before the end of the log."""
-    matches = query.Filter(account.id, [])
-    after, kept, calls = _first_event_id(account.created_at), list[ev.Event](), 0
-    while True:
-        page, cursor = await query.events_page(ctx.store, matches, after, TIMELINE_EVENTS)
-        kept = [*kept, *page][-TIMELINE_EVENTS:]
-        calls += 1
-        if cursor is None:
-            return kept, False
-        if calls >= TIMELINE_READS:
-            return kept, True
-        after = cursor
+    # One read by the account's own index, whatever the number of other accounts' events; one more than
+    # shown tells whether older ones exist.
+    events = await ctx.store.account_events(account.id, TIMELINE_EVENTS + 1)
+    shown = events[-TIMELINE_EVENTS:]
+    return AccountPage(account, now, detail, [views.event_view(e) for e in reversed(shown)], len(events) > len(shown))
 
 
 async def live_registration(ctx: Context, account_id: str, registration_id: str) -> Registration:

@@ -520,6 +520,11 @@ class Events(Protocol):
     async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
         """The account's undelivered events, in commit order."""
 
+    async def account_events(self, account_id: str, limit: int = 100) -> list[Event]:
+        """The account's newest ``limit`` events, delivered or not, in commit order: what the console's
+        timeline shows. Its cost is ``limit``, whatever the number of events of other accounts (Redis
+        keeps an outbox's newest OUTBOX_MAXLEN events, for OUTBOX_RETENTION_SECONDS)."""
+
     async def mark_delivered(self, account_id: str, through: str) -> bool:
         """Everything in the account's outbox up to the event ``through`` is delivered. False if
         ``through`` is not an undelivered event of that outbox (nothing changes)."""

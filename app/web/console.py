@@ -230,7 +230,7 @@ def account(frame: Frame, a: flows.AccountPage) -> str:
     regs = "".join(_registration(frame, r) for r in d.registrations) or '<li class="muted">No registrations.</li>'
     events = "".join(_event(e) for e in a.events) or '<li class="muted">No events.</li>'
     bound = (
-        '<p class="note" role="note">Only part of the event log was read: older events may be missing.</p>'
+        '<p class="note" role="note">Only the newest events are shown: older ones are in the admin API.</p>'
         if a.events_bound
         else ""
     )

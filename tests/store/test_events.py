@@ -100,6 +100,9 @@ async def test_delivery_moves_a_per_account_cursor_and_keeps_the_trail(store: St
     assert await store.read_outbox(a.id) == []
     assert await store.outboxes_with_pending() == [b.id]
     assert [e for e in await store.events() if e.account_id == a.id] == outbox  # delivery erases nothing
+    assert await store.account_events(a.id) == outbox  # the timeline: delivered or not, in commit order
+    assert await store.account_events(a.id, limit=2) == outbox[2:]  # the newest two
+    assert await store.account_events("acct_nobody") == []
     # A new event makes the account pending again, and only it is undelivered.
     more = revoked(a.id, reg_a.id, T0 + 5)
     assert await store.revoke_registration(a.id, reg_a.id, T0 + 5, more)

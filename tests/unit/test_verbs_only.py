@@ -77,6 +77,7 @@ READS = {
     "list_deliveries",
     "endpoint_states",
     "read_counts",
+    "account_events",
     "count_temporary",
 }
 # The events of a grant's end and of an operator's action, and the modules of verbs that make them.

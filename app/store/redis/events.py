@@ -85,6 +85,10 @@ class RedisEvents(RedisBase):
     async def outboxes_with_pending(self, limit: int = 100) -> list[str]:
         return [account_id for account_id, _ in await self._walk_index("pending", 0, limit)]
 
+    async def account_events(self, account_id: str, limit: int = 100) -> list[Event]:
+        rows = await self._do("xrevrange", self._a(account_id, "events"), "+", "-", count=limit)
+        return [ev.decode(fields["e"]) for _, fields in reversed(rows)]
+
     async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
         rows = await self._call("read_outbox", [self._a(account_id, "events")], [limit])
         return [ev.decode(body) for body in rows]

@@ -15,6 +15,15 @@ class SQLiteEvents(SQLiteBase):
     async def events(self, after: str = "", limit: int = 100) -> list[Event]:
         return await self._run(self._events, after, limit)
 
+    def _account_events(self, account_id: str, limit: int) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT body FROM events WHERE account_id = ? ORDER BY seq DESC LIMIT ?", (account_id, limit)
+        )
+        return [ev.decode(r[0]) for r in reversed(rows.fetchall())]
+
+    async def account_events(self, account_id: str, limit: int = 100) -> list[Event]:
+        return await self._run(self._account_events, account_id, limit)
+
     def _outboxes_with_pending(self, limit: int) -> list[str]:
         rows = self.conn.execute(
             "SELECT account_id FROM events WHERE delivered = 0 GROUP BY account_id ORDER BY min(seq) LIMIT ?",
