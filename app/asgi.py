@@ -139,7 +139,10 @@ def create_app(
     pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
     # The operator console: HTML on the human pages' session and sign-in, not part of the API either.
     operator_console = Router(
-        path=ctx.endpoints.base_path or "/", route_handlers=console.HANDLERS, include_in_schema=False
+        path=ctx.endpoints.base_path or "/",
+        route_handlers=console.HANDLERS,
+        include_in_schema=False,
+        exception_handlers=console.EXCEPTION_HANDLERS,
     )
     operator_api = admin.router(ctx.endpoints.base_path)
     # With metrics_bind, /metrics is served by `authmd serve` on that address only (app/cli/serve.py).

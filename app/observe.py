@@ -71,7 +71,14 @@ class Tally:
             self.add(name, minute * 60, n)
 
 
-_NOWHERE = Tally()  # what the CLI's events count into: never read
+# The claim funnel's stage of each event of the claim (metrics and series ``claim:<stage>``).
+_CLAIM_STAGES: dict[type[ev.Event], str] = {
+    ev.ClaimAttemptCreated: "started",
+    ev.ClaimConfirmed: "confirmed",
+    ev.ClaimDenied: "denied",
+    ev.ClaimCompleted: "completed",
+    ev.ClaimAttemptExpired: "expired",
+}
 
 
 def _fields(event: ev.Event) -> dict[str, object]:
@@ -84,40 +91,33 @@ def _fields(event: ev.Event) -> dict[str, object]:
 def emitted(tally: Tally | None, events: Sequence[ev.Event]) -> None:
     """The store committed these events (``tally``: None in the operator CLI, which counts nothing)."""
     for event in events:
-        _one(tally or _NOWHERE, event)
+        _one(tally, event)
 
 
-def _one(tally: Tally, event: ev.Event) -> None:
+def _one(tally: Tally | None, event: ev.Event) -> None:
     fields = _fields(event)
-    at, level, words = event.at, logging.INFO, ""
+    at, level, words, series = event.at, logging.INFO, "", None
+    if (stage := _CLAIM_STAGES.get(type(event))) is not None:
+        metrics.CLAIMS.labels(stage).inc()
+        series = f"claim:{stage}"
     match event:
         case ev.RegistrationCreated(method=method):
-            tally.add(f"registered:{method}", at)
+            series = f"registered:{method}"
             fields.update(method=method, pending=event.pending, agent_name=event.agent_name, provider=event.provider)
             words = f"registration created ({method})"
         case ev.ClaimAttemptCreated():
-            metrics.CLAIMS.labels("started").inc()
-            tally.add("claim:started", at)
             fields.update(attempt_id=event.attempt_id, method=event.method)
             words = "claim attempt started"
         case ev.ClaimConfirmed():
-            metrics.CLAIMS.labels("confirmed").inc()
-            tally.add("claim:confirmed", at)
             fields.update(attempt_id=event.attempt_id, user_id=event.user_id)
             words = "claim confirmed by a signed-in human"
         case ev.ClaimDenied():
-            metrics.CLAIMS.labels("denied").inc()
-            tally.add("claim:denied", at)
             fields.update(attempt_id=event.attempt_id, user_id=event.user_id)
             level, words = logging.WARNING, "claim denied by the human"
         case ev.ClaimCompleted():
-            metrics.CLAIMS.labels("completed").inc()
-            tally.add("claim:completed", at)
             fields.update(user_id=event.user_id, provider=event.provider)
             words = "claim completed"
         case ev.ClaimAttemptExpired():
-            metrics.CLAIMS.labels("expired").inc()
-            tally.add("claim:expired", at)
             fields.update(attempt_id=event.attempt_id, reason=event.reason)
             words = f"claim attempt ended ({event.reason})"
         case ev.CredentialIssued(kind=kind):
@@ -130,12 +130,12 @@ def _one(tally: Tally, event: ev.Event) -> None:
             return  # its credential_issued says it
         case ev.RegistrationRevoked(by=by):
             metrics.TOKENS_REVOKED.labels(by).inc()
-            tally.add(f"revoked:{by}", at)
+            series = f"revoked:{by}"
             fields.update(by=by, reason=event.reason, user_id=event.user_id, provider=event.provider)
             level, words = logging.WARNING, f"registration revoked by the {by}"
         case ev.AccountDeleted(by=by):
             metrics.TOKENS_REVOKED.labels(by).inc()
-            tally.add("accounts:deleted", at)
+            series = "accounts:deleted"
             fields.update(by=by, registrations=event.registrations, notes=event.notes)
             words = f"account deleted by the {by}"
         case ev.AccountExpired():
@@ -145,9 +145,11 @@ def _one(tally: Tally, event: ev.Event) -> None:
             fields.update(operator=event.operator, action=event.action, endpoint=event.endpoint)
             level, words = logging.WARNING, f"operator {event.operator}: {event.action}"
         case ev.WebhookEndpointDisabled():
-            tally.add("webhook:disabled", at)
+            series = "webhook:disabled"
             fields.update(endpoint=event.endpoint, attempts=event.attempts, last_status=event.last_status)
             level, words = logging.WARNING, f"webhook endpoint {event.endpoint} disabled"
+    if tally is not None and series is not None:
+        tally.add(series, at)
     log.log(level, words, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
 
 
@@ -197,9 +199,10 @@ def registration_answered(tally: Tally, method: str, outcome: str, at: float) ->
         tally.add(f"registration_refused:{method}", at)
 
 
-def account_expired(tally: Tally, account_id: str, registrations: int, notes: int, at: float) -> None:
+def account_expired(tally: Tally | None, account_id: str, registrations: int, notes: int, at: float) -> None:
     """The sweeper deleted an unclaimed temporary account (its ``account.expired`` event is the store's)."""
-    tally.add("accounts:expired", at)
+    if tally is not None:
+        tally.add("accounts:expired", at)
     fields = {"event": "account.expired", "account_id": account_id, "registrations": registrations, "notes": notes}
     log.info("temporary account expired unclaimed", extra={"fields": fields})
 
@@ -231,6 +234,12 @@ def idjag_refused(tally: Tally, provider: str | None, reason: str, why: str, at:
     tally.add(f"idjag_refused:{name}", at)
     fields = {"event": "id_jag.refused", "provider": name, "reason": reason}
     log.warning("ID-JAG refused (%s): %s", reason, why, extra={"fields": fields})
+
+
+def webhook_attempt(tally: Tally, endpoint: str, outcome: str, at: float) -> None:
+    """A webhook delivery attempt ended: ``delivered``, ``retry`` (sent again later) or ``failed`` (given up)."""
+    metrics.WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
+    tally.add(f"webhook:{outcome}", at)
 
 
 def token_issued(kind: str) -> None:

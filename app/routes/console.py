@@ -21,7 +21,7 @@ from app.flows.admin import views
 from app.flows.session import Session
 from app.routes import web
 from app.routes.http import ctx_of
-from app.store.port import User
+from app.store.port import Registration, User
 from app.web import console as html
 
 STYLES = (html.CONSOLE_STYLE,)
@@ -32,10 +32,15 @@ def _page(ctx: Context, content: str, status: int = 200) -> Response[str]:
 
 
 class _Refused(Exception):
-    """Not an operator: the response to send instead (a redirect to sign in, or a 403 page)."""
+    """Not an operator: the response to send instead (a redirect to sign in, or a 403 page); the
+    console's router answers with it (EXCEPTION_HANDLERS)."""
 
     def __init__(self, response: Response[str]) -> None:
         self.response = response
+
+
+def _refused(request: Request[Any, Any, Any], exc: _Refused) -> Response[str]:
+    return exc.response
 
 
 def _here(request: Request[Any, Any, Any]) -> str:
@@ -65,20 +70,14 @@ async def _viewer(request: Request[Any, Any, Any]) -> tuple[Context, html.Frame]
 
 @get(ep.CONSOLE)
 async def overview(request: Request[Any, Any, Any]) -> Response[str]:
-    try:
-        ctx, frame = await _viewer(request)
-    except _Refused as refused:
-        return refused.response
+    ctx, frame = await _viewer(request)
     window = flows.WINDOWS.get(request.query_params.get("window") or "hour", flows.WINDOWS["hour"])
     return _page(ctx, html.overview(frame, await flows.overview(ctx, window)))
 
 
 @get(ep.CONSOLE_SEARCH)
 async def search(request: Request[Any, Any, Any]) -> Response[str]:
-    try:
-        ctx, frame = await _viewer(request)
-    except _Refused as refused:
-        return refused.response
+    ctx, frame = await _viewer(request)
     q = request.query_params.get("q")
     found = await flows.search(ctx, q[:256]) if q else None
     return _page(ctx, html.search(frame, found))
@@ -86,10 +85,7 @@ async def search(request: Request[Any, Any, Any]) -> Response[str]:
 
 @get(ep.CONSOLE_ACCOUNT)
 async def account(request: Request[Any, Any, Any]) -> Response[str]:
-    try:
-        ctx, frame = await _viewer(request)
-    except _Refused as refused:
-        return refused.response
+    ctx, frame = await _viewer(request)
     try:
         shown = await flows.account_page(ctx, request.query_params.get("id") or "")
     except AuthError as err:
@@ -97,15 +93,14 @@ async def account(request: Request[Any, Any, Any]) -> Response[str]:
     return _page(ctx, html.account(frame, shown))
 
 
-async def _acting(request: Request[Any, Any, Any]) -> tuple[Context, User, html.Frame, views.RegistrationView]:
+async def _acting(request: Request[Any, Any, Any]) -> tuple[Context, User, html.Frame, Registration]:
     """A console form's operator and the registration it names: the CSRF token first (a refusal changes
     nothing), then the operator, then the registration."""
     ctx = ctx_of(request)
     session, fields = await web._form(request, ctx)
     _, user, frame = await _operator(ctx, session, ep.CONSOLE)
     reg = await flows.live_registration(ctx, fields.get("account_id", ""), fields.get("registration_id", ""))
-    claim = await ctx.store.get_claim(reg.account_id, reg.id, ctx.clock.now())
-    return ctx, user, frame, views.registration_view(reg, claim, ctx.clock.now())
+    return ctx, user, frame, reg
 
 
 @post(ep.CONSOLE_REVOKE, status_code=200)
@@ -113,23 +108,20 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[str]:
     """Revoke, first step: the confirmation page. Nothing is revoked here."""
     try:
         ctx, _, frame, reg = await _acting(request)
-    except _Refused as refused:
-        return refused.response
     except AuthError as err:
         return web._error_page(ctx_of(request), err)
-    if reg.status == "revoked":
+    now = ctx.clock.now()
+    view = views.registration_view(reg, await ctx.store.get_claim(reg.account_id, reg.id, now), now)
+    if view.status == "revoked":
         return _page(ctx, html.revoked(frame, reg.account_id, reg.id, done=False))
-    return _page(ctx, html.revoke_confirm(frame, reg))
+    return _page(ctx, html.revoke_confirm(frame, view))
 
 
 @post(ep.CONSOLE_REVOKE_CONFIRM, status_code=200)
 async def revoke_confirm(request: Request[Any, Any, Any]) -> Response[str]:
     try:
-        ctx, user, frame, view = await _acting(request)
-        reg = await flows.live_registration(ctx, view.account_id, view.id)
+        ctx, user, frame, reg = await _acting(request)
         done = await flows.revoke(ctx, reg, user)
-    except _Refused as refused:
-        return refused.response
     except AuthError as err:
         return web._error_page(ctx_of(request), err)
     return _page(ctx, html.revoked(frame, reg.account_id, reg.id, done=done))
@@ -137,12 +129,10 @@ async def revoke_confirm(request: Request[Any, Any, Any]) -> Response[str]:
 
 @get(ep.CONSOLE_PROVIDERS)
 async def providers(request: Request[Any, Any, Any]) -> Response[str]:
-    try:
-        ctx, frame = await _viewer(request)
-    except _Refused as refused:
-        return refused.response
+    ctx, frame = await _viewer(request)
     rows, untrusted = await flows.providers(ctx)
     return _page(ctx, html.providers(frame, rows, untrusted))
 
 
 HANDLERS = [overview, search, account, revoke, revoke_confirm, providers]
+EXCEPTION_HANDLERS: dict[Any, Any] = {_Refused: _refused}

@@ -158,9 +158,9 @@ class Worker:
         else:
             outcome = msgspec.structs.replace(outcome, next_at=at + schedule.retry_delay(attempts, self.ctx.settings))
         # Each attempt's outcome: delivered, retry (to be sent again later) or failed (given up).
-        kind = "retry" if outcome.status == "pending" else outcome.status
-        metrics.WEBHOOK_DELIVERIES.labels(hook.label, kind).inc()
-        self.ctx.tally.add(f"webhook:{kind}", at)
+        observe.webhook_attempt(
+            self.ctx.tally, hook.label, "retry" if outcome.status == "pending" else outcome.status, at
+        )
         if not await self.ctx.store.finish_delivery(outcome, self.holder, events):
             log.warning("webhook delivery %s to %s: lease lost before the outcome was stored", d.id, hook.label)
         elif events:
