@@ -16,9 +16,10 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 class Agent:
-    def __init__(self, client: Any, settings: Settings) -> None:
+    def __init__(self, client: Any, issuer: Settings | str) -> None:
+        """``issuer``: the service's settings (in-process) or its issuer URL (a real server)."""
         self.client = client
-        self.issuer = settings.issuer_str
+        self.issuer = issuer if isinstance(issuer, str) else issuer.issuer_str
 
     async def register(self, body: dict[str, Any] | None = None, *, expect: int = 200) -> dict[str, Any]:
         r = await self.client.post(f"{self.issuer}/agent/identity", json=body or {"type": "anonymous"})

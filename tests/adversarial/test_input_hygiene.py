@@ -42,11 +42,6 @@ POISONED = [
 ]
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 def accounts(server: ServerProcess) -> list[dict[str, Any]]:
     """Every live account in the server's store, read by the operator's command."""
     proc = subprocess.run(
@@ -74,7 +69,7 @@ async def test_a_poisoned_login_hint_is_refused_and_changes_nothing(
 ) -> None:
     server = start_server({**store_env, "AUTHMD_POW_MODE": "off"})
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         for hint, named in POISONED:
             r = await agent.post_json(IDENTITY, {"type": "service_auth", "login_hint": hint})
             assert_refused(r, 400, "invalid_login_hint", named)
@@ -113,7 +108,7 @@ async def test_lookalike_agent_names_are_flagged_with_their_code_points(
 ) -> None:
     server = start_server({**store_env, "AUTHMD_POW_MODE": "off"})
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         human = DevHuman(client, server.issuer)
         pages: list[Page] = []
         # A symbol posing as a badge with a mixed-script platform; then a whole-script confusable

@@ -67,16 +67,11 @@ def notes_status(http: httpx.Client, server: ServerProcess, token: str) -> int:
     return http.get(f"{server.issuer}{NOTES}", headers=bearer(token)).status_code
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 async def claim_as(server: ServerProcess, email: str) -> tuple[str, str, str]:
     """An anonymous agent claimed by ``email`` through the dev-mode ceremony: (account, registration,
     the agent's new identity assertion)."""
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg, done = await claimed(agent, DevHuman(client, server.issuer), email)
     return reg["account"]["id"], reg["id"], done["identity"]["assertion"]
 

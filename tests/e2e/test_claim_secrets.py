@@ -15,15 +15,10 @@ from tests.helpers import Agent, DevHuman
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 async def test_no_claim_secret_reaches_the_log_and_a_restart_loses_nothing(start_server: StartServer) -> None:
     server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "true", "AUTHMD_LOG_LEVEL": "debug"})
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         human = DevHuman(client, server.issuer)
         reg = await agent.register()
         attempt = await agent.start_claim(reg["claim"]["token"], "ada@example.com")

@@ -36,11 +36,6 @@ COUNTS_DEADLINE = 30.0  # seconds: each instance adds its counts to the store ev
 CONSOLE_GETS = ("/console", "/console?window=day", "/console?window=week", "/console/search", "/console/providers")
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 def _admin_config(tmp_path: Path) -> Path:
     path = tmp_path / "console.toml"
     path.write_text(
@@ -89,7 +84,7 @@ async def test_the_console_in_chromium_with_the_development_sign_in(
 ) -> None:
     server = dev_console(start_server, tmp_path)
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         docs = await agent.register({"type": "anonymous", "agent": {"name": "Docs bot", "platform": "pytest"}})
         docs_access = (await agent.token(docs["identity"]["assertion"]))["access_token"]
         await agent.register({"type": "anonymous", "agent": {"name": "Mail helper"}})
@@ -156,7 +151,7 @@ async def test_the_console_in_chromium_with_the_development_sign_in(
     assert await desktop.locator("main h1").inner_text() == "Revoke this registration?"
     await _screens(desktop, "confirm")
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         assert (await agent.api("GET", "/notes", docs_access)).status_code == 200  # the first step revoked nothing
         await desktop.get_by_role("button", name="Revoke", exact=True).click()
         assert await desktop.locator("main h1").inner_text() == "Revoked"
@@ -186,7 +181,7 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(
 ) -> None:
     server = dev_console(start_server, tmp_path)
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register({"type": "anonymous", "agent": {"name": "Docs bot"}})
         access = (await agent.token(reg["identity"]["assertion"]))["access_token"]
         admin = DevHuman(client, server.issuer)

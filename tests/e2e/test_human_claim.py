@@ -27,11 +27,6 @@ from tests.tls import TlsFiles
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 def start_with_oidc(
     start_server: StartServer, provider: OidcProvider, extra: dict[str, str] | None = None, **kwargs: Any
 ) -> ServerProcess:
@@ -60,7 +55,7 @@ async def sign_in_http(client: httpx.AsyncClient, server: ServerProcess, login: 
 async def test_sign_in_failure_paths_at_the_callback(start_server: StartServer, oidc_provider: OidcProvider) -> None:
     server = start_with_oidc(start_server, oidc_provider)
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register()
         uri = (await agent.start_claim(reg["claim"]["token"], "ada@example.com"))["attempt"]["verification_uri"]
         # The link goes to /login, which holds the attempt and sends the browser to a URL without it, and
@@ -170,7 +165,7 @@ async def test_the_human_claims_in_a_real_browser(
     guarded = await new_context()
     page = await guarded.new_page()
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register({"type": "anonymous", "agent": {"name": "Docs bot", "platform": "pytest"}})
         before = (await agent.token(reg["identity"]["assertion"]))["access_token"]
         assert (await agent.api("POST", "/notes", before, json={"text": "draft"})).status_code == 201
@@ -226,7 +221,7 @@ async def test_wrong_account_then_switch_then_this_wasnt_me(
     server = start_with_oidc(start_server, oidc_provider)
     page = await (await new_context()).new_page()
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg, access = await agent.start()
         uri = (await agent.start_claim(reg["claim"]["token"], "bob@example.com"))["attempt"]["verification_uri"]
         await page.goto(uri)
@@ -260,7 +255,7 @@ async def test_the_ceremony_over_https_with_secure_cookies(
         meta = (await client.get(f"{server.issuer}/.well-known/oauth-authorization-server")).json()
         assert meta["agent_auth"]["claim"]["sign_in"] == "oidc"
         assert "service_auth" in meta["agent_auth"]["identity_types_supported"]
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register()
         uri = (await agent.start_claim(reg["claim"]["token"], "ada@example.com"))["attempt"]["verification_uri"]
         context = await chromium.new_context()
@@ -310,7 +305,7 @@ async def test_id_jag_step_up_on_redis_with_the_real_provider(
         page = Page(await client.get(step_up["claim"]["attempt"]["verification_uri"], follow_redirects=True))
         assert page.title == "Link this agent to your account?" and "Agent Platform" in page.text
         code = Page(await client.post(f"{server.issuer}/claim/confirm", data=page.form("/claim/confirm"))).code
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         done = await agent.complete_claim(step_up["claim"]["token"], code)
         assert done["status"] == "claimed" and done["id"] == step_up["id"]
         body["assertion"] = provider.mint_id_jag("u-b", aud=server.issuer, email="cy@example.com")

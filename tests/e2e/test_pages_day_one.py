@@ -33,11 +33,6 @@ LOGO_PATH = "/brand/logo.png"
 LONG_NAME = "ResearchHelper" * 4 + "Research"
 
 
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
-
-
 def _png(width: int = 64, height: int = 32) -> bytes:
     """A small solid-colour PNG (the operator's logo in these tests)."""
 
@@ -126,7 +121,7 @@ async def test_every_html_response_names_the_service_and_sends_one_charset(
 
     async with httpx.AsyncClient(timeout=10.0, event_hooks={"response": [record]}) as client:
         await client.get(f"{server.issuer}/")
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register({"type": "anonymous", "agent": {"name": "Docs bot"}})
         access = (await agent.token(reg["identity"]["assertion"]))["access_token"]
         human = DevHuman(client, server.issuer)
@@ -215,7 +210,7 @@ async def test_the_claim_links_secret_never_stays_in_the_address_bar_or_history(
     server = start_server({"AUTHMD_POW_MODE": "off"})
     page = await phone_page(new_context)
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         reg = await agent.register({"type": "anonymous", "agent": {"name": "Docs bot", "platform": "pytest"}})
         uri = (await agent.start_claim(reg["claim"]["token"], "ada@example.com"))["attempt"]["verification_uri"]
         secret = claim_token_of(uri)
@@ -255,7 +250,7 @@ async def test_the_account_page_in_words_at_phone_width_and_revoke_asks_first(
     server = start_server({"AUTHMD_POW_MODE": "off"})
     page = await phone_page(new_context)
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
         grants = {}
         # A name of 64 letters without a space (the longest an agent may choose) still fits a phone.
         for name, notes in (("Docs bot", 1), (LONG_NAME, 2)):

@@ -1,18 +1,23 @@
 """Against a real `authmd serve` with `log_format = "json"`: every security event of a scripted run
 (registrations, the claim's start, confirmation, denial and completion, wrong codes and the lockout,
 revocations, a refused ID-JAG with its reason, a rate-limit refusal) is one JSON line of its own, with
-the request id its response sent back; and no secret the run created appears anywhere in the log, at
-debug level with the access log on."""
+the request id its response sent back; no secret the run created appears anywhere in the log, at
+debug level with the access log on; and a flood of refusals is counted in full but logged at a bounded
+rate."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.observe import REFUSAL_LINES_PER_SECOND
 from tests.e2e.conftest import StartServer, wait_until
 from tests.helpers import Agent, DevHuman
 from tests.provider import TestProvider, provider_fixture  # noqa: F401
@@ -20,11 +25,6 @@ from tests.provider import TestProvider, provider_fixture  # noqa: F401
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 URN = "urn:ietf:params:oauth:token-type:id-jag"
-
-
-class _Issuer:
-    def __init__(self, issuer: str) -> None:
-        self.issuer_str = issuer
 
 
 def _signature(jwt: str) -> str:
@@ -50,7 +50,7 @@ async def test_each_security_event_is_one_json_line_and_no_secret_is_logged(
     )
     secrets: dict[str, str] = {}
     async with httpx.AsyncClient(timeout=10.0) as client:
-        agent = Agent(client, _Issuer(server.issuer))  # type: ignore[arg-type]
+        agent = Agent(client, server.issuer)
 
         # A: claimed by Ada, refreshed, then the agent revokes its refresh token.
         ada = DevHuman(client, server.issuer)
@@ -155,3 +155,37 @@ async def test_each_security_event_is_one_json_line_and_no_secret_is_logged(
         assert value != "missing" and value not in log, f"the {name} is in the server log"
     for code in (code_a, code_c):  # six digits: as a number of its own, not inside a timestamp
         assert not re.search(rf"(?<![0-9]){code}(?![0-9])", log), "a user code is in the server log"
+
+
+async def test_a_flood_of_refusals_is_counted_in_full_and_logged_at_a_bounded_rate(start_server: StartServer) -> None:
+    """200 concurrent registrations over the per-source limit: every one is refused and counted, but the
+    log gets at most REFUSAL_LINES_PER_SECOND lines per second of the process (a second of the wall clock
+    overlaps two of the throttle's), and what it held back is said."""
+    server = start_server(
+        {"AUTHMD_LOG_FORMAT": "json", "AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1"}
+    )
+    url = f"{server.issuer}/agent/identity"
+    async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=50)) as client:
+        assert (await client.post(url, json={"type": "anonymous"})).status_code == 200
+        flood = await asyncio.gather(*(client.post(url, json={"type": "anonymous"}) for _ in range(200)))
+        assert [r.status_code for r in flood] == [429] * 200
+        scraped = (await client.get(f"{server.issuer}/metrics")).text  # on by default in dev mode
+    refusals = {
+        sample.labels["limit"]: sample.value
+        for family in text_string_to_metric_families(scraped)
+        if family.name == "authmd_refusals"
+        for sample in family.samples
+        if sample.name == "authmd_refusals_total"
+    }
+    assert refusals == {"register_per_source": 200}
+
+    def refused_lines() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in server.read_log().splitlines() if not line.startswith("----- start")]
+        access = [line for line in lines if line["logger"] == "authmd.access" and " 429" in line["message"]]
+        return [line for line in lines if line.get("event") == "refused"] if len(access) == 200 else None
+
+    lines = wait_until(refused_lines, 10, "the access lines of the flood")
+    per_second = Counter(line["time"][:19] for line in lines)
+    assert max(per_second.values()) <= 2 * REFUSAL_LINES_PER_SECOND, per_second
+    assert 0 < len(lines) < 200
+    assert len(lines) + sum(line["held_back"] for line in lines) <= 200
