@@ -27,12 +27,12 @@ from app.config_parts import (
     Provider,
     Secret,
     Webhook,
-    _check_provider,
-    _check_webhook,
-    _is_loopback,
-    _url_host,
     check_admin_keys,
+    check_provider,
+    check_webhook,
+    is_loopback,
     parse_bind,
+    url_host,
 )
 
 # The parts are re-exported: callers import every setting-related name from here.
@@ -180,7 +180,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         """Exactly: the issuer is http:// on a loopback address (spec/protocol.md § Resource)."""
         assert self.issuer is not None
         parts = urlsplit(self.issuer)
-        return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+        return parts.scheme == "http" and is_loopback(parts.hostname or "")
 
     @property
     def metrics_enabled(self) -> bool:
@@ -209,7 +209,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     def resolve(self, host: str = "127.0.0.1", port: int = 8000) -> Settings:
         """Fill the defaults that depend on where the server runs, then validate the whole."""
-        issuer = self.issuer or f"http://{_url_host(host)}:{port}"
+        issuer = self.issuer or f"http://{url_host(host)}:{port}"
         resolved = msgspec.structs.replace(
             self,
             issuer=issuer,
@@ -231,7 +231,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             if p.issuer == self.issuer:
                 raise ConfigError("providers: this service cannot trust itself as an agent identity provider")
             seen.add(p.issuer)
-            _check_provider(p, set(self.post_claim_scopes), self.dev_mode)
+            check_provider(p, set(self.post_claim_scopes), self.dev_mode)
         positive = (
             "identity_assertion_ttl_seconds",
             "idjag_max_age_seconds",
@@ -262,7 +262,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
             )
         assert self.oidc_issuer is not None
         parts = urlsplit(self.oidc_issuer)
-        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
             raise ConfigError("oidc_issuer: must be https (http only on a loopback address)")
         if parts.query or parts.fragment or self.oidc_issuer.endswith("/"):
             raise ConfigError("oidc_issuer: the exact issuer URL, without query, fragment or trailing slash")
@@ -364,7 +364,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     def _validate_webhooks(self) -> None:
         names: set[str] = set()
         for hook in self.webhooks:
-            _check_webhook(hook, self.dev_mode)
+            check_webhook(hook, self.dev_mode)
             if hook.label in names:
                 raise ConfigError(f"webhooks[{hook.label}]: two endpoints with this name; give each a `name`")
             names.add(hook.label)
@@ -383,7 +383,7 @@ def _check_issuer(issuer: str) -> None:
         raise ConfigError(f"issuer: {issuer!r} must be an absolute http(s) URL")
     if parts.query or parts.fragment or issuer.endswith("/") or "#" in issuer or "?" in issuer:
         raise ConfigError(f"issuer: {issuer!r} must have no query, fragment or trailing slash")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"issuer: {issuer!r} is plain http on a non-loopback host; use https "
             "(http is only allowed on loopback, which is dev mode)"

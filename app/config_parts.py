@@ -144,7 +144,7 @@ def check_admin_keys(admin_keys: list[AdminKey]) -> None:
 _WEBHOOK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
-def _check_webhook(hook: Webhook, dev: bool) -> None:
+def check_webhook(hook: Webhook, dev: bool) -> None:
     where = f"webhooks[{hook.label}]"
     parts = urlsplit(hook.url)
     loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
@@ -178,7 +178,7 @@ def _whsec(value: str) -> bool:
     return 24 <= len(raw) <= 64
 
 
-def _check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
+def check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
     where = f"providers[{p.issuer}]"
     parts = urlsplit(p.issuer)
     if parts.scheme != "https" and not (dev and parts.scheme == "http"):
@@ -199,11 +199,11 @@ def _check_provider(p: Provider, supported_scopes: set[str], dev: bool) -> None:
         raise ConfigError(f"{where}.max_age: must be positive")
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
