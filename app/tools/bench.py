@@ -4,7 +4,12 @@ run (this machine is noisy; only ratios within one run compare).
 
 Each scenario runs twice: closed-loop at full speed (peak), then open-loop at 70% of that peak, where
 latency is measured from each request's scheduled start (no coordinated omission).
-Proof of work is off and rate limits are raised for the run; the output says so.
+Proof of work is off and rate limits are raised for the run; everything else (the access log, metrics,
+the event outbox) is as shipped, and the output says so.
+
+``--workers 1,2`` runs the whole thing once per worker count, each with fresh servers, and reports how
+each scenario scales. With wrk installed, the constant-request scenarios are also measured by wrk
+(app/tools/wrk.py) right after our own peak phase, to catch our generator being the bottleneck.
 """
 
 from __future__ import annotations
@@ -28,15 +33,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 from app.protocol import AS_METADATA, JWT_BEARER, URN_ID_JAG
+from app.tools import wrk
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+ANONYMOUS = json.dumps({"type": "anonymous"}, separators=(",", ":"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per phase (default 5)")
     p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
-    p.add_argument("--workers", type=int, default=2, help="server worker processes (both servers)")
+    p.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default="2",
+        help="server worker processes (both servers); a comma list (1,2) runs once per count, back to back",
+    )
     p.add_argument(
         "--scenarios",
         default="discovery,anonymous,register,idjag,api,refresh",
@@ -52,7 +64,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--appendfsync", choices=["always", "everysec"], default="always", help="AOF policy with --redis")
     p.add_argument("--no-paced", action="store_true", help="skip the 70%%-of-peak latency phase")
+    p.add_argument(
+        "--wrk",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cross-check the constant-request scenarios with wrk (default: on when wrk is installed)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of worker counts: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts are positive: {text!r}")
+    return list(dict.fromkeys(counts))  # a repeated count would only rerun the same thing
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -164,7 +192,7 @@ def _get(path: str, headers: dict[str, str] | None = None) -> Step:
 
 
 async def _register(conn: Conn) -> tuple[int, bytes]:
-    return await conn.send(conn.build("POST", "/agent/identity", b'{"type":"anonymous"}', {"Content-Type": JSON}))
+    return await conn.send(conn.build("POST", "/agent/identity", ANONYMOUS.encode(), {"Content-Type": JSON}))
 
 
 async def _exchange(conn: Conn, body: bytes) -> tuple[int, bytes]:
@@ -397,9 +425,10 @@ def _authmd_env(data_dir: str, store_url: str | None) -> dict[str, str]:
     env.update(
         {
             "AUTHMD_DATA_DIR": data_dir,
+            # Only proof of work and the limits are overridden: the access log, metrics and the event
+            # outbox run as shipped, since their cost is part of what the bench measures. (The log level
+            # is shipped too: the access log is written at INFO, so a quieter level would turn it off.)
             "AUTHMD_POW_MODE": "off",
-            "AUTHMD_ACCESS_LOG": "false",
-            "AUTHMD_LOG_LEVEL": "warning",
             "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1000000000",
             "AUTHMD_REGISTER_LIMIT_GLOBAL": "1000000000",
             "AUTHMD_CHALLENGE_LIMIT_PER_SOURCE": "1000000000",
@@ -415,93 +444,112 @@ def _authmd_env(data_dir: str, store_url: str | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-async def _phases(name: str, port: int, step: Step, args: argparse.Namespace) -> dict[str, Result]:
-    peak = await _drive(name, port, step, args.connections, args.duration, None)
-    out = {"peak": peak}
+def _start_redis(stack: contextlib.ExitStack, tmp: Path, port: int, appendfsync: str) -> str:
+    redis_dir = tmp / "redis"
+    redis_dir.mkdir()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir)]
+    cmd += ["--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--maxmemory-policy", "noeviction"]
+    stack.enter_context(_server(cmd, {}, _redis_ready(port), tmp / "redis.log"))
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _bare_cmd(port: int, workers: int) -> list[str]:
+    from app.server import PROTOCOL
+
+    # The server authmd runs behind, with the same limits (from the same environment).
+    cmd = [sys.executable, "-m", "uvicorn", "app.tools.bare:app", "--http", PROTOCOL, "--ws", "none"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    return [*cmd, "--no-access-log", "--log-level", "warning"]
+
+
+def _authmd_cmd(port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+
+
+@dataclass
+class Servers:
+    tmp: Path
+    bare_port: int
+    authmd_port: int
+    redis_port: int
+    store: str
+    provider: BenchProvider
+
+
+def _start(stack: contextlib.ExitStack, tmp: Path, args: argparse.Namespace, workers: int) -> Servers:
+    """Fresh servers for one worker count: Redis (with --redis), the ID-JAG provider, bare app, authmd."""
+    bare_port, authmd_port, redis_port = _free_port(), _free_port(), _free_port()
+    store_url = _start_redis(stack, tmp, redis_port, args.appendfsync) if args.redis else args.store_url
+    env = _authmd_env(str(tmp / "data"), store_url)
+    provider = BenchProvider()
+    stack.callback(provider.close)
+    config = tmp / "authmd.toml"
+    config.write_text(provider.config())
+    env["AUTHMD_CONFIG"] = str(config)
+    stack.enter_context(_server(_bare_cmd(bare_port, workers), env, _http_ready(bare_port, "/const"), tmp / "bare.log"))
+    authmd_ready = _http_ready(authmd_port, "/readyz")
+    stack.enter_context(_server(_authmd_cmd(authmd_port, workers), env, authmd_ready, tmp / "authmd.log"))
+    return Servers(tmp, bare_port, authmd_port, redis_port, store_url or "sqlite", provider)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    step: Step
+    wrk: wrk.Request | None = None  # set when every request is the same, so wrk can send it too
+
+
+@dataclass
+class Run:
+    """One worker count on its own fresh servers: each scenario's phases and wrk measurements."""
+
+    workers: int
+    store: str
+    phases: dict[str, dict[str, Result]] = field(default_factory=dict)
+    crosscheck: dict[str, wrk.Measurement] = field(default_factory=dict)
+    memory: dict[str, float] | None = None
+
+
+async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Namespace, run: Run, tmp: Path) -> None:
+    peak = await _drive(name, port, scenario.step, args.connections, args.duration, None)
+    run.phases[name] = {"peak": peak}
+    if args.wrk and scenario.wrk is not None:
+        # Right after our own peak, on the same server in the same state: the two generators then
+        # differ only in themselves.
+        run.crosscheck[name] = await wrk.measure(scenario.wrk, port, args.connections, args.duration, tmp)
     if not args.no_paced and peak.steps:
         # Paced in steps (a register step is two requests) at 70% of the peak step rate.
         rate = 0.7 * peak.steps / peak.seconds
-        out["paced"] = await _drive(name, port, step, args.connections, args.duration, rate)
-    return out
+        run.phases[name]["paced"] = await _drive(name, port, scenario.step, args.connections, args.duration, rate)
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.server import PROTOCOL
-
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(scenarios) - {"discovery", "anonymous", "register", "idjag", "api", "refresh"}
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp, contextlib.ExitStack() as stack:
-        bare_port, authmd_port, redis_port = _free_port(), _free_port(), _free_port()
-        py, host = sys.executable, "127.0.0.1"
-        store_url = args.store_url
-        if args.redis:
-            redis_dir = Path(tmp) / "redis"
-            redis_dir.mkdir()
-            redis_cmd = [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                host,
-                "--dir",
-                str(redis_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                args.appendfsync,
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ]
-            stack.enter_context(_server(redis_cmd, {}, _redis_ready(redis_port), Path(tmp) / "redis.log"))
-            store_url = f"redis://{host}:{redis_port}/0"
-        bare_cmd = [
-            py,
-            "-m",
-            "uvicorn",
-            "app.tools.bare:app",
-            "--http",  # the server authmd runs behind, with the same limits (from the same environment)
-            PROTOCOL,
-            "--ws",
-            "none",
-            "--host",
-            host,
-            "--port",
-            str(bare_port),
-            "--workers",
-            str(args.workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        authmd_cmd = [
-            py,
-            "-m",
-            "app",
-            "serve",
-            "--host",
-            host,
-            "--port",
-            str(authmd_port),
-            "--workers",
-            str(args.workers),
-        ]
-        env = _authmd_env(str(Path(tmp) / "data"), store_url)
-        provider = BenchProvider()
-        stack.callback(provider.close)
-        config = Path(tmp) / "authmd.toml"
-        config.write_text(provider.config())
-        env["AUTHMD_CONFIG"] = str(config)
-        stack.enter_context(_server(bare_cmd, env, _http_ready(bare_port, "/const"), Path(tmp) / "bare.log"))
-        stack.enter_context(_server(authmd_cmd, env, _http_ready(authmd_port, "/readyz"), Path(tmp) / "authmd.log"))
-        results = asyncio.run(_all(bare_port, authmd_port, scenarios, args, provider))
-        memory = asyncio.run(_memory_per_account(redis_port, authmd_port)) if args.redis else None
-    _report(results, args, store_url or "sqlite", memory)
+    if args.wrk is None:
+        args.wrk = wrk.available()
+    elif args.wrk and not wrk.available():
+        print("--wrk: wrk is not on PATH (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    # One worker count after the other, never side by side: they would share the two cores.
+    runs = [_run_once(args, scenarios, workers) for workers in args.workers]
+    _report(runs, args)
     return 0
+
+
+def _run_once(args: argparse.Namespace, scenarios: list[str], workers: int) -> Run:
+    with tempfile.TemporaryDirectory(prefix="authmd-bench-") as tmp, contextlib.ExitStack() as stack:
+        servers = _start(stack, Path(tmp), args, workers)
+        result = Run(workers, servers.store)
+        asyncio.run(_all(servers, scenarios, args, result))
+        if args.redis:
+            result.memory = asyncio.run(_memory_per_account(servers.redis_port, servers.authmd_port))
+    return result
 
 
 async def _redis(port: int, *args: str) -> int | str | None:
@@ -553,79 +601,150 @@ async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int =
     }
 
 
-async def _all(
-    bare_port: int, authmd_port: int, scenarios: list[str], args: argparse.Namespace, provider: BenchProvider
-) -> dict[str, Any]:
-    results = {"bare": await _phases("bare", bare_port, _get("/const"), args)}
+async def _scenario(name: str, port: int, provider: BenchProvider, connections: int) -> Scenario:
+    if name == "discovery":
+        return Scenario(_get(AS_METADATA), wrk.Request(AS_METADATA))
+    if name == "anonymous":
+        return Scenario(_register_only(), wrk.Request("/agent/identity", "POST", ANONYMOUS, {"Content-Type": JSON}))
+    if name == "register":
+        return Scenario(_register_and_exchange())
+    if name == "idjag":
+        return Scenario(_idjag_register(provider, f"http://127.0.0.1:{port}"))
+    if name == "refresh":
+        tokens = await asyncio.to_thread(_claimed_refresh_tokens, port, connections)
+        return Scenario(_refresh_chain(tokens))
+    auth = {"Authorization": f"Bearer {await _api_token(port)}"}
+    return Scenario(_get("/api/notes", auth), wrk.Request("/api/notes", headers=auth))
+
+
+async def _all(servers: Servers, scenarios: list[str], args: argparse.Namespace, run: Run) -> None:
+    bare = Scenario(_get("/const"), wrk.Request("/const"))
+    await _phases("bare", servers.bare_port, bare, args, run, servers.tmp)
     for name in scenarios:
-        if name == "discovery":
-            step = _get(AS_METADATA)
-        elif name == "anonymous":
-            step = _register_only()
-        elif name == "register":
-            step = _register_and_exchange()
-        elif name == "idjag":
-            step = _idjag_register(provider, f"http://127.0.0.1:{authmd_port}")
-        elif name == "refresh":
-            tokens = await asyncio.to_thread(_claimed_refresh_tokens, authmd_port, args.connections)
-            step = _refresh_chain(tokens)
-        else:
-            token = await _api_token(authmd_port)
-            step = _get("/api/notes", {"Authorization": f"Bearer {token}"})
-        results[name] = await _phases(name, authmd_port, step, args)
-    return results
+        scenario = await _scenario(name, servers.authmd_port, servers.provider, args.connections)
+        await _phases(name, servers.authmd_port, scenario, args, run, servers.tmp)
 
 
-def _report(
-    results: dict[str, dict[str, Result]], args: argparse.Namespace, store: str, memory: dict[str, float] | None
-) -> None:
-    bare = results["bare"]["peak"].rps
+# ---------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------
+
+NOTE = (
+    "proof of work off and rate limits raised for the run; "
+    "access log as shipped, metrics as shipped, event outbox as shipped (no other override)"
+)
+
+
+def _rows(run: Run) -> list[dict[str, Any]]:
+    bare = run.phases["bare"]["peak"].rps
+    wrk_bare = run.crosscheck["bare"].requests_per_s if "bare" in run.crosscheck else 0.0
     rows = []
-    for name, phases in results.items():
-        peak = phases["peak"]
-        paced = phases.get("paced")
-        rows.append(
-            {
-                "scenario": name,
-                "requests_per_s": round(peak.rps),
-                "ratio_to_bare": round(peak.rps / bare, 3) if bare else None,
-                "p50_ms": round(peak.pct(0.50), 2),
-                "p99_ms": round(peak.pct(0.99), 2),
-                "paced_requests_per_s": round(paced.rps) if paced else None,
-                "paced_p50_ms": round(paced.pct(0.50), 2) if paced else None,
-                "paced_p99_ms": round(paced.pct(0.99), 2) if paced else None,
-                "errors": peak.errors + (paced.errors if paced else 0),
-            }
-        )
+    for name, phases in run.phases.items():
+        peak, paced, check = phases["peak"], phases.get("paced"), run.crosscheck.get(name)
+        row = {
+            "scenario": name,
+            "requests_per_s": round(peak.rps),
+            "ratio_to_bare": round(peak.rps / bare, 3) if bare else None,
+            "p50_ms": round(peak.pct(0.50), 2),
+            "p99_ms": round(peak.pct(0.99), 2),
+            "paced_requests_per_s": round(paced.rps) if paced else None,
+            "paced_p50_ms": round(paced.pct(0.50), 2) if paced else None,
+            "paced_p99_ms": round(paced.pct(0.99), 2) if paced else None,
+            "errors": peak.errors + (paced.errors if paced else 0) + (check.errors if check else 0),
+        }
+        rows.append(row | wrk.columns(peak.rps / bare if bare else None, check, wrk_bare))
+    return rows
+
+
+def _scaling(low: Run, high: Run) -> list[dict[str, Any]]:
+    """Peak req/s at the largest worker count over the smallest, per scenario."""
+    out = []
+    for name, phases in low.phases.items():
+        base = phases["peak"].rps
+        out.append({"scenario": name, "ratio": round(high.phases[name]["peak"].rps / base, 3) if base else None})
+    return out
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n != 1 else ''}"
+
+
+def _store(store: str, args: argparse.Namespace) -> str:
+    return store.split("?")[0] + (f" (appendfsync {args.appendfsync})" if args.redis else "")
+
+
+def _report(runs: list[Run], args: argparse.Namespace) -> None:
+    low, high = min(runs, key=lambda r: r.workers), max(runs, key=lambda r: r.workers)
+    tables = [(run, _rows(run)) for run in runs]
+    scaling = _scaling(low, high) if len(runs) > 1 else None
     meta = {
-        "workers": args.workers,
+        "workers": runs[0].workers if len(runs) == 1 else [r.workers for r in runs],
         "connections": args.connections,
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
-        "note": "proof of work off and rate limits raised for the run",
-        "store": store.split("?")[0] + (f" (appendfsync {args.appendfsync})" if args.redis else ""),
-        "redis_memory": memory,
+        "note": NOTE,
+        "store": _store(runs[0].store, args),
+        "redis_memory": runs[0].memory if len(runs) == 1 else None,
+        "wrk": f"wrk -t1 -c{args.connections} -d{wrk.seconds(args.duration)}s --latency" if args.wrk else None,
+        "scaling": f"{_workers(high.workers)} / {_workers(low.workers)}" if scaling else None,
     }
     if args.json:
-        print(json.dumps({"meta": meta, "results": rows}, indent=2))
+        _print_json(meta, tables, scaling, args)
         return
+    counts = _workers(runs[0].workers) if len(runs) == 1 else f"{', '.join(str(r.workers) for r in runs)} workers"
     print(
-        f"authmd bench: {meta['note']}; store {meta['store']}; {args.workers} workers per server, "
-        f"{args.connections} connections, {args.duration:g} s per phase, {meta['cpus']} CPUs"
+        f"authmd bench: {NOTE}; store {meta['store']}; {counts} per server, {args.connections} "
+        f"connections, {args.duration:g} s per phase, {meta['cpus']} CPUs"
+        + (f"; cross-checked with {meta['wrk']}" if args.wrk else "")
     )
+    for run, rows in tables:
+        if len(runs) > 1:
+            print(f"\n{_workers(run.workers)} per server:")
+        _print_table(rows)
+        if run.memory:
+            _print_memory(run.memory)
+    if scaling:
+        print(f"\nscaling, peak req/s at {meta['scaling']}:")
+        for s in scaling:
+            print(f"{s['scenario']:<10} {s['ratio'] if s['ratio'] is not None else '-':>7}")
+
+
+def _print_json(
+    meta: dict[str, Any], tables: list[tuple[Run, list[dict[str, Any]]]], scaling: Any, args: argparse.Namespace
+) -> None:
+    runs = [
+        {"workers": run.workers, "store": _store(run.store, args), "redis_memory": run.memory, "results": rows}
+        for run, rows in tables
+    ]
+    if len(runs) == 1:  # the shape from before worker lists, which the README and tests read
+        out: dict[str, Any] = {"meta": meta, "results": tables[0][1], "runs": runs}
+    else:
+        out = {"meta": meta, "runs": runs, "scaling": scaling}
+    print(json.dumps(out, indent=2))
+
+
+def _cell(value: Any) -> Any:
+    return "-" if value is None else value
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
     print(
         f"{'scenario':<10} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
-        f"{'70% req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+        f"{'70% req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | {'wrk req/s':>9} {'wrk x bare':>10}"
     )
     for r in rows:
         print(
             f"{r['scenario']:<10} {r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
             f"{r['paced_requests_per_s'] or '-':>9} {r['paced_p50_ms'] or '-':>8} {r['paced_p99_ms'] or '-':>8} "
-            f"{r['errors']:>6}"
+            f"{r['errors']:>6} | {_cell(r['wrk_requests_per_s']):>9} {_cell(r['wrk_ratio_to_bare']):>10}"
         )
-    if memory:
-        print(
-            f"Redis memory: {memory['bytes_per_account']} bytes per temporary account with one "
-            f"{memory['note_text_bytes']}-byte note ({memory['owned_keys_bytes']} in its own keys, the rest its share "
-            f"of the expiry index and audit stream; MEMORY USAGE over {memory['accounts']} accounts)"
-        )
+    for line in wrk.warnings(rows):
+        print(line)
+
+
+def _print_memory(memory: dict[str, float]) -> None:
+    print(
+        f"Redis memory: {memory['bytes_per_account']} bytes per temporary account with one "
+        f"{memory['note_text_bytes']}-byte note ({memory['owned_keys_bytes']} in its own keys, the rest its share "
+        f"of the expiry index and audit stream; MEMORY USAGE over {memory['accounts']} accounts)"
+    )

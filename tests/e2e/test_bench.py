@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,41 @@ def test_bench_on_redis_reports_memory_per_account() -> None:
     memory = report["meta"]["redis_memory"]
     # an account's own keys hold at least its 100-byte note; the total adds index and audit shares
     assert memory["bytes_per_account"] > memory["owned_keys_bytes"] > memory["note_text_bytes"]
+
+
+def _bench(*args: str, timeout: float = 180) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHMD_")}
+    cmd = [sys.executable, "-m", "app", "bench", *args, "--json"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=True)
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
+
+
+def test_bench_runs_worker_counts_back_to_back_and_reports_scaling() -> None:
+    report = _bench("--workers", "1,2", "--scenarios", "discovery,anonymous", "--duration", "0.3", "--connections", "4")
+    assert report["meta"]["workers"] == [1, 2]
+    assert [run["workers"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        assert [r["scenario"] for r in run["results"]] == ["bare", "discovery", "anonymous"]
+        assert all(r["errors"] == 0 for r in run["results"]), run
+    ratios = {s["scenario"]: s["ratio"] for s in report["scaling"]}
+    assert {"discovery", "anonymous"} <= set(ratios)
+    assert all(ratios[name] > 0 for name in ("discovery", "anonymous")), ratios
+
+
+def test_bench_cross_checks_constant_requests_with_wrk() -> None:
+    if shutil.which("wrk") is None:
+        # CI installs wrk; a missing wrk there is a broken image, not a reason to skip the cross-check.
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is not on PATH: apt-get install -y wrk")
+        pytest.skip("apt-get install -y wrk")
+    args = ("--wrk", "--workers", "1", "--scenarios", "discovery,anonymous", "--duration", "0.3", "--connections", "4")
+    report = _bench(*args, "--no-paced")
+    rows = {r["scenario"]: r for r in report["results"]}
+    for name in ("bare", "discovery", "anonymous"):
+        row = rows[name]
+        assert row["errors"] == 0 and row["wrk_errors"] == 0, (name, row)
+        assert row["wrk_requests_per_s"] > 0 and row["wrk_ratio_to_bare"] > 0, (name, row)
+        assert row["generator_disagreement"] >= 0, (name, row)
+    assert rows["bare"]["wrk_ratio_to_bare"] == 1.0
+    assert report["meta"]["wrk"].startswith("wrk -t1 -c4 ")
