@@ -72,6 +72,11 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
+    # The logging HOWTO's optimisations for what no line of ours shows: the caller's source file and
+    # line (a frame walk per line), thread and multiprocessing names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestId())
     if log_format == "json":

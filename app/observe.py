@@ -125,7 +125,9 @@ def _one(tally: Tally | None, event: ev.Event) -> None:
             if kind != "registration":
                 metrics.TOKENS_ISSUED.labels("refresh_token").inc()
             fields.update(kind=kind, generation=event.generation)
-            words = f"credential issued ({kind})"
+            # Routine (every registration and refresh makes one): at debug, so the default level costs
+            # one line per registration, not two (README § Logs).
+            level, words = logging.DEBUG, f"credential issued ({kind})"
         case ev.RefreshRotated():
             return  # its credential_issued says it
         case ev.RegistrationRevoked(by=by):

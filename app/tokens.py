@@ -39,6 +39,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from typing import Any, Literal, NamedTuple
 
 import jwt
@@ -92,8 +93,24 @@ def jose_segment(token: str, index: int) -> dict[str, Any]:
     return value
 
 
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # in ASCII order
+
+
+def _sortable_ms(now: float) -> str:
+    """Milliseconds since the epoch in 8 base-62 digits, which sort as the times do (until the year 8900)."""
+    n, digits = int(now * 1000), []
+    for _ in range(8):
+        n, d = divmod(n, 62)
+        digits.append(_BASE62[d])
+    return "".join(reversed(digits))
+
+
 def new_id(prefix: str, nbytes: int = 16) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+    """``prefix_`` + the creation time (sortable) + ``nbytes`` random bytes. The time prefix makes each
+    store's primary keys grow at one end: an insert touches the B-tree's last pages, which consecutive
+    inserts share, instead of a random page each (measured: ~10 WAL pages per registration on SQLite with
+    random ids). The random part keeps ids unguessable as before."""
+    return f"{prefix}_{_sortable_ms(time.time())}{secrets.token_urlsafe(nbytes)}"
 
 
 def stored_hash(secret: str) -> str:

@@ -7,6 +7,8 @@ controls run in this order: rate limits (429) → proof of work when policy asks
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 from app import events as ev
 from app import observe, text
 from app.clock import rfc3339
@@ -17,7 +19,7 @@ from app.flows import challenge
 from app.flows import claim as claims
 from app.flows.issue import identity_assertion
 from app.flows.limits import rate_limited, refuse_if_over, source_key
-from app.store.port import AccessState, Account, Registration, User, WindowHit
+from app.store.port import AccessState, Account, Admission, Registration, User, WindowHit, WindowResult
 from app.tokens import new_id
 from app.wire import (
     AccountView,
@@ -34,20 +36,24 @@ from app.wire import (
     ServiceAuthRegistration,
 )
 
+# Counts the admitted creation in the given windows and creates it in the same atomic store step, or
+# creates nothing and returns the windows' results.
+Create = Callable[[Sequence[WindowHit], float], Awaitable[list[WindowResult]]]
 
-async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
-    """The layered controls before an account is created. Only what is admitted is counted in the
-    shared per-source and global windows: a request without the proof it needs (missing, bad, replayed,
-    or minted at a lower price than the source's current one) is refused without spending them, and
-    refusals are counted apart, in this worker's memory, with their own per-source limit. A refusal's
-    place is reserved first and given back when the request turns out not to be one."""
+
+async def _admit(ctx: Context, proof: ProofOfWork | None, src: str, create: Create) -> None:
+    """The layered controls, then the creation. Only what is admitted is counted in the shared per-source
+    and global windows, in the store step that creates it: a request without the proof it needs
+    (missing, bad, replayed, or minted at a lower price than the source's current one) is refused
+    without spending them, and refusals are counted apart, in this worker's memory, with their own
+    per-source limit. A refusal's place is reserved first and given back when the request turns out not
+    to be one."""
     s, now = ctx.settings, ctx.clock.now()
-    src = source_key(source)
     refusals = ctx.refusals.reserve(src, s.unproven_limit_per_source, now)
     if not refusals.allowed:
         raise rate_limited(refusals.retry_after, limit="unproven_per_source")
     try:
-        await _decide(ctx, proof, src, now)
+        await _decide(ctx, proof, src, now, create)
     except AuthError as err:
         if err.status >= 500:
             ctx.refusals.refund(src, now)
@@ -56,11 +62,10 @@ async def _admit(ctx: Context, proof: ProofOfWork | None, source: str) -> str:
         ctx.refusals.refund(src, now)
         raise
     ctx.refusals.refund(src, now)
-    return src
 
 
-async def _decide(ctx: Context, proof: ProofOfWork | None, src: str, now: float) -> None:
-    """Admit (count in the shared windows) or raise the refusal."""
+async def _decide(ctx: Context, proof: ProofOfWork | None, src: str, now: float, create: Create) -> None:
+    """Admit (count in the shared windows as the creation is stored) or raise the refusal."""
     s = ctx.settings
     src_key, all_key = f"reg:src:{src}", "reg:all"
     # What this request may be counted within: the hard caps, narrowed to what needs no proof (adaptive
@@ -81,11 +86,10 @@ async def _decide(ctx: Context, proof: ProofOfWork | None, src: str, now: float)
         src_cap = 0
     elif s.pow_mode == "adaptive":
         src_cap, all_cap = min(src_cap, s.pow_free_per_source), min(all_cap, s.pow_free_global)
-    src_hit, all_hit = await ctx.store.hit_windows(
-        [WindowHit(src_key, src_cap), WindowHit(all_key, all_cap)], now, s.rate_window_seconds
-    )
-    if src_hit.allowed and all_hit.allowed:
+    counted = await create([WindowHit(src_key, src_cap), WindowHit(all_key, all_cap)], now)
+    if all(hit.allowed for hit in counted):
         return
+    src_hit, all_hit = counted
     if src_hit.count + 1 > s.register_limit_per_source or all_hit.count + 1 > s.register_limit_global:
         # Over a hard cap: look (counting nothing) for how long until one more fits.
         hard = [
@@ -127,7 +131,7 @@ async def _create_temporary(
     agent = agent_info or AgentInfo()
     agent_name = text.agent_label(agent.name, "name")
     agent_platform = text.agent_label(agent.platform, "platform")
-    src = await _admit(ctx, proof, source)
+    src = source_key(source)
     s, now = ctx.settings, int(ctx.clock.now())
     account = Account(
         id=new_id("acct"),
@@ -175,7 +179,12 @@ async def _create_temporary(
                 expires_at=account.expires_at,
             )
         )
-    await ctx.store.create_registration(account, registration, events)
+
+    async def create(hits: Sequence[WindowHit], at: float) -> list[WindowResult]:
+        admission = Admission(tuple(hits), at, s.rate_window_seconds)
+        return await ctx.store.create_registration(account, registration, events, admission)
+
+    await _admit(ctx, proof, src, create)
     observe.emitted(ctx.tally, events)
     return AccessState(registration=registration, account=account, token_revoked=False)
 

@@ -258,6 +258,15 @@ class WindowResult(msgspec.Struct, frozen=True):
     retry_after: float  # seconds until a refused hit would be allowed (0 when allowed)
 
 
+class Admission(msgspec.Struct, frozen=True):
+    """The sliding windows a creation is counted in (``hit_windows``' semantics), checked in the same
+    atomic step as the creation: a registration is counted if and only if it is created."""
+
+    hits: tuple[WindowHit, ...]
+    now: float
+    window: float
+
+
 OUTBOX_RETENTION_SECONDS = 30 * 86_400
 OUTBOX_MAXLEN = 10_000
 
@@ -350,8 +359,16 @@ class Grants(Protocol):
     """Accounts and the registrations granted on them: creation, the token check, revocation, refresh
     rotation, deletion."""
 
-    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
-        """Create a new account with its first registration, atomically, with its events."""
+    async def create_registration(
+        self,
+        account: Account,
+        registration: Registration,
+        events: Sequence[Event],
+        admission: Admission | None = None,
+    ) -> list[WindowResult]:
+        """Create a new account with its first registration, atomically, with its events. With
+        ``admission``, count it in those windows first, in the same atomic step: if any refuses, nothing
+        is created or counted. Returns the windows' results (empty without ``admission``)."""
 
     async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         """A grant is always addressed through its account (its `sub`): on Redis Cluster everything an

@@ -19,25 +19,18 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-from app.protocol import AS_METADATA, JWT_BEARER, URN_ID_JAG
-from app.tools import wrk
-
-JSON = "application/json"
-FORM = "application/x-www-form-urlencoded"
-ANONYMOUS = json.dumps({"type": "anonymous"}, separators=(",", ":"))
+from app.protocol import AS_METADATA
+from app.tools import load, wrk
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,292 +74,6 @@ def _worker_counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"worker counts are positive: {text!r}")
     return list(dict.fromkeys(counts))  # a repeated count would only rerun the same thing
-
-
-# ---------------------------------------------------------------------------------------------------
-# A minimal HTTP/1.1 keep-alive client: the load generator must cost far less than the server.
-# ---------------------------------------------------------------------------------------------------
-
-
-class Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
-        self.reader, self.writer, self.host = reader, writer, host
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> Conn:
-        reader, writer = await asyncio.open_connection(host, port)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer, f"{host}:{port}")
-
-    def build(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await self.reader.readexactly(length) if length else b""
-        return status, body
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-@dataclass
-class Result:
-    name: str
-    steps: int = 0
-    requests: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        xs = sorted(self.latencies)
-        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
-
-
-# A scenario step sends one or more requests on a connection and returns (requests, errors, latencies).
-Step = Callable[[Conn, float], Awaitable[tuple[int, int, list[float]]]]
-
-
-async def _drive(name: str, port: int, step: Step, connections: int, duration: float, rate: float | None) -> Result:
-    conns = [await Conn.open("127.0.0.1", port) for _ in range(connections)]
-    result = Result(name)
-    start = time.perf_counter()
-    stop = start + duration
-
-    next_slot = 0
-
-    async def loop(conn: Conn) -> None:
-        nonlocal next_slot
-        while True:
-            if rate is None:
-                scheduled = time.perf_counter()
-            else:
-                # Open loop: arrivals are due at fixed times (slot k at start + k/rate) and any idle
-                # connection takes the next one, like a load balancer's pool. Latency counts from the
-                # due time, so a stalled server cannot hide its queueing delay.
-                scheduled = start + next_slot / rate
-                next_slot += 1
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            if scheduled >= stop:
-                return
-            reqs, errs, lats = await step(conn, scheduled)
-            result.steps += 1
-            result.requests += reqs
-            result.errors += errs
-            result.latencies.extend(lats)
-
-    await asyncio.gather(*(loop(c) for c in conns))
-    result.seconds = time.perf_counter() - start
-    for c in conns:
-        c.close()
-    return result
-
-
-def _get(path: str, headers: dict[str, str] | None = None) -> Step:
-    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        status, _ = await conn.send(conn.build("GET", path, headers=headers))
-        return 1, int(status != 200), [time.perf_counter() - scheduled]
-
-    return step
-
-
-async def _register(conn: Conn) -> tuple[int, bytes]:
-    return await conn.send(conn.build("POST", "/agent/identity", ANONYMOUS.encode(), {"Content-Type": JSON}))
-
-
-async def _exchange(conn: Conn, body: bytes) -> tuple[int, bytes]:
-    form = urlencode({"grant_type": JWT_BEARER, "assertion": json.loads(body)["identity"]["assertion"]}).encode()
-    return await conn.send(conn.build("POST", "/oauth2/token", form, {"Content-Type": FORM}))
-
-
-def _register_only() -> Step:
-    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        status, _ = await _register(conn)
-        return 1, int(status != 200), [time.perf_counter() - scheduled]
-
-    return step
-
-
-def _register_and_exchange() -> Step:
-    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        status, body = await _register(conn)
-        t1 = time.perf_counter()
-        if status != 200:
-            return 1, 1, [t1 - scheduled]
-        status2, _ = await _exchange(conn, body)
-        return 2, int(status2 != 200), [t1 - scheduled, time.perf_counter() - t1]
-
-    return step
-
-
-async def _api_token(port: int) -> str:
-    conn = await Conn.open("127.0.0.1", port)
-    try:
-        _, body = await _exchange(conn, (await _register(conn))[1])
-        token = str(json.loads(body)["access_token"])
-        note = json.dumps({"text": "benchmark"}).encode()
-        headers = {"Content-Type": JSON, "Authorization": f"Bearer {token}"}
-        await conn.send(conn.build("POST", "/api/notes", note, headers))
-        return token
-    finally:
-        conn.close()
-
-
-def _claimed_refresh_tokens(port: int, count: int) -> list[str]:
-    """Setup of the refresh scenario: ``count`` registrations claimed through the real ceremony with the
-    development sign-in (the bench server is a loopback issuer), each giving its first refresh token."""
-    import httpx
-
-    def field(pattern: str, text: str) -> str:
-        found = re.search(pattern, text)
-        if found is None:
-            raise RuntimeError(f"the claim pages changed: {pattern!r} not found")
-        return "".join(found.groups())
-
-    tokens = []
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, timeout=10.0, follow_redirects=True, trust_env=False) as client:
-        for i in range(count):
-            client.cookies.clear()
-            claim = client.post("/agent/identity", json={"type": "anonymous"}).json()["claim"]["token"]
-            start = {"type": "service_auth", "claim_token": claim}
-            link = client.post("/agent/identity/claim", json=start).json()["attempt"]["verification_uri"]
-            form = client.get(link).text
-            email = f"bench{i}@example.com"
-            page = client.post(
-                "/login/dev",
-                data={"csrf": field(r'name="csrf" value="([^"]+)"', form), "email": email, "return_to": "/claim"},
-            ).text
-            confirm = {
-                "csrf": field(r'name="csrf" value="([^"]+)"', page),
-                "attempt": field(r'name="attempt" value="([^"]+)"', page),  # the attempt the page shows
-            }
-            shown = client.post("/claim/confirm", data=confirm).text
-            code = field(r'class="code"[^>]*>(\d{3}) (\d{3})<', shown)
-            done = client.post("/agent/identity/claim/complete", json={"claim_token": claim, "user_code": code})
-            tokens.append(str(done.json()["identity"]["refresh_token"]["value"]))
-    return tokens
-
-
-def _refresh_chain(tokens: list[str]) -> Step:
-    """Each step spends one refresh token and keeps its successor for a later step (a rotation chain)."""
-    free = list(tokens)
-
-    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        token = free.pop()
-        body = json.dumps({"type": "refresh", "refresh_token": token}).encode()
-        status, answer = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
-        free.append(json.loads(answer)["identity"]["refresh_token"]["value"] if status == 200 else token)
-        return 1, int(status != 200), [time.perf_counter() - scheduled]
-
-    return step
-
-
-# ---------------------------------------------------------------------------------------------------
-# Servers
-# ---------------------------------------------------------------------------------------------------
-
-
-class BenchProvider:
-    """A minimal agent identity provider for the idjag scenario: an ES256 key, its JWKS served over
-    HTTP on loopback (cacheable for an hour), and ID-JAGs minted for a pool of users."""
-
-    def __init__(self, users: int = 100) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        from app.keys import public_jwk, thumbprint
-
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.kid = thumbprint(public_jwk(self.key))
-        body = json.dumps({"keys": [{**public_jwk(self.key), "kid": self.kid, "alg": "ES256", "use": "sig"}]})
-        jwks = body.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Cache-Control", "max-age=3600")
-                self.send_header("Content-Length", str(len(jwks)))
-                self.end_headers()
-                self.wfile.write(jwks)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.users = users
-        self._n = 0
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def mint(self, aud: str) -> str:
-        import jwt
-
-        self._n += 1
-        now = int(time.time())
-        user = self._n % self.users
-        claims = {
-            "iss": self.issuer,
-            "sub": f"user-{user}",
-            "aud": aud,
-            "client_id": "bench",
-            "jti": f"b{self._n}",
-            "iat": now,
-            "auth_time": now,  # a fresh login at the provider (the default max_age is an hour)
-            "exp": now + 300,
-            "email": f"user{user}@bench.example",
-            "email_verified": True,
-        }
-        return jwt.encode(claims, self.key, "ES256", headers={"typ": "oauth-id-jag+jwt", "kid": self.kid})
-
-    def config(self) -> str:
-        return (
-            f'[[providers]]\nissuer = "{self.issuer}"\nclient_ids = ["bench"]\nscopes = ["notes:read", "notes:write"]\n'
-        )
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-
-def _idjag_register(provider: BenchProvider, issuer: str) -> Step:
-    async def step(conn: Conn, scheduled: float) -> tuple[int, int, list[float]]:
-        body = json.dumps(
-            {
-                "type": "identity_assertion",
-                "assertion_type": URN_ID_JAG,
-                "assertion": provider.mint(issuer),
-            }
-        ).encode()
-        status, _ = await conn.send(conn.build("POST", "/agent/identity", body, {"Content-Type": JSON}))
-        return 1, int(status != 200), [time.perf_counter() - scheduled]
-
-    return step
 
 
 def _free_port() -> int:
@@ -473,7 +180,7 @@ class Servers:
     authmd_port: int
     redis_port: int
     store: str
-    provider: BenchProvider
+    provider: load.BenchProvider
 
 
 def _start(stack: contextlib.ExitStack, tmp: Path, args: argparse.Namespace, workers: int) -> Servers:
@@ -481,7 +188,7 @@ def _start(stack: contextlib.ExitStack, tmp: Path, args: argparse.Namespace, wor
     bare_port, authmd_port, redis_port = _free_port(), _free_port(), _free_port()
     store_url = _start_redis(stack, tmp, redis_port, args.appendfsync) if args.redis else args.store_url
     env = _authmd_env(str(tmp / "data"), store_url)
-    provider = BenchProvider()
+    provider = load.BenchProvider()
     stack.callback(provider.close)
     config = tmp / "authmd.toml"
     config.write_text(provider.config())
@@ -497,7 +204,7 @@ def _start(stack: contextlib.ExitStack, tmp: Path, args: argparse.Namespace, wor
 
 @dataclass
 class Scenario:
-    step: Step
+    step: load.Step
     wrk: wrk.Request | None = None  # set when every request is the same, so wrk can send it too
 
 
@@ -507,13 +214,13 @@ class Run:
 
     workers: int
     store: str
-    phases: dict[str, dict[str, Result]] = field(default_factory=dict)
+    phases: dict[str, dict[str, load.Result]] = field(default_factory=dict)
     crosscheck: dict[str, wrk.Measurement] = field(default_factory=dict)
     memory: dict[str, float] | None = None
 
 
 async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Namespace, run: Run, tmp: Path) -> None:
-    peak = await _drive(name, port, scenario.step, args.connections, args.duration, None)
+    peak = await load.drive(name, port, scenario.step, args.connections, args.duration, None)
     run.phases[name] = {"peak": peak}
     if args.wrk and scenario.wrk is not None:
         # Right after our own peak, on the same server in the same state: the two generators then
@@ -522,7 +229,7 @@ async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Names
     if not args.no_paced and peak.steps:
         # Paced in steps (a register step is two requests) at 70% of the peak step rate.
         rate = 0.7 * peak.steps / peak.seconds
-        run.phases[name]["paced"] = await _drive(name, port, scenario.step, args.connections, args.duration, rate)
+        run.phases[name]["paced"] = await load.drive(name, port, scenario.step, args.connections, args.duration, rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -571,14 +278,14 @@ async def _redis(port: int, *args: str) -> int | str | None:
 async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int = 500) -> dict[str, float]:
     """Redis bytes per temporary account, from MEMORY USAGE of the keys it owns (account, registration
     set and hash, notes with one 100-byte note) plus its share of the expiry index and audit stream."""
-    conn = await Conn.open("127.0.0.1", authmd_port)
+    conn = await load.Conn.open("127.0.0.1", authmd_port)
     note = json.dumps({"text": "x" * 100}).encode()
     owned: list[tuple[str, str]] = []
     for _ in range(accounts):
-        _, body = await _register(conn)
+        _, body = await load.register(conn)
         reg = json.loads(body)
-        _, tok = await _exchange(conn, body)
-        headers = {"Content-Type": JSON, "Authorization": f"Bearer {json.loads(tok)['access_token']}"}
+        _, tok = await load.exchange(conn, body)
+        headers = {"Content-Type": load.JSON, "Authorization": f"Bearer {json.loads(tok)['access_token']}"}
         await conn.send(conn.build("POST", "/api/notes", note, headers))
         owned.append((reg["account"]["id"], reg["id"]))
     conn.close()
@@ -601,24 +308,26 @@ async def _memory_per_account(redis_port: int, authmd_port: int, accounts: int =
     }
 
 
-async def _scenario(name: str, port: int, provider: BenchProvider, connections: int) -> Scenario:
+async def _scenario(name: str, port: int, provider: load.BenchProvider, connections: int) -> Scenario:
     if name == "discovery":
-        return Scenario(_get(AS_METADATA), wrk.Request(AS_METADATA))
+        return Scenario(load.get(AS_METADATA), wrk.Request(AS_METADATA))
     if name == "anonymous":
-        return Scenario(_register_only(), wrk.Request("/agent/identity", "POST", ANONYMOUS, {"Content-Type": JSON}))
+        return Scenario(
+            load.register_only(), wrk.Request("/agent/identity", "POST", load.ANONYMOUS, {"Content-Type": load.JSON})
+        )
     if name == "register":
-        return Scenario(_register_and_exchange())
+        return Scenario(load.register_and_exchange())
     if name == "idjag":
-        return Scenario(_idjag_register(provider, f"http://127.0.0.1:{port}"))
+        return Scenario(load.idjag_register(provider, f"http://127.0.0.1:{port}"))
     if name == "refresh":
-        tokens = await asyncio.to_thread(_claimed_refresh_tokens, port, connections)
-        return Scenario(_refresh_chain(tokens))
-    auth = {"Authorization": f"Bearer {await _api_token(port)}"}
-    return Scenario(_get("/api/notes", auth), wrk.Request("/api/notes", headers=auth))
+        tokens = await asyncio.to_thread(load.claimed_refresh_tokens, port, connections)
+        return Scenario(load.refresh_chain(tokens))
+    auth = {"Authorization": f"Bearer {await load.api_token(port)}"}
+    return Scenario(load.get("/api/notes", auth), wrk.Request("/api/notes", headers=auth))
 
 
 async def _all(servers: Servers, scenarios: list[str], args: argparse.Namespace, run: Run) -> None:
-    bare = Scenario(_get("/const"), wrk.Request("/const"))
+    bare = Scenario(load.get("/const"), wrk.Request("/const"))
     await _phases("bare", servers.bare_port, bare, args, run, servers.tmp)
     for name in scenarios:
         scenario = await _scenario(name, servers.authmd_port, servers.provider, args.connections)

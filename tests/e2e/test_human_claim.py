@@ -53,7 +53,7 @@ async def sign_in_http(client: httpx.AsyncClient, server: ServerProcess, login: 
 
 
 async def test_sign_in_failure_paths_at_the_callback(start_server: StartServer, oidc_provider: OidcProvider) -> None:
-    server = start_with_oidc(start_server, oidc_provider)
+    server = start_with_oidc(start_server, oidc_provider, {"AUTHMD_ACCESS_LOG": "true"})
     async with httpx.AsyncClient(timeout=10.0) as client:
         agent = Agent(client, server.issuer)
         reg = await agent.register()

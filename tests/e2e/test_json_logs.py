@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_json_lines_carry_the_request_id(start_server: StartServer, http: httpx.Client) -> None:
-    server = start_server({"AUTHMD_LOG_FORMAT": "json", "AUTHMD_POW_MODE": "off"})
+    server = start_server({"AUTHMD_LOG_FORMAT": "json", "AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "true"})
     ours = http.post(f"{server.origin}{IDENTITY}", json={"type": "anonymous"})
     given = http.get(f"{server.origin}/api/notes", headers={"X-Request-Id": "edge-7f3a9c21"})
     bad = http.get(f"{server.origin}/nowhere", headers={"X-Request-Id": "no spaces allowed\tplease"})

@@ -62,7 +62,9 @@ def access_pids(server: ServerProcess, line: str) -> set[int]:
 
 
 def test_the_metrics_move_with_a_scripted_run_in_two_workers(start_server: StartServer) -> None:
-    server = start_server({"AUTHMD_WORKERS": "2", "AUTHMD_POW_MODE": "off", "AUTHMD_LOG_FORMAT": "json"})
+    server = start_server(
+        {"AUTHMD_WORKERS": "2", "AUTHMD_POW_MODE": "off", "AUTHMD_LOG_FORMAT": "json", "AUTHMD_ACCESS_LOG": "true"}
+    )
     url = f"{server.origin}/metrics"
     before = scrape(url)
     sent: dict[tuple[str, str, int], int] = {}

@@ -162,7 +162,12 @@ async def test_a_flood_of_refusals_is_counted_in_full_and_logged_at_a_bounded_ra
     log gets at most REFUSAL_LINES_PER_SECOND lines per second of the process (a second of the wall clock
     overlaps two of the throttle's), and what it held back is said."""
     server = start_server(
-        {"AUTHMD_LOG_FORMAT": "json", "AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1"}
+        {
+            "AUTHMD_LOG_FORMAT": "json",
+            "AUTHMD_POW_MODE": "off",
+            "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1",
+            "AUTHMD_ACCESS_LOG": "true",
+        }
     )
     url = f"{server.issuer}/agent/identity"
     async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=50)) as client:

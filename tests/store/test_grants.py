@@ -8,17 +8,20 @@ The store contract, one file per port. Written only against the port (app/store/
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
 from app import events as ev
-from app.store.port import AccessState, Account, Delegation, Deleted, Registration, Store
+from app.store.port import AccessState, Account, Admission, Delegation, Deleted, Registration, Store, WindowHit
 from tests.store.conftest import Reopen
 from tests.store.records import (
     ISS,
     OIDC,
     T0,
     TTL,
+    WINDOW,
     all_events,
     claimed_event,
     created_event,
@@ -390,3 +393,49 @@ async def test_list_accounts_survives_reopen(store: Store, reopen: Reopen) -> No
     await seed(store, "acct_2", account_expires_at=None, kind="persistent")
     store = await reopen(store)
     assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_1", "acct_2"]
+
+
+async def test_an_admitted_creation_is_counted_in_its_windows_in_the_same_step(store: Store) -> None:
+    hits = (WindowHit("reg:src:a", 2), WindowHit("reg:all", 10))
+    for n in (1, 2):
+        account, registration = make_account(f"acct_{n}"), make_registration(f"reg_{n}", f"acct_{n}")
+        counted = await store.create_registration(
+            account, registration, created_event(account, registration), Admission(hits, T0, WINDOW)
+        )
+        assert [(c.allowed, c.count) for c in counted] == [(True, n), (True, n)]
+        assert await store.get_account(account.id, T0) is not None
+    looked = await store.hit_windows([WindowHit(h.key, None, increment=False) for h in hits], T0, WINDOW)
+    assert [c.count for c in looked] == [2, 2]
+
+
+async def test_a_refused_admission_creates_nothing_and_counts_nothing(store: Store) -> None:
+    await store.hit_windows([WindowHit("reg:src:a", None)], T0, WINDOW)
+    hits = (WindowHit("reg:src:a", 1), WindowHit("reg:all", 10))
+    account, registration = make_account(), make_registration()
+    counted = await store.create_registration(
+        account, registration, created_event(account, registration), Admission(hits, T0, WINDOW)
+    )
+    assert [c.allowed for c in counted] == [False, True]
+    assert counted[0].retry_after > 0
+    assert await store.get_account(account.id, T0) is None
+    assert await store.get_registration(account.id, registration.id, T0) is None
+    assert await store.list_accounts(None, 10, T0) == []
+    assert await all_events(store) == []
+    looked = await store.hit_windows([WindowHit(h.key, None, increment=False) for h in hits], T0, WINDOW)
+    assert [c.count for c in looked] == [1, 0]
+
+
+async def test_concurrent_admissions_create_exactly_what_the_limit_allows(store: Store) -> None:
+    hits = (WindowHit("reg:src:a", 5), WindowHit("reg:all", 100))
+
+    async def create(n: int) -> bool:
+        account, registration = make_account(f"acct_{n}"), make_registration(f"reg_{n}", f"acct_{n}")
+        counted = await store.create_registration(
+            account, registration, created_event(account, registration), Admission(hits, T0, WINDOW)
+        )
+        return all(c.allowed for c in counted)
+
+    admitted = await asyncio.gather(*(create(n) for n in range(20)))
+    assert sum(admitted) == 5
+    assert len(await store.list_accounts(None, 100, T0)) == 5
+    assert len(await all_events(store)) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from app import events as ev
 from app.errors import StoreUnavailable
 from app.store.port import Account, Note, Registration
 from app.store.sqlite import SQLiteStore, parse_sqlite_url
+from app.store.sqlite.commit import CHECKPOINT_EVERY
 
 pytestmark = pytest.mark.anyio
 
@@ -253,3 +255,88 @@ async def test_processes_opening_a_new_file_together_migrate_it_once(tmp_path: P
     wins = Counter(i for r in results for i in r["won"])  # type: ignore[attr-defined]
     assert wins == Counter(range(20))
     assert raw_pragma(path, "user_version") == migration_count()
+
+
+def registration_records(n: int) -> tuple[Account, Registration, list[ev.Event]]:
+    account = Account(
+        id=f"acct_{n}", kind="temporary", created_at=T0, expires_at=T0 + 3600, quota_notes=5, quota_note_bytes=100
+    )
+    registration = Registration(
+        id=f"reg_{n}",
+        type="anonymous",
+        account_id=account.id,
+        scopes=("notes:read",),
+        created_at=T0,
+        expires_at=T0 + 60,
+    )
+    created = ev.new(
+        ev.RegistrationCreated, T0, account.id, registration.id, method="anonymous", scopes=("notes:read",)
+    )
+    return account, registration, [created]
+
+
+def accounts_in(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM accounts").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_the_writes_of_one_turn_share_a_commit_and_a_failing_one_rolls_back_alone(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "a.sqlite3")
+    try:
+        await store.create_registration(*registration_records(0))
+        commits = store._group._commits
+        results = await asyncio.gather(
+            *(store.create_registration(*registration_records(n)) for n in (1, 2, 0, 3)), return_exceptions=True
+        )
+        assert store._group._commits == commits + 1  # one COMMIT for the four
+        assert isinstance(results[2], sqlite3.IntegrityError)  # acct_0 exists: that write alone is undone
+        assert [r for i, r in enumerate(results) if i != 2] == [[], [], []]
+        assert len(await store.read_outbox("acct_0", 10)) == 1  # its event was not written twice
+    finally:
+        await store.close()
+    store = await open_store(tmp_path / "a.sqlite3")
+    try:
+        assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_0", "acct_1", "acct_2", "acct_3"]
+    finally:
+        await store.close()
+
+
+async def test_a_failed_commit_fails_every_write_of_its_turn_and_keeps_none(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "a.sqlite3")
+    try:
+        # A deferred foreign key is checked at COMMIT: a real way for a commit to fail after its writes ran.
+        store.conn.execute("CREATE TABLE t (x TEXT REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED)")
+
+        def orphan() -> None:
+            with store._write() as conn:
+                conn.execute("INSERT INTO t VALUES ('no such account')")
+
+        results = await asyncio.gather(
+            store.create_registration(*registration_records(1)), store._run(orphan), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert await store.list_accounts(None, 10, T0) == []
+        await store.create_registration(*registration_records(2))  # the next turn starts clean
+        assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_2"]
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_copy_the_wal_into_the_database_file_as_writes_go_on(tmp_path: Path) -> None:
+    """Checkpoints run in a thread, every CHECKPOINT_EVERY commits, while this process's writes wait: the
+    database file alone (without its WAL) holds every write before the last checkpoint."""
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    try:
+        assert raw_pragma(path, "wal_autocheckpoint") == 1000  # a fresh connection's default; ours is 0
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for n in range(2 * CHECKPOINT_EVERY + 10):
+            await store.create_registration(*registration_records(n))
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(path.read_bytes())  # the main file only: no -wal beside it
+        assert accounts_in(copy) >= 2 * CHECKPOINT_EVERY
+    finally:
+        await store.close()

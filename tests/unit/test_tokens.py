@@ -89,3 +89,16 @@ def test_new_ids_carry_their_prefix_and_registration_ids_are_stable() -> None:
     assert rid == tokens.registration_id_for(KEY, "https://idp", "sub", "https://us")
     assert rid != tokens.registration_id_for(KEY, "https://idp", "sub", "https://them")
     assert tokens.TOKEN_ID.fullmatch(rid)
+
+
+def test_new_ids_sort_by_creation_time_and_keep_their_random_part() -> None:
+    assert tokens._sortable_ms(0) == "00000000"
+    assert tokens._sortable_ms(1.0) == "000000G8"  # 1000 ms = 16 * 62 + 8
+    times = [0, 0.001, 1, 61.999, 1_800_000_000, 1_800_000_000.001, 200_000_000_000]
+    stamps = [tokens._sortable_ms(t) for t in times]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert all(len(s) == 8 for s in stamps)
+    ids = [tokens.new_id("acct") for _ in range(50)]
+    assert [i[5:13] for i in ids] == sorted(i[5:13] for i in ids)  # made one after another
+    assert len({i[13:] for i in ids}) == 50  # 16 random bytes each
+    assert all(tokens.TOKEN_ID.fullmatch(i) for i in ids)

@@ -1,13 +1,29 @@
--- Create an account with its first registration, atomically, in the account's hash slot.
--- KEYS: account hash, registration-id set, registration hash
--- ARGV: ttl_ms ('' = persistent), registration id, n (account field pairs), account k/v..., registration k/v...
+-- Create an account with its first registration, atomically, with its events (the windows and outbox
+-- preludes come first). On Redis Cluster the KEYS are the account's slot alone; on a single Redis the
+-- script also counts the registration in its rate-limit windows (nothing is created or counted when
+-- one refuses) and enters the account in the service-wide indexes: one round trip per registration.
+-- KEYS: account hash, registration-id set, registration hash, then X index keys (the expiry index, the
+--       id index and, with an owner, the owner's set; X = 0 on Redis Cluster), then W window counters,
+--       then the outbox's three
+-- ARGV: ttl_ms ('' = persistent), registration id, n (account field pairs), X, expires_at ('' = none),
+--       account id, W, now, window, grace_ms, W x (limit, increment), account k/v..., registration k/v...
+local X, W = tonumber(ARGV[4]), tonumber(ARGV[7])
+local windows = {}
+for i = 1, W do windows[i] = KEYS[3 + X + i] end
+local refused, counted = count_windows(windows, ARGV, 8)
+if refused then return cjson.encode(counted) end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
   return redis.error_reply('ERR authmd: account or registration already exists')
 end
 local n = tonumber(ARGV[3])
+local first = 11 + 2 * W
 local account, registration = {}, {}
-for i = 4, 3 + 2 * n do account[#account + 1] = ARGV[i] end
-for i = 4 + 2 * n, #ARGV do registration[#registration + 1] = ARGV[i] end
+for i = first, first - 1 + 2 * n do account[#account + 1] = ARGV[i] end
+for i = first + 2 * n, #ARGV do registration[#registration + 1] = ARGV[i] end
+if X > 0 then  -- the indexes first, as the separate steps on Redis Cluster go
+  if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6]) end
+  redis.call('ZADD', KEYS[5], 0, ARGV[6])
+end
 redis.call('HSET', KEYS[1], unpack(account))
 redis.call('HSET', KEYS[3], unpack(registration))
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -15,5 +31,6 @@ if ARGV[1] ~= '' then
   -- Backend TTLs only reclaim space, well after the stored expiry the sweeper acts on.
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
+if X > 2 then redis.call('SADD', KEYS[6], ARGV[6]) end
 emit()
-return 1
+return cjson.encode(counted)

@@ -36,10 +36,13 @@ from app.store.port import (
     OUTBOX_MAXLEN,
     OUTBOX_RETENTION_SECONDS,
     Account,
+    Admission,
     Delegation,
     Deleted,
     Registration,
     User,
+    WindowHit,
+    WindowResult,
     expired_event,
 )
 
@@ -116,6 +119,8 @@ _QUEUEING = {
     "retry_delivery",
     "trim_deliveries",
 }
+# Scripts that count in rate-limit windows share their math (``_windows.lua``).
+_WINDOWED = {"create_registration", "hit_windows"}
 SIGN_IN_ROUNDS = 8  # a sign-in that loses a race reads the winner's records in the next round
 
 
@@ -125,12 +130,20 @@ def _lua(name: str) -> tuple[str, str]:
     source = (folder / f"{name}.lua").read_text(encoding="utf-8")
     if name in _QUEUEING:
         source = (folder / "_webhooks.lua").read_text(encoding="utf-8") + source
+    if name in _WINDOWED:
+        source = (folder / "_windows.lua").read_text(encoding="utf-8") + source
     if name in _EMITTING:
         source = (folder / "_outbox.lua").read_text(encoding="utf-8") + source
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(), source
 
 
 SCRIPTS = {name: _lua(name) for name in _SCRIPTS}
+
+
+def _window_results(answer: bytes | str) -> list[WindowResult]:
+    """The windows prelude's rows (an empty Lua table encodes as ``{}``)."""
+    rows = msgspec.json.decode(answer)
+    return [WindowResult(count=float(c), allowed=a == "1", retry_after=float(r)) for a, c, r in rows or []]
 
 
 def _reason(exc: BaseException) -> str:
@@ -282,6 +295,45 @@ class RedisBase:
 
     def _a(self, account_id: str, part: str) -> str:
         return f"{self.prefix}{{a:{account_id}}}:{part}"
+
+    async def _count_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
+        keys = [self._window_key(h.key) for h in hits]
+        return _window_results(await self._call("hit_windows", keys, self._window_args(now, window, hits)))
+
+    def _creation(
+        self,
+        account: Account,
+        registration: Registration,
+        events: Sequence[Event],
+        admission: Admission | None,
+        indexes: bool,
+    ) -> tuple[list[str], list[Any]]:
+        """create_registration.lua's KEYS and ARGV (see the script)."""
+        acct_fields = _fields(account)
+        ttl = "" if account.expires_at is None else str(_ms(account.expires_at - account.created_at) + GRACE_MS)
+        keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
+        index_keys = [self._index, self._ids] if indexes else []
+        if indexes and account.owner is not None:
+            index_keys.append(self._owned_key(account.owner))
+        hits = admission.hits if admission is not None else ()
+        keys += index_keys + [self._window_key(h.key) for h in hits] + self._outbox_keys(account.id)
+        expires = "" if account.expires_at is None else repr(float(account.expires_at))
+        args: list[Any] = [self._outbox_arg(account.id, events), ttl, registration.id, len(acct_fields) // 2]
+        args += [len(index_keys), expires, account.id, len(hits)]
+        args += self._window_args(admission.now, admission.window, hits) if admission else ["0", "1", GRACE_MS]
+        args += [*acct_fields, *_fields(registration)]
+        return keys, args
+
+    def _window_key(self, key: str) -> str:
+        return f"{self.prefix}{{lim}}:w:{key}"
+
+    @staticmethod
+    def _window_args(now: float, window: float, hits: Sequence[WindowHit]) -> list[Any]:
+        """The windows prelude's arguments (``_windows.lua``)."""
+        args: list[Any] = [repr(float(now)), repr(float(window)), GRACE_MS]
+        for h in hits:
+            args += ["" if h.limit is None else h.limit, 1 if h.increment else 0]
+        return args
 
     def _outbox_keys(self, account_id: str) -> list[str]:
         """The account's outbox and its slot's two indexes (see the module docstring)."""

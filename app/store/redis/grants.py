@@ -6,55 +6,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from redis import exceptions as rx
 
 from app.errors import StoreUnavailable
 from app.events import AccountDeleted, Event
-from app.store.port import AccessState, Account, AccountKind, Deleted, Registration, expired
-from app.store.redis.base import GRACE_MS, SCRIPTS, UNAVAILABLE, RedisBase, _account, _fields, _ms, _registration
+from app.store.port import AccessState, Account, AccountKind, Admission, Deleted, Registration, WindowResult, expired
+from app.store.redis.base import (
+    UNAVAILABLE,
+    RedisBase,
+    _account,
+    _registration,
+    _window_results,
+)
 
 
 class RedisGrants(RedisBase):
-    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
-        acct_fields = _fields(account)
-        ttl = "" if account.expires_at is None else str(_ms(account.expires_at - account.created_at) + GRACE_MS)
-        keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
-        keys += self._outbox_keys(account.id)
-        args = [self._outbox_arg(account.id, events), ttl, registration.id, len(acct_fields) // 2]
-        args += [*acct_fields, *_fields(registration)]
+    async def create_registration(
+        self,
+        account: Account,
+        registration: Registration,
+        events: Sequence[Event],
+        admission: Admission | None = None,
+    ) -> list[WindowResult]:
+        counted: list[WindowResult] = []
         if self._cluster:
-            # redis-py refuses scripts in cluster pipelines: the same steps, in the same order, one by one.
+            # The windows, the indexes and the account live in different slots: the same steps, in the
+            # same order, one by one (redis-py refuses scripts in cluster pipelines).
+            if admission is not None:
+                counted = await self._count_windows(admission.hits, admission.now, admission.window)
+                if not all(c.allowed for c in counted):
+                    return counted
             if account.expires_at is not None:
                 await self._do("zadd", self._index, {account.id: account.expires_at})
             await self._do("zadd", self._ids, {account.id: 0})
-            await self._call("create_registration", keys, args)
+            await self._call("create_registration", *self._creation(account, registration, events, None, False))
             if account.owner is not None:
                 await self._do("sadd", self._owned_key(account.owner), account.id)
-            return
-        # One round trip, in order: the index entries first (an account is never unreachable to the
-        # sweeper nor missing from the listing), then the account's own atomic script (with its events),
-        # then its owner's index (only once the account exists: reads drop entries of missing accounts).
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            if account.expires_at is not None:
-                pipe.zadd(self._index, {account.id: account.expires_at})
-            pipe.zadd(self._ids, {account.id: 0})
-            pipe.evalsha(SCRIPTS["create_registration"][0], len(keys), *keys, *args)
-            if account.owner is not None:
-                pipe.sadd(self._owned_key(account.owner), account.id)
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
-            errors = [r for r in results if isinstance(r, Exception)]
-            if attempt == 1 and any(isinstance(e, rx.NoScriptError) for e in errors):
-                await self._load_scripts()  # NOSCRIPT: that script did not run; the rest is idempotent
-                continue
-            for error in errors:
-                if isinstance(error, UNAVAILABLE):
-                    raise StoreUnavailable(f"redis: {type(error).__name__}") from error
-                raise error
-            return
+            return counted
+        # One script, one round trip: windows, indexes, the account and its events (module docstring).
+        keys, args = self._creation(account, registration, events, admission, True)
+        return _window_results(await self._call("create_registration", keys, args))
 
     async def get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         state = await self._state(account_id, registration_id, None)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import Account, Delegation, Registration, User, expired
-from app.store.redis.base import GRACE_MS, SIGN_IN_ROUNDS, RedisBase, _account, _fields, _mapping, _ms, _user
+from app.store.redis.base import GRACE_MS, SIGN_IN_ROUNDS, RedisBase, _account, _mapping, _ms, _user
 
 
 class RedisPeople(RedisBase):
@@ -60,11 +60,8 @@ class RedisPeople(RedisBase):
         # unreachable; the email and then the delegation are claimed first-writer-wins; the delegation,
         # which makes the account reachable by the provider subject, comes last. The events are written
         # with the account (its slot); a loser's rollback discards them with it (spec/events.md).
-        acct_fields = _fields(account)
-        keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
         await self._do("zadd", self._ids, {account.id: 0})
-        args = ["", registration.id, len(acct_fields) // 2, *acct_fields, *_fields(registration)]
-        await self._emit("create_registration", account.id, events, keys, args)
+        await self._call("create_registration", *self._creation(account, registration, events, None, indexes=False))
         await self._do("hset", self._user_key(user.id), mapping=_mapping(user))
         if account.owner is not None:
             await self._do("sadd", self._owned_key(account.owner), account.id)

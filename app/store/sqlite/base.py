@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -27,6 +27,7 @@ from app import metrics
 from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import Account, Delegation, Deleted, Registration, User, expired_event
+from app.store.sqlite.commit import WAL_SIZE_LIMIT, Checkpointer, GroupCommit, Held
 
 T = TypeVar("T")
 
@@ -127,6 +128,8 @@ class SQLiteBase:
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._group = GroupCommit()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -137,7 +140,11 @@ class SQLiteBase:
         operation = fn.__name__.lstrip("_")
         started = time.perf_counter()
         try:
-            return await self._attempt(fn, args)
+            try:
+                return await self._attempt(fn, args)
+            finally:
+                # What it wrote, or read of other writes of this turn, stands once the turn commits.
+                await self._group.settled()
         except StoreUnavailable:
             metrics.store_failed(operation)
             raise
@@ -149,6 +156,9 @@ class SQLiteBase:
         while True:
             try:
                 return fn(*args)
+            except Held:
+                await self._group.resumed()
+                continue
             except sqlite3.OperationalError as exc:
                 # Another process holds the write lock: the transaction did not start, so retrying
                 # is safe. Yield to the loop meanwhile instead of sleeping inside SQLite.
@@ -170,17 +180,9 @@ class SQLiteBase:
             raise StoreUnavailable("store is not open")
         return self._conn
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write, all or nothing, in the loop turn's shared transaction (app/store/sqlite/commit.py)."""
+        return self._group.write(self.conn)
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +205,12 @@ class SQLiteBase:
             conn.close()
             raise
         conn.execute("PRAGMA busy_timeout=0")  # from now on waits happen in _run, off the loop's back
+        # Checkpoints move to a thread of their own; a WAL grown in a burst is cut back after one.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
+        self._group = GroupCommit(self._checkpointer)
 
     def _migrate_sync(self) -> None:
         # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.
@@ -232,6 +240,9 @@ class SQLiteBase:
 
     async def close(self) -> None:
         def _close() -> None:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

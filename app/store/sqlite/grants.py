@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from app.events import AccountDeleted, Event
-from app.store.port import AccessState, Account, AccountKind, Deleted, Registration
+from app.store.port import AccessState, Account, AccountKind, Admission, Deleted, Registration, WindowResult
 from app.store.sqlite.base import (
     _ACCT_COLS,
     _ACCT_FIELDS,
@@ -18,16 +18,28 @@ from app.store.sqlite.base import (
     _account,
     _registration,
 )
+from app.store.sqlite.limits import count_windows
 
 
 class SQLiteGrants(SQLiteBase):
-    def _create_registration(self, account: Account, reg: Registration, events: Sequence[Event]) -> None:
+    def _create_registration(
+        self, account: Account, reg: Registration, events: Sequence[Event], admission: Admission | None
+    ) -> list[WindowResult]:
         with self._write() as conn:
-            self._insert_account(conn, account, reg)
-            self._append(conn, events)
+            counted = count_windows(conn, admission.hits, admission.now, admission.window) if admission else []
+            if all(c.allowed for c in counted):
+                self._insert_account(conn, account, reg)
+                self._append(conn, events)
+            return counted
 
-    async def create_registration(self, account: Account, registration: Registration, events: Sequence[Event]) -> None:
-        await self._run(self._create_registration, account, registration, events)
+    async def create_registration(
+        self,
+        account: Account,
+        registration: Registration,
+        events: Sequence[Event],
+        admission: Admission | None = None,
+    ) -> list[WindowResult]:
+        return await self._run(self._create_registration, account, registration, events, admission)
 
     def _get_registration(self, account_id: str, registration_id: str, now: float) -> Registration | None:
         row = self.conn.execute(
