@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -33,4 +34,10 @@ class ManualClock:
 
 def rfc3339(ts: float) -> str:
     """UTC RFC 3339 with a `Z`: JavaScript's Date reads an offset-less time as local (spec/protocol.md)."""
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339(int(ts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rfc3339(seconds: int) -> str:
+    # Cached: the times a busy second writes (its expiries, its own time) repeat from request to request.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

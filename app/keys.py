@@ -84,11 +84,17 @@ class KeyRing:
         self.keys = {k.kid: k for k in keys}
         self.current = self.keys[current_kid]
         self._secret = secret
+        self._derived: dict[str, bytes] = {}  # per purpose: the ring (and its secret) never changes
         self.manifest_mtime = manifest_mtime
 
     def derive(self, purpose: str) -> bytes:
         """A purpose-bound key from the server secret, so one leaked MAC key exposes nothing else."""
-        return hmac.new(self._secret, b"authmd/" + purpose.encode(), hashlib.sha256).digest()
+        derived = self._derived.get(purpose)
+        if derived is None:
+            derived = self._derived[purpose] = hmac.new(
+                self._secret, b"authmd/" + purpose.encode(), hashlib.sha256
+            ).digest()
+        return derived
 
     def verification_key(self, kid: str) -> SigningKey | None:
         return self.keys.get(kid)

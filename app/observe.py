@@ -98,7 +98,7 @@ def _one(tally: Tally | None, event: ev.Event) -> None:
     fields = _fields(event)
     at, level, words, series = event.at, logging.INFO, "", None
     if (stage := _CLAIM_STAGES.get(type(event))) is not None:
-        metrics.CLAIMS.labels(stage).inc()
+        metrics.inc(metrics.CLAIMS, stage)
         series = f"claim:{stage}"
     match event:
         case ev.RegistrationCreated(method=method):
@@ -121,9 +121,9 @@ def _one(tally: Tally | None, event: ev.Event) -> None:
             fields.update(attempt_id=event.attempt_id, reason=event.reason)
             words = f"claim attempt ended ({event.reason})"
         case ev.CredentialIssued(kind=kind):
-            metrics.TOKENS_ISSUED.labels("identity_assertion").inc()
+            metrics.inc(metrics.TOKENS_ISSUED, "identity_assertion")
             if kind != "registration":
-                metrics.TOKENS_ISSUED.labels("refresh_token").inc()
+                metrics.inc(metrics.TOKENS_ISSUED, "refresh_token")
             fields.update(kind=kind, generation=event.generation)
             # Routine (every registration and refresh makes one): at debug, so the default level costs
             # one line per registration, not two (README § Logs).
@@ -131,12 +131,12 @@ def _one(tally: Tally | None, event: ev.Event) -> None:
         case ev.RefreshRotated():
             return  # its credential_issued says it
         case ev.RegistrationRevoked(by=by):
-            metrics.TOKENS_REVOKED.labels(by).inc()
+            metrics.inc(metrics.TOKENS_REVOKED, by)
             series = f"revoked:{by}"
             fields.update(by=by, reason=event.reason, user_id=event.user_id, provider=event.provider)
             level, words = logging.WARNING, f"registration revoked by the {by}"
         case ev.AccountDeleted(by=by):
-            metrics.TOKENS_REVOKED.labels(by).inc()
+            metrics.inc(metrics.TOKENS_REVOKED, by)
             series = "accounts:deleted"
             fields.update(by=by, registrations=event.registrations, notes=event.notes)
             words = f"account deleted by the {by}"
@@ -182,7 +182,7 @@ _throttle = _Throttle()
 
 def refused(tally: Tally, limit: str, at: float, *, code: str, source: str | None = None) -> None:
     """A request refused by a rate limit or a quota (429, or 403 ``quota_exceeded``)."""
-    metrics.REFUSALS.labels(limit).inc()
+    metrics.inc(metrics.REFUSALS, limit)
     tally.add(f"refused:{limit}", at)
     held = _throttle()
     if held is not None:
@@ -196,7 +196,7 @@ def registration_answered(tally: Tally, method: str, outcome: str, at: float) ->
     """A registration request answered: ``created`` (credentials or a pending account), ``pending`` (a
     provider's subject must be linked by a human first), or ``refused``. A request that registers an
     already linked provider subject again is ``created`` here but makes no event."""
-    metrics.REGISTRATIONS.labels(method, outcome).inc()
+    metrics.inc(metrics.REGISTRATIONS, method, outcome)
     if outcome == "refused":
         tally.add(f"registration_refused:{method}", at)
 
@@ -218,12 +218,12 @@ def challenge_issued(tally: Tally, difficulty: int, at: float) -> None:
 
 def wrong_code(tally: Tally, account_id: str, registration_id: str, at: float, *, lockout: bool) -> None:
     """A wrong user code; ``lockout``: it spent the claim's budget, ending every attempt."""
-    metrics.CODE_FAILURES.labels("wrong").inc()
+    metrics.inc(metrics.CODE_FAILURES, "wrong")
     tally.add("code:wrong", at)
     fields = {"event": "user_code.wrong", "account_id": account_id, "registration_id": registration_id}
     log.warning("wrong user code for a claim", extra={"fields": fields})
     if lockout:
-        metrics.CODE_FAILURES.labels("lockout").inc()
+        metrics.inc(metrics.CODE_FAILURES, "lockout")
         tally.add("code:lockout", at)
         log.warning("claim locked: wrong codes spent its budget", extra={"fields": {**fields, "event": "lockout"}})
 
@@ -232,7 +232,7 @@ def idjag_refused(tally: Tally, provider: str | None, reason: str, why: str, at:
     """An ID-JAG refused; ``provider``: its issuer when on the trust list, else None (the issuer a
     stranger wrote is never a label or a log field)."""
     name = provider or "untrusted"
-    metrics.IDJAG_REFUSALS.labels(name, reason).inc()
+    metrics.inc(metrics.IDJAG_REFUSALS, name, reason)
     tally.add(f"idjag_refused:{name}", at)
     fields = {"event": "id_jag.refused", "provider": name, "reason": reason}
     log.warning("ID-JAG refused (%s): %s", reason, why, extra={"fields": fields})
@@ -240,13 +240,13 @@ def idjag_refused(tally: Tally, provider: str | None, reason: str, why: str, at:
 
 def webhook_attempt(tally: Tally, endpoint: str, outcome: str, at: float) -> None:
     """A webhook delivery attempt ended: ``delivered``, ``retry`` (sent again later) or ``failed`` (given up)."""
-    metrics.WEBHOOK_DELIVERIES.labels(endpoint, outcome).inc()
+    metrics.inc(metrics.WEBHOOK_DELIVERIES, endpoint, outcome)
     tally.add(f"webhook:{outcome}", at)
 
 
 def token_issued(kind: str) -> None:
     """An access token (not an event: that path only reads)."""
-    metrics.TOKENS_ISSUED.labels(kind).inc()
+    metrics.inc(metrics.TOKENS_ISSUED, kind)
 
 
 async def flush(tally: Tally, store: Store) -> None:

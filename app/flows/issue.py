@@ -11,12 +11,19 @@ All time checks read the injected clock; PyJWT's own (wall-clock) time checks ar
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import jwt
+import msgspec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from app.context import Context
 from app.errors import AuthError
+from app.keys import b64url
 from app.store.port import AccessState, Registration
 from app.tokens import OWN_JWS, new_id
 
@@ -27,9 +34,27 @@ TYP_ACCESS = "at+jwt"
 MAX_SKEW_SECONDS = 60
 
 
+_CLAIMS = msgspec.json.Encoder()
+_ES256 = ec.ECDSA(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=64)
+def _header(alg: str, kid: str, typ: str) -> str:
+    """The encoded JOSE header, as PyJWT writes it (members sorted, no spaces): one per key and type."""
+    return b64url(json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":"), sort_keys=True).encode())
+
+
 def sign(ctx: Context, typ: str, claims: dict[str, Any]) -> str:
+    """RFC 7515 compact serialisation. ES256 (the default key) is signed here, with the header encoded
+    once per key and the claims by msgspec: PyJWT's general path cost ~30 µs more per token (measured),
+    a tenth of a registration. Other algorithms go through PyJWT."""
     key = ctx.keys.current
-    return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"typ": typ, "kid": key.kid})
+    if key.alg != "ES256":
+        return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"typ": typ, "kid": key.kid})
+    signing_input = f"{_header(key.alg, key.kid, typ)}.{b64url(_CLAIMS.encode(claims))}"
+    r, s = decode_dss_signature(key.private_key.sign(signing_input.encode("ascii"), _ES256))
+    # RFC 7518 §3.4: the JWS signature is R and S as 32-byte big-endian integers, not DER.
+    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def mint(ctx: Context, typ: str, claims: dict[str, Any]) -> str:

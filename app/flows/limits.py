@@ -25,12 +25,14 @@ def client_source(peer: str | None, forwarded_for: str | None, trusted_proxies: 
     Only a peer in ``trusted_proxies`` may speak for the client, through ``X-Forwarded-For``; the list
     is read from the right, skipping trusted hops, so a client cannot spoof by prepending entries.
     """
+    if not trusted_proxies or not forwarded_for:
+        return _peer(peer or "")
     try:
         addr = _unmapped(ipaddress.ip_address(peer or ""))
     except ValueError:
         return peer or "unknown"
     nets = _networks(tuple(trusted_proxies))
-    if not nets or not any(addr in n for n in nets) or not forwarded_for:
+    if not any(addr in n for n in nets):
         return str(addr)
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
         try:
@@ -41,6 +43,15 @@ def client_source(peer: str | None, forwarded_for: str | None, trusted_proxies: 
             return str(hop_addr)
         addr = hop_addr
     return str(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer(peer: str) -> str:
+    """The peer address in its canonical form (an IPv4-mapped IPv6 address as IPv4), or as given."""
+    try:
+        return str(_unmapped(ipaddress.ip_address(peer)))
+    except ValueError:
+        return peer or "unknown"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -63,7 +63,7 @@ async def human_code(server: ServerProcess, uri: str, email: str) -> str:
 
 
 def test_one_command_from_an_api_url_to_calls(start_server: StartServer, tmp_path: Path) -> None:
-    server = start_server({"AUTHMD_POW_MODE": "always", "AUTHMD_POW_DIFFICULTY": "10"})
+    server = start_server({"AUTHMD_POW_MODE": "always", "AUTHMD_POW_DIFFICULTY": "10", "AUTHMD_ACCESS_LOG": "true"})
     home = tmp_path / "home"
     api = f"{server.issuer}/api/notes"
     reg = agent(home, "register", api, "--json", "--name", "cli-test")
@@ -374,7 +374,9 @@ def test_a_claim_method_turned_off(tmp_path: Path) -> None:
 
 
 def test_real_server_rate_limit_too_long_to_wait(start_server: StartServer, tmp_path: Path) -> None:
-    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1"})
+    server = start_server(
+        {"AUTHMD_POW_MODE": "off", "AUTHMD_REGISTER_LIMIT_PER_SOURCE": "1", "AUTHMD_ACCESS_LOG": "true"}
+    )
     home = tmp_path / "home"
     assert agent(home, "register", server.issuer).returncode == 0
     refused = agent(home, "register", server.issuer, "--new", "--json")

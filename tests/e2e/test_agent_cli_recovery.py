@@ -74,7 +74,7 @@ async def claimed(server: ServerProcess, home: Path, api: str) -> dict[str, obje
 async def test_register_new_never_silently_discards_a_claimed_credential(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    server = start_server({"AUTHMD_POW_MODE": "off"})
+    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_ACCESS_LOG": "true"})
     home = tmp_path / "home"
     api = f"{server.issuer}/api/notes"
     done = await claimed(server, home, api)
@@ -92,7 +92,9 @@ async def test_register_new_never_silently_discards_a_claimed_credential(
     assert "--discard-claimed" in body["hint"]
     # Nothing changed here but a new access token (the service was asked whether the grant lives).
     assert {k: v for k, v in stored(home).items() if not k.startswith("access_")} == kept
-    assert "POST /agent/identity " not in server.read_log().split("POST /agent/identity/claim/complete")[-1]
+    log = server.read_log()
+    assert "POST /agent/identity/claim/complete" in log  # the access log is on
+    assert "POST /agent/identity " not in log.rsplit("POST /agent/identity/claim/complete", 1)[1]
 
     # The hint's first command keeps the claimed credential; its second forgets it for good.
     keep, discard = hinted(refused)

@@ -239,3 +239,23 @@ async def test_resource_at_or_below_the_protected_resource(harness, suffix: str,
     issued = await agent.token(reg["identity"]["assertion"], resource=resource)
     claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
     assert claims["aud"] == harness.settings.resource
+
+
+async def test_our_es256_tokens_are_what_pyjwt_writes_and_verifies(harness):
+    """sign() writes ES256 itself (app/flows/issue.py): the same header and claims as PyJWT, a raw R||S
+    signature (RFC 7518 §3.4) that PyJWT and the public JWKS key verify, and nothing verifies once changed."""
+    ctx = harness.ctx
+    key = ctx.keys.current
+    assert key.alg == "ES256"
+    claims = {"iss": ctx.settings.issuer, "sub": "acct_x", "aud": "https://rs", "iat": 1, "exp": 2, "scope": "a b"}
+    token = mint(ctx, TYP_ACCESS, claims)
+    reference = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"typ": TYP_ACCESS, "kid": key.kid})
+    assert token.split(".")[:2] == reference.split(".")[:2]
+    assert len(base64.urlsafe_b64decode(token.split(".")[2] + "==")) == 64
+    public = jwt.PyJWK(key.jwk()).key
+    options = {"verify_exp": False, "verify_iat": False}
+    assert jwt.decode(token, public, algorithms=["ES256"], audience="https://rs", options=options) == claims
+    h, p, s = token.split(".")
+    flipped = s[:-2] + ("A" if s[-2] != "A" else "B") + s[-1]
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(f"{h}.{p}.{flipped}", public, algorithms=["ES256"], audience="https://rs", options=options)

@@ -17,7 +17,7 @@ from app import events as ev
 from app.errors import StoreUnavailable
 from app.store.port import Account, Note, Registration
 from app.store.sqlite import SQLiteStore, parse_sqlite_url
-from app.store.sqlite.commit import CHECKPOINT_EVERY
+from app.store.sqlite.commit import CHECKPOINT_EVERY, writes
 
 pytestmark = pytest.mark.anyio
 
@@ -287,11 +287,11 @@ async def test_the_writes_of_one_turn_share_a_commit_and_a_failing_one_rolls_bac
     store = await open_store(tmp_path / "a.sqlite3")
     try:
         await store.create_registration(*registration_records(0))
-        commits = store._group._commits
+        commits = store._group.commits
         results = await asyncio.gather(
             *(store.create_registration(*registration_records(n)) for n in (1, 2, 0, 3)), return_exceptions=True
         )
-        assert store._group._commits == commits + 1  # one COMMIT for the four
+        assert store._group.commits == commits + 1  # one COMMIT for the four
         assert isinstance(results[2], sqlite3.IntegrityError)  # acct_0 exists: that write alone is undone
         assert [r for i, r in enumerate(results) if i != 2] == [[], [], []]
         assert len(await store.read_outbox("acct_0", 10)) == 1  # its event was not written twice
@@ -315,7 +315,7 @@ async def test_a_failed_commit_fails_every_write_of_its_turn_and_keeps_none(tmp_
                 conn.execute("INSERT INTO t VALUES ('no such account')")
 
         results = await asyncio.gather(
-            store.create_registration(*registration_records(1)), store._run(orphan), return_exceptions=True
+            store.create_registration(*registration_records(1)), store._run(writes(orphan)), return_exceptions=True
         )
         assert all(isinstance(r, StoreUnavailable) for r in results), results
         assert await store.list_accounts(None, 10, T0) == []

@@ -1,10 +1,11 @@
 """The embedded store: one SQLite file in WAL mode, durable across restarts, safe for several processes.
 
-Each port method is one short transaction on one connection, run inline on the event loop: a
-statement costs microseconds, far less than a hop to a thread (measured: a thread hop cost ~60 µs,
-more than the queries it carried). Lock waits never block the loop: SQLite's busy handler is off and
-a write that finds another process holding the lock (SQLITE_BUSY at BEGIN IMMEDIATE, before any
-work) yields to the loop and retries until ``busy_timeout_ms``, then fails as StoreUnavailable.
+Reads run inline on the event loop, on one connection: a statement costs microseconds, far less than a
+hop to a thread (measured: a thread hop cost ~60 µs, more than the queries it carried). Writes are
+queued and run together at the end of the loop turn, in one transaction (group commit: commit.py).
+Lock waits never block the loop: SQLite's busy handler is off and a batch that finds another process
+holding the lock (SQLITE_BUSY at BEGIN IMMEDIATE, before any work) yields to the loop and retries
+until ``busy_timeout_ms``, then fails as StoreUnavailable. Checkpoints run in a thread.
 
 Durability: ``synchronous=normal`` (default) makes every commit durable across process crashes and
 restarts; a power loss may drop the last commits (never corrupt the file). ``?synchronous=full`` on

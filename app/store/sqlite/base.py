@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -27,7 +27,7 @@ from app import metrics
 from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import Account, Delegation, Deleted, Registration, User, expired_event
-from app.store.sqlite.commit import WAL_SIZE_LIMIT, Checkpointer, GroupCommit, Held
+from app.store.sqlite.commit import WAL_SIZE_LIMIT, Checkpointer, GroupCommit, is_busy, is_write, writes
 
 T = TypeVar("T")
 
@@ -129,7 +129,7 @@ class SQLiteBase:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
-        self._group = GroupCommit()
+        self._group = GroupCommit(lambda: self.conn, busy_timeout_ms / 1000, None)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -140,11 +140,11 @@ class SQLiteBase:
         operation = fn.__name__.lstrip("_")
         started = time.perf_counter()
         try:
-            try:
-                return await self._attempt(fn, args)
-            finally:
-                # What it wrote, or read of other writes of this turn, stands once the turn commits.
-                await self._group.settled()
+            if is_write(fn) and self._conn is not None:
+                # Queued for the turn's transaction (app/store/sqlite/commit.py); answered once committed.
+                result: T = await asyncio.shield(self._group.submit(fn, args))
+                return result
+            return await self._attempt(fn, args)
         except StoreUnavailable:
             metrics.store_failed(operation)
             raise
@@ -156,13 +156,10 @@ class SQLiteBase:
         while True:
             try:
                 return fn(*args)
-            except Held:
-                await self._group.resumed()
-                continue
             except sqlite3.OperationalError as exc:
                 # Another process holds the write lock: the transaction did not start, so retrying
                 # is safe. Yield to the loop meanwhile instead of sleeping inside SQLite.
-                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY and time.monotonic() < deadline:
+                if is_busy(exc) and time.monotonic() < deadline:
                     # Lock holds last tens of microseconds: a short jittered pause, not an exponential
                     # backoff (which measured as idle workers and a long p99 under write load).
                     await asyncio.sleep(random.uniform(0.0001, 0.0004))
@@ -180,9 +177,22 @@ class SQLiteBase:
             raise StoreUnavailable("store is not open")
         return self._conn
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One write, all or nothing, in the loop turn's shared transaction (app/store/sqlite/commit.py)."""
-        return self._group.write(self.conn)
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write, all or nothing: a queued step's savepoint in the turn's transaction, or else (a
+        step not marked ``@writes``, a call outside the loop) a transaction of its own."""
+        conn = self.conn
+        if self._group.running:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +220,7 @@ class SQLiteBase:
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._checkpointer = Checkpointer(self.path)
         self._checkpointer.start()
-        self._group = GroupCommit(self._checkpointer)
+        self._group = GroupCommit(lambda: self.conn, self._busy_timeout_ms / 1000, self._checkpointer)
 
     def _migrate_sync(self) -> None:
         # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.
@@ -240,6 +250,7 @@ class SQLiteBase:
 
     async def close(self) -> None:
         def _close() -> None:
+            self._group.drain()
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
@@ -286,6 +297,7 @@ class SQLiteBase:
                 out.append(Deleted(account_id=account_id, registrations=regs[0], notes=row[0]))
         return out
 
+    @writes
     def _sweep(self, now: float, limit: int) -> list[Deleted]:
         with self._write() as conn:
             ids = [

@@ -10,6 +10,7 @@ import msgspec
 from app.events import Event
 from app.store.port import Account, Claim, CodeBudget, CodeCheck, Delegation, Registration, code_step
 from app.store.sqlite.base import _CLAIM_JSON, _LIVE, _REG_COLS, _REG_MARKS, SQLiteBase, _registration_row
+from app.store.sqlite.commit import writes
 
 
 class SQLiteClaims(SQLiteBase):
@@ -39,6 +40,7 @@ class SQLiteClaims(SQLiteBase):
     async def get_claim(self, account_id: str, registration_id: str, now: float) -> Claim | None:
         return await self._run(self._get_claim, account_id, registration_id, now)
 
+    @writes
     def _save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM accounts WHERE id = ?", (claim.account_id,)).fetchone():
@@ -52,6 +54,7 @@ class SQLiteClaims(SQLiteBase):
     async def save_claim(self, claim: Claim, expected_version: int | None, events: Sequence[Event]) -> bool:
         return await self._run(self._save_claim, claim, expected_version, events)
 
+    @writes
     def _save_pending_link(
         self, delegation: Delegation, reg: Registration, claim: Claim, events: Sequence[Event], replace_active: bool
     ) -> bool:
@@ -80,6 +83,7 @@ class SQLiteClaims(SQLiteBase):
     ) -> bool:
         return await self._run(self._save_pending_link, delegation, registration, claim, events, replace_active)
 
+    @writes
     def _check_code(
         self,
         account_id: str,
@@ -114,6 +118,7 @@ class SQLiteClaims(SQLiteBase):
         args = (account_id, registration_id, dict(digests), now, budget, ended)
         return await self._run(self._check_code, *args)
 
+    @writes
     def _complete_claim(
         self,
         claim: Claim,

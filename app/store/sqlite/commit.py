@@ -1,32 +1,42 @@
-"""How the SQLite adapter commits: the writes of one event-loop turn share one transaction (group commit),
-and a thread of its own copies the WAL back into the database (checkpoints off the event loop).
+"""How the SQLite adapter commits: the writes of one event-loop turn run together, in one transaction, at
+the turn's end (group commit), and a thread of its own copies the WAL back into the database
+(checkpoints off the event loop).
 
 Both were measured on the registration path (docs/performance.md): a checkpoint run by the committing
-connection (SQLite's default, every 1,000 WAL pages) cost ~85 µs per registration on the event loop, and
-``BEGIN IMMEDIATE``/``COMMIT`` per write another ~30 µs that a shared transaction spreads over the
+connection (SQLite's default, every 1,000 WAL pages) cost ~85 µs per registration on the event loop,
+and ``BEGIN IMMEDIATE``/``COMMIT`` per write another ~30 µs that a shared transaction spreads over the
 writes of a turn.
 
-Group commit keeps each write all-or-nothing: every write runs in a savepoint of the shared transaction
-and a write that fails rolls back to it alone. No caller hears of a write, or of anything it read while
-the shared transaction was open, before ``COMMIT`` returns; if ``COMMIT`` fails, all of them fail with
-StoreUnavailable and nothing of the turn is kept. Durability is SQLite's own for the ``synchronous``
-setting: the turn's writes are acknowledged after the ``COMMIT`` that holds them.
+A write step (a method marked ``@writes``) is queued, not run: at the turn's end one callback takes the
+write lock, runs every queued step in a savepoint of its own (a step that fails rolls back alone and
+raises to its caller alone), commits, and only then answers the callers. The lock is held for the
+writes alone, never across the rest of a turn (other processes wait on it), and no read ever sees a
+write that is not committed. If ``COMMIT`` fails, every step of the batch fails with StoreUnavailable
+and none is kept. Durability is SQLite's own for the ``synchronous`` setting. When another process
+holds the lock, the batch waits (a short pause on the loop, as before) and the writes queued meanwhile
+join it; a step waits at most ``busy_timeout_ms`` in all, then fails as StoreUnavailable.
 
 A checkpoint completes, and the WAL starts over, only when no write lands while it runs; so while the
-thread checkpoints, this process holds new writes back (they wait on the loop, which goes on serving
-everything else) and lets them through together when it is done.
+thread checkpoints, this process's writes stay queued (the loop goes on serving everything else) and
+go through together when it is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from app.errors import StoreUnavailable
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Commits between checkpoints: with a few WAL pages a commit this keeps the WAL near SQLite's own
 # default of 1,000 pages.
@@ -38,86 +48,147 @@ WAL_SIZE_LIMIT = 32 * 1024 * 1024
 FORCE_AFTER_PAGES = 8_000
 
 
-class Held(Exception):
-    """A write asked for while this process's checkpoint runs: nothing ran; retry once it is over."""
+def writes(fn: F) -> F:
+    """Mark a store step as a write: ``_run`` queues it for the turn's transaction."""
+    fn.writes = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_write(fn: Callable[..., Any]) -> bool:
+    return getattr(fn, "writes", False) is True
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+@dataclass
+class _Step:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: asyncio.Future[Any]
+    deadline: float  # monotonic: past it, a lock still held by another process fails the step
 
 
 class GroupCommit:
-    """The open shared transaction of one connection, committed once the current loop turn is over."""
+    """The write steps queued in this loop turn, run and committed together at its end."""
 
-    def __init__(self, checkpointer: Checkpointer | None = None) -> None:
-        self.pending: asyncio.Future[None] | None = None
-        self.held: asyncio.Future[None] | None = None
+    def __init__(self, conn: Callable[[], sqlite3.Connection], busy_timeout: float, checkpointer: Checkpointer | None):
+        self._conn = conn
+        self._busy_timeout = busy_timeout
         self.checkpointer = checkpointer
-        self._commits = 0
+        self.running = False  # inside a batch: a step's _write() is its savepoint's
+        self.commits = 0
+        self._queue: list[_Step] = []
+        self._scheduled = False
+        self._held = False
 
-    @contextlib.contextmanager
-    def write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """One write: joins the turn's transaction, or opens it (``BEGIN IMMEDIATE`` takes the write lock;
-        SQLITE_BUSY there means nothing ran, so the caller may retry), inside a savepoint of its own.
-        Without a running loop (start-up, a direct call) the write is its own transaction."""
-        opened = not conn.in_transaction
-        if opened and self.held is not None:
-            raise Held
-        if opened:
-            conn.execute("BEGIN IMMEDIATE")
-        alone = opened and not _loop_running()
-        if opened and not alone:
-            loop = asyncio.get_running_loop()
-            self.pending = loop.create_future()
-            loop.call_soon(self._commit, conn, self.pending)
-        conn.execute("SAVEPOINT write")
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        step = _Step(fn, args, loop.create_future(), time.monotonic() + self._busy_timeout)
+        self._queue.append(step)
+        self._schedule(loop, 0.0)
+        return step.done
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        if self._scheduled or self._held or not self._queue:
+            return
+        self._scheduled = True
+        if delay:
+            loop.call_later(delay, self._run)
+        else:
+            loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if self._held or not self._queue:
+            return
+        loop = asyncio.get_running_loop()
+        conn = self._conn()
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK TO write")
-            conn.execute("RELEASE write")
-            if alone:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("RELEASE write")
-        if alone:
-            conn.execute("COMMIT")
-
-    def _commit(self, conn: sqlite3.Connection, done: asyncio.Future[None]) -> None:
-        self.pending = None
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                self._fail(self._take(), exc)
+                return
+            # Another process holds the lock: nothing ran. Steps past their wait fail; the rest wait a
+            # short, jittered pause (lock holds last tens of microseconds) with whatever joins meanwhile.
+            now = time.monotonic()
+            late = [s for s in self._queue if s.deadline <= now]
+            self._queue = [s for s in self._queue if s.deadline > now]
+            self._fail(late, exc)
+            self._schedule(loop, random.uniform(0.0001, 0.0004))
+            return
+        except sqlite3.DatabaseError as exc:
+            self._fail(self._take(), exc)
+            return
+        steps = self._take()
+        outcomes = self._steps(conn, steps)
         try:
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(sqlite3.DatabaseError):
                 conn.execute("ROLLBACK")
-            done.set_exception(StoreUnavailable(f"sqlite: {exc}"))
-            done.exception()  # its writers raise it; retrieved here so a cancelled one leaves no warning
+            self._fail(steps, exc)
             return
-        done.set_result(None)
-        self._commits += 1
-        if self.checkpointer is not None and self._commits % CHECKPOINT_EVERY == 0:
-            loop = asyncio.get_running_loop()
-            held = self.held = loop.create_future()
+        for step, (error, value) in zip(steps, outcomes, strict=True):
+            if step.done.done():
+                continue
+            if error is not None:
+                step.done.set_exception(error)
+            else:
+                step.done.set_result(value)
+        self.commits += 1
+        if self.checkpointer is not None and self.commits % CHECKPOINT_EVERY == 0:
+            self._held = True
+            self.checkpointer.request(lambda: loop.call_soon_threadsafe(self._release, loop))
 
-            def release() -> None:
-                self.held = None
-                held.set_result(None)
+    def _steps(self, conn: sqlite3.Connection, steps: list[_Step]) -> list[tuple[BaseException | None, Any]]:
+        outcomes: list[tuple[BaseException | None, Any]] = []
+        self.running = True
+        try:
+            for step in steps:
+                conn.execute("SAVEPOINT step")
+                try:
+                    value = step.fn(*step.args)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO step")
+                    conn.execute("RELEASE step")
+                    outcomes.append((_mapped(exc), None))
+                else:
+                    conn.execute("RELEASE step")
+                    outcomes.append((None, value))
+        finally:
+            self.running = False
+        return outcomes
 
-            self.checkpointer.request(lambda: loop.call_soon_threadsafe(release))
+    def _take(self) -> list[_Step]:
+        steps, self._queue = self._queue, []
+        return steps
 
-    async def settled(self) -> None:
-        """Wait until the open shared transaction, if any, has committed (or raise why it did not)."""
-        if self.pending is not None:
-            await asyncio.shield(self.pending)
+    @staticmethod
+    def _fail(steps: list[_Step], exc: Exception) -> None:
+        for step in steps:
+            if not step.done.done():
+                step.done.set_exception(StoreUnavailable(f"sqlite: {exc}"))
+                step.done.exception()  # retrieved: a caller that went away leaves no warning
 
-    async def resumed(self) -> None:
-        """Wait until this process's checkpoint is over."""
-        if self.held is not None:
-            await asyncio.shield(self.held)
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._held = False
+        self._schedule(loop, 0.0)
+
+    def drain(self) -> None:
+        """Run what is queued now (closing the store): nothing queued is dropped."""
+        self._held = False
+        if self._queue:
+            self._run()
 
 
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+def _mapped(exc: Exception) -> Exception:
+    """A step's error as the caller sees it: a constraint as itself, any other database error as 503."""
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return exc
 
 
 class Checkpointer:
@@ -131,7 +202,7 @@ class Checkpointer:
         self._stop = False
         self._done: list[Callable[[], object]] = []
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="authmd-sqlite-checkpoint", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="authmd-sqlite-checkpoint", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -146,7 +217,7 @@ class Checkpointer:
         self._wake.set()
         self._thread.join()
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=2000")  # used only by the forced checkpoint
         try:

@@ -11,11 +11,13 @@ from pathlib import Path
 from app.errors import StoreUnavailable
 from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, count_read
 from app.store.sqlite.base import SQLiteBase
+from app.store.sqlite.commit import writes
 
 TRIM_BATCH = 10_000  # about 20 ms of deleting
 
 
 class SQLiteCounters(SQLiteBase):
+    @writes
     def _add_counts(self, counts: Mapping[tuple[str, int], int]) -> None:
         hours: dict[tuple[str, int], int] = {}
         for (name, minute), n in counts.items():
@@ -55,6 +57,7 @@ class SQLiteCounters(SQLiteBase):
         count_read(names, start, end, step)  # a bad request is a ValueError, never a 503
         return await self._run(self._read_counts, list(names), start, end, step)
 
+    @writes
     def _trim_counts(self, now: float) -> int:
         minute = int(now // 60)
         gone = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app import events as ev
 from app.events import Event
 from app.store.sqlite.base import SQLiteBase
+from app.store.sqlite.commit import writes
 
 
 class SQLiteEvents(SQLiteBase):
@@ -43,6 +44,7 @@ class SQLiteEvents(SQLiteBase):
     async def read_outbox(self, account_id: str, limit: int = 100) -> list[Event]:
         return await self._run(self._read_outbox, account_id, limit)
 
+    @writes
     def _mark_delivered(self, account_id: str, through: str) -> bool:
         with self._write() as conn:
             row = conn.execute(

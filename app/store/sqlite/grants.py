@@ -18,10 +18,12 @@ from app.store.sqlite.base import (
     _account,
     _registration,
 )
+from app.store.sqlite.commit import writes
 from app.store.sqlite.limits import count_windows
 
 
 class SQLiteGrants(SQLiteBase):
+    @writes
     def _create_registration(
         self, account: Account, reg: Registration, events: Sequence[Event], admission: Admission | None
     ) -> list[WindowResult]:
@@ -109,6 +111,7 @@ class SQLiteGrants(SQLiteBase):
     ) -> AccessState | None:
         return await self._run(self._access_state, account_id, registration_id, token_id, now)
 
+    @writes
     def _revoke_registration(self, account_id: str, registration_id: str, now: float, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             cur = conn.execute(
@@ -126,6 +129,7 @@ class SQLiteGrants(SQLiteBase):
     ) -> bool:
         return await self._run(self._revoke_registration, account_id, registration_id, now, events)
 
+    @writes
     def _rotate_refresh(
         self,
         account_id: str,
@@ -161,6 +165,7 @@ class SQLiteGrants(SQLiteBase):
         args = (account_id, registration_id, family, seq, expires_at, now, events)
         return await self._run(self._rotate_refresh, *args)
 
+    @writes
     def _set_not_before(self, account_id: str, registration_id: str, not_before: int, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             row = conn.execute(
@@ -182,6 +187,7 @@ class SQLiteGrants(SQLiteBase):
     ) -> bool:
         return await self._run(self._set_not_before, account_id, registration_id, not_before, events)
 
+    @writes
     def _delete_account(self, account_id: str, now: float, event: AccountDeleted) -> Deleted | None:
         with self._write() as conn:
             # An expired account is already absent: its deletion belongs to the sweeper (and its event).

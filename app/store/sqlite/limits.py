@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from app.store import window as win
 from app.store.port import WindowHit, WindowResult
 from app.store.sqlite.base import SQLiteBase
+from app.store.sqlite.commit import writes
 
 
 def count_windows(conn: sqlite3.Connection, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
@@ -45,6 +46,7 @@ def count_windows(conn: sqlite3.Connection, hits: Sequence[WindowHit], now: floa
 
 
 class SQLiteLimits(SQLiteBase):
+    @writes
     def _hit_windows(self, hits: Sequence[WindowHit], now: float, window: float) -> list[WindowResult]:
         with self._write() as conn:
             return count_windows(conn, hits, now, window)

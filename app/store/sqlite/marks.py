@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from app.store.sqlite.base import SQLiteBase
+from app.store.sqlite.commit import writes
 
 
 class SQLiteMarks(SQLiteBase):
+    @writes
     def _consume_once(self, namespace: str, key: str, expires_at: float, now: float) -> bool:
         with self._write() as conn:
             # A lapsed mark counts as absent: replace it (first writer of the new period wins).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from app.store.port import AddNoteOutcome, Note
 from app.store.sqlite.base import _LIVE, SQLiteBase
+from app.store.sqlite.commit import writes
 
 
 class SQLiteNotes(SQLiteBase):
+    @writes
     def _add_note(self, note: Note, now: float) -> AddNoteOutcome:
         with self._write() as conn:
             cur = conn.execute(
@@ -48,6 +50,7 @@ class SQLiteNotes(SQLiteBase):
     async def get_note(self, account_id: str, note_id: str, now: float) -> Note | None:
         return await self._run(self._get_note, account_id, note_id, now)
 
+    @writes
     def _delete_note(self, account_id: str, note_id: str, now: float) -> bool:
         with self._write() as conn:
             live = conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (account_id, now)).fetchone()

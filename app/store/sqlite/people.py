@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from app.events import Event
 from app.store.port import Account, Delegation, Registration, User
 from app.store.sqlite.base import _ACCT_COLS, _ACCT_MARKS, _LIVE, SQLiteBase, _account, _account_row, _user
+from app.store.sqlite.commit import writes
 
 
 class SQLitePeople(SQLiteBase):
@@ -29,6 +30,7 @@ class SQLitePeople(SQLiteBase):
     async def get_delegation(self, issuer: str, subject: str) -> Delegation | None:
         return await self._run(self._get_delegation, issuer, subject)
 
+    @writes
     def _create_user(
         self, user: User, account: Account, reg: Registration, delegation: Delegation, events: Sequence[Event]
     ) -> bool:
@@ -54,6 +56,7 @@ class SQLitePeople(SQLiteBase):
     ) -> bool:
         return await self._run(self._create_user, user, account, registration, delegation, events)
 
+    @writes
     def _sign_in_user(self, issuer: str, subject: str, email: str, new_user: User, new_account: Account) -> User:
         with self._write() as conn:
             row = conn.execute(
@@ -86,6 +89,7 @@ class SQLitePeople(SQLiteBase):
     async def owned_accounts(self, user_id: str, now: float) -> list[Account]:
         return await self._run(self._owned_accounts, user_id, now)
 
+    @writes
     def _put_session(self, session_hash: str, data: bytes, expires_at: float) -> None:
         with self._write() as conn:
             conn.execute(
@@ -105,6 +109,7 @@ class SQLitePeople(SQLiteBase):
     async def get_session(self, session_hash: str, now: float) -> bytes | None:
         return await self._run(self._get_session, session_hash, now)
 
+    @writes
     def _delete_session(self, session_hash: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM sessions WHERE id_hash = ?", (session_hash,))

@@ -12,6 +12,7 @@ from app import events as ev
 from app.events import Event
 from app.store.port import Delivery, DeliveryStatus, EndpointState
 from app.store.sqlite.base import SQLiteBase
+from app.store.sqlite.commit import writes
 
 _DELIVERY = msgspec.json.Decoder(Delivery)
 _STATE = msgspec.json.Decoder(EndpointState)
@@ -30,6 +31,7 @@ class SQLiteWebhooks(SQLiteBase):
             (d.status, d.next_at, d.leased_until, _ENCODE.encode(d), d.id),
         )
 
+    @writes
     def _add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         added = 0
         with self._write() as conn:
@@ -51,6 +53,7 @@ class SQLiteWebhooks(SQLiteBase):
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         return await self._run(self._add_deliveries, deliveries)
 
+    @writes
     def _lease_deliveries(
         self, endpoints: Sequence[str], now: float, holder: str, lease_seconds: float, limit: int
     ) -> list[Delivery]:
@@ -86,6 +89,7 @@ class SQLiteWebhooks(SQLiteBase):
             "INSERT OR REPLACE INTO webhook_endpoints (name, data) VALUES (?, ?)", (state.name, _ENCODE.encode(state))
         )
 
+    @writes
     def _finish_delivery(self, delivery: Delivery, holder: str, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             row = conn.execute("SELECT data FROM deliveries WHERE id = ?", (delivery.id,)).fetchone()
@@ -142,6 +146,7 @@ class SQLiteWebhooks(SQLiteBase):
     ) -> list[Delivery]:
         return await self._run(self._list_deliveries, endpoint, status, before, limit)
 
+    @writes
     def _retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             row = conn.execute("SELECT data FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
@@ -161,6 +166,7 @@ class SQLiteWebhooks(SQLiteBase):
     async def retry_delivery(self, delivery_id: str, now: float, events: Sequence[Event]) -> bool:
         return await self._run(self._retry_delivery, delivery_id, now, events)
 
+    @writes
     def _open_endpoints(self, names: Sequence[str], now: float) -> list[EndpointState]:
         with self._write() as conn:
             for name in names:
@@ -180,6 +186,7 @@ class SQLiteWebhooks(SQLiteBase):
     async def endpoint_states(self) -> list[EndpointState]:
         return await self._run(self._endpoint_states)
 
+    @writes
     def _enable_endpoint(self, name: str, now: float, events: Sequence[Event]) -> bool:
         with self._write() as conn:
             state = self._state(conn, name)
@@ -197,6 +204,7 @@ class SQLiteWebhooks(SQLiteBase):
     async def enable_endpoint(self, name: str, now: float, events: Sequence[Event]) -> bool:
         return await self._run(self._enable_endpoint, name, now, events)
 
+    @writes
     def _trim_deliveries(self, before: float, limit: int) -> int:
         with self._write() as conn:
             cur = conn.execute(
