@@ -96,8 +96,12 @@ def request_ids(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        given = next((v for k, v in scope.get("headers", ()) if k == _HEADER), b"")
-        rid = given.decode() if _WELL_FORMED.fullmatch(given) else secrets.token_hex(8)
+        rid = None
+        for name, value in scope["headers"]:  # a plain loop: a generator here cost more than the rest
+            if name == _HEADER:
+                rid = value.decode() if _WELL_FORMED.fullmatch(value) else None
+                break
+        rid = rid or secrets.token_hex(8)
         REQUEST_ID.set(rid)
 
         async def send_with_id(message: Message) -> None:

@@ -104,7 +104,9 @@ def _one(tally: Tally | None, event: ev.Event) -> None:
         case ev.RegistrationCreated(method=method):
             series = f"registered:{method}"
             fields.update(method=method, pending=event.pending, agent_name=event.agent_name, provider=event.provider)
-            words = f"registration created ({method})"
+            # Routine and the most frequent event (a sign-up spike is thousands a second): at debug, like
+            # credential_issued. Every one is a domain event in the store and counted in the metrics.
+            level, words = logging.DEBUG, f"registration created ({method})"
         case ev.ClaimAttemptCreated():
             fields.update(attempt_id=event.attempt_id, method=event.method)
             words = "claim attempt started"
