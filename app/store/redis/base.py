@@ -260,6 +260,9 @@ def _user(user_id: str, fields: dict[str, str]) -> User:
     )
 
 
+_JSON = msgspec.json.Encoder()
+
+
 def _fields(record: Registration | Account | User | Delegation) -> list[str]:
     """A record as hash field/value pairs; a None field is simply absent, a bool is 1/0."""
     out: list[str] = []
@@ -309,7 +312,6 @@ class RedisBase:
         indexes: bool,
     ) -> tuple[list[str], list[Any]]:
         """create_registration.lua's KEYS and ARGV (see the script)."""
-        acct_fields = _fields(account)
         ttl = "" if account.expires_at is None else str(_ms(account.expires_at - account.created_at) + GRACE_MS)
         keys = [self._a(account.id, "acct"), self._a(account.id, "regs"), self._a(account.id, f"reg:{registration.id}")]
         index_keys = [self._index, self._ids] if indexes else []
@@ -318,10 +320,10 @@ class RedisBase:
         hits = admission.hits if admission is not None else ()
         keys += index_keys + [self._window_key(h.key) for h in hits] + self._outbox_keys(account.id)
         expires = "" if account.expires_at is None else repr(float(account.expires_at))
-        args: list[Any] = [self._outbox_arg(account.id, events), ttl, registration.id, len(acct_fields) // 2]
+        args: list[Any] = [self._outbox_arg(account.id, events), ttl, registration.id]
         args += [len(index_keys), expires, account.id, len(hits)]
         args += self._window_args(admission.now, admission.window, hits) if admission else ["0", "1", GRACE_MS]
-        args += [*acct_fields, *_fields(registration)]
+        args += [_JSON.encode(_fields(account)), _JSON.encode(_fields(registration))]
         return keys, args
 
     def _window_key(self, key: str) -> str:
@@ -340,7 +342,7 @@ class RedisBase:
         tag = slot_tag(key_slot(f"a:{account_id}".encode())) if self._cluster else "o"
         return [self._a(account_id, "events"), f"{self.prefix}{{{tag}}}:outboxes", f"{self.prefix}{{{tag}}}:pending"]
 
-    def _outbox_arg(self, account_id: str, events: Sequence[Event], *, counted: bool = False) -> str:
+    def _outbox_arg(self, account_id: str, events: Sequence[Event], *, counted: bool = False) -> bytes:
         """The events as the outbox prelude's ARGV[1]. ``counted``: a deletion's counts are left out, for
         the script to append (only it knows them)."""
         rows = []
@@ -354,7 +356,7 @@ class RedisBase:
             # of the attempts it ends), else the event's type.
             key = getattr(event, "attempt_id", None) or ev.type_of(event)
             rows.append([str(ev.ms_of(event.id)), event.id, body, key])
-        return json.dumps(
+        return _JSON.encode(
             {
                 "a": account_id,
                 "k": "" if account_id == ev.SERVICE else self._a(account_id, "acct"),
