@@ -29,6 +29,26 @@ class Request:
     method: str = "GET"
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    lua: str = ""  # a script of its own instead (requests that depend on earlier responses)
+
+
+# Registration + token exchange: each registration's assertion, read from its response, is exchanged by a
+# later request (any connection's); wrk counts both kinds, as our generator does (two requests a pair).
+REGISTER_AND_EXCHANGE = """
+local assertions = {}
+request = function()
+  local assertion = table.remove(assertions)
+  if assertion then
+    return wrk.format("POST", "/oauth2/token", {["Content-Type"] = "application/x-www-form-urlencoded"},
+      "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" .. assertion)
+  end
+  return wrk.format("POST", "/agent/identity", {["Content-Type"] = "application/json"}, '{"type":"anonymous"}')
+end
+response = function(status, headers, body)
+  local assertion = body:match('"assertion":"([^"]+)"')
+  if assertion then table.insert(assertions, assertion) end
+end
+"""
 
 
 @dataclass
@@ -45,18 +65,21 @@ def seconds(duration: float) -> int:
 
 
 def _script(request: Request, directory: Path) -> Path:
+    name = re.sub(r"\W", "-", f"{request.method.lower()}{request.path}")
+    path = directory / f"wrk-{name}.lua"
+    if request.lua:
+        path.write_text(request.lua)
+        return path
     # json.dumps gives a double-quoted string Lua reads the same way (for ASCII text, which ours is).
     lines = [f"wrk.method = {json.dumps(request.method)}", f"wrk.body = {json.dumps(request.body)}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers.items()]
-    name = re.sub(r"\W", "-", f"{request.method.lower()}{request.path}")
-    path = directory / f"wrk-{name}.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def _command(request: Request, port: int, connections: int, duration: float, directory: Path) -> list[str]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds(duration)}s", "--latency"]
-    if request.method == "GET" and not request.body:
+    if request.method == "GET" and not request.body and not request.lua:
         for k, v in request.headers.items():
             cmd += ["-H", f"{k}: {v}"]
     else:

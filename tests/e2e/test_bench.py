@@ -90,13 +90,18 @@ def test_bench_cross_checks_constant_requests_with_wrk() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("wrk is not on PATH: apt-get install -y wrk")
         pytest.skip("apt-get install -y wrk")
-    args = ("--wrk", "--workers", "1", "--scenarios", "discovery,anonymous", "--duration", "0.3", "--connections", "4")
+    scenarios = "discovery,anonymous,register,idjag"
+    args = ("--wrk", "--workers", "1", "--scenarios", scenarios, "--duration", "0.3", "--connections", "4")
     report = _bench(*args, "--no-paced")
     rows = {r["scenario"]: r for r in report["results"]}
-    for name in ("bare", "discovery", "anonymous"):
+    for name in ("bare", "discovery", "anonymous", "register"):
         row = rows[name]
         assert row["errors"] == 0 and row["wrk_errors"] == 0, (name, row)
         assert row["wrk_requests_per_s"] > 0 and row["wrk_ratio_to_bare"] > 0, (name, row)
         assert row["generator_disagreement"] >= 0, (name, row)
+        assert (row["ratio"], row["by"]) == (row["wrk_ratio_to_bare"], "wrk"), (name, row)  # wrk is the headline
+    # ID-JAGs are signed per request by the bench: only our generator sends them.
+    assert rows["idjag"]["wrk_requests_per_s"] is None
+    assert (rows["idjag"]["ratio"], rows["idjag"]["by"]) == (rows["idjag"]["ratio_to_bare"], "own")
     assert rows["bare"]["wrk_ratio_to_bare"] == 1.0
     assert report["meta"]["wrk"].startswith("wrk -t1 -c4 ")
