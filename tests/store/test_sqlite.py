@@ -17,7 +17,7 @@ from app import events as ev
 from app.errors import StoreUnavailable
 from app.store.port import Account, Note, Registration
 from app.store.sqlite import SQLiteStore, parse_sqlite_url
-from app.store.sqlite.commit import CHECKPOINT_EVERY, writes
+from app.store.sqlite.commit import CHECKPOINT_EVERY, Checkpointer, writes
 
 pytestmark = pytest.mark.anyio
 
@@ -340,3 +340,32 @@ async def test_checkpoints_copy_the_wal_into_the_database_file_as_writes_go_on(t
         assert accounts_in(copy) >= 2 * CHECKPOINT_EVERY
     finally:
         await store.close()
+
+
+async def test_closing_fails_a_write_still_waiting_for_another_process_lock_instead_of_leaving_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+    try:
+        waiting = asyncio.ensure_future(store.create_registration(*registration_records(1)))
+        await asyncio.sleep(0)  # the batch runs, finds the lock held and waits to retry
+        assert not waiting.done()
+        await store.close()
+        with pytest.raises(StoreUnavailable, match="closing"):
+            await asyncio.wait_for(waiting, timeout=5)  # answered, not left waiting for ever
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert accounts_in(path) == 0
+
+
+def test_a_checkpointer_that_cannot_open_its_connection_never_leaves_a_request_waiting(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "no such directory" / "a.sqlite3")
+    checkpointer.start()
+    checkpointer.stop()  # the thread has ended
+    answered: list[int] = []
+    checkpointer.request(lambda: answered.append(1))
+    assert answered == [1]  # answered at once: the writes it would hold go on

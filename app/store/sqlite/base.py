@@ -220,7 +220,7 @@ class SQLiteBase:
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._checkpointer = Checkpointer(self.path)
         self._checkpointer.start()
-        self._group = GroupCommit(lambda: self.conn, self._busy_timeout_ms / 1000, self._checkpointer)
+        self._group.checkpointer = self._checkpointer
 
     def _migrate_sync(self) -> None:
         # An flock serialises processes that start together; BEGIN IMMEDIATE makes each step atomic.

@@ -104,7 +104,11 @@ class GroupCommit:
         if self._held or not self._queue:
             return
         loop = asyncio.get_running_loop()
-        conn = self._conn()
+        try:
+            conn = self._conn()
+        except StoreUnavailable as exc:  # closed under a batch waiting for another process's lock
+            self._fail(self._take(), exc)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -168,9 +172,10 @@ class GroupCommit:
 
     @staticmethod
     def _fail(steps: list[_Step], exc: Exception) -> None:
+        error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
         for step in steps:
             if not step.done.done():
-                step.done.set_exception(StoreUnavailable(f"sqlite: {exc}"))
+                step.done.set_exception(error)
                 step.done.exception()  # retrieved: a caller that went away leaves no warning
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -178,10 +183,12 @@ class GroupCommit:
         self._schedule(loop, 0.0)
 
     def drain(self) -> None:
-        """Run what is queued now (closing the store): nothing queued is dropped."""
+        """Closing the store: run what is queued now; what cannot run now (another process holds the
+        lock) fails at once rather than waiting on a connection about to close."""
         self._held = False
         if self._queue:
             self._run()
+        self._fail(self._take(), StoreUnavailable("the store is closing"))
 
 
 def _mapped(exc: Exception) -> Exception:
@@ -202,6 +209,7 @@ class Checkpointer:
         self._stop = False
         self._done: list[Callable[[], object]] = []
         self._lock = threading.Lock()
+        self._alive = True
         self._thread = threading.Thread(target=self._loop, name="authmd-sqlite-checkpoint", daemon=True)
 
     def start(self) -> None:
@@ -209,8 +217,11 @@ class Checkpointer:
 
     def request(self, done: Callable[[], object]) -> None:
         with self._lock:
-            self._done.append(done)
-        self._wake.set()
+            if self._alive:
+                self._done.append(done)
+                self._wake.set()
+                return
+        done()  # no thread to run it (it failed to open its connection): nothing to wait for
 
     def stop(self) -> None:
         self._stop = True
@@ -218,16 +229,25 @@ class Checkpointer:
         self._thread.join()
 
     def _loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=2000")  # used only by the forced checkpoint
         try:
-            while not self._stop:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=2000")  # used only by the forced checkpoint
+        except sqlite3.DatabaseError:
+            conn = None  # SQLite's own checkpoints are off: the WAL grows until the next start
+        try:
+            while conn is not None and not self._stop:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 self._checkpoint(conn)
-            self._checkpoint(conn)
+            if conn is not None:
+                self._checkpoint(conn)
         finally:
-            conn.close()
+            with self._lock:  # whoever still waits is answered, and no one waits from now on
+                self._alive = False
+                done, self._done = self._done, []
+            _answer(done)
+            if conn is not None:
+                conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         with self._lock:
@@ -235,11 +255,16 @@ class Checkpointer:
         try:
             # PASSIVE waits for no one: the WAL pages written so far are copied back.
             _, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if pages > FORCE_AFTER_PAGES and copied < pages:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.DatabaseError:
-            pass  # busy or failing: the next round retries, and writes go on meanwhile
+            return  # busy or failing: the next round retries, and writes go on meanwhile
         finally:
-            for callback in done:
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    callback()
+            _answer(done)  # this process's writes go on before any forced checkpoint waits on others
+        if pages > FORCE_AFTER_PAGES and copied < pages:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+
+
+def _answer(callbacks: list[Callable[[], object]]) -> None:
+    for callback in callbacks:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            callback()
