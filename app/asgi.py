@@ -29,6 +29,7 @@ from app.routes import metrics as metrics_route
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
 from app.routes.openapi import openapi_config
+from app.server import settle_heap
 from app.store import open_store
 from app.store.port import Store
 from app.store.window import LocalWindows
@@ -70,10 +71,13 @@ def create_app(
     clock: Clock | None = None,
     background: bool = True,
     route_handlers: Sequence[ControllerRouterHandler] = (),
+    serving: bool = False,
 ) -> Litestar:
     """Build the app from resolved settings. Tests inject a store and a ManualClock; ``background``
     starts the sweeper and the key watcher (tests that move the clock drive the sweeper by hand).
-    ``route_handlers`` adds an operator's own routes, which can use ``app.routes.guard.requires``."""
+    ``route_handlers`` adds an operator's own routes, which can use ``app.routes.guard.requires``.
+    ``serving``: the app is the process's only work (a server worker), so its heap is settled for the
+    cyclic collector once it has started (``app.server.settle_heap``)."""
     if settings.issuer is None:
         settings = settings.resolve()
     clock = clock or SystemClock()
@@ -120,6 +124,8 @@ def create_app(
                 tasks.append(delivering)
         if settings.metrics_enabled:
             tasks.append(asyncio.create_task(metrics.run_flush()))  # last: it flushes what the others did
+        if serving:
+            settle_heap()
         try:
             yield
         finally:
@@ -185,4 +191,4 @@ def app_from_env() -> Litestar:
     port = int(os.environ.get("AUTHMD_SERVE_PORT", "8000"))
     settings = load_settings().resolve(host, port)
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, serving=True)

@@ -127,7 +127,7 @@ def _serve(settings: Settings, args: argparse.Namespace, workers: int, options: 
     from app.asgi import create_app
 
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, serving=True), **options)
         return
     # Workers rebuild the same settings from the environment (see app.asgi.app_from_env).
     os.environ.update(

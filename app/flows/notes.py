@@ -46,7 +46,9 @@ async def create(ctx: Context, principal: Principal, text: str) -> NoteView:
 
 
 async def list_all(ctx: Context, principal: Principal) -> NoteList:
-    notes = await ctx.store.list_notes(principal.account.id, ctx.clock.now())
+    notes = principal.notes
+    if notes is None:
+        notes = await ctx.store.list_notes(principal.account.id, ctx.clock.now())
     return NoteList(notes=[view(n) for n in notes], count=len(notes), limit=principal.account.quota_notes)
 
 

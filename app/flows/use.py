@@ -14,7 +14,7 @@ import msgspec
 from app.context import Context
 from app.errors import AuthError
 from app.flows.issue import TYP_ACCESS, grant_is_dead, verify
-from app.store.port import Account, Registration
+from app.store.port import Account, Note, Registration
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,9 +22,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     registration: Registration
     scopes: frozenset[str]
     claims: dict[str, Any]
+    # The account's notes, read with the token check when the route asked for them (``notes=True``).
+    notes: list[Note] | None = None
 
 
-async def authenticate(ctx: Context, token: str) -> Principal:
+async def authenticate(ctx: Context, token: str, *, notes: bool = False) -> Principal:
     now = ctx.clock.now()
     claims = ctx.access_cache.get(token, now)
     if claims is None:
@@ -33,7 +35,7 @@ async def authenticate(ctx: Context, token: str) -> Principal:
     reg_id, jti, account_id = claims.get("client_id"), claims.get("jti"), claims.get("sub")
     if not isinstance(reg_id, str) or not isinstance(jti, str) or not isinstance(account_id, str):
         raise AuthError("invalid_token", "the access token lacks client_id, jti or sub")
-    state = await ctx.store.access_state(account_id, reg_id, jti, now)
+    state = await ctx.store.access_state(account_id, reg_id, jti, now, notes=notes)
     if state is None or state.registration.revoked_at is not None:
         raise AuthError(
             "invalid_token",
@@ -48,6 +50,7 @@ async def authenticate(ctx: Context, token: str) -> Principal:
         registration=state.registration,
         scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
         claims=claims,
+        notes=state.notes,
     )
 
 

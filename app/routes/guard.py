@@ -29,7 +29,10 @@ def _bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
-def requires(*scopes: str) -> Guard:
+def requires(*scopes: str, notes: bool = False) -> Guard:
+    """A guard admitting a live access token that holds ``scopes``; ``notes`` also reads the account's
+    notes in the same store round trip (the demo API's list)."""
+
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         ctx: Context = connection.app.state.ctx
         token = _bearer_token(connection.headers.get("authorization"))
@@ -40,7 +43,7 @@ def requires(*scopes: str) -> Guard:
                 "Follow resource_metadata in WWW-Authenticate to learn how to register and get one.",
                 headers={"WWW-Authenticate": bearer_challenge(ctx)},
             )
-        principal = await authenticate(ctx, token)
+        principal = await authenticate(ctx, token, notes=notes)
         require_scopes(principal, scopes)
         connection.state.authmd_principal = principal
 

@@ -13,7 +13,7 @@ from app.routes.http import ctx_of, json_body, json_response
 from app.wire import NoteCreate
 
 
-@get(ep.NOTES, guards=[requires("notes:read")])
+@get(ep.NOTES, guards=[requires("notes:read", notes=True)])
 async def list_notes(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await notes.list_all(ctx_of(request), principal_of(request)))
 

@@ -125,3 +125,22 @@ async def test_add_note_races_between_two_instances_respect_quota(stores: StoreI
     assert got is not None
     assert got.note_count == 5
     assert len(await first.list_notes(account.id, T0)) == 5
+
+
+async def test_access_state_reads_the_notes_with_the_token_check_when_asked(store: Store) -> None:
+    account, registration = await seed(store, account_expires_at=T0 + 100)
+    other, _ = await seed(store, "acct_2")
+    empty = await store.access_state(account.id, registration.id, "tok_1", T0, notes=True)
+    assert empty is not None and empty.notes == []  # asked for, none yet: an empty list, not None
+    notes = [note("n_b", text="one"), note("n_a", text="two ✓")]
+    for n in notes:
+        assert await store.add_note(n, T0) == "created"
+    assert await store.add_note(note("n_x", other.id), T0) == "created"
+    state = await store.access_state(account.id, registration.id, "tok_1", T0, notes=True)
+    assert state is not None and state.notes == notes  # the account's own, in the order added
+    assert state.account.id == account.id and state.registration.id == registration.id
+    plain = await store.access_state(account.id, registration.id, "tok_1", T0)
+    assert plain is not None and plain.notes is None  # not asked: not read
+    # The same answer as without notes otherwise: nothing once the account has expired.
+    assert await store.access_state(account.id, registration.id, "tok_1", T0 + 100, notes=True) is None
+    assert await store.access_state(account.id, "reg_missing", None, T0, notes=True) is None

@@ -1,14 +1,19 @@
 """The HTTP guard's arithmetic: the connection cap from the open-file limit, and the unit of the
-per-client cap. (Its behaviour against real sockets is in tests/adversarial/test_http_limits.py.)"""
+per-client cap; the held response head. (Its behaviour against real sockets is in
+tests/adversarial/test_http_limits.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import resource
+import subprocess
+import sys
 
 import pytest
 
 from app.config import ConfigError, Settings
-from app.server import Limits, _client_key, file_budget, raise_open_file_limit, uvicorn_options
+from app.server import GC_THRESHOLDS, HeldHead, Limits, _client_key, file_budget, raise_open_file_limit, uvicorn_options
 
 
 @pytest.mark.parametrize(
@@ -76,3 +81,86 @@ def test_serve_raises_the_soft_open_file_limit_to_the_hard_one(monkeypatch: pyte
     assert raise_open_file_limit() == (1024, 524_288)
     assert limits[resource.RLIMIT_NOFILE] == (524_288, 524_288)
     assert raise_open_file_limit() == (524_288, 524_288)  # nothing left to raise
+
+
+class _Socket(asyncio.Transport):
+    """What reaches the socket, call by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def write_eof(self) -> None:
+        self.calls.append(("eof", b""))
+
+    def close(self) -> None:
+        self.closing = True
+        self.calls.append(("close", b""))
+
+    def abort(self) -> None:
+        self.closing = True
+        self.calls.append(("abort", b""))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+@pytest.mark.anyio
+async def test_a_response_head_leaves_with_its_body_in_one_write() -> None:
+    socket = _Socket()
+    held = HeldHead(socket, asyncio.get_running_loop())
+    held.write(HEAD)
+    assert socket.calls == []  # held for the body
+    held.write(b"{}")
+    assert socket.calls == [("write", HEAD + b"{}")]
+    held.write(b"more")  # not a head: straight through
+    assert socket.calls[-1] == ("write", b"more")
+    await asyncio.sleep(0)
+    assert len(socket.calls) == 2  # nothing was left to release at the end of the turn
+
+
+@pytest.mark.anyio
+async def test_a_head_without_its_body_leaves_at_the_end_of_the_turn() -> None:
+    socket = _Socket()
+    held = HeldHead(socket, asyncio.get_running_loop())
+    held.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the client waits for it before sending the body
+    assert socket.calls == []
+    await asyncio.sleep(0)
+    assert socket.calls == [("write", b"HTTP/1.1 100 Continue\r\n\r\n")]
+
+
+@pytest.mark.anyio
+async def test_ending_or_closing_the_connection_releases_the_held_head_first() -> None:
+    loop = asyncio.get_running_loop()
+    socket = _Socket()
+    held = HeldHead(socket, loop)
+    held.write(HEAD)
+    held.write_eof()
+    held.write(HEAD)
+    held.close()
+    assert socket.calls == [("write", HEAD), ("eof", b""), ("write", HEAD), ("close", b"")]
+    aborted = _Socket()
+    dropped = HeldHead(aborted, loop)
+    dropped.write(HEAD)
+    dropped.abort()  # an abort sends nothing more
+    await asyncio.sleep(0)
+    assert aborted.calls == [("abort", b"")]
+
+
+def test_a_settled_heap_leaves_the_startup_objects_out_of_collections() -> None:
+    # In a process of its own: freezing the test runner's heap would keep its garbage for good.
+    code = (
+        "import gc, json; from app.server import settle_heap; before = gc.get_freeze_count(); settle_heap(); "
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold()]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    before, frozen, thresholds = json.loads(out.stdout)
+    assert before == 0 and frozen > 10_000  # the imported modules' objects and more
+    assert tuple(thresholds) == GC_THRESHOLDS and GC_THRESHOLDS[0] > 700

@@ -9,7 +9,17 @@ import msgspec
 
 from app.errors import StoreUnavailable
 from app.events import AccountDeleted, Event
-from app.store.port import AccessState, Account, AccountKind, Admission, Deleted, Registration, WindowResult, expired
+from app.store.port import (
+    AccessState,
+    Account,
+    AccountKind,
+    Admission,
+    Deleted,
+    Note,
+    Registration,
+    WindowResult,
+    expired,
+)
 from app.store.redis.base import (
     UNAVAILABLE,
     RedisBase,
@@ -17,6 +27,7 @@ from app.store.redis.base import (
     _registration,
     _window_results,
 )
+from app.store.redis.notes import notes_of
 
 
 class RedisGrants(RedisBase):
@@ -138,30 +149,32 @@ class RedisGrants(RedisBase):
         return sorted((r for r in regs if not expired(r.expires_at, now)), key=lambda r: (r.created_at, r.id))
 
     async def _state(
-        self, account_id: str, registration_id: str, token_id: str | None
-    ) -> tuple[Registration, Account, str | None] | None:
+        self, account_id: str, registration_id: str, token_id: str | None, notes: bool = False
+    ) -> tuple[Registration, Account, str | None, list[Note] | None] | None:
         keys = [
             self._a(account_id, "acct"),
             self._a(account_id, f"reg:{registration_id}"),
             self._a(account_id, f"rv:{token_id or ''}"),
+            self._a(account_id, "notes"),
         ]
-        reply = await self._call("access_state", keys, [token_id or ""])
+        reply = await self._call("access_state", keys, [token_id or "", "1" if notes else ""])
         if reply is None:
             return None
         row = msgspec.json.decode(reply)
-        return _registration(row["r"]), _account(account_id, row["a"]), row.get("m")
+        listed = notes_of(account_id, row["n"]) if notes else None
+        return _registration(row["r"]), _account(account_id, row["a"]), row.get("m"), listed
 
     async def access_state(
-        self, account_id: str, registration_id: str, token_id: str | None, now: float
+        self, account_id: str, registration_id: str, token_id: str | None, now: float, *, notes: bool = False
     ) -> AccessState | None:
-        state = await self._state(account_id, registration_id, token_id)
+        state = await self._state(account_id, registration_id, token_id, notes)
         if state is None:
             return None
-        registration, account, mark = state
+        registration, account, mark, listed = state
         if expired(registration.expires_at, now) or expired(account.expires_at, now):
             return None
         revoked = mark is not None and float(mark) > now
-        return AccessState(registration=registration, account=account, token_revoked=revoked)
+        return AccessState(registration=registration, account=account, token_revoked=revoked, notes=listed)
 
     async def revoke_registration(
         self, account_id: str, registration_id: str, now: float, events: Sequence[Event]

@@ -10,6 +10,17 @@ from app.store.port import AddNoteOutcome, Note
 from app.store.redis.base import RedisBase
 
 
+def notes_of(account_id: str, stored: dict[str, str]) -> list[Note]:
+    """Notes from the notes hash as a script returns it, in the order they were added."""
+    notes = []
+    # cjson writes an empty table as {}; a table of notes as {id: value}
+    for nid, value in stored.items():
+        seq, _, payload = value.partition(":")
+        created_at, text = json.loads(payload)
+        notes.append((int(seq), Note(id=nid, account_id=account_id, text=text, created_at=created_at)))
+    return [n for _, n in sorted(notes, key=lambda pair: pair[0])]
+
+
 class RedisNotes(RedisBase):
     async def add_note(self, note: Note, now: float) -> AddNoteOutcome:
         keys = [self._a(note.account_id, "acct"), self._a(note.account_id, "notes")]
@@ -25,13 +36,7 @@ class RedisNotes(RedisBase):
         row = msgspec.json.decode(reply)
         if row["e"] != "" and float(row["e"]) <= now:
             return []
-        notes = []
-        # cjson writes an empty table as {}; a table of notes as {id: value}
-        for nid, value in (row["n"] or {}).items():
-            seq, _, payload = value.partition(":")
-            created_at, text = json.loads(payload)
-            notes.append((int(seq), Note(id=nid, account_id=account_id, text=text, created_at=created_at)))
-        return [n for _, n in sorted(notes, key=lambda pair: pair[0])]
+        return notes_of(account_id, row["n"])
 
     async def list_notes(self, account_id: str, now: float) -> list[Note]:
         return await self._read_notes(account_id, "", now)

@@ -20,6 +20,7 @@ from app.store.sqlite.base import (
 )
 from app.store.sqlite.commit import writes
 from app.store.sqlite.limits import count_windows
+from app.store.sqlite.notes import read_notes
 
 
 class SQLiteGrants(SQLiteBase):
@@ -87,7 +88,7 @@ class SQLiteGrants(SQLiteBase):
         return await self._run(self._registrations_of, account_id, now)
 
     def _access_state(
-        self, account_id: str, registration_id: str, token_id: str | None, now: float
+        self, account_id: str, registration_id: str, token_id: str | None, now: float, notes: bool
     ) -> AccessState | None:
         # One statement is one consistent snapshot: registration, account and the token's mark.
         row = self.conn.execute(
@@ -103,13 +104,17 @@ class SQLiteGrants(SQLiteBase):
             return None
         nr, na = len(_REG_FIELDS), len(_ACCT_FIELDS)
         return AccessState(
-            registration=_registration(row[:nr]), account=_account(row[nr : nr + na]), token_revoked=bool(row[-1])
+            registration=_registration(row[:nr]),
+            account=_account(row[nr : nr + na]),
+            token_revoked=bool(row[-1]),
+            # Reads run on the loop thread with nothing in between: the same snapshot as the row above.
+            notes=read_notes(self.conn, account_id, now) if notes else None,
         )
 
     async def access_state(
-        self, account_id: str, registration_id: str, token_id: str | None, now: float
+        self, account_id: str, registration_id: str, token_id: str | None, now: float, *, notes: bool = False
     ) -> AccessState | None:
-        return await self._run(self._access_state, account_id, registration_id, token_id, now)
+        return await self._run(self._access_state, account_id, registration_id, token_id, now, notes)
 
     @writes
     def _revoke_registration(self, account_id: str, registration_id: str, now: float, events: Sequence[Event]) -> bool:

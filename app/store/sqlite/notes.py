@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from app.store.port import AddNoteOutcome, Note
 from app.store.sqlite.base import _LIVE, SQLiteBase
 from app.store.sqlite.commit import writes
+
+
+def read_notes(conn: sqlite3.Connection, account_id: str, now: float) -> list[Note]:
+    """The live account's notes in the order they were added (also read with a token check)."""
+    rows = conn.execute(
+        "SELECT n.id, n.text, n.created_at FROM notes n JOIN accounts a ON a.id = n.account_id "
+        "WHERE n.account_id = ? AND (a.expires_at IS NULL OR a.expires_at > ?) ORDER BY n.seq",
+        (account_id, now),
+    ).fetchall()
+    return [Note(id=r[0], account_id=account_id, text=r[1], created_at=r[2]) for r in rows]
 
 
 class SQLiteNotes(SQLiteBase):
@@ -29,12 +41,7 @@ class SQLiteNotes(SQLiteBase):
         return await self._run(self._add_note, note, now)
 
     def _list_notes(self, account_id: str, now: float) -> list[Note]:
-        rows = self.conn.execute(
-            "SELECT n.id, n.text, n.created_at FROM notes n JOIN accounts a ON a.id = n.account_id "
-            "WHERE n.account_id = ? AND (a.expires_at IS NULL OR a.expires_at > ?) ORDER BY n.seq",
-            (account_id, now),
-        ).fetchall()
-        return [Note(id=r[0], account_id=account_id, text=r[1], created_at=r[2]) for r in rows]
+        return read_notes(self.conn, account_id, now)
 
     async def list_notes(self, account_id: str, now: float) -> list[Note]:
         return await self._run(self._list_notes, account_id, now)
