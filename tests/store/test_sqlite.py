@@ -92,6 +92,17 @@ async def test_wal_journal_mode(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_savepoint_journals_and_sorts_stay_in_memory(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "a.sqlite3")
+    try:
+        # 2 = MEMORY: a group commit's savepoints would otherwise spill to a temporary file per batch
+        assert store.conn.execute("PRAGMA temp_store").fetchone()[0] == 2
+        await asyncio.gather(*(store.create_registration(*registration_records(n)) for n in range(60)))
+        assert len(await store.list_accounts(None, 100, T0)) == 60
+    finally:
+        await store.close()
+
+
 async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "a.sqlite3"  # parent directories are created
     store = await open_store(path)
