@@ -18,7 +18,7 @@ from app import observe
 from app.context import Context
 from app.errors import AuthError, StoreUnavailable, server_error, unavailable
 from app.flows.limits import source_key
-from app.routes.http import JSON, NO_STORE, source_of
+from app.routes.http import JSON, NO_STORE, Encoded, source_of
 
 log = logging.getLogger("authmd.http")
 
@@ -62,7 +62,7 @@ def _with_challenge(request: Request[Any, Any, Any], err: AuthError) -> dict[str
 
 def error_response(request: Request[Any, Any, Any], err: AuthError) -> Response[bytes]:
     headers = {**NO_STORE, **_with_challenge(request, err)}
-    return Response(content=msgspec.json.encode(err.body()), status_code=err.status, media_type=JSON, headers=headers)
+    return Encoded(content=msgspec.json.encode(err.body()), status_code=err.status, media_type=JSON, headers=headers)
 
 
 # Refusals by what refused them: a rate limit or quota names itself (AuthError.limit); these codes are

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.enums import MediaType
+from litestar.response.base import ASGIResponse
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+    TypeEncodersMap,
+)
 
 from app.context import Context
 from app.errors import AuthError
@@ -75,8 +89,68 @@ def source_of(request: ASGIConnection[Any, Any, Any, Any], ctx: Context) -> str:
     return client_source(peer, forwarded, ctx.settings.trusted_proxies)
 
 
+class _Head:
+    """A response already encoded: its head and body, sent as they are."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: HTTPResponseStartEvent = {"type": "http.response.start", "status": self.status, "headers": self.headers}
+        await send(start)
+        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": self.body, "more_body": False}
+        await send(body)
+
+
+class Encoded(Response[bytes]):
+    """A body the handler encoded itself (JSON, or the error document), with its own headers. Litestar's
+    path from a Response to ASGI rebuilds every header through a case-insensitive mapping that looks
+    each name up by raising KeyError: measured ~13 µs a response here, a tenth of an API call. This one
+    writes the head directly. Anything Litestar adds on the way (a layer's headers or cookies, a
+    background task, a HEAD request) takes Litestar's own path, unchanged."""
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request[Any, Any, Any],
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: MediaType | str | None = None,
+        status_code: int | None = None,
+        type_encoders: TypeEncodersMap | None = None,
+    ) -> ASGIResponse:
+        plain = not (headers or cookies or encoded_headers or background or self.background or self.cookies)
+        if not plain or is_head_response or request.scope["method"] == "HEAD":
+            return super().to_asgi_response(
+                app,
+                request,
+                background=background,
+                cookies=cookies,
+                encoded_headers=encoded_headers,
+                headers=headers,
+                is_head_response=is_head_response,
+                media_type=media_type,
+                status_code=status_code,
+                type_encoders=type_encoders,
+            )
+        body = self.content
+        head = [
+            (b"content-type", str(self.media_type).encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()),
+        ]
+        sent: ASGIApp = _Head(self.status_code or status_code or 200, head, body)
+        return sent  # type: ignore[return-value]  # an ASGI app, which is all Litestar calls it as
+
+
 def json_response(
     obj: Any, status: int = 200, *, no_store: bool = False, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
     merged = {**(NO_STORE if no_store else {}), **(headers or {})}
-    return Response(content=msgspec.json.encode(obj), status_code=status, media_type=JSON, headers=merged)
+    return Encoded(content=msgspec.json.encode(obj), status_code=status, media_type=JSON, headers=merged)
