@@ -12,11 +12,12 @@ Invariants:
 
 from __future__ import annotations
 
-import secrets
 import threading
 from typing import Any, Literal, TypeVar
 
 import msgspec
+
+from app.entropy import id_bytes
 
 RegistrationMethod = Literal["anonymous", "service_auth", "identity_assertion"]
 RevokedBy = Literal["agent", "human", "provider", "operator"]
@@ -207,7 +208,7 @@ def new_event_id(at: float) -> str:
     events one change emits sort in the order it emits them."""
     global _last
     with _lock:
-        ms, rand = int(at * 1000), secrets.randbits(63)
+        ms, rand = int(at * 1000), int.from_bytes(id_bytes(8), "big") >> 1
         if ms <= _last[0]:
             ms, rand = _last[0], _last[1] + 1
         _last = (ms, rand)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.entropy import id_bytes
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 # What we accept from a client or proxy as its request id: short and plain, so it is safe in a log line.
@@ -101,7 +102,7 @@ def request_ids(app: ASGIApp) -> ASGIApp:
             if name == _HEADER:
                 rid = value.decode() if _WELL_FORMED.fullmatch(value) else None
                 break
-        rid = rid or secrets.token_hex(8)
+        rid = rid or id_bytes(8).hex()
         REQUEST_ID.set(rid)
 
         async def send_with_id(message: Message) -> None:

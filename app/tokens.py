@@ -44,6 +44,7 @@ from typing import Any, Literal, NamedTuple
 
 import jwt
 
+from app.entropy import id_bytes
 from app.errors import AuthError
 from app.keys import b64url
 from app.wire import nesting_within
@@ -110,7 +111,7 @@ def new_id(prefix: str, nbytes: int = 16) -> str:
     store's primary keys grow at one end: an insert touches the B-tree's last pages, which consecutive
     inserts share, instead of a random page each (measured: ~10 WAL pages per registration on SQLite with
     random ids). The random part keeps ids unguessable as before."""
-    return f"{prefix}_{_sortable_ms(time.time())}{secrets.token_urlsafe(nbytes)}"
+    return f"{prefix}_{_sortable_ms(time.time())}{b64url(id_bytes(nbytes))}"
 
 
 def stored_hash(secret: str) -> str:
