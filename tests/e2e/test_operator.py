@@ -429,15 +429,23 @@ def test_events_follow_prints_new_events_until_interrupted(world: World, http: h
     first, second = register(http, world.server, "followed-1"), register(http, world.server, "followed-2")
     run = authmd(world.env(), "admin", "revoke", first["account"]["id"], "--yes")
     assert run.code == 0, run
-    with subprocess.Popen(
-        [sys.executable, "-m", "app", "admin", "events", "--follow", "--json", "--type", "agent_registration.revoked"],
-        cwd=ROOT,
-        env=world.env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:  # closes the pipes at the end
+    # Interrupted as from a terminal: a shell starts a background job with SIGINT ignored, and a child
+    # inherits "ignored" (never a handler), so under a backgrounded test run it would never stop.
+    command = [sys.executable, "-m", "app", "admin", "events", "--follow", "--json"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [*command, "--type", "agent_registration.revoked"],
+            cwd=ROOT,
+            env=world.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with proc:  # closes the pipes at the end
         try:
             lines = Lines(proc)
             # What is already in the trail comes first, one JSON object a line...
