@@ -76,7 +76,7 @@ def settle_heap() -> None:
     youngest generation is collected less often. A request allocates a few hundred container objects
     and frees nearly all of them by reference counting, yet with Python's threshold of 700 the
     concurrent requests' live objects set off a collection every ten requests, and one of the whole
-    heap every ~1,500: 11-13% of a registration's CPU here. Settled, it measured under 1%. Garbage in
+    heap every ~1,500: 11-14% of a registration's CPU here. Settled, it measured under 1%. Garbage in
     cycles is still collected: it never goes back below the threshold, so it sets off collections."""
     gc.collect()
     gc.freeze()

@@ -22,6 +22,7 @@ from litestar.types import (
     Send,
     TypeEncodersMap,
 )
+from litestar.utils.helpers import get_enum_string_value
 
 from app.context import Context
 from app.errors import AuthError
@@ -141,7 +142,7 @@ class Encoded(Response[bytes]):
             )
         body = self.content
         head = [
-            (b"content-type", str(self.media_type).encode("latin-1")),
+            (b"content-type", get_enum_string_value(self.media_type or JSON).encode("latin-1")),
             (b"content-length", str(len(body)).encode("latin-1")),
             *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()),
         ]

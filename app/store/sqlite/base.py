@@ -222,7 +222,7 @@ class SQLiteBase:
         # savepoint may have to restore in a sub-journal: a temporary file once it passes 64 KiB, i.e. a
         # file created, written page by page and deleted for nearly every batch (measured: 37 pwrite
         # calls per registration, and a file opened and unlinked per batch). In memory it is a copy,
-        # freed at COMMIT (5.6 pwrite calls per registration remain: the WAL's frames). Temporary
+        # freed at COMMIT (about 6 pwrite calls per registration remain: the WAL's frames). Temporary
         # B-trees of sorts and groupings move to memory as well: the largest groups the undelivered events
         # by account (the outbox), bounded by what is pending, not by the database.
         conn.execute("PRAGMA temp_store=MEMORY")
