@@ -17,6 +17,7 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import discover
 from app.keys import KeyRing
+from app.routes.http import scope_header
 
 CACHE_CONTROL = "public, max-age=300"
 
@@ -58,19 +59,12 @@ class Document:
     async def send(self, scope: HTTPScope, send: Send) -> None:
         # Start messages go out as copies: a send hook that adds a header (HSTS) must not add it to the
         # message every later request sends too.
-        if self.matches(_header(scope, b"if-none-match")):
+        if self.matches(scope_header(scope, b"if-none-match")):
             await send({**self._not_modified, "headers": list(self._not_modified["headers"])})
             await send(self._empty_msg)
             return
         await send({**self._full, "headers": list(self._full["headers"])})
         await send(self._empty_msg if scope["method"] == "HEAD" else self._body_msg)
-
-
-def _header(scope: HTTPScope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
 
 
 _METHOD_NOT_ALLOWED = msgspec.json.encode(
@@ -159,7 +153,7 @@ def discovery_handlers(docs: Documents) -> tuple[list[ASGIRouteHandler], list[AS
     e = docs.ctx.endpoints
 
     def auth_md(scope: HTTPScope) -> Document:
-        accept = _header(scope, b"accept")
+        accept = scope_header(scope, b"accept")
         return docs.auth_md_html if _prefers_html(accept.decode("latin-1") if accept else None) else docs.auth_md
 
     under_issuer = [

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote_plus
 
 import msgspec
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, asgi
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.enums import MediaType
+from litestar.exceptions import ClientException, InternalServerException, MethodNotAllowedException
+from litestar.handlers import ASGIRouteHandler
 from litestar.response.base import ASGIResponse
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
+    HTTPScope,
     Receive,
     Scope,
     Send,
@@ -37,23 +40,36 @@ FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def ctx_of(request: Request[Any, Any, Any]) -> Context:
+Connection = ASGIConnection[Any, Any, Any, Any]
+
+
+def ctx_of(request: Connection) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-def media_type(request: Request[Any, Any, Any]) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def scope_header(scope: HTTPScope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case), read from the scope as the server gave it:
+    Litestar's Headers build a multi-dict of every header first (~10 µs a request, measured)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def media_type(request: Connection) -> str:
+    found = scope_header(cast("HTTPScope", request.scope), b"content-type")
+    return found.decode("latin-1").split(";", 1)[0].strip().lower() if found else ""
 
 
 async def json_body(request: Request[Any, Any, Any], type_: type[T] | msgspec.json.Decoder[T]) -> T:
-    return decode_json(await json_bytes(request), type_)
+    require_json(request)
+    return decode_json(await request.body(), type_)
 
 
-async def json_bytes(request: Request[Any, Any, Any]) -> bytes:
+def require_json(request: Connection) -> None:
     if media_type(request) != JSON:
         raise AuthError("unsupported_media_type", "send the body as application/json")
-    return await request.body()
 
 
 def decode_json(raw: bytes, type_: type[T] | msgspec.json.Decoder[T]) -> T:
@@ -71,16 +87,41 @@ def decode_json(raw: bytes, type_: type[T] | msgspec.json.Decoder[T]) -> T:
 
 
 async def form_body(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
-    raw = await request.body()
+    return decode_form(request, await request.body())
+
+
+def decode_form(request: Connection, raw: bytes) -> dict[str, list[str]]:
     if media_type(request) != FORM and not (raw == b"" and not media_type(request)):
         raise AuthError("unsupported_media_type", f"send the body as {FORM}")
     try:
-        return parse_qs(raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False, max_num_fields=50)
+        return parse_form(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise AuthError("invalid_request", "the form body is malformed") from exc
 
 
-def source_of(request: ASGIConnection[Any, Any, Any, Any], ctx: Context) -> str:
+MAX_FORM_FIELDS = 50
+
+
+def parse_form(text: str) -> dict[str, list[str]]:
+    """``urllib.parse.parse_qs(text, max_num_fields=50)`` (fields without a value dropped), in a
+    third of its time: a name or value is unquoted only when it holds an escape (``%``) or a ``+``.
+    tests/unit/test_form.py holds the two to the same answers."""
+    if text.count("&") + 1 > MAX_FORM_FIELDS:
+        raise ValueError("too many fields")
+    fields: dict[str, list[str]] = {}
+    for field in text.split("&"):
+        name, _, value = field.partition("=")
+        if not value:  # no "=", or nothing after it: parse_qs drops both without keep_blank_values
+            continue
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+def source_of(request: Connection, ctx: Context) -> str:
     peer = request.client.host if request.client else None
     if not ctx.settings.trusted_proxies:
         return client_source(peer, None, ())
@@ -140,18 +181,88 @@ class Encoded(Response[bytes]):
                 status_code=status_code,
                 type_encoders=type_encoders,
             )
+        sent: ASGIApp = self.head(status_code)
+        return sent  # type: ignore[return-value]  # an ASGI app, which is all Litestar calls it as
+
+    def head(self, status_code: int | None = None) -> _Head:
+        """The response as it goes out: the head written once, then the body."""
         body = self.content
         head = [
             (b"content-type", get_enum_string_value(self.media_type or JSON).encode("latin-1")),
             (b"content-length", str(len(body)).encode("latin-1")),
             *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()),
         ]
-        sent: ASGIApp = _Head(self.status_code or status_code or 200, head, body)
-        return sent  # type: ignore[return-value]  # an ASGI app, which is all Litestar calls it as
+        return _Head(self.status_code or status_code or 200, head, body)
 
 
 def json_response(
     obj: Any, status: int = 200, *, no_store: bool = False, headers: dict[str, str] | None = None
-) -> Response[bytes]:
+) -> Encoded:
     merged = {**(NO_STORE if no_store else {}), **(headers or {})}
     return Encoded(content=msgspec.json.encode(obj), status_code=status, media_type=JSON, headers=merged)
+
+
+# ---- The hottest endpoints as bare ASGI routes ----------------------------------------------------------
+# A Litestar handler route costs, per request, a signature model, a Request, its body stream and the
+# response's conversion: ~60 µs here, a fifth of a registration (docs/performance.md). These routes read
+# the body and write the answer themselves; errors still go through the app's exception handlers, the
+# send hooks (access log, HSTS) and the middleware (request ids, metrics) as for every route.
+
+Answer = Callable[[Connection], Awaitable[Encoded]]
+_EMPTY: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def body_of(request: Connection) -> bytes:
+    """The request body, refused with 413 past ``max_body_bytes``: at once when Content-Length says so,
+    else as soon as what arrived exceeds it (a chunked body), as Litestar's Request.body does."""
+    return await _read_body(cast("HTTPScope", request.scope), request.receive, ctx_of(request).settings.max_body_bytes)
+
+
+async def _read_body(scope: HTTPScope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if int(value) > limit:  # the server has already refused a Content-Length that is not a number
+                raise ClientException(status_code=413)
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]  # an http.request message
+        size += len(chunk)
+        if size > limit:
+            raise ClientException(status_code=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def asgi_route(path: str, answers: dict[str, Answer]) -> ASGIRouteHandler:
+    """``path`` answered per method by ``answers[method](connection)``, which reads the body, if any,
+    with ``body_of``. OPTIONS lists the methods; any other method is 405 with ``Allow`` (RFC 9110
+    §15.5.6), as on every other route. The OpenAPI document describes each under its answer's name
+    (app/routes/openapi.py)."""
+    allow = ", ".join([*answers, "OPTIONS"])
+    options: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 204,
+        "headers": [(b"allow", allow.encode())],
+    }
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        http = cast("HTTPScope", scope)  # asgi routes are only reached by http requests here
+        answer = answers.get(http["method"])
+        if answer is None:
+            if http["method"] == "OPTIONS":
+                await send({**options, "headers": list(options["headers"])})
+                await send(_EMPTY)
+                return
+            raise MethodNotAllowedException(headers={"Allow": allow})
+        response = await answer(ASGIConnection(scope, receive))
+        await response.head()(scope, receive, send)
+
+    name = "_".join(a.__name__ for a in answers.values())
+    handler.__name__ = handler.__qualname__ = name
+    return asgi(path, name=name, copy_scope=False)(handler)

@@ -14,7 +14,19 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import challenge, claim, delegate, discover, events, refresh, register
 from app.flows.claim import by_idjag, complete
-from app.routes.http import ctx_of, decode_json, json_body, json_bytes, json_response, media_type, source_of
+from app.routes.http import (
+    Connection,
+    Encoded,
+    asgi_route,
+    body_of,
+    ctx_of,
+    decode_json,
+    json_body,
+    json_response,
+    media_type,
+    require_json,
+    source_of,
+)
 from app.wire import (
     AnonymousRegistration,
     ClaimComplete,
@@ -98,10 +110,10 @@ def _unsupported(ctx: Context, type_: str) -> AuthError:
     return AuthError("invalid_request", f"unsupported registration type {type_!r}; supported: {supported}")
 
 
-@post(ep.IDENTITY, status_code=200)
-async def register_identity(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def register_identity(request: Connection) -> Encoded:
     ctx = ctx_of(request)
-    raw = await json_bytes(request)
+    require_json(request)
+    raw = await body_of(request)
     handled = grants(ctx)
     try:
         req = decode_json(raw, _REGISTRATION)
@@ -178,4 +190,11 @@ async def receive_event(request: Request[Any, Any, Any]) -> Response[bytes]:
 RFC8935_CODES = frozenset(
     {"invalid_request", "invalid_key", "invalid_issuer", "invalid_audience", "authentication_failed", "access_denied"}
 )
-HANDLERS = [issue_challenge, register_identity, start_claim, complete_claim, claim_status, receive_event]
+HANDLERS = [
+    issue_challenge,
+    asgi_route(ep.IDENTITY, {"POST": register_identity}),
+    start_claim,
+    complete_claim,
+    claim_status,
+    receive_event,
+]

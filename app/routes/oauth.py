@@ -8,13 +8,23 @@ from litestar import Request, Response, post
 
 from app import endpoints as ep
 from app.flows import exchange, revoke
-from app.routes.http import NO_STORE, ctx_of, form_body, json_response, source_of
+from app.routes.http import (
+    NO_STORE,
+    Connection,
+    Encoded,
+    asgi_route,
+    body_of,
+    ctx_of,
+    decode_form,
+    form_body,
+    json_response,
+    source_of,
+)
 
 
-@post(ep.TOKEN, status_code=200)
-async def token(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def token(request: Connection) -> Encoded:
     ctx = ctx_of(request)
-    issued = await exchange.exchange(ctx, exchange.token_request(await form_body(request)))
+    issued = await exchange.exchange(ctx, exchange.token_request(decode_form(request, await body_of(request))))
     return json_response(issued, no_store=True)
 
 
@@ -34,4 +44,4 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(result, no_store=True)
 
 
-HANDLERS = [token, revoke_token, introspect]
+HANDLERS = [asgi_route(ep.TOKEN, {"POST": token}), revoke_token, introspect]

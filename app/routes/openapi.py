@@ -33,7 +33,8 @@ from app.flows.admin import views as admin
 from app.flows.admin import webhooks as hooks
 from app.flows.admin.credentials import CredentialCheck, ValidateRequest
 from app.flows.claim import external
-from app.routes.http import FORM, JSON
+from app.routes import identity, notes, oauth
+from app.routes.http import FORM, JSON, Answer
 from app.routes.identity import RFC8935_CODES, SECEVENT_JWT
 
 DOCUMENT_PATH = "/schema"  # + "/openapi.json"; under the issuer's path
@@ -105,6 +106,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", "/healthz"): Op({200: wire.Health}, (500,)),
     ("GET", "/readyz"): Op({200: wire.Health}, STORE),
+}
+
+# The endpoints served as bare ASGI routes (app/routes/http.py asgi_route), which Litestar does not
+# describe: their skeleton is written here as Litestar writes a handler's.
+ASGI_OPERATIONS: dict[tuple[str, str], Answer] = {
+    ("POST", ep.IDENTITY): identity.register_identity,
+    ("POST", ep.TOKEN): oauth.token,
+    ("GET", ep.NOTES): notes.list_notes,
+    ("POST", ep.NOTES): notes.create_note,
 }
 
 SECURITY_SCHEMES = {
@@ -201,6 +211,12 @@ def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
         components[f"Error{status}"] = _error_schema(status)
     components["SetError"] = _SET_ERROR
 
+    for (method, path), answer in ASGI_OPERATIONS.items():
+        name = answer.__name__
+        skeleton: dict[str, Any] = {"summary": "".join(w.capitalize() for w in name.split("_")), "operationId": name}
+        if answer.__doc__:
+            skeleton["description"] = answer.__doc__.strip()
+        doc["paths"].setdefault(base + path, {})[method.lower()] = {**skeleton, "deprecated": False}
     seen = set()
     for path, item in doc["paths"].items():
         for method, operation in item.items():

@@ -7,6 +7,8 @@ The store contract, one file per port. Written only against the port (app/store/
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.store.port import Store, WindowHit
@@ -35,6 +37,16 @@ async def test_hit_windows_refuses_past_the_limit(store: Store) -> None:
     assert refused.retry_after > 0
     [peek] = await store.hit_windows([WindowHit("a", None, increment=False)], T0 + 10, WINDOW)
     assert peek.count == pytest.approx(3.0)
+
+
+async def test_hits_sent_together_never_pass_the_limit(store: Store) -> None:
+    """Hits in flight at once (on SQLite: one group commit, whose counters are read once and written
+    back once) admit exactly the limit, and the counter holds exactly what was admitted."""
+    results = await asyncio.gather(*(store.hit_windows([WindowHit("burst", 5)], T0, WINDOW) for _ in range(12)))
+    assert sum(r.allowed for [r] in results) == 5
+    assert sorted(r.count for [r] in results if r.allowed) == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0])
+    [peek] = await store.hit_windows([WindowHit("burst", None, increment=False)], T0, WINDOW)
+    assert peek.count == pytest.approx(5.0)
 
 
 async def test_hit_windows_is_all_or_nothing(store: Store) -> None:

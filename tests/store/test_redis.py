@@ -3,6 +3,8 @@ reclaim space, outages as StoreUnavailable and recovery without reopening, AOF d
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from redis.crc import key_slot
@@ -13,6 +15,7 @@ from app.config import ConfigError
 from app.errors import StoreUnavailable
 from app.store.port import Account, Delivery, Registration
 from app.store.redis import RedisStore, parse_redis_url
+from app.store.redis.pipeline import AutoPipeline
 from tests.redis_servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -138,6 +141,36 @@ async def test_scripts_are_reloaded_after_a_flush(redis_server) -> None:
         redis_server.command("SCRIPT", "FLUSH")
         state = await store.access_state(account.id, registration.id, None, T0)  # the single-call path
         assert state is not None and state.account == account
+    finally:
+        await store.close()
+
+
+async def test_the_calls_of_one_turn_share_a_pipeline_and_each_gets_its_own_answer(redis_server, monkeypatch) -> None:
+    """app/store/redis/pipeline.py: scripts called together go out as one pipeline; a script's error
+    reply reaches its caller alone; after a SCRIPT FLUSH the refused calls reload and run again."""
+    batches: list[int] = []
+    execute = AutoPipeline._execute
+
+    async def counted(self: AutoPipeline, batch: list) -> list:  # type: ignore[type-arg]
+        batches.append(len(batch))
+        return await execute(self, batch)
+
+    monkeypatch.setattr(AutoPipeline, "_execute", counted)
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        records = [_records(f"acct_p{i}") for i in range(6)]
+        results = await asyncio.gather(
+            *(store.create_registration(*r) for r in [*records, records[2]]), return_exceptions=True
+        )
+        assert batches == [7]
+        assert results[:6] == [[]] * 6
+        assert isinstance(results[6], ResponseError) and "already exists" in str(results[6])
+        redis_server.command("SCRIPT", "FLUSH")
+        batches.clear()
+        states = await asyncio.gather(*(store.access_state(a.id, r.id, None, T0) for a, r, _ in records))
+        assert batches == [6, 6]  # refused with NOSCRIPT, then run again after the reload
+        assert [s.account.id for s in states if s is not None] == [a.id for a, _, _ in records]
     finally:
         await store.close()
 

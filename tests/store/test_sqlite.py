@@ -15,7 +15,7 @@ import pytest
 
 from app import events as ev
 from app.errors import StoreUnavailable
-from app.store.port import Account, Note, Registration
+from app.store.port import Account, Admission, Note, Registration, WindowHit
 from app.store.sqlite import SQLiteStore, parse_sqlite_url
 from app.store.sqlite.commit import CHECKPOINT_EVERY, Checkpointer, writes
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000
+WINDOW = 100.0
 
 
 def migration_count() -> int:
@@ -311,6 +312,68 @@ async def test_the_writes_of_one_turn_share_a_commit_and_a_failing_one_rolls_bac
     store = await open_store(tmp_path / "a.sqlite3")
     try:
         assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_0", "acct_1", "acct_2", "acct_3"]
+    finally:
+        await store.close()
+
+
+def window_row(path: Path, key: str) -> tuple[int, int, int] | None:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT bucket, count, prev FROM windows WHERE key = ?", (key,)).fetchone()
+        return tuple(row) if row else None
+    finally:
+        conn.close()
+
+
+async def test_a_batch_counts_its_windows_once_and_a_failing_step_gives_its_counts_back(tmp_path: Path) -> None:
+    """The window counters of a batch are read once and written back before its COMMIT
+    (app/store/sqlite/windows.py): the limit holds across the batch's steps, a step that fails after
+    counting gives its counts back, and the row on disk is the sum of what was kept."""
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    admit = Admission((WindowHit("src", 3), WindowHit("global", None)), T0, WINDOW)
+    try:
+        await store.create_registration(*registration_records(0))  # acct_0 exists: its twin fails at insert
+        commits = store._group.commits
+        results = await asyncio.gather(
+            *(store.create_registration(*registration_records(n), admit) for n in (1, 0, 2, 3, 4)),
+            return_exceptions=True,
+        )
+        assert store._group.commits == commits + 1
+        assert isinstance(results[1], sqlite3.IntegrityError)  # counted, then undone with its savepoint
+        assert [r[0].allowed for r in (results[0], *results[2:])] == [True, True, True, False]  # type: ignore[index]
+        assert [r[0].count for r in results[2:4]] == pytest.approx([2.0, 3.0])  # type: ignore[index]
+        assert [a.id for a in await store.list_accounts(None, 10, T0)] == ["acct_0", "acct_1", "acct_2", "acct_3"]
+        bucket = int(T0 // WINDOW)
+        assert window_row(path, "src") == (bucket, 3, 0)
+        assert window_row(path, "global") == (bucket, 3, 0)
+        # The next batch reads what the last one wrote: the source is full.
+        [refused, _] = await store.create_registration(*registration_records(5), admit)
+        assert refused.allowed is False
+    finally:
+        await store.close()
+
+
+async def test_a_failed_commit_keeps_no_window_counts(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = await open_store(path)
+    try:
+        store.conn.execute("CREATE TABLE t (x TEXT REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED)")
+
+        def orphan() -> None:
+            with store._write() as conn:
+                conn.execute("INSERT INTO t VALUES ('no such account')")
+
+        admit = Admission((WindowHit("src", 10),), T0, WINDOW)
+        results = await asyncio.gather(
+            store.create_registration(*registration_records(1), admit),
+            store._run(writes(orphan)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert window_row(path, "src") is None
+        [counted] = await store.create_registration(*registration_records(2), admit)
+        assert counted.count == pytest.approx(1.0)  # nothing of the failed batch's count carried over
     finally:
         await store.close()
 

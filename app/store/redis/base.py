@@ -45,6 +45,7 @@ from app.store.port import (
     WindowResult,
     expired_event,
 )
+from app.store.redis.pipeline import AutoPipeline
 
 GRACE_MS = 86_400_000  # backend TTLs outlive the stored expiry by a day: the sweeper acts first
 # Errors that mean "the store cannot answer now": a 503 upstream, never a 500.
@@ -295,6 +296,7 @@ class RedisBase:
         self._socket_timeout = socket_timeout
         self._client: Any = None
         self._gate: asyncio.Semaphore | None = None
+        self._pipeline: AutoPipeline | None = None
 
     def _a(self, account_id: str, part: str) -> str:
         return f"{self.prefix}{{a:{account_id}}}:{part}"
@@ -447,6 +449,8 @@ class RedisBase:
         # Timed from the wait for a connection on: what the request waits for. Labelled by the script's name.
         started = time.perf_counter()
         try:
+            if self._pipeline is not None:  # a single Redis: with the turn's other commands (pipeline.py)
+                return await self._pipeline.submit("evalsha", sha, len(keys), *keys, *args)
             async with self._connection():
                 try:
                     try:
@@ -465,6 +469,8 @@ class RedisBase:
     async def _do(self, method: str, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
+            if self._pipeline is not None:
+                return await self._pipeline.submit(method, *args, **kwargs)
             async with self._connection():
                 try:
                     return await getattr(self._client, method)(*args, **kwargs)
@@ -479,6 +485,8 @@ class RedisBase:
     async def open(self) -> None:
         self._client = self._connect()
         self._gate = asyncio.Semaphore(self._size)
+        if not self._cluster:
+            self._pipeline = AutoPipeline(self._client, self._connection, self._load_scripts, UNAVAILABLE)
         try:
             await self._check_eviction_policy()
             await self._load_scripts()
@@ -503,6 +511,9 @@ class RedisBase:
             )
 
     async def close(self) -> None:
+        if self._pipeline is not None:
+            await self._pipeline.close()
+            self._pipeline = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -28,6 +28,7 @@ from app.errors import StoreUnavailable
 from app.events import Event
 from app.store.port import Account, Delegation, Deleted, Registration, User, expired_event
 from app.store.sqlite.commit import WAL_SIZE_LIMIT, Checkpointer, GroupCommit, is_busy, is_write, writes
+from app.store.sqlite.windows import WindowRows
 
 T = TypeVar("T")
 
@@ -129,7 +130,7 @@ class SQLiteBase:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
-        self._group = GroupCommit(lambda: self.conn, busy_timeout_ms / 1000, None)
+        self._group = GroupCommit(lambda: self.conn, busy_timeout_ms / 1000, None, WindowRows())
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -176,6 +177,10 @@ class SQLiteBase:
         if self._conn is None:
             raise StoreUnavailable("store is not open")
         return self._conn
+
+    def _batch_windows(self) -> WindowRows | None:
+        """The window counters of the batch this write step runs in; None outside a batch."""
+        return self._group.windows if self._group.running else None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

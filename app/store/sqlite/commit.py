@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.errors import StoreUnavailable
+from app.store.sqlite.windows import WindowRows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,8 +74,15 @@ class _Step:
 class GroupCommit:
     """The write steps queued in this loop turn, run and committed together at its end."""
 
-    def __init__(self, conn: Callable[[], sqlite3.Connection], busy_timeout: float, checkpointer: Checkpointer | None):
+    def __init__(
+        self,
+        conn: Callable[[], sqlite3.Connection],
+        busy_timeout: float,
+        checkpointer: Checkpointer | None,
+        windows: WindowRows,
+    ):
         self._conn = conn
+        self.windows = windows  # the rate-limit counters the batch moved, written once before COMMIT
         self._busy_timeout = busy_timeout
         self.checkpointer = checkpointer
         self.running = False  # inside a batch: a step's _write() is its savepoint's
@@ -127,14 +135,18 @@ class GroupCommit:
             self._fail(self._take(), exc)
             return
         steps = self._take()
+        self.windows.clear()  # nothing carried over from a batch that ended some other way
         outcomes = self._steps(conn, steps)
         try:
+            self.windows.flush(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(sqlite3.DatabaseError):
                 conn.execute("ROLLBACK")
             self._fail(steps, exc)
             return
+        finally:
+            self.windows.clear()
         for step, (error, value) in zip(steps, outcomes, strict=True):
             if step.done.done():
                 continue
@@ -153,11 +165,13 @@ class GroupCommit:
         try:
             for step in steps:
                 conn.execute("SAVEPOINT step")
+                self.windows.begin_step()
                 try:
                     value = step.fn(*step.args)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO step")
                     conn.execute("RELEASE step")
+                    self.windows.undo_step()
                     outcomes.append((_mapped(exc), None))
                 else:
                     conn.execute("RELEASE step")

@@ -29,7 +29,11 @@ class SQLiteGrants(SQLiteBase):
         self, account: Account, reg: Registration, events: Sequence[Event], admission: Admission | None
     ) -> list[WindowResult]:
         with self._write() as conn:
-            counted = count_windows(conn, admission.hits, admission.now, admission.window) if admission else []
+            counted = (
+                count_windows(conn, admission.hits, admission.now, admission.window, self._batch_windows())
+                if admission
+                else []
+            )
             if all(c.allowed for c in counted):
                 self._insert_account(conn, account, reg)
                 self._append(conn, events)
