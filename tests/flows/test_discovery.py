@@ -131,6 +131,29 @@ async def test_unknown_paths_and_methods_get_our_error_shape(harness):
     assert "POST" in r.headers.get("allow", "")
 
 
+async def test_the_bare_asgi_routes_answer_methods_and_bodies_as_the_others(harness):
+    """/agent/identity, /oauth2/token and /api/notes are bare ASGI routes (app/routes/http.py asgi_route):
+    OPTIONS lists their methods, any other method is our 405 with Allow, a body past the limit is our
+    413, and the API authenticates before it reads a body."""
+    iss, client = harness.settings.issuer, harness.client
+    for path, methods in (("/agent/identity", {"POST"}), ("/oauth2/token", {"POST"}), ("/api/notes", {"GET", "POST"})):
+        r = await client.options(iss + path)
+        assert r.status_code == 204 and set(r.headers["allow"].split(", ")) == {*methods, "OPTIONS"}
+        for method in ("PUT", "DELETE", "PATCH", "HEAD", *({"GET"} - methods)):
+            r = await client.request(method, iss + path)
+            assert r.status_code == 405, (method, path)
+            assert set(r.headers["allow"].split(", ")) == {*methods, "OPTIONS"}
+            if method != "HEAD":
+                assert r.json()["error"] == "method_not_allowed"
+    big = b"grant_type=" + b"x" * (harness.settings.max_body_bytes + 1)
+    r = await client.post(
+        iss + "/oauth2/token", content=big, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert (r.status_code, r.json()["error"]) == (413, "request_too_large")
+    r = await client.post(iss + "/api/notes", content=big, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]) == (401, "invalid_token")  # the token first, the body after
+
+
 async def test_health(harness):
     assert (await harness.client.get(f"{harness.settings.issuer}/healthz")).json() == {"status": "ok"}
     assert (await harness.client.get(f"{harness.settings.issuer}/readyz")).json() == {"status": "ready"}
