@@ -22,6 +22,16 @@ from app.store.sqlite.commit import writes
 from app.store.sqlite.limits import count_windows
 from app.store.sqlite.notes import read_notes
 
+# Every authenticated request runs this: built once, not per call.
+_ACCESS_STATE = (
+    f"SELECT {', '.join('r.' + c.strip() for c in _REG_COLS.split(','))}, "
+    f"{', '.join('a.' + c.strip() for c in _ACCT_COLS.split(','))}, "
+    "EXISTS (SELECT 1 FROM marks m WHERE m.namespace = 'revoked' AND m.key = ? AND m.expires_at > ?) "
+    "FROM registrations r JOIN accounts a ON a.id = r.account_id "
+    "WHERE r.id = ? AND r.account_id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
+    "AND (a.expires_at IS NULL OR a.expires_at > ?)"
+)
+
 
 class SQLiteGrants(SQLiteBase):
     @writes
@@ -95,15 +105,7 @@ class SQLiteGrants(SQLiteBase):
         self, account_id: str, registration_id: str, token_id: str | None, now: float, notes: bool
     ) -> AccessState | None:
         # One statement is one consistent snapshot: registration, account and the token's mark.
-        row = self.conn.execute(
-            f"SELECT {', '.join('r.' + c.strip() for c in _REG_COLS.split(','))}, "
-            f"{', '.join('a.' + c.strip() for c in _ACCT_COLS.split(','))}, "
-            "EXISTS (SELECT 1 FROM marks m WHERE m.namespace = 'revoked' AND m.key = ? AND m.expires_at > ?) "
-            "FROM registrations r JOIN accounts a ON a.id = r.account_id "
-            "WHERE r.id = ? AND r.account_id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
-            "AND (a.expires_at IS NULL OR a.expires_at > ?)",
-            (token_id, now, registration_id, account_id, now, now),
-        ).fetchone()
+        row = self.conn.execute(_ACCESS_STATE, (token_id, now, registration_id, account_id, now, now)).fetchone()
         if row is None:
             return None
         nr, na = len(_REG_FIELDS), len(_ACCT_FIELDS)
