@@ -15,6 +15,7 @@ from litestar.enums import MediaType
 from litestar.exceptions import ClientException, InternalServerException, MethodNotAllowedException
 from litestar.handlers import ASGIRouteHandler
 from litestar.response.base import ASGIResponse
+from litestar.routes import ASGIRoute
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -209,6 +210,7 @@ def json_response(
 # send hooks (access log, HSTS) and the middleware (request ids, metrics) as for every route.
 
 Answer = Callable[[Connection], Awaitable[Encoded]]
+_ANSWERS = "authmd_answers"  # the route handler's opt key holding its answers, by method
 _EMPTY: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -219,11 +221,9 @@ async def body_of(request: Connection) -> bytes:
 
 
 async def _read_body(scope: HTTPScope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if int(value) > limit:  # the server has already refused a Content-Length that is not a number
-                raise ClientException(status_code=413)
-            break
+    length = scope_header(scope, b"content-length")
+    if length is not None and int(length) > limit:  # the server refuses a Content-Length that is no number
+        raise ClientException(status_code=413)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -265,4 +265,14 @@ def asgi_route(path: str, answers: dict[str, Answer]) -> ASGIRouteHandler:
 
     name = "_".join(a.__name__ for a in answers.values())
     handler.__name__ = handler.__qualname__ = name
-    return asgi(path, name=name, copy_scope=False)(handler)
+    return asgi(path, name=name, copy_scope=False, opt={_ANSWERS: answers})(handler)
+
+
+def asgi_answers(app: Litestar) -> dict[tuple[str, str], Answer]:
+    """What ``asgi_route`` serves in ``app``, by (method, path): for its OpenAPI document."""
+    found: dict[tuple[str, str], Answer] = {}
+    for route in app.routes:
+        if isinstance(route, ASGIRoute) and _ANSWERS in route.route_handler.opt:
+            answers: dict[str, Answer] = route.route_handler.opt[_ANSWERS]
+            found.update({(method, route.path): answer for method, answer in answers.items()})
+    return found

@@ -33,8 +33,7 @@ from app.flows.admin import views as admin
 from app.flows.admin import webhooks as hooks
 from app.flows.admin.credentials import CredentialCheck, ValidateRequest
 from app.flows.claim import external
-from app.routes import identity, notes, oauth
-from app.routes.http import FORM, JSON, Answer
+from app.routes.http import FORM, JSON, Answer, asgi_answers
 from app.routes.identity import RFC8935_CODES, SECEVENT_JWT
 
 DOCUMENT_PATH = "/schema"  # + "/openapi.json"; under the issuer's path
@@ -106,15 +105,6 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", "/healthz"): Op({200: wire.Health}, (500,)),
     ("GET", "/readyz"): Op({200: wire.Health}, STORE),
-}
-
-# The endpoints served as bare ASGI routes (app/routes/http.py asgi_route), which Litestar does not
-# describe: their skeleton is written here as Litestar writes a handler's.
-ASGI_OPERATIONS: dict[tuple[str, str], Answer] = {
-    ("POST", ep.IDENTITY): identity.register_identity,
-    ("POST", ep.TOKEN): oauth.token,
-    ("GET", ep.NOTES): notes.list_notes,
-    ("POST", ep.NOTES): notes.create_note,
 }
 
 SECURITY_SCHEMES = {
@@ -198,8 +188,10 @@ def _discovery(ctx: Context) -> dict[str, dict[str, Any]]:
     return paths
 
 
-def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
-    """Litestar's document, completed from ``OPERATIONS``, each of which must be a route."""
+def build(ctx: Context, generated: dict[str, Any], answers: dict[tuple[str, str], Answer]) -> dict[str, Any]:
+    """Litestar's document, completed from ``OPERATIONS``, each of which must be a route. ``answers``:
+    the operations of the app's bare ASGI routes (app/routes/http.py asgi_route) by (method, path),
+    which Litestar does not describe: their skeleton is written here as Litestar writes a handler's."""
     doc = copy.deepcopy(generated)
     base = ctx.endpoints.base_path
     # A response union is untagged (msgspec decodes none of them): each member gets its schema, then anyOf.
@@ -211,12 +203,12 @@ def build(ctx: Context, generated: dict[str, Any]) -> dict[str, Any]:
         components[f"Error{status}"] = _error_schema(status)
     components["SetError"] = _SET_ERROR
 
-    for (method, path), answer in ASGI_OPERATIONS.items():
+    for (method, path), answer in answers.items():
         name = answer.__name__
         skeleton: dict[str, Any] = {"summary": "".join(w.capitalize() for w in name.split("_")), "operationId": name}
         if answer.__doc__:
             skeleton["description"] = answer.__doc__.strip()
-        doc["paths"].setdefault(base + path, {})[method.lower()] = {**skeleton, "deprecated": False}
+        doc["paths"].setdefault(path, {})[method.lower()] = {**skeleton, "deprecated": False}
     seen = set()
     for path, item in doc["paths"].items():
         for method, operation in item.items():
@@ -264,7 +256,7 @@ class Document(JsonRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self.encoded is None:
-            self.encoded = msgspec.json.encode(build(self.ctx, openapi_schema))
+            self.encoded = msgspec.json.encode(build(self.ctx, openapi_schema, asgi_answers(request.app)))
         return self.encoded
 
 

@@ -92,6 +92,12 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
     assert components["Error400"]["properties"]["challenge"] == {"$ref": "#/components/schemas/Challenge"}
     assert "challenge" not in components["Error400"]["required"] and "Challenge" in components
     assert paths["/tenant/api/notes"]["get"]["security"] == [{"bearer": []}]
+    # The bare ASGI routes (app/routes/http.py asgi_route) are found among the app's routes and named
+    # as Litestar names a handler.
+    ids = {(path, method): op.get("operationId") for path, item in paths.items() for method, op in item.items()}
+    assert ids[("/tenant/agent/identity", "post")] == "register_identity"
+    assert ids[("/tenant/oauth2/token", "post")] == "token"
+    assert (ids[("/tenant/api/notes", "get")], ids[("/tenant/api/notes", "post")]) == ("list_notes", "create_note")
     admin = [op for path, item in paths.items() if path.startswith("/tenant/admin/v1/") for op in item.values()]
     assert len(admin) == 14 and all(op["security"] == [{"admin": []}] for op in admin)
     assert doc["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"

@@ -69,12 +69,11 @@ class AutoPipeline:
         try:
             async with self._slot():
                 replies = await self._execute(batch)
-                again = [(call, reply) for call, reply in zip(batch, replies, strict=True)]
-                if any(isinstance(reply, rx.NoScriptError) for _, reply in again):
+                stale = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+                if stale:
                     await self._reload()
-                    stale = [call for call, reply in again if isinstance(reply, rx.NoScriptError)]
-                    rerun = dict(zip(map(id, stale), await self._execute(stale), strict=True))
-                    again = [(call, rerun.get(id(call), reply)) for call, reply in again]
+                    for i, reply in zip(stale, await self._execute([batch[i] for i in stale]), strict=True):
+                        replies[i] = reply
         except self._unavailable as exc:
             _fail(batch, StoreUnavailable(f"redis: {type(exc).__name__}"))
             return
@@ -84,7 +83,7 @@ class AutoPipeline:
         except BaseException as exc:  # cancelled (the store is closing) or a bug: no caller waits forever
             _fail(batch, StoreUnavailable(f"redis: {type(exc).__name__}"))
             raise
-        for (_, _, _, answer), reply in again:
+        for (_, _, _, answer), reply in zip(batch, replies, strict=True):
             if answer.done():  # its caller went away
                 continue
             if isinstance(reply, self._unavailable):

@@ -24,8 +24,7 @@ from app.store.sqlite.notes import read_notes
 
 # Every authenticated request runs this: built once, not per call.
 _ACCESS_STATE = (
-    f"SELECT {', '.join('r.' + c.strip() for c in _REG_COLS.split(','))}, "
-    f"{', '.join('a.' + c.strip() for c in _ACCT_COLS.split(','))}, "
+    f"SELECT {', '.join('r.' + c for c in _REG_FIELDS)}, {', '.join('a.' + c for c in _ACCT_FIELDS)}, "
     "EXISTS (SELECT 1 FROM marks m WHERE m.namespace = 'revoked' AND m.key = ? AND m.expires_at > ?) "
     "FROM registrations r JOIN accounts a ON a.id = r.account_id "
     "WHERE r.id = ? AND r.account_id = ? AND (r.expires_at IS NULL OR r.expires_at > ?) "
