@@ -7,6 +7,10 @@ latency is measured from each request's scheduled start (no coordinated omission
 Proof of work is off and rate limits are raised for the run; everything else (the access log, metrics,
 the event outbox) is as shipped, and the output says so.
 
+The bare app is measured again after every scenario, and each scenario's ratio divides by the mean of
+the two bare measurements around it: this machine's speed drifts by a third within a minute, and a
+ratio to a bare run from a minute earlier carried that drift.
+
 ``--workers 1,2`` runs the whole thing once per worker count, each with fresh servers, and reports how
 each scenario scales. With wrk installed, the constant-request scenarios are also measured by wrk
 (app/tools/wrk.py) right after our own peak phase, to catch our generator being the bottleneck.
@@ -217,6 +221,17 @@ class Run:
     phases: dict[str, dict[str, load.Result]] = field(default_factory=dict)
     crosscheck: dict[str, wrk.Measurement] = field(default_factory=dict)
     memory: dict[str, float] | None = None
+    # The bare app's peak req/s (ours, wrk's or 0.0) before the first scenario and after each one.
+    bare: list[tuple[float, float]] = field(default_factory=list)
+
+    def base(self, name: str) -> tuple[float, float]:
+        """The bare req/s a scenario's ratios divide by: the mean of the measurements around it (the
+        bare row's own: the first)."""
+        names = [n for n in self.phases if n != "bare"]
+        if name not in names:
+            return self.bare[0]
+        around = self.bare[names.index(name) : names.index(name) + 2]
+        return sum(b[0] for b in around) / len(around), sum(b[1] for b in around) / len(around)
 
 
 async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Namespace, run: Run, tmp: Path) -> None:
@@ -329,9 +344,24 @@ async def _scenario(name: str, port: int, provider: load.BenchProvider, connecti
 async def _all(servers: Servers, scenarios: list[str], args: argparse.Namespace, run: Run) -> None:
     bare = Scenario(load.get("/const"), wrk.Request("/const"))
     await _phases("bare", servers.bare_port, bare, args, run, servers.tmp)
+    run.bare.append(_bare_rps(run.phases["bare"]["peak"], run.crosscheck.get("bare")))
     for name in scenarios:
         scenario = await _scenario(name, servers.authmd_port, servers.provider, args.connections)
         await _phases(name, servers.authmd_port, scenario, args, run, servers.tmp)
+        run.bare.append(await _bare_again(servers, bare, args))
+
+
+async def _bare_again(servers: Servers, bare: Scenario, args: argparse.Namespace) -> tuple[float, float]:
+    """The bare app's peak once more (both generators, no paced phase), for the next ratios."""
+    peak = await load.drive("bare", servers.bare_port, bare.step, args.connections, args.duration, None)
+    check = None
+    if args.wrk and bare.wrk is not None:
+        check = await wrk.measure(bare.wrk, servers.bare_port, args.connections, args.duration, servers.tmp)
+    return _bare_rps(peak, check)
+
+
+def _bare_rps(peak: load.Result, check: wrk.Measurement | None) -> tuple[float, float]:
+    return peak.rps, check.requests_per_s if check is not None else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -345,13 +375,13 @@ NOTE = (
 
 
 def _rows(run: Run) -> list[dict[str, Any]]:
-    bare = run.phases["bare"]["peak"].rps
-    wrk_bare = run.crosscheck["bare"].requests_per_s if "bare" in run.crosscheck else 0.0
     rows = []
     for name, phases in run.phases.items():
         peak, paced, check = phases["peak"], phases.get("paced"), run.crosscheck.get(name)
+        bare, wrk_bare = run.base(name)
         row = {
             "scenario": name,
+            "bare_requests_per_s": round(bare),
             "requests_per_s": round(peak.rps),
             "ratio_to_bare": round(peak.rps / bare, 3) if bare else None,
             "p50_ms": round(peak.pct(0.50), 2),
@@ -434,7 +464,13 @@ def _print_json(
     meta: dict[str, Any], tables: list[tuple[Run, list[dict[str, Any]]]], scaling: Any, args: argparse.Namespace
 ) -> None:
     runs = [
-        {"workers": run.workers, "store": _store(run.store, args), "redis_memory": run.memory, "results": rows}
+        {
+            "workers": run.workers,
+            "store": _store(run.store, args),
+            "redis_memory": run.memory,
+            "bare_measured": [{"own": round(own), "wrk": round(by_wrk) or None} for own, by_wrk in run.bare],
+            "results": rows,
+        }
         for run, rows in tables
     ]
     if len(runs) == 1:  # the shape from before worker lists, which the README and tests read
@@ -450,12 +486,13 @@ def _cell(value: Any) -> Any:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'scenario':<10} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
+        f"{'scenario':<10} {'bare':>7} {'req/s':>8} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} | "
         f"{'70% req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | {'wrk req/s':>9} {'wrk x bare':>10} | ratio"
     )
     for r in rows:
         print(
-            f"{r['scenario']:<10} {r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
+            f"{r['scenario']:<10} {r['wrk_bare_requests_per_s'] or r['bare_requests_per_s']:>7} "
+            f"{r['requests_per_s']:>8} {r['ratio_to_bare']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} | "
             f"{r['paced_requests_per_s'] or '-':>9} {r['paced_p50_ms'] or '-':>8} {r['paced_p99_ms'] or '-':>8} "
             f"{r['errors']:>6} | {_cell(r['wrk_requests_per_s']):>9} {_cell(r['wrk_ratio_to_bare']):>10} | "
             f"{_cell(r['ratio'])} ({r['by']})"

@@ -117,7 +117,15 @@ async def measure(request: Request, port: int, connections: int, duration: float
 # Report columns: wrk's ratio to its own bare measurement, and how far it is from our generator's.
 # ---------------------------------------------------------------------------------------------------
 
-KEYS = ("wrk_requests_per_s", "wrk_ratio_to_bare", "generator_disagreement", "wrk_p50_ms", "wrk_p99_ms", "wrk_errors")
+KEYS = (
+    "wrk_bare_requests_per_s",
+    "wrk_requests_per_s",
+    "wrk_ratio_to_bare",
+    "generator_disagreement",
+    "wrk_p50_ms",
+    "wrk_p99_ms",
+    "wrk_errors",
+)
 DISAGREEMENT = 0.30  # beyond this, one generator (ours, most likely: it is Python) is measuring itself
 
 
@@ -128,6 +136,7 @@ def columns(own_ratio: float | None, check: Measurement | None, wrk_bare: float)
     ratio = check.requests_per_s / wrk_bare
     disagreement = abs(own_ratio - ratio) / ratio if own_ratio is not None and ratio else None
     return {
+        "wrk_bare_requests_per_s": round(wrk_bare),
         "wrk_requests_per_s": round(check.requests_per_s),
         "wrk_ratio_to_bare": round(ratio, 3),
         "generator_disagreement": round(disagreement, 3) if disagreement is not None else None,

@@ -31,7 +31,13 @@ def test_bench_reports_every_scenario() -> None:
         assert row["requests_per_s"] > 0 and row["paced_requests_per_s"] > 0, (name, row)
         assert row["p50_ms"] <= row["p99_ms"], (name, row)
         assert (row["ratio"], row["by"]) == (row["ratio_to_bare"], "own"), (name, row)  # no wrk: ours is the headline
+        # each ratio divides by the bare app measured around that scenario (the mean of both sides)
+        assert row["ratio_to_bare"] == pytest.approx(row["requests_per_s"] / row["bare_requests_per_s"], rel=0.02)
     assert rows["bare"]["ratio_to_bare"] == 1.0
+    bare = report["runs"][0]["bare_measured"]
+    assert len(bare) == len(rows) and all(b["own"] > 0 and b["wrk"] is None for b in bare)  # once more per scenario
+    assert rows["discovery"]["bare_requests_per_s"] == pytest.approx((bare[0]["own"] + bare[1]["own"]) / 2, abs=1)
+    assert rows["refresh"]["bare_requests_per_s"] == pytest.approx((bare[-2]["own"] + bare[-1]["own"]) / 2, abs=1)
     assert "proof of work off" in report["meta"]["note"]
 
 
@@ -105,6 +111,9 @@ def test_bench_cross_checks_constant_requests_with_wrk() -> None:
         assert row["wrk_requests_per_s"] > 0 and row["wrk_ratio_to_bare"] > 0, (name, row)
         assert row["generator_disagreement"] >= 0, (name, row)
         assert (row["ratio"], row["by"]) == (row["wrk_ratio_to_bare"], "wrk"), (name, row)  # wrk is the headline
+        assert row["wrk_ratio_to_bare"] == pytest.approx(
+            row["wrk_requests_per_s"] / row["wrk_bare_requests_per_s"], rel=0.02
+        ), (name, row)
     # ID-JAGs are signed per request by the bench: only our generator sends them.
     assert rows["idjag"]["wrk_requests_per_s"] is None
     assert (rows["idjag"]["ratio"], rows["idjag"]["by"]) == (rows["idjag"]["ratio_to_bare"], "own")

@@ -15,7 +15,7 @@ from app.config import ConfigError
 from app.errors import StoreUnavailable
 from app.store.port import Account, Delivery, Registration
 from app.store.redis import RedisStore, parse_redis_url
-from app.store.redis.pipeline import AutoPipeline
+from app.store.redis.pipeline import MAX_BATCH, AutoPipeline
 from tests.redis_servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -170,6 +170,29 @@ async def test_the_calls_of_one_turn_share_a_pipeline_and_each_gets_its_own_answ
         batches.clear()
         states = await asyncio.gather(*(store.access_state(a.id, r.id, None, T0) for a, r, _ in records))
         assert batches == [6, 6]  # refused with NOSCRIPT, then run again after the reload
+        assert [s.account.id for s in states if s is not None] == [a.id for a, _, _ in records]
+    finally:
+        await store.close()
+
+
+async def test_a_full_batch_goes_out_before_the_turn_ends(redis_server, monkeypatch) -> None:
+    """MAX_BATCH commands make a pipeline at once (Redis starts on them while the turn goes on); the rest
+    of the turn goes out at its end; every caller gets its own answer."""
+    sent: list[int] = []
+    flush = AutoPipeline._flush
+
+    def counted(self: AutoPipeline) -> None:
+        sent.append(len(self._queue))
+        flush(self)
+
+    monkeypatch.setattr(AutoPipeline, "_flush", counted)
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        records = [_records(f"acct_b{i}") for i in range(2 * MAX_BATCH + 3)]
+        assert await asyncio.gather(*(store.create_registration(*r) for r in records)) == [[]] * len(records)
+        assert sent == [MAX_BATCH, MAX_BATCH, 3]
+        states = await asyncio.gather(*(store.access_state(a.id, r.id, None, T0) for a, r, _ in records))
         assert [s.account.id for s in states if s is not None] == [a.id for a, _, _ in records]
     finally:
         await store.close()
