@@ -27,6 +27,7 @@ re-resolve the name and, for https, verify TLS against the IP), no default crede
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import logging
 import re
@@ -39,7 +40,7 @@ import httpx
 
 from app.clock import Clock
 from app.errors import AuthError
-from app.outbound.http import BadMediaType, BadStatus, BodyRefused, NotJson, fetch_json, is_json_media_type
+from app.outbound.http import BadMediaType, BadStatus, BodyRefused, Fetched, NotJson, fetch_json, is_json_media_type
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,22 @@ async def fetch_client_metadata(
     included), a status other than 200 (redirects are not followed), a non-JSON ``Content-Type``, a body
     over ``max_bytes``, or a document that is not a JSON object whose ``client_id`` is exactly ``client_id``.
     """
+    document, _ = await _fetch_client_metadata(
+        http, client_id, allow_http=allow_http, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes
+    )
+    return document
+
+
+async def _fetch_client_metadata(
+    http: httpx.AsyncClient,
+    client_id: str,
+    *,
+    allow_http: bool,
+    allow_private: bool,
+    timeout: float,
+    max_bytes: int,
+) -> tuple[dict[str, Any], httpx.Headers]:
+    """``fetch_client_metadata``, with the response's headers (for how long the document stays fresh)."""
     try:
         target = _parse_client_id(client_id, allow_http=allow_http)
         async with asyncio.timeout(timeout):
@@ -182,17 +199,17 @@ async def fetch_client_metadata(
             # cannot be used to reach the internal one on a retry.
             if not allow_private and not all(is_public_address(address) for address in addresses):
                 raise _Refused("the client_id URL's host resolves to a private or reserved address")
-            document = await _fetch_pinned(http, target, addresses, timeout=timeout, max_bytes=max_bytes)
+            got = await _fetch_pinned(http, target, addresses, timeout=timeout, max_bytes=max_bytes)
     except _Refused as exc:
         raise _refuse(str(exc)) from None
     except TimeoutError:
         raise _refuse(f"no complete answer within {timeout:g}s") from None
-    return _validate(document, client_id)
+    return _validate(got.document, client_id), got.headers
 
 
 async def _fetch_pinned(
     http: httpx.AsyncClient, target: _Target, addresses: list[IPAddress], *, timeout: float, max_bytes: int
-) -> object:
+) -> Fetched:
     """GET the document from the checked addresses (first that accepts a connection), never re-resolving."""
     headers = {
         "Host": target.authority,
@@ -204,7 +221,7 @@ async def _fetch_pinned(
     for address in addresses:
         try:
             pinned = target.url.copy_with(host=str(address))
-            got = await fetch_json(
+            return await fetch_json(
                 http,
                 pinned,
                 max_bytes=max_bytes,
@@ -213,7 +230,6 @@ async def _fetch_pinned(
                 extensions=extensions,
                 media_type=is_json_media_type,
             )
-            return got.document
         except (httpx.ConnectError, httpx.InvalidURL):
             continue  # refused, unreachable, failed TLS (or a scoped IPv6 URL httpx cannot form): next address
         except httpx.TimeoutException:
@@ -248,6 +264,47 @@ def _validate(document: object, client_id: str) -> dict[str, Any]:
     return document
 
 
+# How long a document stays fresh when its response says nothing (RFC 9111 §4.2.2 lets a cache choose), and
+# the most it is kept whatever the response says: a client that changes its redirect URIs, or whose
+# document was taken over, is seen within the day.
+DEFAULT_FRESHNESS = 300.0
+MAX_FRESHNESS = 86_400.0
+_MAX_AGE = re.compile(r"^max-age=\"?(\d+)\"?$")
+
+
+def freshness(headers: httpx.Headers, *, default: float = DEFAULT_FRESHNESS, ceiling: float = MAX_FRESHNESS) -> float:
+    """Seconds a fetched document may be served from the cache, from its response headers (the draft's
+    "SHOULD cache ... respecting HTTP cache headers"; RFC 9111 §4.2). ``no-store`` and ``no-cache`` (§5.2.2.4,
+    §5.2.2.5): not at all, so the next request fetches again. Else ``max-age`` (§5.2.2.1), else ``Expires``
+    less ``Date`` (§4.2.1), less the ``Age`` the response already had (§4.2.3); else ``default``. A
+    malformed ``max-age`` or ``Expires`` makes the response stale (§4.2.1, §5.3). Bounded by ``ceiling``."""
+    directives = [d.strip().lower() for line in headers.get_list("cache-control") for d in line.split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    ages = [d for d in directives if d.startswith("max-age")]
+    if ages:
+        match = _MAX_AGE.match(ages[0].replace(" ", ""))
+        lifetime = float(match.group(1)) if match else 0.0
+    elif "expires" in headers:
+        expires, date = _http_date(headers.get("expires")), _http_date(headers.get("date"))
+        lifetime = max(0.0, expires - date) if expires is not None and date is not None else 0.0
+    else:
+        return min(default, ceiling)
+    age = headers.get("age", "").strip()
+    if age.isdigit():
+        lifetime -= float(age)
+    return max(0.0, min(lifetime, ceiling))
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(slots=True)
 class _Entry:
     document: dict[str, Any]
@@ -255,7 +312,8 @@ class _Entry:
 
 
 class ClientMetadataCache:
-    """Validated metadata documents, kept ``ttl`` seconds by the injected clock.
+    """Validated metadata documents, each kept as long as its response's cache headers allow
+    (``freshness``; ``ttl`` seconds when they say nothing, a day at most), by the injected clock.
 
     Failures are not cached (a client that fixes its document is seen at the next request); concurrent
     requests for one ``client_id`` share one fetch; at most ``max_entries`` documents are held (the
@@ -267,7 +325,7 @@ class ClientMetadataCache:
         self,
         http: httpx.AsyncClient,
         clock: Clock,
-        ttl: float = 300,
+        ttl: float = DEFAULT_FRESHNESS,
         *,
         timeout: float = 5.0,
         max_bytes: int = 16384,
@@ -302,7 +360,7 @@ class ClientMetadataCache:
     async def _fetch(self, key: tuple[str, bool, bool]) -> dict[str, Any]:
         client_id, allow_http, allow_private = key
         try:
-            document = await fetch_client_metadata(
+            document, headers = await _fetch_client_metadata(
                 self._http,
                 client_id,
                 allow_http=allow_http,
@@ -312,11 +370,13 @@ class ClientMetadataCache:
             )
         finally:
             del self._inflight[key]
-        # Insertion order is expiry order (one ttl for all), so the first entry is the one to drop.
+        lifetime = freshness(headers, default=self._ttl)
         self._entries.pop(key, None)
-        while len(self._entries) >= self._max_entries:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = _Entry(document, self._clock.now() + self._ttl)
+        if lifetime > 0:
+            while len(self._entries) >= self._max_entries:
+                # The soonest to expire goes first (lifetimes differ, so insertion order is not expiry order).
+                del self._entries[min(self._entries, key=lambda k: self._entries[k].expires_at)]
+            self._entries[key] = _Entry(document, self._clock.now() + lifetime)
         return document
 
 

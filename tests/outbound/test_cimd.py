@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
 from app.errors import AuthError
-from app.outbound.cimd import ClientMetadataCache, fetch_client_metadata, is_public_address
+from app.outbound.cimd import MAX_FRESHNESS, ClientMetadataCache, fetch_client_metadata, freshness, is_public_address
 
 pytestmark = pytest.mark.anyio
 
@@ -466,6 +466,66 @@ async def test_cache_is_bounded(host: Host, http: httpx.AsyncClient) -> None:
     assert host.hits == 3, "the two newest are held"
     await cache.get(host.url("/a.json"), allow_http=True, allow_private=True)
     assert host.hits == 4, "the oldest was dropped"
+
+
+async def test_cache_keeps_a_document_as_long_as_its_headers_say(host: Host, http: httpx.AsyncClient) -> None:
+    clock = ManualClock()
+    cache = ClientMetadataCache(http, clock, ttl=300)
+    host.serve({"client_id": host.url(), "client_name": "one"}, headers={"Cache-Control": "public, max-age=60"})
+    await cache.get(host.url(), allow_http=True, allow_private=True)
+    clock.advance(59)
+    await cache.get(host.url(), allow_http=True, allow_private=True)
+    assert host.hits == 1, "fresh for its max-age"
+    clock.advance(2)
+    host.serve({"client_id": host.url(), "client_name": "two"}, headers={"Cache-Control": "no-store"})
+    assert (await cache.get(host.url(), allow_http=True, allow_private=True))["client_name"] == "two"
+    assert (await cache.get(host.url(), allow_http=True, allow_private=True))["client_name"] == "two"
+    assert host.hits == 3, "stale after its max-age; a no-store document is fetched every time"
+
+
+async def test_a_long_max_age_is_held_a_day_at_most(host: Host, http: httpx.AsyncClient) -> None:
+    clock = ManualClock()
+    cache = ClientMetadataCache(http, clock)
+    host.serve({"client_id": host.url()}, headers={"Cache-Control": "max-age=31536000"})
+    await cache.get(host.url(), allow_http=True, allow_private=True)
+    clock.advance(MAX_FRESHNESS - 1)
+    await cache.get(host.url(), allow_http=True, allow_private=True)
+    assert host.hits == 1
+    clock.advance(2)
+    await cache.get(host.url(), allow_http=True, allow_private=True)
+    assert host.hits == 2
+
+
+DATE = "Sun, 06 Dec 2026 10:00:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, 300.0),  # nothing said: the cache's own default
+        ({"Cache-Control": "max-age=60"}, 60.0),
+        ({"Cache-Control": "public, MAX-AGE=120"}, 120.0),  # directives are case-insensitive
+        ({"Cache-Control": 'max-age="90"'}, 90.0),  # a quoted value is accepted (RFC 9111 §5.2)
+        ({"Cache-Control": "max-age=60", "Age": "20"}, 40.0),  # already 20 s old
+        ({"Cache-Control": "max-age=60", "Age": "90"}, 0.0),
+        ({"Cache-Control": "no-store"}, 0.0),
+        ({"Cache-Control": "no-cache, max-age=600"}, 0.0),  # must be checked again: fetched again
+        ({"Cache-Control": "max-age=soon"}, 0.0),  # malformed: stale
+        ({"Cache-Control": "max-age=-5"}, 0.0),
+        ({"Cache-Control": "max-age=999999999999"}, MAX_FRESHNESS),
+        ({"Expires": "Sun, 06 Dec 2026 10:10:00 GMT", "Date": DATE}, 600.0),
+        ({"Expires": "Sun, 06 Dec 2026 09:00:00 GMT", "Date": DATE}, 0.0),  # already expired
+        ({"Expires": "0", "Date": DATE}, 0.0),  # an invalid date is in the past (§5.3)
+        ({"Cache-Control": "max-age=30", "Expires": "Sun, 06 Dec 2026 11:00:00 GMT", "Date": DATE}, 30.0),
+    ],
+)
+def test_freshness_follows_rfc_9111(headers: dict[str, str], seconds: float) -> None:
+    assert freshness(httpx.Headers(headers), default=300.0) == seconds
+
+
+def test_freshness_reads_every_cache_control_line() -> None:
+    headers = httpx.Headers([("Cache-Control", "max-age=60"), ("Cache-Control", "no-store")])
+    assert freshness(headers) == 0.0
 
 
 # ---------------------------------------------------------------- the address classifier
