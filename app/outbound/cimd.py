@@ -27,7 +27,6 @@ re-resolve the name and, for https, verify TLS against the IP), no default crede
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ipaddress
 import logging
 import re
@@ -40,7 +39,16 @@ import httpx
 
 from app.clock import Clock
 from app.errors import AuthError
-from app.outbound.http import BadMediaType, BadStatus, BodyRefused, Fetched, NotJson, fetch_json, is_json_media_type
+from app.outbound.http import (
+    BadMediaType,
+    BadStatus,
+    BodyRefused,
+    Fetched,
+    NotJson,
+    fetch_json,
+    freshness,
+    is_json_media_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,44 +273,10 @@ def _validate(document: object, client_id: str) -> dict[str, Any]:
 
 
 # How long a document stays fresh when its response says nothing (RFC 9111 §4.2.2 lets a cache choose), and
-# the most it is kept whatever the response says: a client that changes its redirect URIs, or whose
-# document was taken over, is seen within the day.
+# the most it is kept whatever the response says (``app.outbound.http.freshness`` reads the headers): a
+# client that changes its redirect URIs, or whose document was taken over, is seen within the day.
 DEFAULT_FRESHNESS = 300.0
 MAX_FRESHNESS = 86_400.0
-_MAX_AGE = re.compile(r"^max-age=\"?(\d+)\"?$")
-
-
-def freshness(headers: httpx.Headers, *, default: float = DEFAULT_FRESHNESS, ceiling: float = MAX_FRESHNESS) -> float:
-    """Seconds a fetched document may be served from the cache, from its response headers (the draft's
-    "SHOULD cache ... respecting HTTP cache headers"; RFC 9111 §4.2). ``no-store`` and ``no-cache`` (§5.2.2.4,
-    §5.2.2.5): not at all, so the next request fetches again. Else ``max-age`` (§5.2.2.1), else ``Expires``
-    less ``Date`` (§4.2.1), less the ``Age`` the response already had (§4.2.3); else ``default``. A
-    malformed ``max-age`` or ``Expires`` makes the response stale (§4.2.1, §5.3). Bounded by ``ceiling``."""
-    directives = [d.strip().lower() for line in headers.get_list("cache-control") for d in line.split(",")]
-    if "no-store" in directives or "no-cache" in directives:
-        return 0.0
-    ages = [d for d in directives if d.startswith("max-age")]
-    if ages:
-        match = _MAX_AGE.match(ages[0].replace(" ", ""))
-        lifetime = float(match.group(1)) if match else 0.0
-    elif "expires" in headers:
-        expires, date = _http_date(headers.get("expires")), _http_date(headers.get("date"))
-        lifetime = max(0.0, expires - date) if expires is not None and date is not None else 0.0
-    else:
-        return min(default, ceiling)
-    age = headers.get("age", "").strip()
-    if age.isdigit():
-        lifetime -= float(age)
-    return max(0.0, min(lifetime, ceiling))
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(slots=True)
@@ -370,7 +344,7 @@ class ClientMetadataCache:
             )
         finally:
             del self._inflight[key]
-        lifetime = freshness(headers, default=self._ttl)
+        lifetime = freshness(headers, default=self._ttl, ceiling=MAX_FRESHNESS)
         self._entries.pop(key, None)
         if lifetime > 0:
             while len(self._entries) >= self._max_entries:

@@ -10,6 +10,8 @@ transport failures (``httpx.HTTPError``, ``httpx.InvalidURL``, ``OSError``) and 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -118,3 +120,39 @@ async def read_limited(response: httpx.Response, max_bytes: int) -> bytes:
         if len(body) > max_bytes:
             raise BodyRefused(too_large)
     return bytes(body)
+
+
+_MAX_AGE = re.compile(r'^max-age="?(\d+)"?$')
+
+
+def freshness(headers: httpx.Headers, *, default: float, ceiling: float, floor: float = 0.0) -> float:
+    """Seconds a response may be served from a cache, from its headers (RFC 9111 §4.2), within [floor,
+    ceiling]. ``no-store`` and ``no-cache`` (§5.2.2.4, §5.2.2.5): the floor. Else ``max-age`` (§5.2.2.1),
+    else ``Expires`` less ``Date`` (§4.2.1), either less the ``Age`` the response already had (§4.2.3);
+    a malformed ``max-age`` or ``Expires`` makes the response stale (§4.2.1, §5.3): the floor. A response
+    that says nothing: ``default`` (a heuristic lifetime, §4.2.2)."""
+    directives = [d.strip().lower() for line in headers.get_list("cache-control") for d in line.split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return floor
+    ages = [d for d in directives if d.startswith("max-age")]
+    if ages:
+        match = _MAX_AGE.match(ages[0].replace(" ", ""))
+        lifetime = float(match.group(1)) if match else 0.0
+    elif "expires" in headers:
+        expires, date = _http_date(headers.get("expires")), _http_date(headers.get("date"))
+        lifetime = expires - date if expires is not None and date is not None else 0.0
+    else:
+        lifetime = default
+    age = headers.get("age", "").strip()
+    if (ages or "expires" in headers) and age.isdigit():
+        lifetime -= float(age)
+    return max(floor, min(lifetime, ceiling))
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

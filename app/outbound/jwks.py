@@ -2,7 +2,7 @@
 
 The cache only ever fetches the ``jwks_uri`` the caller passes in, which comes from the operator's trust
 list; a token's ``jku``, ``x5u`` and ``jwk`` headers are never looked at (RFC 8725 §3.10: a key a token
-points at is a key its author chose). Per URI it keeps the last good key set until ``now + clamp(max-age,
+points at is a key its author chose). Per URI it keeps the last good key set until ``now + clamp(freshness,
 min_ttl, max_ttl)`` and goes back to the provider at most once per ``refetch_interval``: when the set
 expires, or once when a token names a ``kid`` it does not hold (key rotation without a restart). A flood of
 tokens with random kids therefore costs the provider one request per interval, and concurrent callers
@@ -26,7 +26,7 @@ import jwt
 
 from app.clock import Clock
 from app.errors import AuthError
-from app.outbound.http import BadStatus, BodyRefused, NotJson, fetch_json
+from app.outbound.http import BadStatus, BodyRefused, NotJson, fetch_json, freshness
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class JwksCache:
 
     async def _fetch_into(self, jwks_uri: str, source: _Source) -> None:
         try:
-            document, cache_control, age = await self._download(jwks_uri)
+            document, headers = await self._download(jwks_uri)
             by_alg = _parse_jwks(document)
         except _FetchError as exc:
             source.failed = True
@@ -197,11 +197,11 @@ class JwksCache:
         finally:
             source.inflight = None
         now = self._clock.now()
-        ttl = _ttl(cache_control, age, self._min_ttl, self._max_ttl)
+        ttl = freshness(headers, default=self._min_ttl, floor=self._min_ttl, ceiling=self._max_ttl)
         source.keys = _KeySet(by_alg=by_alg, fetched_at=now, expires_at=now + ttl)
         source.failed = False
 
-    async def _download(self, jwks_uri: str) -> tuple[object, str | None, str | None]:
+    async def _download(self, jwks_uri: str) -> tuple[object, httpx.Headers]:
         try:
             got = await fetch_json(self._http, jwks_uri, max_bytes=self._max_bytes, timeout=self._timeout)
         except BadStatus as exc:
@@ -214,7 +214,7 @@ class JwksCache:
             raise _FetchError(f"no complete answer within {self._timeout}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise _FetchError(f"{type(exc).__name__}: {exc}") from None
-        return got.document, got.headers.get("cache-control"), got.headers.get("age")
+        return got.document, got.headers
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -285,27 +285,3 @@ def _select(keys: _KeySet, kid: str | None, alg: str) -> jwt.PyJWK | None:
             "invalid_signature", f"The token {reason}, so the verification key is ambiguous.", _SIGNATURE_HINT
         )
     return candidates[0]
-
-
-def _ttl(cache_control: str | None, age: str | None, min_ttl: float, max_ttl: float) -> float:
-    """RFC 9111 §5.2.2.1: ``max-age`` less the response's ``Age`` (§5.1, §4.2.3), clamped to [min_ttl, max_ttl].
-
-    ``no-store``, ``no-cache``, a missing or malformed ``max-age``: the floor. The floor is what keeps a
-    provider that forbids caching from turning every token we verify into a request to it.
-    """
-    max_age: int | None = None
-    for directive in (cache_control or "").split(","):
-        name, _, value = directive.strip().partition("=")
-        name = name.strip().lower()
-        if name in ("no-store", "no-cache"):
-            return min_ttl
-        if name == "max-age":
-            value = value.strip().strip('"')
-            if not value.isdigit():
-                return min_ttl
-            max_age = int(value)
-    if max_age is None:
-        return min_ttl
-    if age is not None and age.strip().isdigit():
-        max_age -= int(age.strip())
-    return float(min(max(max_age, min_ttl), max_ttl))

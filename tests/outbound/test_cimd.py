@@ -27,7 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
 from app.errors import AuthError
-from app.outbound.cimd import MAX_FRESHNESS, ClientMetadataCache, fetch_client_metadata, freshness, is_public_address
+from app.outbound.cimd import MAX_FRESHNESS, ClientMetadataCache, fetch_client_metadata, is_public_address
+from app.outbound.http import freshness
 
 pytestmark = pytest.mark.anyio
 
@@ -520,12 +521,13 @@ DATE = "Sun, 06 Dec 2026 10:00:00 GMT"
     ],
 )
 def test_freshness_follows_rfc_9111(headers: dict[str, str], seconds: float) -> None:
-    assert freshness(httpx.Headers(headers), default=300.0) == seconds
+    assert freshness(httpx.Headers(headers), default=300.0, ceiling=MAX_FRESHNESS) == seconds
 
 
 def test_freshness_reads_every_cache_control_line() -> None:
     headers = httpx.Headers([("Cache-Control", "max-age=60"), ("Cache-Control", "no-store")])
-    assert freshness(headers) == 0.0
+    assert freshness(headers, default=300.0, ceiling=MAX_FRESHNESS) == 0.0
+    assert freshness(headers, default=300.0, ceiling=MAX_FRESHNESS, floor=60.0) == 60.0  # a JWKS's floor
 
 
 # ---------------------------------------------------------------- the address classifier
