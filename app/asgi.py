@@ -20,7 +20,7 @@ from app.context import Context, max_token_lifetime
 from app.flows.expire import run_key_watch, run_sweeper
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging, request_ids
-from app.outbound.cimd import ClientMetadataCache
+from app.outbound.cimd import ClientMetadataCache, HostPolicy
 from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
@@ -102,7 +102,9 @@ def create_app(
             max_ttl=settings.jwks_cache_max_seconds,
             refetch_interval=settings.jwks_refetch_interval_seconds,
         ),
-        cimd=ClientMetadataCache(http, clock),
+        cimd=ClientMetadataCache(
+            http, clock, hosts=HostPolicy(tuple(settings.cimd_allow_domains), tuple(settings.cimd_deny_domains))
+        ),
         oidc=Discovery(http, clock),
         refusals=LocalWindows(settings.rate_window_seconds),
     )

@@ -28,6 +28,7 @@ from app.config_parts import (
     Secret,
     Webhook,
     check_admin_keys,
+    check_domain,
     check_provider,
     check_webhook,
     is_loopback,
@@ -154,6 +155,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     jwks_cache_max_seconds: int = 86_400
     jwks_refetch_interval_seconds: int = 30
     cimd_allow_private: bool = False
+    cimd_allow_domains: list[str] = msgspec.field(default_factory=list)
+    cimd_deny_domains: list[str] = msgspec.field(default_factory=list)
     set_max_age_seconds: int = 600
     # Human claim: the operator's OpenID Connect provider, browser sessions, refresh tokens
     oidc_issuer: str | None = None
@@ -334,6 +337,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                 raise ConfigError(f"scopes: {scope!r} is not a valid RFC 6749 scope token")
         if not set(self.pre_claim_scopes) <= set(self.post_claim_scopes):
             raise ConfigError("pre_claim_scopes: must be a subset of post_claim_scopes (a claim never narrows)")
+        for name in ("cimd_allow_domains", "cimd_deny_domains"):
+            for entry in getattr(self, name):
+                try:
+                    check_domain(entry)
+                except ValueError as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
         for cidr in self.trusted_proxies:
             try:
                 ipaddress.ip_network(cidr, strict=False)

@@ -232,3 +232,19 @@ def parse_bind(value: str, key: str = "metrics_bind") -> tuple[str, int]:
             "e.g. 127.0.0.1:9100 or [::1]:9100"
         )
     return host, int(port)
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def check_domain(entry: str) -> None:
+    """A ``cimd_*_domains`` entry: a DNS name (RFC 1035 §2.3.1 labels, ASCII: an IDN in its xn-- form) or an
+    IP literal. No scheme, port, path or wildcard: a name already covers the names under it."""
+    try:
+        ipaddress.ip_address(entry)
+        return
+    except ValueError:
+        pass
+    name = entry.lower().rstrip(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise ValueError(f"{entry!r} is not a domain name or IP address (no scheme, port, path or wildcard)")

@@ -103,6 +103,34 @@ def is_public_address(address: IPAddress) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """The operator's trust policy on client_id hosts (``cimd_allow_domains``, ``cimd_deny_domains``). A
+    name entry covers itself and every name under it at a label boundary (``example.com``: also
+    ``app.example.com``, never ``badexample.com``); an IP literal covers only itself. A denied host is
+    refused even when an allowed entry covers it; with an allow list, every other host is refused."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def permits(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if any(_covers(entry, host) for entry in self.deny):
+            return False
+        return not self.allow or any(_covers(entry, host) for entry in self.allow)
+
+
+def _covers(entry: str, host: str) -> bool:
+    entry = entry.lower().rstrip(".")
+    if host == entry:
+        return True
+    try:
+        ipaddress.ip_address(entry)
+        return False
+    except ValueError:
+        return host.endswith("." + entry)
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     url: httpx.URL
     host: str  # ASCII host name or IP literal, no brackets: what DNS resolves and TLS verifies
@@ -287,7 +315,8 @@ class _Entry:
 
 class ClientMetadataCache:
     """Validated metadata documents, each kept as long as its response's cache headers allow
-    (``freshness``; ``ttl`` seconds when they say nothing, a day at most), by the injected clock.
+    (``freshness``; ``ttl`` seconds when they say nothing, a day at most), by the injected clock. A
+    client_id whose host ``hosts`` refuses is refused before the cache and before any request.
 
     Failures are not cached (a client that fixes its document is seen at the next request); concurrent
     requests for one ``client_id`` share one fetch; at most ``max_entries`` documents are held (the
@@ -304,8 +333,10 @@ class ClientMetadataCache:
         timeout: float = 5.0,
         max_bytes: int = 16384,
         max_entries: int = 1024,
+        hosts: HostPolicy = HostPolicy(),
     ) -> None:
         self._http = http
+        self._hosts = hosts
         self._clock = clock
         self._ttl = ttl
         self._timeout = timeout
@@ -315,6 +346,13 @@ class ClientMetadataCache:
         self._inflight: dict[tuple[str, bool, bool], asyncio.Task[dict[str, Any]]] = {}
 
     async def get(self, client_id: str, *, allow_http: bool, allow_private: bool) -> dict[str, Any]:
+        # The operator's host policy first, cached or not: no request ever goes to a host it refuses.
+        try:
+            host = urlsplit(client_id).hostname
+        except ValueError:
+            host = None  # not a URL: the fetch refuses it with the reason
+        if host is not None and not self._hosts.permits(host):
+            raise _refuse("the client_id URL's host is not one this server accepts client metadata from")
         key = (client_id, allow_http, allow_private)
         entry = self._entries.get(key)
         if entry is not None and self._clock.now() < entry.expires_at:

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -261,6 +262,20 @@ async def test_client_id_metadata_documents_are_fetched_with_ssrf_guards(harness
     async with attested(harness_factory, provider, trusted={"cimd": True}, cimd_allow_private=True) as h:
         await register(h, provider.mint_id_jag("c", aud=ISSUER, email="c@example.com", client_id=client_url))
         assert provider.hits("/clients/agent.json") == 1
+    # The operator's host policy (cimd_allow_domains / cimd_deny_domains): refused before any request.
+    host = urlsplit(client_url).hostname
+    for policy in ({"cimd_deny_domains": [host]}, {"cimd_allow_domains": ["clients.example"]}):
+        async with attested(harness_factory, provider, trusted={"cimd": True}, cimd_allow_private=True, **policy) as h:
+            body = await register(
+                h, provider.mint_id_jag("d", aud=ISSUER, email="d@example.com", client_id=client_url), expect=400
+            )
+            assert body["error"] == "invalid_client_id" and "not one this server accepts" in body["error_description"]
+            assert provider.hits("/clients/agent.json") == 1, policy
+    async with attested(
+        harness_factory, provider, trusted={"cimd": True}, cimd_allow_private=True, cimd_allow_domains=[host]
+    ) as h:
+        await register(h, provider.mint_id_jag("e", aud=ISSUER, email="e@example.com", client_id=client_url))
+        assert provider.hits("/clients/agent.json") == 2
 
 
 async def test_provider_key_rotation_mid_test(harness_factory, provider):

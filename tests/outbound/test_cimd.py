@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
 from app.errors import AuthError
-from app.outbound.cimd import MAX_FRESHNESS, ClientMetadataCache, fetch_client_metadata, is_public_address
+from app.outbound.cimd import MAX_FRESHNESS, ClientMetadataCache, HostPolicy, fetch_client_metadata, is_public_address
 from app.outbound.http import freshness
 
 pytestmark = pytest.mark.anyio
@@ -528,6 +528,67 @@ def test_freshness_reads_every_cache_control_line() -> None:
     headers = httpx.Headers([("Cache-Control", "max-age=60"), ("Cache-Control", "no-store")])
     assert freshness(headers, default=300.0, ceiling=MAX_FRESHNESS) == 0.0
     assert freshness(headers, default=300.0, ceiling=MAX_FRESHNESS, floor=60.0) == 60.0  # a JWKS's floor
+
+
+# ---------------------------------------------------------------- the operator's host policy
+
+
+@pytest.mark.parametrize(
+    ("allow", "deny", "host", "permitted"),
+    [
+        ((), (), "anything.example", True),
+        (("example.com",), (), "example.com", True),
+        (("example.com",), (), "App.Example.COM", True),  # names compare case-insensitively
+        (("example.com",), (), "app.example.com.", True),  # a trailing root dot is the same name
+        (("example.com",), (), "badexample.com", False),  # a label boundary, not a string suffix
+        (("example.com",), (), "example.com.evil.net", False),
+        (("example.com",), ("ads.example.com",), "ads.example.com", False),  # deny wins
+        (("example.com",), ("ads.example.com",), "x.ads.example.com", False),
+        (("example.com",), ("ads.example.com",), "www.example.com", True),
+        ((), ("evil.net",), "www.evil.net", False),
+        ((), ("evil.net",), "good.net", True),
+        (("203.0.113.7",), (), "203.0.113.7", True),
+        (("203.0.113.7",), (), "x.203.0.113.7", False),  # an IP entry covers only itself
+    ],
+)
+def test_host_policy(allow: tuple[str, ...], deny: tuple[str, ...], host: str, permitted: bool) -> None:
+    assert HostPolicy(allow, deny).permits(host) is permitted
+
+
+@pytest.mark.parametrize(
+    ("hosts", "names"),
+    [
+        (HostPolicy(allow=("example.com",)), ("127.0.0.1", "localhost")),
+        (HostPolicy(deny=("127.0.0.1",)), ("127.0.0.1",)),  # the policy is on the URL's host, not its addresses
+        (HostPolicy(deny=("localhost",)), ("localhost",)),
+    ],
+)
+async def test_a_refused_host_gets_no_request_cached_or_not(
+    host: Host, http: httpx.AsyncClient, hosts: HostPolicy, names: tuple[str, ...]
+) -> None:
+    clock = ManualClock()
+    for name in names:
+        host.serve({"client_id": host.url(host=name)})
+        await refused(
+            ClientMetadataCache(http, clock, hosts=hosts).get(host.url(host=name), allow_http=True, allow_private=True),
+            "not one this server accepts",
+        )
+    assert host.hits == 0
+    # A document cached before the policy existed is not served under it either.
+    name = names[-1]
+    host.serve({"client_id": host.url(host=name)})
+    open_cache = ClientMetadataCache(http, clock)
+    await open_cache.get(host.url(host=name), allow_http=True, allow_private=True)
+    open_cache._hosts = hosts  # the same cache, restarted with the policy
+    await refused(open_cache.get(host.url(host=name), allow_http=True, allow_private=True), "not one")
+    assert host.hits == 1
+
+
+async def test_an_allowed_host_is_fetched(host: Host, http: httpx.AsyncClient) -> None:
+    cache = ClientMetadataCache(http, ManualClock(), hosts=HostPolicy(allow=("localhost",), deny=("evil.net",)))
+    host.serve({"client_id": host.url(host="localhost")})
+    assert (await cache.get(host.url(host="localhost"), allow_http=True, allow_private=True))["client_id"]
+    assert host.hits == 1
 
 
 # ---------------------------------------------------------------- the address classifier

@@ -475,3 +475,21 @@ def test_a_bad_claim_page_url_is_refused(url: str) -> None:
 def test_claim_page_url_may_be_plain_http_in_dev_mode() -> None:
     settings = load_settings(env={"AUTHMD_CLAIM_PAGE_URL": "http://127.0.0.1:3000/claim"}).resolve()
     assert settings.dev_mode and settings.claim_page_url == "http://127.0.0.1:3000/claim"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["https://example.com", "example.com:443", "*.example.com", "example.com/x", "a..b", "-a.com", "exa_mple.com"],
+)
+def test_cimd_domain_lists_take_names_and_addresses_only(entry: str) -> None:
+    for name in ("AUTHMD_CIMD_ALLOW_DOMAINS", "AUTHMD_CIMD_DENY_DOMAINS"):
+        with pytest.raises(ConfigError, match=name.removeprefix("AUTHMD_").lower()):
+            load_settings(env={name: f"good.example,{entry}"}).resolve()
+
+
+def test_cimd_domain_lists_load_from_the_environment() -> None:
+    settings = load_settings(
+        env={"AUTHMD_CIMD_ALLOW_DOMAINS": "example.com,xn--bcher-kva.example,203.0.113.7"}
+    ).resolve()
+    assert settings.cimd_allow_domains == ["example.com", "xn--bcher-kva.example", "203.0.113.7"]
+    assert settings.cimd_deny_domains == []
