@@ -203,30 +203,15 @@ async def fetch_client_metadata(
     allow_private: bool,
     timeout: float = 5.0,
     max_bytes: int = 16384,
-) -> dict[str, Any]:
-    """Fetch and validate the client metadata document at the URL ``client_id``.
+) -> tuple[dict[str, Any], httpx.Headers]:
+    """Fetch and validate the client metadata document at the URL ``client_id``; the document and its
+    response's headers (for how long it stays fresh).
 
     Raises ``AuthError("invalid_client_id")`` for every failure: a URL §3 forbids, a host that resolves to
     a non-public address (unless ``allow_private``), no answer within ``timeout`` seconds (resolution
     included), a status other than 200 (redirects are not followed), a non-JSON ``Content-Type``, a body
     over ``max_bytes``, or a document that is not a JSON object whose ``client_id`` is exactly ``client_id``.
     """
-    document, _ = await _fetch_client_metadata(
-        http, client_id, allow_http=allow_http, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes
-    )
-    return document
-
-
-async def _fetch_client_metadata(
-    http: httpx.AsyncClient,
-    client_id: str,
-    *,
-    allow_http: bool,
-    allow_private: bool,
-    timeout: float,
-    max_bytes: int,
-) -> tuple[dict[str, Any], httpx.Headers]:
-    """``fetch_client_metadata``, with the response's headers (for how long the document stays fresh)."""
     try:
         target = _parse_client_id(client_id, allow_http=allow_http)
         async with asyncio.timeout(timeout):
@@ -372,7 +357,7 @@ class ClientMetadataCache:
     async def _fetch(self, key: tuple[str, bool, bool]) -> dict[str, Any]:
         client_id, allow_http, allow_private = key
         try:
-            document, headers = await _fetch_client_metadata(
+            document, headers = await fetch_client_metadata(
                 self._http,
                 client_id,
                 allow_http=allow_http,

@@ -234,13 +234,23 @@ class Run:
         return sum(b[0] for b in around) / len(around), sum(b[1] for b in around) / len(around)
 
 
-async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Namespace, run: Run, tmp: Path) -> None:
+async def _measure_peak(
+    name: str, port: int, scenario: Scenario, args: argparse.Namespace, tmp: Path
+) -> tuple[load.Result, wrk.Measurement | None]:
+    """Our generator's peak, then wrk's where it can send the scenario: right after ours, on the same
+    server in the same state, so the two generators differ only in themselves."""
     peak = await load.drive(name, port, scenario.step, args.connections, args.duration, None)
-    run.phases[name] = {"peak": peak}
+    check = None
     if args.wrk and scenario.wrk is not None:
-        # Right after our own peak, on the same server in the same state: the two generators then
-        # differ only in themselves.
-        run.crosscheck[name] = await wrk.measure(scenario.wrk, port, args.connections, args.duration, tmp)
+        check = await wrk.measure(scenario.wrk, port, args.connections, args.duration, tmp)
+    return peak, check
+
+
+async def _phases(name: str, port: int, scenario: Scenario, args: argparse.Namespace, run: Run, tmp: Path) -> None:
+    peak, check = await _measure_peak(name, port, scenario, args, tmp)
+    run.phases[name] = {"peak": peak}
+    if check is not None:
+        run.crosscheck[name] = check
     if not args.no_paced and peak.steps:
         # Paced in steps (a register step is two requests) at 70% of the peak step rate.
         rate = 0.7 * peak.steps / peak.seconds
@@ -348,16 +358,8 @@ async def _all(servers: Servers, scenarios: list[str], args: argparse.Namespace,
     for name in scenarios:
         scenario = await _scenario(name, servers.authmd_port, servers.provider, args.connections)
         await _phases(name, servers.authmd_port, scenario, args, run, servers.tmp)
-        run.bare.append(await _bare_again(servers, bare, args))
-
-
-async def _bare_again(servers: Servers, bare: Scenario, args: argparse.Namespace) -> tuple[float, float]:
-    """The bare app's peak once more (both generators, no paced phase), for the next ratios."""
-    peak = await load.drive("bare", servers.bare_port, bare.step, args.connections, args.duration, None)
-    check = None
-    if args.wrk and bare.wrk is not None:
-        check = await wrk.measure(bare.wrk, servers.bare_port, args.connections, args.duration, servers.tmp)
-    return _bare_rps(peak, check)
+        # The bare app again (no paced phase), for the ratios of this scenario and the next.
+        run.bare.append(_bare_rps(*await _measure_peak("bare", servers.bare_port, bare, args, servers.tmp)))
 
 
 def _bare_rps(peak: load.Result, check: wrk.Measurement | None) -> tuple[float, float]:

@@ -148,9 +148,10 @@ async def refused(call: Any, *fragments: str) -> AuthError:
     return error
 
 
-def fetch(http: httpx.AsyncClient, client_id: str, **kwargs: Any) -> Any:
+async def fetch(http: httpx.AsyncClient, client_id: str, **kwargs: Any) -> Any:
     options: dict[str, Any] = {"allow_http": True, "allow_private": True} | kwargs
-    return fetch_client_metadata(http, client_id, **options)
+    document, _ = await fetch_client_metadata(http, client_id, **options)
+    return document
 
 
 # ---------------------------------------------------------------- the good path
