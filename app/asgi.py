@@ -24,7 +24,7 @@ from app.outbound.cimd import ClientMetadataCache, HostPolicy
 from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
-from app.routes import admin, console, health, identity, notes, oauth, web
+from app.routes import admin, authorize, console, health, identity, mcp, notes, oauth, web
 from app.routes import metrics as metrics_route
 from app.routes.discovery import Documents, discovery_handlers
 from app.routes.errors import EXCEPTION_HANDLERS
@@ -141,10 +141,14 @@ def create_app(
 
     service = Router(
         path=ctx.endpoints.base_path or "/",
-        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS],
+        route_handlers=[*under_issuer, *identity.HANDLERS, *oauth.HANDLERS, *notes.HANDLERS, *mcp.HANDLERS],
     )
     # The human pages are HTML for browsers, not part of the API's OpenAPI document.
-    pages = Router(path=ctx.endpoints.base_path or "/", route_handlers=web.HANDLERS, include_in_schema=False)
+    pages = Router(
+        path=ctx.endpoints.base_path or "/",
+        route_handlers=[*web.HANDLERS, *authorize.HANDLERS],
+        include_in_schema=False,
+    )
     # The operator console: HTML on the human pages' session and sign-in, not part of the API either.
     operator_console = Router(
         path=ctx.endpoints.base_path or "/",
@@ -167,7 +171,7 @@ def create_app(
             *route_handlers,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[lifespan],
+        lifespan=[lifespan, mcp.lifespan],  # the MCP server's after the store: it stops first
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(ctx),
         logging_config=None,

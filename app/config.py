@@ -24,10 +24,12 @@ from app.config_parts import (
     AdminScope,
     ConfigError,
     IntrospectionClient,
+    OAuthClient,
     Provider,
     Secret,
     Webhook,
     check_admin_keys,
+    check_client,
     check_domain,
     check_provider,
     check_webhook,
@@ -43,6 +45,7 @@ __all__ = [
     "AdminScope",
     "ConfigError",
     "IntrospectionClient",
+    "OAuthClient",
     "Provider",
     "Secret",
     "Settings",
@@ -124,6 +127,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
     introspection_clients: list[IntrospectionClient] = msgspec.field(default_factory=list)
+    # OAuth clients of the authorization endpoint (MCP clients): the operator's registered ones. Clients
+    # with a metadata document URL need no entry (spec/mcp.md).
+    clients: list[OAuthClient] = msgspec.field(default_factory=list)
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
     introspection_checks_per_client: int = 20
     introspection_checks_per_source: int = 60
@@ -371,6 +377,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
                     "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
                 )
         check_admin_keys(self.admin_keys)
+        ids: set[str] = set()
+        for oauth_client in self.clients:
+            check_client(oauth_client, self.dev_mode)
+            if oauth_client.client_id in ids:
+                raise ConfigError(f"clients: duplicate client_id {oauth_client.client_id!r}")
+            ids.add(oauth_client.client_id)
 
     def _validate_webhooks(self) -> None:
         names: set[str] = set()
@@ -447,7 +459,7 @@ def _check_resource(resource: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
-_TABLE_LISTS = frozenset({"introspection_clients", "providers", "admin_keys", "webhooks"})
+_TABLE_LISTS = frozenset({"introspection_clients", "providers", "admin_keys", "webhooks", "clients"})
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -515,6 +527,10 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name == "introspection_clients":
             value = [{"client_id": c.client_id, "client_secret": "**********"} for c in value]
+        elif name == "clients":
+            value = [
+                {**msgspec.structs.asdict(c), "client_secret": "**********" if c.client_secret else None} for c in value
+            ]
         elif name == "admin_keys":
             value = [{"name": k.name, "key_hash": "**********", "scopes": list(k.scopes)} for k in value]
         elif name == "providers":

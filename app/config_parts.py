@@ -1,5 +1,6 @@
 """The settings' parts: the error a bad configuration raises, secrets that never show themselves, and the
-lists of tables (``[[providers]]``, ``[[webhooks]]``, ``[[admin_keys]]``, ``[[introspection_clients]]``)
+lists of tables (``[[providers]]``, ``[[webhooks]]``, ``[[admin_keys]]``, ``[[introspection_clients]]``,
+``[[clients]]``)
 with the checks of each. ``app.config`` assembles them into ``Settings``.
 """
 
@@ -51,6 +52,67 @@ class IntrospectionClient(msgspec.Struct, forbid_unknown_fields=True, frozen=Tru
 
     client_id: str
     client_secret: Secret
+
+
+class OAuthClient(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A pre-registered OAuth client of the authorization endpoint (TOML ``[[clients]]``): an MCP client
+    the operator knows. Public clients (``none``, with PKCE) are the norm; a confidential one
+    authenticates with ``client_secret_basic``, its ``client_secret`` a hash from
+    ``authmd keys hash-secret``."""
+
+    client_id: str
+    client_name: str
+    redirect_uris: list[str]
+    token_endpoint_auth_method: Literal["none", "client_secret_basic"] = "none"
+    client_secret: Secret | None = None
+
+
+def check_client(client: OAuthClient, dev_mode: bool) -> None:
+    """A registered client's entry: an id that cannot pass for a metadata document URL, redirect URIs
+    OAuth 2.1 §2.3 allows (absolute, no fragment; https, or http on a loopback address for native
+    apps, or a private-use scheme), and a secret exactly when the method needs one."""
+    where = f"clients[{client.client_id}]"
+    if not client.client_id or urlsplit(client.client_id).scheme in ("http", "https"):
+        raise ConfigError(f"{where}.client_id: a plain identifier (a URL client_id is a metadata document)")
+    if not client.client_name.strip():
+        raise ConfigError(f"{where}.client_name: the name the consent page shows")
+    if not client.redirect_uris:
+        raise ConfigError(f"{where}.redirect_uris: at least one")
+    for uri in client.redirect_uris:
+        problem = redirect_uri_problem(uri, dev_mode)
+        if problem:
+            raise ConfigError(f"{where}.redirect_uris: {uri!r} {problem}")
+    secret = client.client_secret
+    if client.token_endpoint_auth_method == "client_secret_basic":
+        if secret is None or not secret.reveal().startswith(("scrypt$", "sha256$")):
+            raise ConfigError(
+                f"{where}.client_secret: expected a hash from `authmd keys hash-secret` (scrypt$… or sha256$…), "
+                "never the secret itself"
+            )
+    elif secret is not None:
+        raise ConfigError(f"{where}.client_secret: a public client (token_endpoint_auth_method none) has none")
+
+
+def redirect_uri_problem(uri: str, dev_mode: bool) -> str | None:
+    """Why ``uri`` cannot be a redirect URI (None: it can). RFC 6749 §3.1.2: absolute, no fragment;
+    RFC 8252 §7: a private-use scheme (``com.example.app:/cb``), or http on a loopback address; else
+    https (OAuth 2.1 §1.5), http anywhere only in dev mode."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "is not a URI"
+    if "#" in uri or not parts.scheme:
+        return "must be an absolute URI without a fragment"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
+        return "must not contain spaces or control characters"
+    if parts.scheme == "https":
+        return None if parts.hostname else "has no host"
+    if parts.scheme == "http":
+        loopback = parts.hostname is not None and is_loopback(parts.hostname)
+        return None if loopback or dev_mode else "must be https (http only on a loopback address)"
+    if parts.scheme in ("javascript", "data", "file", "vbscript"):
+        return "uses a scheme that is never a redirect"
+    return None if "." in parts.scheme else "must use https, loopback http, or a reverse-domain private-use scheme"
 
 
 AdminScope = Literal["admin:read", "admin:write"]

@@ -38,9 +38,12 @@ CONSOLE_REVOKE = "/console/revoke"  # asks to confirm; revokes nothing
 CONSOLE_REVOKE_CONFIRM = "/console/revoke/confirm"
 CONSOLE_PROVIDERS = "/console/providers"
 TOKEN = "/oauth2/token"
+AUTHORIZE = "/oauth2/authorize"  # an OAuth client's human (app/routes/authorize.py)
+CONSENT = "/oauth2/consent"  # the consent page of a checked authorization request
 REVOKE = "/oauth2/revoke"
 INTROSPECT = "/oauth2/introspect"
 NOTES = "/api/notes"
+MCP = "/api/mcp"  # the MCP server (app/routes/mcp.py)
 EVENTS = "/agent/events"
 
 
@@ -69,6 +72,15 @@ class Endpoints:
     @property
     def resource_metadata_path(self) -> str:
         return urlsplit(self.resource_metadata).path
+
+    @property
+    def mcp_resource_metadata(self) -> str:
+        """The MCP server's RFC 9728 metadata, path-inserted from its URL (§3.1)."""
+        return well_known(self.url(MCP), PROTECTED_RESOURCE)
+
+    @property
+    def mcp_resource_metadata_path(self) -> str:
+        return urlsplit(self.mcp_resource_metadata).path
 
     @property
     def resource_is_local(self) -> bool:

@@ -73,7 +73,7 @@ STATUS: dict[str, int] = {
 DEFAULT_HINTS: dict[str, str] = {
     "invalid_request": "Fix the request as the description says; the contract is at /auth.md.",
     "invalid_grant": "Register again at the identity endpoint to get a fresh identity assertion.",
-    "unsupported_grant_type": "Use grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.",
+    "unsupported_grant_type": "Use a grant_type the metadata lists in grant_types_supported.",
     "invalid_target": "Omit `resource` or name the resource from the protected-resource metadata.",
     "invalid_scope": "Ask for a subset of the scopes the registration was granted, or omit `scope`.",
     "proof_of_work_required": "Solve the challenge in `challenge` and resend with `proof_of_work`.",
@@ -82,7 +82,7 @@ DEFAULT_HINTS: dict[str, str] = {
     "service_auth_registration_disabled": "This service does not offer service_auth registration; see /auth.md.",
     "issuer_not_enabled": "Use a provider this service trusts: agent_auth.identity_assertion.issuers_supported.",
     "invalid_token": "Exchange your identity assertion at the token endpoint for a new access token.",
-    "invalid_client": "Authenticate with HTTP Basic using a configured introspection client.",
+    "invalid_client": "Authenticate as a configured client with HTTP Basic, or send a public client's client_id.",
     "insufficient_scope": "Ask a human to claim the account to get the post-claim scopes.",
     "quota_exceeded": "Ask a human to claim the account; claimed accounts have higher limits.",
     "not_found": "Check the path; the contract is at /auth.md.",

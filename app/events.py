@@ -19,7 +19,7 @@ import msgspec
 
 from app.entropy import id_bytes
 
-RegistrationMethod = Literal["anonymous", "service_auth", "identity_assertion"]
+RegistrationMethod = Literal["anonymous", "service_auth", "identity_assertion", "mcp"]
 RevokedBy = Literal["agent", "human", "provider", "operator"]
 # The pseudo-account of events about the service itself (a webhook endpoint disabled, an operator's
 # action on webhooks): its outbox is read and delivered like any account's. Real ids start with acct_.
@@ -34,8 +34,9 @@ class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 class RegistrationCreated(_Base, frozen=True, tag="agent_registration.created"):
-    """An agent registered: a new account with its first registration, or a registration (pending a
-    human's confirmation) added to a person's account by a provider's ID-JAG."""
+    """An agent registered: a new account with its first registration, a registration (pending a
+    human's confirmation) added to a person's account by a provider's ID-JAG, or an MCP client's grant
+    on its human's account (written again each time the human authorizes that client)."""
 
     method: RegistrationMethod
     scopes: tuple[str, ...]
@@ -43,6 +44,7 @@ class RegistrationCreated(_Base, frozen=True, tag="agent_registration.created"):
     agent_name: str | None = None
     agent_platform: str | None = None
     provider: str | None = None  # the ID-JAG issuer, for identity_assertion
+    client_id: str | None = None  # the OAuth client, for an MCP client's grant (method ``mcp``)
 
 
 class ClaimAttemptCreated(_Base, frozen=True, tag="agent_registration.claim_attempt.created"):

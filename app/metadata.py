@@ -92,17 +92,26 @@ class AuthorizationServerMetadata(msgspec.Struct, omit_defaults=True, kw_only=Tr
     """RFC 8414 §2 metadata."""
 
     issuer: str | None
+    # The authorization endpoint serves OAuth clients (MCP clients) whose human signs in here; agents
+    # never see a browser. Without one, response_types_supported is empty (RFC 8414 §2 requires the member).
+    authorization_endpoint: str | None = None
     jwks_uri: str
     token_endpoint: str
     revocation_endpoint: str
     introspection_endpoint: str
-    # No authorization endpoint: agents never see a browser. RFC 8414 §2 requires the member.
     response_types_supported: list[str]
+    # RFC 8414 §2: only query; RFC 7636 via RFC 8414 §2: S256 only.
+    response_modes_supported: list[str] | None = None
+    code_challenge_methods_supported: list[str] | None = None
     grant_types_supported: list[str]
     scopes_supported: list[str]
     token_endpoint_auth_methods_supported: list[str]
     revocation_endpoint_auth_methods_supported: list[str]
     introspection_endpoint_auth_methods_supported: list[str]
+    # RFC 9207 §3: every authorization response carries `iss`.
+    authorization_response_iss_parameter_supported: bool = False
+    # draft-ietf-oauth-client-id-metadata-document §6: a URL client_id names its metadata document.
+    client_id_metadata_document_supported: bool = False
     # ID-JAG draft -04 §7: the profile of the JWT-bearer grant that accepts ID-JAGs (MCP clients look);
     # only with providers.
     authorization_grant_profiles_supported: list[str] | None = None

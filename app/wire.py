@@ -149,11 +149,14 @@ class IdentityRegistered(msgspec.Struct):
     scopes: list[str]
 
 
-class TokenIssued(msgspec.Struct):
+class TokenIssued(msgspec.Struct, omit_defaults=True):
+    """RFC 6749 §5.1; ``refresh_token`` only from the authorization-code and refresh grants."""
+
     access_token: str
     token_type: str
     expires_in: int
     scope: str
+    refresh_token: str | None = None
 
 
 class NoteView(msgspec.Struct):

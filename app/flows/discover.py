@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from app import endpoints as ep
 from app.context import Context
 from app.errors import STATUS, AuthError
+from app.flows import authorize
 from app.flows.claim import CODE_TTL_SECONDS, MAX_ATTEMPT_FAILURES, MAX_CLAIM_FAILURES, methods_offered
 from app.flows.events import REVOKED_URIS
 from app.flows.limits import rate_limited
@@ -91,18 +92,25 @@ def authorization_server_metadata(ctx: Context) -> AuthorizationServerMetadata:
     """RFC 8414 §2 metadata with the `agent_auth` block of spec/protocol.md (authmd extensions marked)."""
     s, e = ctx.settings, ctx.endpoints
     providers = bool(s.providers)
+    browser = authorize.offered(ctx)  # OAuth clients whose human signs in here (MCP clients)
+    confidential = any(c.client_secret is not None for c in s.clients)
     return AuthorizationServerMetadata(
         issuer=s.issuer,
+        authorization_endpoint=e.url(ep.AUTHORIZE) if browser else None,
         jwks_uri=e.url(ep.JWKS),
         token_endpoint=e.url(ep.TOKEN),
         revocation_endpoint=e.url(ep.REVOKE),
         introspection_endpoint=e.url(ep.INTROSPECT),
-        response_types_supported=[],
-        grant_types_supported=[JWT_BEARER],
-        scopes_supported=scopes_supported(ctx),
-        token_endpoint_auth_methods_supported=["none"],
+        response_types_supported=["code"] if browser else [],
+        response_modes_supported=["query"] if browser else None,
+        code_challenge_methods_supported=["S256"] if browser else None,
+        grant_types_supported=["authorization_code", "refresh_token", JWT_BEARER] if browser else [JWT_BEARER],
+        scopes_supported=[*scopes_supported(ctx), authorize.OFFLINE_ACCESS] if browser else scopes_supported(ctx),
+        token_endpoint_auth_methods_supported=["none", "client_secret_basic"] if confidential else ["none"],
         revocation_endpoint_auth_methods_supported=["none"],
         introspection_endpoint_auth_methods_supported=["client_secret_basic"],
+        authorization_response_iss_parameter_supported=browser,
+        client_id_metadata_document_supported=browser,
         authorization_grant_profiles_supported=[ID_JAG_PROFILE] if providers else None,
         service_documentation=e.url(ep.AUTH_MD),
         agent_auth=AgentAuth(

@@ -83,14 +83,18 @@ async def exchange(ctx: Context, req: ExchangeRequest) -> TokenIssued:
         state, granted, limit = await _from_id_jag(ctx, assertion)
     else:
         state, granted, limit = await assertion_grant(ctx, assertion, known)
-    requested = requested_scope(req)
-    scopes = granted
-    if requested is not None:
-        wanted = tuple(dict.fromkeys(requested.split()))
-        if not wanted or not set(wanted) <= set(granted):
-            raise AuthError("invalid_scope", "the requested scope exceeds what this registration was granted")
-        scopes = wanted
-    return _issue(ctx, state, scopes, limit)
+    scopes = narrowed(granted, requested_scope(req), "what this registration was granted")
+    return issue(ctx, state, scopes, limit)
+
+
+def narrowed(granted: tuple[str, ...], requested: str | None, what: str) -> tuple[str, ...]:
+    """RFC 6749 §3.3 / §6: the requested scope when it is within ``granted``, else invalid_scope."""
+    if requested is None:
+        return granted
+    wanted = tuple(dict.fromkeys(requested.split()))
+    if not wanted or not set(wanted) <= set(granted):
+        raise AuthError("invalid_scope", f"the requested scope exceeds {what}")
+    return wanted
 
 
 async def assertion_grant(
@@ -137,7 +141,12 @@ async def _from_id_jag(ctx: Context, assertion: str) -> tuple[AccessState, tuple
     return state, granted, None
 
 
-def _issue(ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int | None) -> TokenIssued:
+def issue(
+    ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int | None, refresh_token: str | None = None
+) -> TokenIssued:
+    """An RFC 9068 access token for the grant ``state`` holds. An agent's grant is its own client
+    (``client_id`` = the registration); an MCP client's grant names its OAuth client, and ``reg``
+    names the grant."""
     iat = int(ctx.clock.now())
     # Never outlive the account (nor the assertion, when there is one).
     limits = [iat + ctx.settings.access_token_ttl_seconds]
@@ -149,6 +158,8 @@ def _issue(ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int
     if exp <= iat:
         raise AuthError("invalid_grant", "the account behind this assertion is about to expire")
     scope = " ".join(scopes)
+    reg = state.registration
+    extra = {"reg": reg.id} if reg.client_id is not None else {}
     token = mint(
         ctx,
         TYP_ACCESS,
@@ -157,13 +168,16 @@ def _issue(ctx: Context, state: AccessState, scopes: tuple[str, ...], limit: int
             "iss": ctx.settings.issuer,
             "sub": state.account.id,
             "aud": ctx.settings.resource,
-            "client_id": state.registration.id,
+            "client_id": reg.client_id or reg.id,
+            **extra,
             "iat": iat,
             "exp": exp,
             "jti": new_id("at"),
             "scope": scope,
-            "gen": state.registration.generation,
+            "gen": reg.generation,
         },
     )
     observe.token_issued("access_token")
-    return TokenIssued(access_token=token, token_type="Bearer", expires_in=exp - iat, scope=scope)
+    return TokenIssued(
+        access_token=token, token_type="Bearer", expires_in=exp - iat, scope=scope, refresh_token=refresh_token
+    )

@@ -21,7 +21,7 @@ from app.observe import Tally
 from app.store.port import Deleted, Store
 
 # What a revocation records as its reason (None: a person's or an operator's plain decision).
-RevokeReason = Literal["token_revoked", "refresh_token_reused", "claim_denied"]
+RevokeReason = Literal["token_revoked", "refresh_token_reused", "claim_denied", "authorization_code_reused"]
 
 
 class Acting(Protocol):

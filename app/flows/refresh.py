@@ -10,6 +10,7 @@ response to its refresh gets the same successor again (it is recomputed, never s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,7 +23,7 @@ from app.errors import AuthError
 from app.flows import claim as claims
 from app.flows import grants
 from app.flows.issue import identity_assertion
-from app.store.port import Registration
+from app.store.port import AccessState, Account, Registration
 from app.wire import IdentityWithRefresh, Refreshed, RefreshTokenView
 
 
@@ -71,23 +72,44 @@ async def revoke(ctx: Context, token: str) -> None:
         await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="token_revoked")
 
 
-async def refresh(ctx: Context, token: Any) -> Refreshed:
+class Rotated(msgspec.Struct, frozen=True):
+    """A refresh that landed: the grant as it is now, and the live sequence number and its expiry."""
+
+    registration: Registration
+    account: Account
+    seq: int
+    expires_at: int
+
+
+async def rotate(
+    ctx: Context,
+    token: Any,
+    invalid: Callable[[str], AuthError],
+    admit: Callable[[Registration], None] = lambda _: None,
+) -> Rotated:
+    """Spend a refresh token (RFC 9700 §4.14.2 rotation) and return the grant's live successor.
+
+    ``invalid`` makes the endpoint's own error (the identity endpoint's ``invalid_refresh_token``, the
+    token endpoint's ``invalid_grant``); ``admit`` checks the grant belongs to the caller (RFC 6749 §6:
+    the token endpoint's client) before anything changes."""
     located = tokens.locate_refresh(token)
     if located is None:
-        raise _invalid("refresh_token is not a refresh token from this service")
+        raise invalid("refresh_token is not a refresh token from this service")
     account_id, registration_id, seq = located
     now = ctx.clock.now()
 
-    async def step() -> Refreshed | claims.Lost:
+    async def step() -> Rotated | claims.Lost:
         state = await ctx.store.access_state(account_id, registration_id, None, now)
         reg = state.registration if state is not None else None
         if reg is None or reg.refresh_family is None or not _genuine(ctx, reg, token, seq):
-            raise _invalid("the refresh token is not valid")
+            raise invalid("the refresh token is not valid")
+        admit(reg)
+        assert state is not None
         if reg.revoked_at is not None or reg.pending:
-            raise _invalid("the grant of this refresh token was revoked")
+            raise invalid("the grant of this refresh token was revoked")
         if seq == reg.refresh_seq:
             if reg.refresh_expires_at is None or reg.refresh_expires_at <= now:
-                raise _invalid("the refresh token has expired")
+                raise invalid("the refresh token has expired")
             expires_at = int(now) + ctx.settings.refresh_token_ttl_seconds
             events: list[ev.Event] = [
                 ev.new(ev.RefreshRotated, now, account_id, registration_id, seq=seq + 1, expires_at=expires_at),
@@ -104,25 +126,34 @@ async def refresh(ctx: Context, token: Any) -> Refreshed:
             family = reg.refresh_family
             if await ctx.store.rotate_refresh(account_id, registration_id, family, seq, expires_at, now, events):
                 observe.emitted(ctx.tally, events)
-                return _response(ctx, reg, seq + 1, expires_at, now)
+                return _rotated(state, seq + 1, expires_at, now)
             return claims.LOST  # a racing refresh of the same token rotated first: look again (grace or reuse)
         rotated_at = reg.refresh_rotated_at or 0
         if seq == reg.refresh_seq - 1 and now - rotated_at <= ctx.settings.refresh_grace_seconds:
             assert reg.refresh_expires_at is not None
-            return _response(ctx, reg, reg.refresh_seq, reg.refresh_expires_at, now)
+            return _rotated(state, reg.refresh_seq, reg.refresh_expires_at, now)
         # A superseded refresh token came back: someone holds a copy. The grant dies as a precaution.
         await grants.revoke_grant(ctx, account_id, registration_id, by="agent", reason="refresh_token_reused")
-        raise _invalid("this refresh token was already used; the grant is revoked as a precaution")
+        raise invalid("this refresh token was already used; the grant is revoked as a precaution")
 
     return await claims.settle(step, rounds=3, give_up=_rotating)
+
+
+def _rotated(state: AccessState, seq: int, expires_at: int, now: float) -> Rotated:
+    current = msgspec.structs.replace(
+        state.registration, refresh_seq=seq, refresh_rotated_at=int(now), refresh_expires_at=expires_at
+    )
+    return Rotated(current, state.account, seq, expires_at)
+
+
+async def refresh(ctx: Context, token: Any) -> Refreshed:
+    """The identity endpoint's refresh (spec/protocol.md): a new identity assertion and refresh token."""
+    rotated = await rotate(ctx, token, _invalid)
+    reg = rotated.registration
+    return Refreshed(id=reg.id, type="refresh", identity=identity_with_refresh(ctx, reg, rotated.seq))
 
 
 def _rotating() -> AuthError:
     return AuthError(
         "temporarily_unavailable", "the refresh token is being rotated; retry", headers={"Retry-After": "1"}
     )
-
-
-def _response(ctx: Context, reg: Registration, seq: int, expires_at: int, now: float) -> Refreshed:
-    current = msgspec.structs.replace(reg, refresh_seq=seq, refresh_rotated_at=int(now), refresh_expires_at=expires_at)
-    return Refreshed(id=reg.id, type="refresh", identity=identity_with_refresh(ctx, current, seq))

@@ -8,27 +8,18 @@ deletes the account with everything it owns. Unknown, invalid or already-dead to
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import functools
-import hashlib
 import logging
-import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote_plus
 
 import jwt
 
 from app.context import Context
 from app.errors import AuthError
-from app.flows import grants, refresh
+from app.flows import clients, grants, refresh
 from app.flows.issue import TYP_ACCESS, TYP_IDENTITY, verify
-from app.flows.limits import enforce, source_key
 from app.flows.params import single
 from app.flows.use import authenticate
-from app.keys import hash_secret, verify_secret
-from app.store.port import WindowHit
 from app.wire import Introspection, RevokeRequest
 
 log = logging.getLogger("authmd.revoke")
@@ -87,46 +78,20 @@ async def _revoke_grant(ctx: Context, claims: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _unknown_client_hash() -> str:
-    """Stands in for an unknown client's stored hash, so an unknown id costs the same slow check as a
-    known one with a wrong secret: the answer's timing does not tell which client ids exist."""
-    return hash_secret(secrets.token_urlsafe(32))
-
-
 async def _authenticate_client(ctx: Context, authorization: str | None, source: str) -> str:
     """RFC 7662 §2.1 requires client authentication; we take client_secret_basic (RFC 6749 §2.3.1)."""
-    challenge = {"WWW-Authenticate": 'Basic realm="authmd introspection"'}
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        raise AuthError("invalid_client", "introspection needs HTTP Basic client authentication", headers=challenge)
-    try:
-        raw_id, _, raw_secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, or non-ASCII text that is not base64 at all
-        raise AuthError("invalid_client", "malformed Basic credentials", headers=challenge) from exc
-    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-    client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
-    client = next((c for c in ctx.settings.introspection_clients if c.client_id == client_id), None)
-    memo = (client_id, hashlib.sha256(secret.encode()).hexdigest())
-    if client is not None and memo in ctx.verified_clients:
-        return client_id
-    # Reserve the slow check before running it (per client id, unknown ids sharing one counter, and per
-    # source): a flood of wrong secrets is refused unchecked and cannot be turned into CPU burnt.
+    client_id, secret = clients.basic_credentials(authorization, "authmd introspection")
     s = ctx.settings
-    await enforce(
+    return await clients.check_secret(
         ctx,
-        [
-            WindowHit(f"introspect:client:{client.client_id if client else '?'}", s.introspection_checks_per_client),
-            WindowHit(f"introspect:src:{source_key(source)}", s.introspection_checks_per_source),
-        ],
+        {c.client_id: c.client_secret for c in s.introspection_clients},
+        client_id,
+        secret,
+        source=source,
+        counter="introspect",
+        limits=(s.introspection_checks_per_client, s.introspection_checks_per_source),
+        realm="authmd introspection",
     )
-    stored = client.client_secret.reveal() if client is not None else _unknown_client_hash()
-    # scrypt is slow by design: keep it off the event loop.
-    ok = await asyncio.to_thread(verify_secret, secret, stored)
-    if not ok or client is None:
-        raise AuthError("invalid_client", "unknown client or wrong secret", headers=challenge)
-    ctx.verified_clients.add(memo)
-    return client_id
 
 
 async def introspect(

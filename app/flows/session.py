@@ -2,8 +2,9 @@
 
 The cookie is HttpOnly, SameSite=Lax, Secure (and ``__Host-`` prefixed) outside dev mode. What a
 session holds: the signed-in user, a CSRF token for every form, the sign-in in progress (OIDC
-``state``, ``nonce``, PKCE verifier, where to go back) and the claim attempts this browser opened
-(the last few, newest last) — each by its locator and hash only, so no secret reaches the store.
+``state``, ``nonce``, PKCE verifier, where to go back), the claim attempts this browser opened
+(the last few, newest last) — each by its locator and hash only, so no secret reaches the store —
+and the OAuth clients' authorization requests waiting for consent.
 The claim page shows the newest; its forms name the attempt they show (``ref``), so a click acts on
 what the human reviewed even after another link was opened in another tab. Sign-in rotates the
 session id (session fixation).
@@ -22,6 +23,8 @@ from app.tokens import stored_hash
 
 LOGIN_TTL_SECONDS = 600
 MAX_HELD_ATTEMPTS = 4  # tabs a person plausibly has open on claim pages at once
+MAX_HELD_AUTHORIZATIONS = 4  # the same, for consent pages
+AUTHORIZATION_TTL_SECONDS = 600  # an authorization request waits this long for sign-in and consent
 
 
 class LoginState(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,12 +47,33 @@ class HeldAttempt(msgspec.Struct, frozen=True, kw_only=True):
         return hashlib.sha256(b"claim-form\n" + self.attempt_hash.encode()).hexdigest()[:32]
 
 
+class PendingAuthorization(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked authorization request of an OAuth client (app/flows/authorize.py), waiting for the
+    human's consent: everything the code will be bound to. ``redirect_uri_sent``: whether the request
+    named it (then the token request must name it too, RFC 6749 §4.1.3)."""
+
+    id: str
+    client_id: str
+    client_name: str
+    client_kind: str
+    local_only: bool
+    redirect_uri: str
+    redirect_uri_sent: bool
+    state: str | None
+    code_challenge: str
+    resource: str
+    scopes: tuple[str, ...]
+    refresh: bool
+    created_at: int
+
+
 class SessionData(msgspec.Struct, frozen=True, kw_only=True):
     csrf: str
     user_id: str | None = None
     signed_in_at: int | None = None
     login: LoginState | None = None
     attempts: tuple[HeldAttempt, ...] = ()
+    authorizations: tuple[PendingAuthorization, ...] = ()
 
     @property
     def attempt(self) -> HeldAttempt | None:
@@ -60,6 +84,18 @@ class SessionData(msgspec.Struct, frozen=True, kw_only=True):
         """This session with ``held`` opened last (kept once; the oldest drop out past the cap)."""
         kept = [h for h in self.attempts if h.attempt_hash != held.attempt_hash]
         return msgspec.structs.replace(self, attempts=(*kept, held)[-MAX_HELD_ATTEMPTS:])
+
+    def pending(self, request_id: str | None, now: float) -> PendingAuthorization | None:
+        """The live authorization request ``request_id`` names, if this session holds it."""
+        found = next((a for a in self.authorizations if request_id is not None and a.id == request_id), None)
+        return found if found is not None and now - found.created_at < AUTHORIZATION_TTL_SECONDS else None
+
+    def with_authorization(self, request: PendingAuthorization | None, *, drop: str | None = None) -> SessionData:
+        """This session holding ``request`` (newest last; the oldest drop out past the cap), without ``drop``."""
+        kept = [a for a in self.authorizations if a.id != drop]
+        if request is not None:
+            kept.append(request)
+        return msgspec.structs.replace(self, authorizations=tuple(kept[-MAX_HELD_AUTHORIZATIONS:]))
 
     def held(self, ref: str | None) -> HeldAttempt | None:
         """The attempt a submitted form names, if this session holds it."""

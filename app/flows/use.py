@@ -32,7 +32,8 @@ async def authenticate(ctx: Context, token: str, *, notes: bool = False) -> Prin
     if claims is None:
         claims = verify(ctx, token, typ=TYP_ACCESS, audiences=(ctx.settings.resource_str,), error="invalid_token")
         ctx.access_cache.put(token, claims)
-    reg_id, jti, account_id = claims.get("client_id"), claims.get("jti"), claims.get("sub")
+    # An MCP client's token names its grant in ``reg``; an agent's grant is its ``client_id``.
+    reg_id, jti, account_id = claims.get("reg", claims.get("client_id")), claims.get("jti"), claims.get("sub")
     if not isinstance(reg_id, str) or not isinstance(jti, str) or not isinstance(account_id, str):
         raise AuthError("invalid_token", "the access token lacks client_id, jti or sub")
     state = await ctx.store.access_state(account_id, reg_id, jti, now, notes=notes)

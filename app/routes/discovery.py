@@ -164,6 +164,10 @@ def discovery_handlers(docs: Documents) -> tuple[list[ASGIRouteHandler], list[AS
     at_root = [_document_route(e.issuer_resource_metadata_path, "prm-issuer", lambda _: docs.prm_issuer)]
     if e.resource_is_local and e.resource_metadata_path != e.issuer_resource_metadata_path:
         at_root.append(_document_route(e.resource_metadata_path, "prm-resource", lambda _: docs.prm_resource))
+    if not (e.resource_is_local and e.mcp_resource_metadata_path == e.resource_metadata_path):
+        # The MCP server (app/routes/mcp.py) is part of the protected resource: its document is the
+        # resource's (MCP clients accept a `resource` that is a parent path of the server's URL).
+        at_root.append(_document_route(e.mcp_resource_metadata_path, "prm-mcp", lambda _: docs.prm_resource))
     if e.base_path:
         # RFC 8414 §3.1 path-inserted form, beside the appended form the official client uses.
         at_root.append(_document_route(e.as_metadata_inserted_path, "as-metadata-inserted", lambda _: docs.as_metadata))

@@ -32,14 +32,20 @@ def challenge_header(scheme: str, params: dict[str, str]) -> str:
     return scheme + " " + ", ".join(f"{k}={_quote(v)}" for k, v in params.items())
 
 
-def bearer_challenge(ctx: Context, error: AuthError | None = None) -> str:
-    """RFC 6750 §3: no `error` attribute when the request carried no token at all."""
-    params = {"resource_metadata": ctx.endpoints.resource_metadata}
+def bearer_challenge(
+    ctx: Context, error: AuthError | None = None, *, resource_metadata: str | None = None, scope: str | None = None
+) -> str:
+    """RFC 6750 §3: no `error` attribute when the request carried no token at all. ``resource_metadata``
+    names another document than the API's (the MCP server's); ``scope``, what the request needs when the
+    error does not say it (the MCP authorization spec's scope selection)."""
+    params = {"resource_metadata": resource_metadata or ctx.endpoints.resource_metadata}
     if error is not None:
         params["error"] = error.code
         params["error_description"] = error.description
         if "scope" in error.extra:
             params["scope"] = str(error.extra["scope"])
+    if scope and "scope" not in params:
+        params["scope"] = scope
     return challenge_header("Bearer", params)
 
 

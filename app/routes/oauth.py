@@ -1,4 +1,4 @@
-"""OAuth endpoints: token (RFC 7523 → RFC 9068), revocation (RFC 7009), introspection (RFC 7662)."""
+"""OAuth endpoints: token (its grants: app/flows/token.py), revocation (RFC 7009), introspection (RFC 7662)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from litestar import Request, Response, post
 
 from app import endpoints as ep
-from app.flows import exchange, revoke
+from app.flows import revoke
+from app.flows import token as grant
 from app.routes.http import (
     NO_STORE,
     Connection,
@@ -18,14 +19,18 @@ from app.routes.http import (
     decode_form,
     form_body,
     json_response,
+    scope_header,
     source_of,
 )
 
 
 async def token(request: Connection) -> Encoded:
     ctx = ctx_of(request)
-    issued = await exchange.exchange(ctx, exchange.token_request(decode_form(request, await body_of(request))))
-    return json_response(issued, no_store=True)
+    form = decode_form(request, await body_of(request))
+    authorization = scope_header(request.scope, b"authorization")  # type: ignore[arg-type]
+    basic = authorization.decode("latin-1") if authorization else None
+    req = grant.TokenRequest(form, basic, lambda: source_of(request, ctx))
+    return json_response(await grant.token(ctx, req), no_store=True)
 
 
 @post(ep.REVOKE, status_code=200)

@@ -38,9 +38,17 @@ NEW_SESSIONS_PER_SOURCE = 300  # per rate window: far above a person's needs, fa
 
 
 def _html(
-    ctx: Context, content: str, status: int = 200, *, session: Session | None = None, styles: Sequence[str] = ()
+    ctx: Context,
+    content: str,
+    status: int = 200,
+    *,
+    session: Session | None = None,
+    styles: Sequence[str] = (),
+    form_targets: Sequence[str] = (),
 ) -> Response[str]:
-    form_targets = [signin_origin] if (signin_origin := _oidc_origin(ctx)) else []
+    """A page. ``form_targets``: where its forms' answers may redirect besides us and the sign-in
+    provider (CSP form-action covers the redirects that follow a form, in Chromium)."""
+    form_targets = [*form_targets, *([signin_origin] if (signin_origin := _oidc_origin(ctx)) else [])]
     cookies = [_cookie(ctx, session)] if session is not None else []
     logo = ctx.settings.logo_url
     return Response(
@@ -376,13 +384,16 @@ async def account(request: Request[Any, Any, Any]) -> Response[str]:
     return _html(ctx, page)
 
 
+_HOW = {"identity_assertion": "linked by an agent platform", "mcp": "an application you connected"}
+
+
 def _grant_row(ctx: Context, r: Registration) -> pages.GrantRow:
     linked = r.type == "identity_assertion"
     return pages.GrantRow(
         account_id=r.account_id,
         registration_id=r.id,
         agent=r.agent_name or ("agent via provider" if linked else "unnamed agent"),
-        how="linked by an agent platform" if linked else "claimed by you",
+        how=_HOW.get(r.type, "claimed by you"),
         scopes=" ".join(r.scopes),
         status="revoked" if r.revoked_at is not None else "waiting for you" if r.pending else "active",
         created=f"{pages.duration(ctx.clock.now() - r.created_at)} ago ({pages.human_time(r.created_at)})",

@@ -8,14 +8,13 @@ registrations), ``People`` (users, delegations, sign-in, sessions), ``Claims`` (
 adapter (app/store/sqlite/, app/store/redis/) has one module per concern, and tests/store has one
 contract file per port.
 
-Room for what is coming (authmd as the authorization server of standard MCP clients), as additions:
-- a *client* is an auth.md registration, a client-metadata-document URL or a registered client: a
-  ``Clients`` port with its own record, beside ``Grants``;
-- a *grant* binds account x client x scopes x resource x refresh family (``Registration`` is today's
-  grant), with room for a key thumbprint for sender-constrained tokens: new fields on the grant record,
-  kept by ``Grants`` and written in the account's own atomic step like every change;
-- a *pending approval* is a claim code or an authorization request: ``Claims`` keeps the claim, and an
-  authorization request becomes a sibling record in the same port (same compare-and-set, same expiry rule).
+One model for agents and standard MCP clients (spec/mcp.md):
+- a *grant* binds account x client x scopes x resource x refresh family: ``Registration``, whose
+  ``client_id``, ``resource`` and ``jkt`` (a key thumbprint, for sender-constrained tokens later) an MCP
+  client's grant fills; ``put_registration`` writes one on its human's account;
+- a *pending approval* is a claim (``Claims``) or an authorization request (held in the browser's
+  session), and an authorization code is a short-lived keyed blob beside the sessions (``put_session``,
+  keyed by the code's hash) spent through ``consume_once``.
 
 Rules every adapter keeps (the contract suite in tests/store checks each one):
 - Every record carries an absolute expiry (seconds since the epoch, or None for "never"); a record whose
@@ -98,6 +97,12 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     refresh_expires_at: int | None = None
     # Where the registration came from (the source's network key), shown to the human who claims it.
     source: str | None = None
+    # An MCP client's grant (type ``mcp``): the OAuth client it was granted to (a Client ID Metadata
+    # Document URL or a registered client's id) and the protected resource its tokens are for. ``jkt``
+    # is the room left for a key thumbprint (sender-constrained tokens, RFC 9449 §6): always None today.
+    client_id: str | None = None
+    resource: str | None = None
+    jkt: str | None = None
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -396,6 +401,10 @@ class Grants(Protocol):
     ) -> AccessState | None:
         """The registration, its account and whether ``token_id`` was revoked; None if either is gone.
         With ``notes``, the account's notes too, read in the same snapshot."""
+
+    async def put_registration(self, registration: Registration, now: float, events: Sequence[Event]) -> bool:
+        """Create or replace one registration of an existing live account (an MCP client's grant on its
+        human's account), with its events. False, and nothing written, if the account is gone."""
 
     async def revoke_registration(
         self, account_id: str, registration_id: str, now: float, events: Sequence[Event]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from app import endpoints as ep
 from app.text import shown
@@ -399,3 +400,79 @@ def revoke_confirm(base: str, brand: Brand, email: str, csrf: str, g: GrantRow) 
         + "</div>"
     )
     return layout("Revoke this agent?", body, brand)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    """What an OAuth client's authorization request asks, as the consent page says it."""
+
+    request_id: str
+    client_name: str
+    client_id: str
+    client_kind: str  # "metadata_document" | "registered"
+    redirect_to: str  # where the answer goes: the redirect URI's host (or scheme, for an app's own scheme)
+    local_only: bool
+    scopes: Sequence[str]
+    resource: str
+    refresh: bool
+    replaces: bool  # the human already authorized this client: this approval replaces that one
+
+
+SCOPE_WORDS = {
+    "notes:read": "read your notes",
+    "notes:write": "create notes",
+    "notes:delete": "delete your notes",
+    "offline_access": "stay connected when you are away (a refresh token)",
+}
+
+
+def consent(base: str, brand: Brand, email: str, csrf: str, v: ConsentView) -> str:
+    """The consent page: who asks (the client's name with where the answer goes: a name alone proves
+    nothing), what it may do, on which resource; approving and denying both name the request."""
+    name = agent_text(v.client_name)
+    where = (
+        "a registered client of this service"
+        if v.client_kind == "registered"
+        else f"described by {escape(urlsplit_host(v.client_id))}"
+    )
+    scopes = "".join(f'<li>{escape(SCOPE_WORDS.get(s, s))} <code class="id">{escape(s)}</code></li>' for s in v.scopes)
+    rows = [
+        ("Application", f'{name.text}{name.warning}{name.characters} <span class="tag">{where}</span>'),
+        ("Client ID", f'<code class="id">{escape(v.client_id)}</code>'),
+        ("Sends you back to", f"<strong>{escape(v.redirect_to)}</strong>"),
+        ("Resource", f'<code class="id">{escape(v.resource)}</code>'),
+    ]
+    details = "".join(f"<dt>{k}</dt><dd>{val}</dd>" for k, val in rows)
+    advisories = []
+    if name.flagged:
+        advisories.append(LOOKALIKE_ADVICE)
+    if v.local_only:
+        advisories.append(
+            "This application runs on your own computer (it receives the answer on localhost). Its name is "
+            "whatever it says it is: only continue if you started it yourself just now."
+        )
+    if v.replaces:
+        advisories.append("You connected this application before: this replaces that connection.")
+    notes = "".join(f'<p class="note" role="note">{a}</p>' for a in advisories)
+    fields = {"request": v.request_id}
+    body = (
+        signed_in_header(base, email, csrf)
+        + f"<h1>Connect {name.text} to your account?</h1>"
+        + f"<dl>{details}</dl>"
+        + f"<p>It asks to:</p><ul>{scopes}</ul>"
+        + (
+            '<p class="muted">It keeps access until you revoke it on your account page.</p>'
+            if v.refresh
+            else '<p class="muted">Its access lasts until its token expires.</p>'
+        )
+        + notes
+        + '<div class="actions">'
+        + form(base + ep.CONSENT, csrf, "Allow", "primary", {**fields, "decision": "approve"})
+        + form(base + ep.CONSENT, csrf, "Deny", "danger", {**fields, "decision": "deny"})
+        + "</div>"
+    )
+    return layout("Connect an application?", body, brand)
+
+
+def urlsplit_host(url: str) -> str:
+    return urlsplit(url).netloc or url

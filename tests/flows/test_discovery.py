@@ -22,15 +22,48 @@ async def test_authorization_server_metadata(harness):
         ("introspection_endpoint", "/oauth2/introspect"),
     ]:
         assert meta[field] == iss + path
-    assert meta["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
-    assert meta["scopes_supported"] == ["notes:read", "notes:write", "notes:delete"]
+    # The authorization endpoint (MCP clients): dev mode's sign-in stands in for a provider.
+    assert meta["authorization_endpoint"] == iss + "/oauth2/authorize"
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["response_modes_supported"] == ["query"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["client_id_metadata_document_supported"] is True
+    assert meta["token_endpoint_auth_methods_supported"] == ["none"]
+    assert meta["grant_types_supported"] == [
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ]
+    assert meta["scopes_supported"] == ["notes:read", "notes:write", "notes:delete", "offline_access"]
     aa = meta["agent_auth"]
     assert aa["identity_endpoint"] == iss + "/agent/identity"
     assert aa["claim_endpoint"] == iss + "/agent/identity/claim"
     assert aa["challenge_endpoint"] == iss + "/agent/identity/challenge"
     assert aa["skill"] == iss + "/auth.md"
     assert aa["anonymous"]["lifetime_seconds"] == 3600
-    assert aa["scopes"]["post_claim"] == meta["scopes_supported"]
+    assert aa["scopes"]["post_claim"] == meta["scopes_supported"][:-1]
+
+
+async def test_without_a_sign_in_for_people_there_is_no_authorization_endpoint(harness_factory):
+    """The operator's own login (claim_page_url) gives OAuth clients no consent page yet: the metadata
+    lists only what agents use, as before."""
+    async with harness_factory(claim_page_url="https://app.example.com/claim") as h:
+        iss = h.settings.issuer
+        meta = (await h.client.get(f"{iss}/.well-known/oauth-authorization-server")).json()
+        for member in (
+            "authorization_endpoint",
+            "code_challenge_methods_supported",
+            "response_modes_supported",
+            "authorization_response_iss_parameter_supported",
+            "client_id_metadata_document_supported",
+        ):
+            assert member not in meta
+        assert meta["response_types_supported"] == []
+        assert meta["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+        assert meta["scopes_supported"] == ["notes:read", "notes:write", "notes:delete"]
+        r = await h.client.get(f"{iss}/oauth2/authorize", params={"client_id": "x", "response_type": "code"})
+        assert r.status_code == 404
 
 
 async def test_protected_resource_metadata_documents(harness):

@@ -99,7 +99,7 @@ async def test_introspection(harness_factory):
 async def test_an_unknown_client_id_costs_the_same_slow_check_as_a_wrong_secret(harness_factory, monkeypatch):
     """Whether or not the client id exists, the presented secret goes through one scrypt check of the
     same cost (the same parameters), so timing does not tell which client ids exist."""
-    from app.flows import revoke
+    from app.flows import clients as client_auth
 
     stored = hash_secret(SECRET)
     checked: list[str] = []
@@ -108,8 +108,8 @@ async def test_an_unknown_client_id_costs_the_same_slow_check_as_a_wrong_secret(
         checked.append(against)
         return revoke_verify(secret, against)
 
-    revoke_verify = revoke.verify_secret
-    monkeypatch.setattr(revoke, "verify_secret", spy)
+    revoke_verify = client_auth.verify_secret
+    monkeypatch.setattr(client_auth, "verify_secret", spy)
     clients = [IntrospectionClient(client_id="api-gw", client_secret=Secret(stored))]
     async with harness_factory(introspection_clients=clients) as h:
         url = f"{h.settings.issuer}/oauth2/introspect"

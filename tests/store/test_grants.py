@@ -439,3 +439,76 @@ async def test_concurrent_admissions_create_exactly_what_the_limit_allows(store:
     assert sum(admitted) == 5
     assert len(await store.list_accounts(None, 100, T0)) == 5
     assert len(await all_events(store)) == 5
+
+
+def _mcp_grant(account_id: str, **extra: object) -> Registration:
+    return make_registration(
+        "reg_mcp",
+        account_id,
+        expires_at=None,
+        **{
+            "type": "mcp",
+            "client_id": "https://client.example/metadata.json",
+            "resource": "https://authmd.example/api",
+            "agent_name": "Example MCP client",
+            "refresh_family": "fam_m",
+            "refresh_expires_at": T0 + 86_400,
+            **extra,
+        },
+    )
+
+
+def _mcp_created(registration: Registration, at: float) -> list[ev.Event]:
+    return [
+        ev.new(
+            ev.RegistrationCreated,
+            at,
+            registration.account_id,
+            registration.id,
+            method="mcp",
+            scopes=registration.scopes,
+            client_id=registration.client_id,
+        )
+    ]
+
+
+async def test_put_registration_adds_a_grant_to_a_live_account_with_its_event(store: Store) -> None:
+    account, first = await seed(store, kind="persistent", account_expires_at=None)
+    before = await all_events(store)
+    grant = _mcp_grant(account.id)
+    created = _mcp_created(grant, T0 + 1)
+    assert await store.put_registration(grant, T0 + 1, created) is True
+    assert await store.get_registration(account.id, grant.id, T0 + 2) == grant
+    assert {r.id for r in await store.registrations_of(account.id, T0 + 2)} == {first.id, grant.id}
+    state = await store.access_state(account.id, grant.id, None, T0 + 2)
+    assert state is not None and state.registration.client_id == grant.client_id
+    assert (await all_events(store))[len(before) :] == created
+
+
+async def test_put_registration_replaces_the_grant_whole(store: Store) -> None:
+    account, _ = await seed(store, kind="persistent", account_expires_at=None)
+    grant = _mcp_grant(account.id, revoked_at=T0, refresh_seq=7, refresh_rotated_at=T0)
+    assert await store.put_registration(grant, T0 + 1, _mcp_created(grant, T0 + 1)) is True
+    again = _mcp_grant(account.id, generation=1, scopes=("notes:read",), refresh_family="fam_n")
+    assert await store.put_registration(again, T0 + 2, _mcp_created(again, T0 + 2)) is True
+    got = await store.get_registration(account.id, again.id, T0 + 3)
+    assert got == again  # no field of the revoked grant survives (revoked_at, the old family's seq)
+
+
+async def test_put_registration_on_a_missing_or_expired_account_is_false_without_event(store: Store) -> None:
+    account, _ = await seed(store, account_expires_at=T0 + 100)
+    before = await all_events(store)
+    missing = _mcp_grant("acct_missing")
+    assert await store.put_registration(missing, T0, _mcp_created(missing, T0)) is False
+    late = _mcp_grant(account.id)
+    assert await store.put_registration(late, T0 + 100, _mcp_created(late, T0 + 100)) is False
+    assert await store.get_registration(account.id, late.id, T0 + 50) is None
+    assert await all_events(store) == before
+
+
+async def test_put_registration_on_a_temporary_account_dies_with_it(store: Store) -> None:
+    account, _ = await seed(store, account_expires_at=T0 + 100)
+    grant = _mcp_grant(account.id)
+    assert await store.put_registration(grant, T0, _mcp_created(grant, T0)) is True
+    assert await store.access_state(account.id, grant.id, None, T0 + 99) is not None
+    assert await store.access_state(account.id, grant.id, None, T0 + 100) is None

@@ -25,6 +25,7 @@ WRITES = {
     "hit_windows",
     "consume_once",
     "create_registration",
+    "put_registration",
     "revoke_token",
     "revoke_registration",
     "delete_account",

@@ -82,6 +82,7 @@ _SCRIPTS = (
     "mark_delivered",
     "open_endpoints",
     "put_delegation",
+    "put_grant",
     "put_registration",
     "read_claim",
     "read_counts",
@@ -103,6 +104,7 @@ _EMITTING = {
     "delete_account",
     "enable_endpoint",
     "finish_delivery",
+    "put_grant",
     "put_registration",
     "retry_delivery",
     "revoke_registration",
@@ -239,6 +241,9 @@ def _registration(fields: dict[str, str]) -> Registration:
         refresh_rotated_at=_int(fields.get("refresh_rotated_at")),
         refresh_expires_at=_int(fields.get("refresh_expires_at")),
         source=fields.get("source"),
+        client_id=fields.get("client_id"),
+        resource=fields.get("resource"),
+        jkt=fields.get("jkt"),
     )
 
 

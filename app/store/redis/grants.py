@@ -24,6 +24,7 @@ from app.store.redis.base import (
     UNAVAILABLE,
     RedisBase,
     _account,
+    _fields,
     _registration,
     _window_results,
 )
@@ -175,6 +176,12 @@ class RedisGrants(RedisBase):
             return None
         revoked = mark is not None and float(mark) > now
         return AccessState(registration=registration, account=account, token_revoked=revoked, notes=listed)
+
+    async def put_registration(self, registration: Registration, now: float, events: Sequence[Event]) -> bool:
+        account_id = registration.account_id
+        keys = [self._a(account_id, "acct"), self._a(account_id, "regs"), self._a(account_id, f"reg:{registration.id}")]
+        args = [repr(float(now)), registration.id, *_fields(registration)]
+        return bool(await self._emit("put_grant", account_id, events, keys, args))
 
     async def revoke_registration(
         self, account_id: str, registration_id: str, now: float, events: Sequence[Event]

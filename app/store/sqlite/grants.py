@@ -14,9 +14,11 @@ from app.store.sqlite.base import (
     _LIVE,
     _REG_COLS,
     _REG_FIELDS,
+    _REG_MARKS,
     SQLiteBase,
     _account,
     _registration,
+    _registration_row,
 )
 from app.store.sqlite.commit import writes
 from app.store.sqlite.limits import count_windows
@@ -133,6 +135,20 @@ class SQLiteGrants(SQLiteBase):
                 return False
             self._append(conn, events)
             return True
+
+    @writes
+    def _put_registration(self, reg: Registration, now: float, events: Sequence[Event]) -> bool:
+        with self._write() as conn:
+            live = conn.execute(f"SELECT 1 FROM accounts WHERE id = ? AND {_LIVE}", (reg.account_id, now)).fetchone()
+            if live is None:
+                return False
+            conn.execute("DELETE FROM registrations WHERE id = ? AND account_id = ?", (reg.id, reg.account_id))
+            conn.execute(f"INSERT INTO registrations ({_REG_COLS}) VALUES ({_REG_MARKS})", _registration_row(reg))
+            self._append(conn, events)
+            return True
+
+    async def put_registration(self, registration: Registration, now: float, events: Sequence[Event]) -> bool:
+        return await self._run(self._put_registration, registration, now, events)
 
     async def revoke_registration(
         self, account_id: str, registration_id: str, now: float, events: Sequence[Event]

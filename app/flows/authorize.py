@@ -1,0 +1,278 @@
+"""The authorization endpoint (RFC 6749 §4.1, OAuth 2.1 §4.1): an MCP client sends its human here.
+
+``GET {authorization_endpoint}`` is checked in two stages (RFC 6749 §4.1.2.1):
+1. who asks and where the answer goes: ``client_id`` (a registered client or a client metadata
+   document, app/flows/clients.py) and ``redirect_uri`` (exact match). A failure here is shown to the
+   human on our own page and never redirected: a bad redirect URI must not become an open redirect.
+2. everything else (``response_type``, PKCE, ``resource``, ``scope``, ``prompt``): a failure is
+   redirected to the client with ``error``, ``state`` and ``iss`` (RFC 9207 §2).
+
+A checked request waits in the browser's session (app/flows/session.py) while the human signs in and
+reads the consent page. Approving writes the grant (an ``mcp`` registration on the human's own account,
+replaced whole on each approval: a new generation, so what the earlier approval issued dies) and a code
+bound to the client, redirect URI, PKCE challenge, resource, scopes and grant, good once for
+``CODE_TTL_SECONDS``. Only the code's hash is stored.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from app import events as ev
+from app import observe, tokens
+from app.context import Context
+from app.errors import AuthError
+from app.flows import clients
+from app.flows.exchange import names_our_resource
+from app.flows.params import single
+from app.flows.session import PendingAuthorization
+from app.store.port import Registration, User
+
+CODE_TTL_SECONDS = 60
+# A spent code's record is kept this much longer, so a replay is recognised and revokes the grant
+# (RFC 6749 §4.1.2); the code itself only works for CODE_TTL_SECONDS.
+CODE_MEMORY_SECONDS = 600
+OFFLINE_ACCESS = "offline_access"
+# RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters.
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+MAX_STATE = 2048
+
+
+class Redirect(msgspec.Struct, frozen=True):
+    """Where the browser goes next: the client's redirect URI with the response's parameters."""
+
+    location: str
+
+
+class CodeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What a code is bound to (RFC 6749 §4.1.2, RFC 7636 §4.4), stored under the code's hash."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_sent: bool
+    code_challenge: str
+    resource: str
+    scopes: tuple[str, ...]
+    account_id: str
+    registration_id: str
+    generation: int
+    expires_at: int
+
+
+def respond(ctx: Context, redirect_uri: str, params: Mapping[str, str | None]) -> Redirect:
+    """The client's redirect URI with ``params`` added to its query (RFC 6749 §4.1.2: its own query
+    is kept), and always ``iss`` (RFC 9207 §2), errors included."""
+    parts = urlsplit(redirect_uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(k, v) for k, v in params.items() if v is not None]
+    query.append(("iss", ctx.settings.issuer_str))
+    return Redirect(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "")))
+
+
+def _page_error(description: str, code: str = "invalid_request") -> AuthError:
+    return AuthError(code, description, "Go back to the application and start again.")
+
+
+class _Refused(Exception):
+    """A stage-2 failure: redirected to the client (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+def offered(ctx: Context) -> bool:
+    """Consent needs our own sign-in page: an OpenID Connect provider, or dev mode's form. Operators
+    whose humans sign in through their own login (``claim_page_url``) get no MCP consent yet."""
+    s = ctx.settings
+    return s.oidc_issuer is not None or (s.dev_mode and s.claim_page_url is None)
+
+
+async def check(ctx: Context, query: Mapping[str, list[str]]) -> PendingAuthorization | Redirect:
+    """A checked request waiting for consent, or the error redirect to the client; stage-1 failures
+    raise AuthError for our own page."""
+    if not offered(ctx):
+        raise AuthError("not_found", "this service has no sign-in for OAuth clients")
+    try:
+        client_id = single(query, "client_id")
+        sent_redirect = single(query, "redirect_uri")
+    except AuthError as exc:
+        raise _page_error(exc.description) from exc
+    client = await clients.resolve(ctx, client_id)
+    if sent_redirect is None:
+        if len(client.redirect_uris) != 1:
+            raise _page_error("redirect_uri is missing, and this client has more than one")
+        redirect_uri = client.redirect_uris[0]
+    elif not client.redirect_allowed(sent_redirect):
+        raise _page_error("redirect_uri is not one this client registered (exact match required)")
+    else:
+        redirect_uri = sent_redirect
+    try:
+        state = single(query, "state")
+    except AuthError as exc:
+        raise _page_error(exc.description) from exc  # which state to send back is unknown
+    if state is not None and len(state) > MAX_STATE:
+        raise _page_error("state is too long")
+    try:
+        return _second_stage(ctx, query, client, redirect_uri, sent_redirect is not None, state)
+    except _Refused as refused:
+        params = {"error": refused.code, "error_description": refused.description, "state": state}
+        return respond(ctx, redirect_uri, params)
+
+
+def _one(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name) or []
+    if len(values) > 1:  # RFC 6749 §3.1: parameters MUST NOT be included more than once
+        raise _Refused("invalid_request", f"the {name} parameter appears more than once")
+    return values[0] if values else None
+
+
+def _second_stage(
+    ctx: Context,
+    query: Mapping[str, list[str]],
+    client: clients.Client,
+    redirect_uri: str,
+    redirect_uri_sent: bool,
+    state: str | None,
+) -> PendingAuthorization:
+    response_type = _one(query, "response_type")
+    if response_type is None:
+        raise _Refused("invalid_request", "response_type is missing")
+    if response_type != "code":
+        raise _Refused("unsupported_response_type", "only response_type=code is supported")
+    response_mode = _one(query, "response_mode")
+    if response_mode not in (None, "query"):
+        raise _Refused("invalid_request", "only response_mode=query is supported")
+    # RFC 7636 §4.3 and OAuth 2.1 §4.1.1: PKCE is required, and only S256 (a missing method means plain).
+    challenge, method = _one(query, "code_challenge"), _one(query, "code_challenge_method")
+    if challenge is None:
+        raise _Refused("invalid_request", "code_challenge is required (PKCE, RFC 7636)")
+    if method != "S256":
+        raise _Refused("invalid_request", "code_challenge_method must be S256")
+    if not _S256_CHALLENGE.fullmatch(challenge):
+        raise _Refused("invalid_request", "code_challenge is not an S256 challenge (43 base64url characters)")
+    resources = query.get("resource") or []
+    if len(resources) > 1:
+        raise _Refused("invalid_target", "this service issues tokens for one resource per request")
+    resource = ctx.settings.resource_str
+    if resources and not names_our_resource(resources[0], resource):
+        # RFC 8707 §2: a resource this server does not protect.
+        raise _Refused("invalid_target", "the resource is not one this service protects")
+    scopes = _scopes(ctx, _one(query, "scope"))
+    prompt = _one(query, "prompt")
+    if prompt is not None and "none" in prompt.split():
+        # OIDC Core §3.1.2.1: this server always asks the human, so it cannot answer without them.
+        raise _Refused("interaction_required", "the human must sign in and consent")
+    return PendingAuthorization(
+        id=secrets.token_urlsafe(12),
+        client_id=client.client_id,
+        client_name=client.name,
+        client_kind=client.kind,
+        local_only=client.local_only,
+        redirect_uri=redirect_uri,
+        redirect_uri_sent=redirect_uri_sent,
+        state=state,
+        code_challenge=challenge,
+        resource=resource,
+        scopes=scopes,
+        # A refresh token for a client that asked for offline_access or declares the refresh grant
+        # (RFC 7591 §2 grant_types; MCP clients refresh rather than send their human back).
+        refresh=OFFLINE_ACCESS in scopes or "refresh_token" in client.grant_types,
+        created_at=int(ctx.clock.now()),
+    )
+
+
+def grantable(ctx: Context) -> tuple[str, ...]:
+    """What an OAuth client may ask for: what a claimed account's agents get, and ``offline_access``
+    (a refresh token)."""
+    return (*ctx.settings.post_claim_scopes, OFFLINE_ACCESS)
+
+
+def _scopes(ctx: Context, scope: str | None) -> tuple[str, ...]:
+    """RFC 6749 §3.3. Without a scope the client gets what an agent's claimed account gets."""
+    if scope is None:
+        return tuple(ctx.settings.post_claim_scopes)
+    wanted = tuple(dict.fromkeys(scope.split()))
+    unknown = [s for s in wanted if s not in grantable(ctx)]
+    if not wanted or unknown:
+        raise _Refused("invalid_scope", f"unknown scope: {' '.join(unknown)[:200]}" if unknown else "empty scope")
+    return wanted
+
+
+def denied(ctx: Context, request: PendingAuthorization) -> Redirect:
+    return respond(
+        ctx,
+        request.redirect_uri,
+        {"error": "access_denied", "error_description": "the user denied the request", "state": request.state},
+    )
+
+
+def grant_id(ctx: Context, account_id: str, client_id: str) -> str:
+    """One grant per (account, client): approving the same client again replaces it."""
+    return tokens.registration_id_for(ctx.keys.derive("registration-id"), "mcp-client", client_id, account_id)
+
+
+async def approve(ctx: Context, request: PendingAuthorization, user: User, source: str | None) -> Redirect:
+    """The human consented: their grant for this client (replaced whole), and a code for the client."""
+    now = int(ctx.clock.now())
+    account_id = user.account_id
+    reg_id = grant_id(ctx, account_id, request.client_id)
+    before = await ctx.store.get_registration(account_id, reg_id, now)
+    refresh = request.refresh
+    grant = Registration(
+        id=reg_id,
+        type="mcp",
+        account_id=account_id,
+        scopes=request.scopes,
+        created_at=now,
+        expires_at=None,
+        generation=before.generation + 1 if before is not None else 0,
+        agent_name=request.client_name,
+        agent_platform=urlsplit(request.redirect_uri).netloc or urlsplit(request.redirect_uri).scheme,
+        refresh_family=secrets.token_urlsafe(12) if refresh else None,
+        refresh_expires_at=now + ctx.settings.refresh_token_ttl_seconds if refresh else None,
+        source=source,
+        client_id=request.client_id,
+        resource=request.resource,
+    )
+    events: list[ev.Event] = [
+        ev.new(
+            ev.RegistrationCreated,
+            now,
+            account_id,
+            reg_id,
+            method="mcp",
+            scopes=grant.scopes,
+            agent_name=grant.agent_name,
+            client_id=request.client_id,
+        )
+    ]
+    if not await ctx.store.put_registration(grant, now, events):
+        raise AuthError("invalid_request", "your account is not available; sign in again")
+    observe.emitted(ctx.tally, events)
+    code = "mac_" + secrets.token_urlsafe(32)
+    record = CodeRecord(
+        client_id=request.client_id,
+        redirect_uri=request.redirect_uri,
+        redirect_uri_sent=request.redirect_uri_sent,
+        code_challenge=request.code_challenge,
+        resource=request.resource,
+        scopes=request.scopes,
+        account_id=account_id,
+        registration_id=reg_id,
+        generation=grant.generation,
+        expires_at=now + CODE_TTL_SECONDS,
+    )
+    await ctx.store.put_session(code_key(code), msgspec.json.encode(record), now + CODE_MEMORY_SECONDS)
+    return respond(ctx, request.redirect_uri, {"code": code, "state": request.state})
+
+
+def code_key(code: str) -> str:
+    """Where a code's record is kept: the hash of the code (never the code), apart from session ids."""
+    return tokens.stored_hash("authorization-code\n" + code)
