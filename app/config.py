@@ -130,6 +130,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # OAuth clients of the authorization endpoint (MCP clients): the operator's registered ones. Clients
     # with a metadata document URL need no entry (spec/mcp.md).
     clients: list[OAuthClient] = msgspec.field(default_factory=list)
+    # RFC 7591 dynamic registration (the MCP spec's fallback for clients without a metadata document):
+    # off unless asked for; registrations per source per rate window; a client unused this long is gone.
+    dcr_enabled: bool = False
+    dcr_limit_per_source: int = 10
+    dcr_unused_days: int = 30
     # Slow secret checks (scrypt) per window, reserved before the check runs: per client id and per source.
     introspection_checks_per_client: int = 20
     introspection_checks_per_source: int = 60

@@ -40,6 +40,7 @@ CONSOLE_PROVIDERS = "/console/providers"
 TOKEN = "/oauth2/token"
 AUTHORIZE = "/oauth2/authorize"  # an OAuth client's human (app/routes/authorize.py)
 CONSENT = "/oauth2/consent"  # the consent page of a checked authorization request
+REGISTER = "/oauth2/register"  # RFC 7591 dynamic client registration (dcr_enabled)
 REVOKE = "/oauth2/revoke"
 INTROSPECT = "/oauth2/introspect"
 NOTES = "/api/notes"

@@ -30,6 +30,9 @@ STATUS: dict[str, int] = {
     "replay_detected": 400,
     "missing_verified_email": 400,
     "invalid_client_id": 400,
+    # RFC 7591 §3.2.2 (dynamic client registration)
+    "invalid_redirect_uri": 400,
+    "invalid_client_metadata": 400,
     # RFC 8935 §2.3 (the events endpoint only, in its own {"err"} body)
     "invalid_key": 400,
     "invalid_issuer": 400,
@@ -75,6 +78,8 @@ DEFAULT_HINTS: dict[str, str] = {
     "invalid_grant": "Register again at the identity endpoint to get a fresh identity assertion.",
     "unsupported_grant_type": "Use a grant_type the metadata lists in grant_types_supported.",
     "invalid_target": "Omit `resource` or name the resource from the protected-resource metadata.",
+    "invalid_redirect_uri": "Register https redirect URIs (a native app: loopback http or a private-use scheme).",
+    "invalid_client_metadata": "Fix the client metadata as the description says (RFC 7591 §2).",
     "invalid_scope": "Ask for a subset of the scopes the registration was granted, or omit `scope`.",
     "proof_of_work_required": "Solve the challenge in `challenge` and resend with `proof_of_work`.",
     "invalid_proof_of_work": "Solve the fresh challenge in `challenge` and resend with `proof_of_work`.",

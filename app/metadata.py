@@ -99,6 +99,8 @@ class AuthorizationServerMetadata(msgspec.Struct, omit_defaults=True, kw_only=Tr
     token_endpoint: str
     revocation_endpoint: str
     introspection_endpoint: str
+    # RFC 7591 via RFC 8414 §2: only with dcr_enabled.
+    registration_endpoint: str | None = None
     response_types_supported: list[str]
     # RFC 8414 §2: only query; RFC 7636 via RFC 8414 §2: S256 only.
     response_modes_supported: list[str] | None = None

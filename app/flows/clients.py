@@ -4,7 +4,9 @@ A client is one of (spec/mcp.md):
 - a **Client ID Metadata Document**: ``client_id`` is an https URL naming a JSON document that describes
   the client (draft-ietf-oauth-client-id-metadata-document); fetched through the SSRF-guarded, cached
   fetcher (app/outbound/cimd.py), under the operator's host policy; nothing is stored;
-- a **registered client**: a ``[[clients]]`` entry of the configuration.
+- a **registered client**: a ``[[clients]]`` entry of the configuration;
+- a **dynamically registered client** (RFC 7591, app/flows/dynamic_clients.py): stored, public,
+  deleted when unused.
 
 An auth.md agent is a client too, but never here: its registration is its client.
 
@@ -30,11 +32,12 @@ from app.config import Secret
 from app.config_parts import redirect_uri_problem
 from app.context import Context
 from app.errors import AuthError
+from app.flows import dynamic_clients
 from app.flows.limits import enforce, source_key
 from app.keys import hash_secret, verify_secret
 from app.store.port import WindowHit
 
-ClientKind = Literal["metadata_document", "registered"]
+ClientKind = Literal["metadata_document", "registered", "dynamic"]
 AuthMethod = Literal["none", "client_secret_basic"]
 # draft-ietf-oauth-client-id-metadata-document §4 names these from RFC 7591 §2; a longer name is cut
 # for the page (the consent page also shows the redirect host, never only a name).
@@ -49,6 +52,7 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
     kind: ClientKind
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     secret: Secret | None = None
+    expires_at: int | None = None  # a dynamically registered client's: gone when unused until then
 
     @property
     def local_only(self) -> bool:
@@ -76,19 +80,21 @@ def _loopback_http(uri: str) -> bool:
 
 def _same_but_port(uri: str, registered: str) -> bool:
     """RFC 8252 §7.3: a loopback IP literal redirect matches whatever its port (localhost does not:
-    §8.3 advises against it, and its name may resolve elsewhere)."""
+    §8.3 advises against it, and its name may resolve elsewhere). Everything but the port is compared
+    as the exact string: the scheme's and host's spelling, path and query."""
+    if not (uri.startswith("http://") and registered.startswith("http://")) or "#" in uri:
+        return False
     a, b = urlsplit(uri), urlsplit(registered)
     try:
         a.port, b.port  # noqa: B018 - a malformed port raises here
     except ValueError:
         return False
+    host_a, host_b = (p.netloc.rsplit(":", 1)[0] if p.port is not None else p.netloc for p in (a, b))
     return (
-        a.scheme == b.scheme == "http"
-        and _loopback_ip(a.hostname)
-        and a.hostname == b.hostname
+        _loopback_ip(a.hostname)
+        and "@" not in a.netloc
+        and host_a == host_b
         and (a.path, a.query) == (b.path, b.query)
-        and not a.username
-        and not a.password
     )
 
 
@@ -109,6 +115,19 @@ async def resolve(ctx: Context, client_id: str | None) -> Client:
             auth_method=registered.token_endpoint_auth_method,
             kind="registered",
             secret=registered.client_secret,
+        )
+    if client_id.startswith(dynamic_clients.PREFIX):
+        record = await ctx.store.get_client(client_id, ctx.clock.now()) if ctx.settings.dcr_enabled else None
+        if record is None:
+            raise _unknown("unknown client_id (a registration unused for too long is deleted: register again)")
+        return Client(
+            client_id=record.client_id,
+            name=record.client_name or "an application that registered itself",
+            redirect_uris=record.redirect_uris,
+            auth_method="none",
+            kind="dynamic",
+            grant_types=record.grant_types,
+            expires_at=record.expires_at,
         )
     if urlsplit(client_id).scheme not in ("https", "http"):
         raise _unknown("unknown client_id: not a registered client, nor a client metadata document URL")

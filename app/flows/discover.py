@@ -101,6 +101,7 @@ def authorization_server_metadata(ctx: Context) -> AuthorizationServerMetadata:
         token_endpoint=e.url(ep.TOKEN),
         revocation_endpoint=e.url(ep.REVOKE),
         introspection_endpoint=e.url(ep.INTROSPECT),
+        registration_endpoint=e.url(ep.REGISTER) if browser and s.dcr_enabled else None,
         response_types_supported=["code"] if browser else [],
         response_modes_supported=["query"] if browser else None,
         code_challenge_methods_supported=["S256"] if browser else None,

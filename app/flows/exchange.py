@@ -73,14 +73,20 @@ def requested_scope(req: ExchangeRequest) -> str | None:
     return one(req.scope, "scope")
 
 
-async def exchange(ctx: Context, req: ExchangeRequest) -> TokenIssued:
+async def exchange(ctx: Context, req: ExchangeRequest, client_id: str | None = None) -> TokenIssued:
+    """``client_id``: the OAuth client that authenticated (or named itself) on this request, if any:
+    then only an ID-JAG issued to exactly that client is accepted (MCP's Enterprise-Managed
+    Authorization; ID-JAG draft §4.3: the token endpoint checks the client)."""
     assertion = req.assertion
     if req.resource is not None and not names_our_resource(req.resource, ctx.settings.resource_str):
         raise AuthError("invalid_target", "this service issues tokens only for its own resource")
     # One of our own assertions this process signed or checked needs no look at its header.
     known = ctx.assertion_cache.get(assertion, ctx.clock.now())
     if known is None and ctx.settings.providers and _token_type(assertion) == TYP_ID_JAG:
-        state, granted, limit = await _from_id_jag(ctx, assertion)
+        state, granted, limit = await _from_id_jag(ctx, assertion, client_id)
+    elif client_id is not None:
+        # An agent's identity assertion is its own credential: no OAuth client presents one.
+        raise AuthError("invalid_grant", "an OAuth client may present only an ID-JAG issued to it")
     else:
         state, granted, limit = await assertion_grant(ctx, assertion, known)
     scopes = narrowed(granted, requested_scope(req), "what this registration was granted")
@@ -125,10 +131,14 @@ async def assertion_grant(
     return state, state.registration.scopes, int(claims["exp"])
 
 
-async def _from_id_jag(ctx: Context, assertion: str) -> tuple[AccessState, tuple[str, ...], int | None]:
+async def _from_id_jag(
+    ctx: Context, assertion: str, client_id: str | None
+) -> tuple[AccessState, tuple[str, ...], int | None]:
     """The draft's path: a trusted provider's ID-JAG exchanged directly (no refresh token)."""
     try:
         jag = await verify_id_jag(ctx, assertion)
+        if client_id is not None and jag.client_id != client_id:
+            raise AuthError("invalid_grant", "the ID-JAG was issued to another client (its client_id)")
         state = (await resolve(ctx, jag, agent="token")).state
     except AuthError as exc:
         # An untrusted issuer keeps its revision 2 code here too; every other verification failure is

@@ -21,7 +21,7 @@ import msgspec
 from app import observe
 from app.context import Context
 from app.errors import AuthError
-from app.flows import authorize, clients, exchange, grants, refresh
+from app.flows import authorize, clients, dynamic_clients, exchange, grants, refresh
 from app.flows.params import single
 from app.protocol import JWT_BEARER
 from app.store.port import AccessState, Registration
@@ -50,7 +50,14 @@ async def token(ctx: Context, req: TokenRequest) -> TokenIssued:
 
 
 async def _jwt_bearer(ctx: Context, req: TokenRequest) -> TokenIssued:
-    return await exchange.exchange(ctx, exchange.token_request(req.form))
+    """Agents present no client credentials; an OAuth client that authenticates (or names itself) may
+    present an ID-JAG issued to it, and only that (app/flows/exchange.py)."""
+    parsed = exchange.token_request(req.form)
+    client_id = None
+    basic = req.authorization is not None and req.authorization.lower().startswith("basic ")
+    if basic or "client_id" in req.form:
+        client_id = (await _client(ctx, req)).client_id
+    return await exchange.exchange(ctx, parsed, client_id)
 
 
 async def _client(ctx: Context, req: TokenRequest) -> clients.Client:
@@ -127,6 +134,7 @@ async def _authorization_code(ctx: Context, req: TokenRequest) -> TokenIssued:
     reg = state.registration if state is not None else None
     if state is None or reg is None or reg.revoked_at is not None or reg.generation != record.generation:
         raise _bad_grant("the authorization behind this code was revoked or replaced")
+    await dynamic_clients.used(ctx, client.client_id, client.expires_at)
     refresh_token = None
     if reg.refresh_family is not None:
         refresh_token = refresh.refresh_token(ctx, reg, reg.refresh_seq)
@@ -153,6 +161,7 @@ async def _refresh_token(ctx: Context, req: TokenRequest) -> TokenIssued:
             raise _bad_grant("the refresh token was not issued to this client")
 
     rotated = await refresh.rotate(ctx, presented, _bad_grant, admit)
+    await dynamic_clients.used(ctx, client.client_id, client.expires_at)
     reg = rotated.registration
     scopes = exchange.narrowed(_token_scopes(reg.scopes), single(req.form, "scope"), "what the human approved")
     state = AccessState(registration=reg, account=rotated.account, token_revoked=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post
 
 from app import endpoints as ep
-from app.flows import revoke
+from app.flows import dynamic_clients, revoke
 from app.flows import token as grant
 from app.routes.http import (
     NO_STORE,
@@ -17,8 +18,10 @@ from app.routes.http import (
     body_of,
     ctx_of,
     decode_form,
+    decode_json,
     form_body,
     json_response,
+    require_json,
     scope_header,
     source_of,
 )
@@ -31,6 +34,18 @@ async def token(request: Connection) -> Encoded:
     basic = authorization.decode("latin-1") if authorization else None
     req = grant.TokenRequest(form, basic, lambda: source_of(request, ctx))
     return json_response(await grant.token(ctx, req), no_store=True)
+
+
+_ANY_JSON: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+async def register_client(request: Connection) -> Encoded:
+    """RFC 7591 §3: a JSON object of client metadata in, 201 with the client's registration out."""
+    ctx = ctx_of(request)
+    require_json(request)
+    document = decode_json(await body_of(request), _ANY_JSON)  # its shape is RFC 7591's to judge
+    answer = await dynamic_clients.register(ctx, document, source_of(request, ctx))
+    return json_response(answer, status=201, no_store=True)
 
 
 @post(ep.REVOKE, status_code=200)
@@ -49,4 +64,9 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(result, no_store=True)
 
 
-HANDLERS = [asgi_route(ep.TOKEN, {"POST": token}), revoke_token, introspect]
+HANDLERS = [
+    asgi_route(ep.TOKEN, {"POST": token}),
+    asgi_route(ep.REGISTER, {"POST": register_client}),
+    revoke_token,
+    introspect,
+]

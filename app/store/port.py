@@ -2,7 +2,8 @@
 
 ``Store`` is the composition of narrow ports, one per concern: ``Upkeep`` (open, close, ping, sweep),
 ``Limits`` (rate windows), ``Marks`` (one-time marks, revoked token ids), ``Grants`` (accounts and their
-registrations), ``People`` (users, delegations, sign-in, sessions), ``Claims`` (the claim ceremony),
+registrations), ``People`` (users, delegations, sign-in, sessions), ``Clients`` (OAuth clients that
+registered themselves), ``Claims`` (the claim ceremony),
 ``Notes`` (the demo resource), ``Events`` (reading the outbox), ``Webhooks`` (deliveries) and
 ``Counters`` (the console's per-minute totals). Each
 adapter (app/store/sqlite/, app/store/redis/) has one module per concern, and tests/store has one
@@ -103,6 +104,20 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str | None = None
     resource: str | None = None
     jkt: str | None = None
+
+
+class ClientRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An OAuth client that registered itself (RFC 7591 dynamic registration): public (no secret), and
+    gone once ``expires_at`` passes without use (each use moves it forward: ``touch_client``)."""
+
+    client_id: str
+    client_name: str | None
+    redirect_uris: tuple[str, ...]
+    application_type: Literal["web", "native"]
+    grant_types: tuple[str, ...]
+    created_at: int
+    expires_at: int
+    source: str | None = None
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -341,8 +356,9 @@ class Upkeep(Protocol):
 
     async def sweep(self, now: float, limit: int) -> list[Deleted]:
         """Delete up to ``limit`` expired temporary accounts (and what they own), each with an
-        ``account.expired`` event, and reclaim expired marks and counters. Cost is proportional
-        to what expired. Several sweepers may run at once: each account is deleted (and reported) once."""
+        ``account.expired`` event, and reclaim expired marks, counters, sessions and clients. Cost is
+        proportional to what expired. Several sweepers may run at once: each account is deleted (and
+        reported) once."""
 
 
 class Limits(Protocol):
@@ -465,6 +481,20 @@ class People(Protocol):
     async def get_session(self, session_hash: str, now: float) -> bytes | None: ...
 
     async def delete_session(self, session_hash: str) -> None: ...
+
+
+class Clients(Protocol):
+    """OAuth clients that registered themselves (RFC 7591). Metadata-document clients are fetched, and
+    configured ones are settings: neither is stored."""
+
+    async def put_client(self, client: ClientRecord) -> None:
+        """Store a new client (its id is new: random)."""
+
+    async def get_client(self, client_id: str, now: float) -> ClientRecord | None:
+        """The client, unless it expired (unused for too long)."""
+
+    async def touch_client(self, client_id: str, expires_at: int, now: float) -> bool:
+        """A use: move the client's expiry to ``expires_at`` if that is later. False if it is gone."""
 
 
 class Claims(Protocol):
@@ -671,7 +701,7 @@ def count_read(names: Sequence[str], start: int, end: int, step: int) -> CountRe
     return CountRead(hours, start // unit, end // unit, step // unit, (end - start) // step)
 
 
-class Store(Upkeep, Limits, Marks, Grants, People, Claims, Notes, Events, Webhooks, Counters, Protocol):
+class Store(Upkeep, Limits, Marks, Grants, People, Clients, Claims, Notes, Events, Webhooks, Counters, Protocol):
     """The whole store, as flows see it (``ctx.store``): every narrow port, one adapter."""
 
 

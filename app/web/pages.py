@@ -409,7 +409,7 @@ class ConsentView:
     request_id: str
     client_name: str
     client_id: str
-    client_kind: str  # "metadata_document" | "registered"
+    client_kind: str  # "metadata_document" | "registered" | "dynamic"
     redirect_to: str  # where the answer goes: the redirect URI's host (or scheme, for an app's own scheme)
     local_only: bool
     scopes: Sequence[str]
@@ -430,11 +430,10 @@ def consent(base: str, brand: Brand, email: str, csrf: str, v: ConsentView) -> s
     """The consent page: who asks (the client's name with where the answer goes: a name alone proves
     nothing), what it may do, on which resource; approving and denying both name the request."""
     name = agent_text(v.client_name)
-    where = (
-        "a registered client of this service"
-        if v.client_kind == "registered"
-        else f"described by {escape(urlsplit_host(v.client_id))}"
-    )
+    where = {
+        "registered": "a registered client of this service",
+        "dynamic": "registered itself: unverified",
+    }.get(v.client_kind) or f"described by {escape(urlsplit_host(v.client_id))}"
     scopes = "".join(f'<li>{escape(SCOPE_WORDS.get(s, s))} <code class="id">{escape(s)}</code></li>' for s in v.scopes)
     rows = [
         ("Application", f'{name.text}{name.warning}{name.characters} <span class="tag">{where}</span>'),

@@ -377,3 +377,51 @@ async def test_the_token_endpoint_names_an_untrusted_issuer(harness_factory, pro
         stale = await exchange(h, provider.mint_id_jag("t", **good, drop_claims=("auth_time",)), expect=400)
         assert stale["error"] == "invalid_grant" and stale["error_description"].startswith("login_required:")
         assert "access_token" in await exchange(h, provider.mint_id_jag("t", **good))
+
+
+async def test_an_authenticated_client_may_present_only_an_id_jag_issued_to_it(harness_factory, provider):
+    """MCP's Enterprise-Managed Authorization: a confidential client exchanges an ID-JAG its user's
+    IdP issued to it. The ID-JAG's client_id must be exactly the authenticated client; an agent's
+    identity assertion is never a client's to present."""
+    import base64
+
+    from app.config import OAuthClient, Secret
+    from app.keys import hash_secret
+
+    secret = "enterprise-client-secret-0000000"
+    client = OAuthClient(
+        client_id="ent-client",
+        client_name="Enterprise Client",
+        redirect_uris=["https://ent.example/cb"],
+        token_endpoint_auth_method="client_secret_basic",
+        client_secret=Secret(hash_secret(secret)),
+    )
+    trusted = {"client_ids": ["agent-cli", "ent-client"]}
+    async with attested(harness_factory, provider, trusted=trusted, clients=[client]) as h:
+
+        async def as_client(assertion: str, password: str = secret) -> Any:
+            basic = base64.b64encode(f"ent-client:{password}".encode()).decode()
+            return await h.client.post(
+                f"{ISSUER}/oauth2/token",
+                data={"grant_type": JWT_BEARER, "assertion": assertion},
+                headers={"Authorization": f"Basic {basic}"},
+            )
+
+        own = provider.mint_id_jag("u-e", aud=ISSUER, email="en@example.com", client_id="ent-client")
+        ok = await as_client(own)
+        assert ok.status_code == 200, ok.text
+        assert jwt.decode(ok.json()["access_token"], options={"verify_signature": False})["scope"]
+        others = provider.mint_id_jag("u-f", aud=ISSUER, email="fo@example.com", client_id="agent-cli")
+        r = await as_client(others)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+        assert "another client" in r.json()["error_description"]
+        wrong = await as_client(
+            provider.mint_id_jag("u-e", aud=ISSUER, email="en@example.com", client_id="ent-client"), "nope"
+        )
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+        # An agent's own identity assertion, presented by the client: refused.
+        agent = await register(h, provider.mint_id_jag("u-g", aud=ISSUER, email="ag@example.com"))
+        r = await as_client(agent["identity"]["assertion"])
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+        # Without client credentials the same agent assertion works as ever.
+        assert (await exchange(h, agent["identity"]["assertion"]))["token_type"] == "Bearer"

@@ -493,3 +493,61 @@ def test_cimd_domain_lists_load_from_the_environment() -> None:
     ).resolve()
     assert settings.cimd_allow_domains == ["example.com", "xn--bcher-kva.example", "203.0.113.7"]
     assert settings.cimd_deny_domains == []
+
+
+CLIENT = '[[clients]]\nclient_id = "desk"\nclient_name = "Desk"\nredirect_uris = ["http://127.0.0.1:5173/cb"]\n'
+
+
+def test_clients_from_toml_with_their_secret_masked(tmp_path: Path) -> None:
+    confidential = (
+        '[[clients]]\nclient_id = "srv"\nclient_name = "Server"\nredirect_uris = ["https://srv.example/cb"]\n'
+        f'token_endpoint_auth_method = "client_secret_basic"\nclient_secret = "{HASH}"\n'
+    )
+    settings = load_settings(write(tmp_path, CLIENT + confidential), env={}).resolve()
+    assert [(c.client_id, c.token_endpoint_auth_method) for c in settings.clients] == [
+        ("desk", "none"),
+        ("srv", "client_secret_basic"),
+    ]
+    shown = describe(settings)["clients"]
+    assert shown[1]["client_secret"] == "**********" and shown[0]["client_secret"] is None
+    assert HASH not in repr(shown)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (CLIENT, "duplicate client_id"),
+        (
+            '[[clients]]\nclient_id = "https://x.example/c.json"\nclient_name = "X"\nredirect_uris = ["https://x.example/cb"]\n',
+            "plain identifier",
+        ),
+        ('[[clients]]\nclient_id = "x"\nclient_name = " "\nredirect_uris = ["https://x.example/cb"]\n', "client_name"),
+        ('[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = []\n', "at least one"),
+        ('[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = ["https://x.example/cb#f"]\n', "fragment"),
+        (
+            '[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = ["javascript:alert(1)"]\n',
+            "never a redirect",
+        ),
+        (
+            '[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = ["https://x.example/cb"]\n'
+            'token_endpoint_auth_method = "client_secret_basic"\nclient_secret = "plain-secret"\n',
+            "never the secret itself",
+        ),
+        (
+            '[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = ["https://x.example/cb"]\n'
+            f'client_secret = "{HASH}"\n',
+            "public client",
+        ),
+    ],
+)
+def test_bad_clients_are_config_errors_naming_the_entry(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_settings(write(tmp_path, CLIENT + extra), env={}).resolve()
+    assert "plain-secret" not in str(refused.value)
+
+
+def test_http_redirects_off_loopback_need_dev_mode(tmp_path: Path) -> None:
+    text = '[[clients]]\nclient_id = "x"\nclient_name = "X"\nredirect_uris = ["http://x.example/cb"]\n'
+    with pytest.raises(ConfigError, match="loopback"):
+        load_settings(write(tmp_path, 'issuer = "https://auth.example"\n' + text), env={}).resolve()
+    assert load_settings(write(tmp_path, text), env={}).resolve().clients[0].client_id == "x"

@@ -60,6 +60,8 @@ slot, so every transition on it is one single-slot Lua script that Redis Cluster
   Pdlg:SHA256             hash: the delegation of one provider subject (iss, sub)
   Psess:HASH              string: a browser session -> "expires_at base64(data)" (its TTL counts from the
                           wall clock: ``put_session`` has no ``now``)
+  Pcl:ID                  hash: an OAuth client that registered itself (body: its record as JSON,
+                          expires_at: moved forward by each use); TTL from the wall clock, as sessions
 
 Correctness comes from the absolute expiry stored in each record and compared with the caller's
 ``now``; backend TTLs (relative to that ``now``, plus a grace period) only reclaim space.
@@ -77,6 +79,7 @@ from __future__ import annotations
 
 from app.store.redis.base import RedisURL, parse_redis_url, slot_tag
 from app.store.redis.claims import RedisClaims
+from app.store.redis.clients import RedisClients
 from app.store.redis.counters import RedisCounters
 from app.store.redis.events import RedisEvents
 from app.store.redis.grants import RedisGrants
@@ -94,6 +97,7 @@ class RedisStore(
     RedisMarks,
     RedisGrants,
     RedisPeople,
+    RedisClients,
     RedisClaims,
     RedisNotes,
     RedisEvents,

@@ -81,6 +81,7 @@ _SCRIPTS = (
     "list_deliveries",
     "mark_delivered",
     "open_endpoints",
+    "put_client",
     "put_delegation",
     "put_grant",
     "put_registration",
@@ -94,6 +95,7 @@ _SCRIPTS = (
     "rotate_refresh",
     "save_claim",
     "set_not_before",
+    "touch_client",
     "trim_deliveries",
 )
 # Scripts that change an account write its events: the outbox prelude comes first (``_outbox.lua``).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from app.store.sqlite.base import parse_sqlite_url
 from app.store.sqlite.claims import SQLiteClaims
+from app.store.sqlite.clients import SQLiteClients
 from app.store.sqlite.counters import SQLiteCounters
 from app.store.sqlite.events import SQLiteEvents
 from app.store.sqlite.grants import SQLiteGrants
@@ -33,6 +34,7 @@ class SQLiteStore(
     SQLiteMarks,
     SQLiteGrants,
     SQLitePeople,
+    SQLiteClients,
     SQLiteClaims,
     SQLiteNotes,
     SQLiteEvents,

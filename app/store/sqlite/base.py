@@ -340,6 +340,11 @@ class SQLiteBase:
                 "(SELECT id_hash FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
                 (now, limit),
             )
+            conn.execute(
+                "DELETE FROM clients WHERE id IN "
+                "(SELECT id FROM clients WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                (now, limit),
+            )
             return deleted
 
     async def sweep(self, now: float, limit: int) -> list[Deleted]:
