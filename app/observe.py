@@ -36,7 +36,7 @@ REFUSAL_LINES_PER_SECOND = 20
 
 # The per-minute series the console charts, by name. ``{…}`` parts take a bounded set of values.
 SERIES = (
-    "registered:{method}",  # anonymous, service_auth, identity_assertion
+    "registered:{method}",  # anonymous, service_auth, identity_assertion, mcp
     "registration_refused:{method}",
     "claim:{stage}",  # started, confirmed, denied, completed, expired
     "accounts:expired",

@@ -184,12 +184,42 @@ class ClaimStatusRequest(msgspec.Struct):
 
 
 class TokenRequest(msgspec.Struct):
-    """RFC 7523 §2.1 (form fields)."""
+    """The token endpoint's form fields: RFC 7523 §2.1 (jwt-bearer), RFC 6749 §4.1.3 with RFC 7636 §4.5
+    (authorization_code), RFC 6749 §6 (refresh_token). Which apply depends on ``grant_type``."""
 
     grant_type: str
     assertion: str | msgspec.UnsetType = msgspec.UNSET
+    code: str | msgspec.UnsetType = msgspec.UNSET
+    code_verifier: str | msgspec.UnsetType = msgspec.UNSET
+    redirect_uri: str | msgspec.UnsetType = msgspec.UNSET
+    refresh_token: str | msgspec.UnsetType = msgspec.UNSET
+    client_id: str | msgspec.UnsetType = msgspec.UNSET  # a public client names itself (RFC 6749 §3.2.1)
     resource: str | msgspec.UnsetType = msgspec.UNSET  # RFC 8707
     scope: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class ClientMetadata(msgspec.Struct):
+    """What RFC 7591 dynamic registration reads of a client's metadata (§2); other members are ignored."""
+
+    redirect_uris: list[str]
+    client_name: str | msgspec.UnsetType = msgspec.UNSET
+    application_type: str | msgspec.UnsetType = msgspec.UNSET  # web | native
+    grant_types: list[str] | msgspec.UnsetType = msgspec.UNSET
+    response_types: list[str] | msgspec.UnsetType = msgspec.UNSET
+    token_endpoint_auth_method: str | msgspec.UnsetType = msgspec.UNSET  # answered as none
+
+
+class ClientRegistered(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """RFC 7591 §3.2.1: the client's id and the metadata as the server took it (public: no secret)."""
+
+    client_id: str
+    client_id_issued_at: int
+    redirect_uris: list[str]
+    token_endpoint_auth_method: str
+    grant_types: list[str]
+    response_types: list[str]
+    application_type: str
+    client_name: str | None = None
 
 
 class TokenHint(msgspec.Struct):

@@ -24,7 +24,7 @@ from app.outbound.jwks import KeysSeen
 from app.store.port import Account, Registration, User
 
 Access = Literal["operator", "everyone", "denied", "closed"]
-METHODS = ("anonymous", "service_auth", "identity_assertion")
+METHODS = ("anonymous", "service_auth", "identity_assertion", "mcp")  # mcp: an MCP client connected
 CLAIM_STAGES = ("started", "confirmed", "completed", "denied", "expired")
 # The limits observe.refused is called with (the ``refused:{limit}`` series): the windows' names, the
 # limits named where they refuse, the quota and proof-of-work refusals (app/routes/errors.py) and a 429's

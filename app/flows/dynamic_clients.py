@@ -28,6 +28,7 @@ from app.errors import AuthError
 from app.flows.limits import enforce, source_key
 from app.store.port import ClientRecord, WindowHit
 from app.tokens import new_id
+from app.wire import ClientRegistered
 
 PREFIX = "dcr_"
 MAX_REDIRECTS = 10
@@ -111,7 +112,7 @@ def _checked(ctx: Context, document: Any) -> tuple[ClientRecord, list[str]]:
     return record, responses
 
 
-async def register(ctx: Context, document: Any, source: str) -> dict[str, Any]:
+async def register(ctx: Context, document: Any, source: str) -> ClientRegistered:
     """Check, count against the source's allowance, store; the RFC 7591 §3.2.1 answer."""
     if not ctx.settings.dcr_enabled:
         raise AuthError("not_found", "this service does not offer dynamic client registration")
@@ -121,18 +122,16 @@ async def register(ctx: Context, document: Any, source: str) -> dict[str, Any]:
     await enforce(ctx, [WindowHit(f"dcr:src:{src}", ctx.settings.dcr_limit_per_source)])
     record = msgspec.structs.replace(record, source=src)
     await ctx.store.put_client(record)
-    answer: dict[str, Any] = {
-        "client_id": record.client_id,
-        "client_id_issued_at": record.created_at,
-        "redirect_uris": list(record.redirect_uris),
-        "token_endpoint_auth_method": "none",
-        "grant_types": list(record.grant_types),
-        "response_types": responses,
-        "application_type": record.application_type,
-    }
-    if record.client_name is not None:
-        answer["client_name"] = record.client_name
-    return answer
+    return ClientRegistered(
+        client_id=record.client_id,
+        client_id_issued_at=record.created_at,
+        redirect_uris=list(record.redirect_uris),
+        token_endpoint_auth_method="none",
+        grant_types=list(record.grant_types),
+        response_types=responses,
+        application_type=record.application_type,
+        client_name=record.client_name,
+    )
 
 
 async def used(ctx: Context, client_id: str, expires_at: int | None) -> None:

@@ -87,6 +87,9 @@ LIMIT_NAMES = {
     "introspect:src": "introspection_per_source",
     "admin:fail": "admin_failures_per_source",
     "web:src": "sessions_per_source",
+    "dcr:src": "dcr_per_source",
+    "client:client": "client_secret_per_client",
+    "client:src": "client_secret_per_source",
 }
 
 

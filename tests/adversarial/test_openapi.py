@@ -4,12 +4,15 @@ reach (a claim completed by a human, a refresh) — conforms to it, on both stor
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
+import jwt
 import pytest
 import schemathesis
 from litestar import get
@@ -65,6 +68,7 @@ def test_the_document_is_valid_openapi_3_1_and_describes_the_api(start_server: S
         ("/agent/identity/claim/status", "post"): json_,
         ("/api/notes", "post"): json_,
         ("/oauth2/token", "post"): form,
+        ("/oauth2/register", "post"): json_,
         ("/oauth2/revoke", "post"): form,
         ("/oauth2/introspect", "post"): form,
         ("/agent/events", "post"): "application/secevent+jwt",
@@ -143,6 +147,45 @@ class Checked:
         return r
 
 
+def _mcp_client_journey(call: Any, browser: httpx.Client, server: ServerProcess) -> str:
+    """Register, send the human through consent (dev sign-in), redeem, refresh; the grant's id."""
+    redirect = "http://127.0.0.1:5173/callback"
+    metadata = {
+        "client_name": "Journey",
+        "redirect_uris": [redirect],
+        "grant_types": ["authorization_code", "refresh_token"],
+    }
+    client = call("POST", "/oauth2/register", json=metadata).json()
+    call("POST", "/oauth2/register", json={"redirect_uris": []})  # 400 invalid_redirect_uri
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": redirect,
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    page = Page(browser.get(f"{server.issuer}/oauth2/authorize", params=query, follow_redirects=True))
+    if page.title == "Development sign-in":
+        fields = {**page.form("/login/dev"), "email": "ada@example.com"}
+        page = Page(browser.post(f"{server.issuer}/login/dev", data=fields, follow_redirects=True))
+    answer = browser.post(
+        f"{server.issuer}/oauth2/consent", data={**page.form("/oauth2/consent"), "decision": "approve"}
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith(redirect), answer.text
+    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    redeem = {**form, "redirect_uri": redirect, "client_id": client["client_id"]}
+    tokens = call("POST", "/oauth2/token", data=redeem)
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens.json()["refresh_token"]}
+    refreshed = call("POST", "/oauth2/token", data={**refresh, "client_id": client["client_id"]})
+    call("POST", "/oauth2/token", data=redeem)  # 400: the code again (which revokes the grant)
+    claims = jwt.decode(refreshed.json()["access_token"], options={"verify_signature": False})
+    return str(claims["reg"])
+
+
 def test_every_answer_of_a_real_journey_conforms(
     start_server: StartServer, store_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -154,7 +197,8 @@ def test_every_answer_of_a_real_journey_conforms(
         'scopes = ["admin:read", "admin:write"]\n'
         f'[[admin_keys]]\nname = "ro"\nkey_hash = "{admin_key_hash(reader_key)}"\nscopes = ["admin:read"]\n'
     )
-    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", **store_env})
+    env = {"AUTHMD_DCR_ENABLED": "true"}
+    server = start_server({"AUTHMD_CONFIG": str(config), "AUTHMD_POW_MODE": "off", **store_env, **env})
     with httpx.Client(timeout=10.0) as http, httpx.Client(timeout=10.0) as browser:
         doc, schema = load(http, server)
         call = Checked(http, server, doc, schema)
@@ -198,6 +242,12 @@ def test_every_answer_of_a_real_journey_conforms(
         call("POST", "/oauth2/revoke", data={"token": token})
         assert call("POST", "/oauth2/introspect", data={"token": token}, auth=basic).json() == {"active": False}
         call("POST", "/agent/events", content=b"not-a-set", headers={"Content-Type": "application/secevent+jwt"})
+
+        # An MCP client: dynamic registration, the human's consent, the code and refresh grants.
+        mcp = _mcp_client_journey(call, browser, server)
+        one = "/admin/v1/registrations/{registration_id}"
+        grant = call("GET", f"/admin/v1/registrations/{mcp}", one, headers=bearer(reader_key)).json()
+        assert grant["type"] == "mcp" and grant["client_id"].startswith("dcr_")
 
         # The admin API: the success shapes (a live credential, a claimed account, a revocation) and its refusals.
         ops, ro = bearer(admin_key), bearer(reader_key)

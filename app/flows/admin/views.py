@@ -66,6 +66,9 @@ class RegistrationView(msgspec.Struct, kw_only=True):
     source: str | None
     claim: ClaimView | None
     account_id: str
+    # An MCP client's grant (type ``mcp``): the OAuth client and the resource its tokens are for.
+    client_id: str | None = None
+    resource: str | None = None
 
 
 class AccountFacts(msgspec.Struct, kw_only=True):
@@ -151,6 +154,8 @@ def registration_view(reg: Registration, claim: Claim | None, now: float) -> Reg
         source=reg.source,
         claim=None if claim is None else claim_view(claim, now),
         account_id=reg.account_id,
+        client_id=reg.client_id,
+        resource=reg.resource,
     )
 
 
