@@ -139,6 +139,12 @@ async def rotate(
     return await claims.settle(step, rounds=3, give_up=_rotating)
 
 
+def _agents_only(reg: Registration) -> None:
+    """An MCP client's refresh token belongs to the token endpoint and its client, never here."""
+    if reg.type == "mcp":
+        raise _invalid("this refresh token belongs to an OAuth client: use it at the token endpoint")
+
+
 def _rotated(state: AccessState, seq: int, expires_at: int, now: float) -> Rotated:
     current = msgspec.structs.replace(
         state.registration, refresh_seq=seq, refresh_rotated_at=int(now), refresh_expires_at=expires_at
@@ -148,7 +154,7 @@ def _rotated(state: AccessState, seq: int, expires_at: int, now: float) -> Rotat
 
 async def refresh(ctx: Context, token: Any) -> Refreshed:
     """The identity endpoint's refresh (spec/protocol.md): a new identity assertion and refresh token."""
-    rotated = await rotate(ctx, token, _invalid)
+    rotated = await rotate(ctx, token, _invalid, _agents_only)
     reg = rotated.registration
     return Refreshed(id=reg.id, type="refresh", identity=identity_with_refresh(ctx, reg, rotated.seq))
 

@@ -391,3 +391,27 @@ async def test_the_account_page_lists_and_revokes_the_client(harness_factory):
         assert (await h.client.get(f"{h.settings.issuer}/api/notes", headers=auth)).status_code == 401
         form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": "desk-app"}
         assert (await h.client.post(f"{h.settings.issuer}/oauth2/token", data=form)).json()["error"] == "invalid_grant"
+
+
+async def test_an_agents_refresh_token_is_no_clients_and_a_clients_is_no_agents(harness_factory):
+    """The two worlds share refresh-token machinery, never tokens: an agent's refresh token at the token
+    endpoint (under any client) is invalid_grant and its grant lives on; an MCP client's refresh token
+    at the identity endpoint is refused too."""
+    from tests.helpers import DevHuman, claimed
+
+    async with served(harness_factory) as h:
+        _, done = await claimed(h.agent(), DevHuman(h.client, h.settings.issuer))
+        agent_refresh = done["identity"]["refresh_token"]["value"]
+        form = {"grant_type": "refresh_token", "refresh_token": agent_refresh, "client_id": CLIENT.client_id}
+        r = await h.client.post(f"{h.settings.issuer}/oauth2/token", data=form)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
+        again = await h.agent().refresh(agent_refresh)  # not revoked by the attempt
+        assert again["type"] == "refresh"
+
+        verifier, challenge = pkce()
+        got = await approved(h, Browser(h.client, h.settings.issuer), authorize_url(h, code_challenge=challenge))
+        client_refresh = (await redeem(h, got["code"], verifier)).json()["refresh_token"]
+        r = await h.client.post(
+            f"{h.settings.issuer}/agent/identity", json={"type": "refresh", "refresh_token": client_refresh}
+        )
+        assert r.status_code == 400, r.text
