@@ -78,13 +78,15 @@ def _page_error(description: str, code: str = "invalid_request") -> AuthError:
     return AuthError(code, description, "Go back to the application and start again.")
 
 
-class _Refused(Exception):
-    """A stage-2 failure: redirected to the client (RFC 6749 §4.1.2.1)."""
+class Refusal(msgspec.Struct, frozen=True):
+    """A stage-2 failure: redirected to the client (RFC 6749 §4.1.2.1), never raised."""
 
-    def __init__(self, code: str, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
+    code: str
+    description: str
+
+
+# RFC 6749 §3.1: parameters MUST NOT be included more than once (``resource`` may be, RFC 8707 §2).
+_SINGLE = ("response_type", "response_mode", "code_challenge", "code_challenge_method", "scope", "prompt")
 
 
 def offered(ctx: Context) -> bool:
@@ -119,18 +121,11 @@ async def check(ctx: Context, query: Mapping[str, list[str]]) -> PendingAuthoriz
         raise _page_error(exc.description) from exc  # which state to send back is unknown
     if state is not None and len(state) > MAX_STATE:
         raise _page_error("state is too long")
-    try:
-        return _second_stage(ctx, query, client, redirect_uri, sent_redirect is not None, state)
-    except _Refused as refused:
-        params = {"error": refused.code, "error_description": refused.description, "state": state}
+    checked = _second_stage(ctx, query, client, redirect_uri, sent_redirect is not None, state)
+    if isinstance(checked, Refusal):
+        params = {"error": checked.code, "error_description": checked.description, "state": state}
         return respond(ctx, redirect_uri, params)
-
-
-def _one(query: Mapping[str, list[str]], name: str) -> str | None:
-    values = query.get(name) or []
-    if len(values) > 1:  # RFC 6749 §3.1: parameters MUST NOT be included more than once
-        raise _Refused("invalid_request", f"the {name} parameter appears more than once")
-    return values[0] if values else None
+    return checked
 
 
 def _second_stage(
@@ -140,35 +135,44 @@ def _second_stage(
     redirect_uri: str,
     redirect_uri_sent: bool,
     state: str | None,
-) -> PendingAuthorization:
-    response_type = _one(query, "response_type")
+) -> PendingAuthorization | Refusal:
+    if repeated := [name for name in _SINGLE if len(query.get(name) or ()) > 1]:
+        return Refusal("invalid_request", f"the {repeated[0]} parameter appears more than once")
+
+    def _one(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    response_type = _one("response_type")
     if response_type is None:
-        raise _Refused("invalid_request", "response_type is missing")
+        return Refusal("invalid_request", "response_type is missing")
     if response_type != "code":
-        raise _Refused("unsupported_response_type", "only response_type=code is supported")
-    response_mode = _one(query, "response_mode")
+        return Refusal("unsupported_response_type", "only response_type=code is supported")
+    response_mode = _one("response_mode")
     if response_mode not in (None, "query"):
-        raise _Refused("invalid_request", "only response_mode=query is supported")
+        return Refusal("invalid_request", "only response_mode=query is supported")
     # RFC 7636 §4.3 and OAuth 2.1 §4.1.1: PKCE is required, and only S256 (a missing method means plain).
-    challenge, method = _one(query, "code_challenge"), _one(query, "code_challenge_method")
+    challenge, method = _one("code_challenge"), _one("code_challenge_method")
     if challenge is None:
-        raise _Refused("invalid_request", "code_challenge is required (PKCE, RFC 7636)")
+        return Refusal("invalid_request", "code_challenge is required (PKCE, RFC 7636)")
     if method != "S256":
-        raise _Refused("invalid_request", "code_challenge_method must be S256")
+        return Refusal("invalid_request", "code_challenge_method must be S256")
     if not _S256_CHALLENGE.fullmatch(challenge):
-        raise _Refused("invalid_request", "code_challenge is not an S256 challenge (43 base64url characters)")
+        return Refusal("invalid_request", "code_challenge is not an S256 challenge (43 base64url characters)")
     resources = query.get("resource") or []
     if len(resources) > 1:
-        raise _Refused("invalid_target", "this service issues tokens for one resource per request")
+        return Refusal("invalid_target", "this service issues tokens for one resource per request")
     resource = ctx.settings.resource_str
     if resources and not names_our_resource(resources[0], resource):
         # RFC 8707 §2: a resource this server does not protect.
-        raise _Refused("invalid_target", "the resource is not one this service protects")
-    scopes = _scopes(ctx, _one(query, "scope"))
-    prompt = _one(query, "prompt")
+        return Refusal("invalid_target", "the resource is not one this service protects")
+    scopes = _scopes(ctx, _one("scope"))
+    if isinstance(scopes, Refusal):
+        return scopes
+    prompt = _one("prompt")
     if prompt is not None and "none" in prompt.split():
         # OIDC Core §3.1.2.1: this server always asks the human, so it cannot answer without them.
-        raise _Refused("interaction_required", "the human must sign in and consent")
+        return Refusal("interaction_required", "the human must sign in and consent")
     return PendingAuthorization(
         id=secrets.token_urlsafe(12),
         client_id=client.client_id,
@@ -194,14 +198,14 @@ def grantable(ctx: Context) -> tuple[str, ...]:
     return (*ctx.settings.post_claim_scopes, OFFLINE_ACCESS)
 
 
-def _scopes(ctx: Context, scope: str | None) -> tuple[str, ...]:
+def _scopes(ctx: Context, scope: str | None) -> tuple[str, ...] | Refusal:
     """RFC 6749 §3.3. Without a scope the client gets what an agent's claimed account gets."""
     if scope is None:
         return tuple(ctx.settings.post_claim_scopes)
     wanted = tuple(dict.fromkeys(scope.split()))
     unknown = [s for s in wanted if s not in grantable(ctx)]
     if not wanted or unknown:
-        raise _Refused("invalid_scope", f"unknown scope: {' '.join(unknown)[:200]}" if unknown else "empty scope")
+        return Refusal("invalid_scope", f"unknown scope: {' '.join(unknown)[:200]}" if unknown else "empty scope")
     return wanted
 
 

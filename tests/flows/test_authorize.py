@@ -415,3 +415,15 @@ async def test_an_agents_refresh_token_is_no_clients_and_a_clients_is_no_agents(
             f"{h.settings.issuer}/agent/identity", json={"type": "refresh", "refresh_token": client_refresh}
         )
         assert r.status_code == 400, r.text
+
+
+async def test_a_repeated_parameter_is_refused(harness_factory):
+    """RFC 6749 §3.1: a parameter sent twice. Before the client and its redirect URI are trusted (and
+    for ``state``, which could not be sent back as sent) it is our own page; after, a redirect."""
+    async with served(harness_factory) as h:
+        url = authorize_url(h, code_challenge=pkce()[1])
+        r = await h.client.get(url + "&code_challenge_method=plain", follow_redirects=False)
+        assert r.status_code == 303 and answer(r.headers["location"])["error"] == "invalid_request"
+        for twice in ("&client_id=desk-app", f"&redirect_uri={REDIRECT}", "&state=other"):
+            r = await h.client.get(url + twice, follow_redirects=False)
+            assert r.status_code == 400 and "location" not in r.headers, twice
