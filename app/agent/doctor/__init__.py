@@ -1,10 +1,18 @@
 """Check any service's auth.md discovery chain against spec/protocol.md and the RFCs.
 
-URL is either an API URL or an issuer:
+URL is an API URL, an MCP server URL or an issuer:
 
 * an API URL answers an unauthenticated GET with 401 and `WWW-Authenticate: Bearer
   resource_metadata="..."` (RFC 9728 sec 5.1); the doctor follows it to the protected-resource
   metadata, takes the issuer from its `authorization_servers`, then checks the issuer;
+* an MCP server URL (a path ending in /mcp, or any URL with --mcp) gets an MCP client's first request,
+  a POST without a token; from its 401 the doctor follows the chain an MCP client follows (MCP
+  authorization, revision 2026-07-28; the mcp.* lines): `resource_metadata` and `scope` in the
+  challenge, the RFC 9728 document it names and the one at the path-inserted well-known URL, its
+  `resource` under the SDKs' rule (same origin, a path prefix at a segment boundary), then the
+  authorization server's metadata at the well-known URLs in the specification's order (RFC 8414
+  path-inserted, then OpenID Connect discovery) with a matching `issuer`, the two endpoints, S256,
+  `code`, and a way to register (`client_id_metadata_document_supported` or `registration_endpoint`);
 * anything else is taken as the issuer: `{issuer}/.well-known/oauth-authorization-server` (appended,
   as the official client does; with an issuer path also the RFC 8414 sec 3.1 path-inserted form).
 
@@ -15,7 +23,8 @@ Revision 2 of the protocol is checked too: `authorization_grant_profiles_support
 `identity_assertion.issuers_supported`, `claim.max_live_attempts`, and every error body the doctor
 sees (`error`, `error_description`, `message`; `retry_after` on a 429). A revision 1 error code name
 (e.g. `rate_limited`) is a WARN naming its revision 2 replacement.
-Only GETs are sent, unless --probe: that registers one anonymous account (POST identity_endpoint
+Only GETs are sent (and to an MCP server URL that one POST, which a protected server refuses unread),
+unless --probe: that registers one anonymous account (POST identity_endpoint
 {"type":"anonymous"}), exchanges its assertion at the token endpoint, sends one invalid assertion,
 asks for a token for a URI below the protected resource (revision 2: that names the resource), starts
 claim attempts for it (two live at once, the flat `login_hint` alias, one past the advertised
@@ -27,6 +36,7 @@ Exit status: 0 no failure (warnings allowed), 1 a check failed, 2 usage error, 3
 examples:
   authmd doctor http://127.0.0.1:8000                 # start from the issuer
   authmd doctor https://api.example.com/api/notes      # start from an API URL (follows the 401)
+  authmd doctor http://127.0.0.1:8000/api/mcp         # an MCP server: the chain an MCP client follows
   authmd doctor https://auth.example.com --json        # one JSON object on stdout
   authmd doctor http://127.0.0.1:8000 --probe          # also register a throwaway anonymous account
 """
@@ -37,6 +47,7 @@ import argparse
 import json
 import ssl
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,6 +57,7 @@ from app.agent.doctor.checks.as_metadata import check_as_metadata, issuer_from_a
 from app.agent.doctor.checks.auth_md import check_auth_md
 from app.agent.doctor.checks.errors import check_errors
 from app.agent.doctor.checks.jwks import check_jwks
+from app.agent.doctor.checks.mcp import check_mcp, looks_like_mcp, mcp_request
 from app.agent.doctor.checks.prm import check_api, check_issuer_prm, check_prm
 from app.agent.doctor.checks.probe import check_probe
 from app.agent.doctor.checks.transport import check_caching, check_transport
@@ -65,21 +77,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also register one anonymous account, exchange it, start claim attempts for it, then revoke it",
     )
+    p.add_argument(
+        "--mcp",
+        action="store_true",
+        help="check URL as an MCP server whatever its path (a path ending in /mcp always is)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--ca-file", help="PEM bundle of CAs to trust for https (default: the system's)")
 
 
-def examine(d: Doctor) -> Report:
-    """Raises Unreachable when the URL gives no HTTP answer at all."""
+def _answer(d: Doctor, what: str, send: Callable[[], Fetched]) -> Fetched | None:
+    """The URL's answer to ``send``; None (and a note) when it is not one to read. Unreachable passes."""
     try:
-        start: Fetched | None = d.http.get(d.url)
+        return send()
     except Unreachable:
         raise
     except Problem as exc:  # an answer, but not one to read (too large, bad encoding): not an API 401
-        d.report.notes.append(f"GET URL: {exc}")
-        start = None
+        d.report.notes.append(f"{what}: {exc}")
+        return None
+
+
+def examine(d: Doctor, *, mcp: bool = False) -> Report:
+    """Raises Unreachable when the URL gives no HTTP answer at all. ``mcp``: check the URL as an MCP
+    server whatever its path (without it, a path ending in /mcp is one when it answers 401)."""
     path = urlsplit(d.url).path
-    if AS_METADATA in path:
+    start: Fetched | None = None
+    sent = False
+    if AS_METADATA not in path and not path.startswith(PROTECTED_RESOURCE) and (mcp or looks_like_mcp(d.url)):
+        # An MCP client's first request is a POST (a GET would open an event stream on an open server).
+        start, sent = _answer(d, "POST URL", lambda: mcp_request(d)), True
+        if start is not None and (start.status == 401 or mcp):
+            mcp_response = start
+            d.report.mode = "mcp"
+            if mcp_response.status == 401:
+                d.guarded("resource", lambda: check_api(d, mcp_response, method="POST"))
+            d.guarded("mcp", lambda: check_mcp(d, mcp_response))
+        elif start is not None:
+            d.report.notes.append(
+                f"POST URL (an MCP request without a token) answered {start.status}, not 401: "
+                "not checked as an MCP server"
+            )
+    if not sent:
+        start = _answer(d, "GET URL", lambda: d.http.get(d.url))
+    if d.report.mode == "mcp":
+        pass
+    elif AS_METADATA in path:
         issuer = issuer_from_as_url(d.url)
         d.report.notes.append(f"URL is an authorization-server metadata URL; issuer taken as {issuer}")
         d.report.issuer = issuer
@@ -94,7 +136,8 @@ def examine(d: Doctor) -> Report:
         d.report.issuer = normalized_issuer(d.url)
         answered = f"answered {start.status}" if start else "gave no usable answer"
         d.report.notes.append(
-            f"GET URL {answered}, not 401: URL taken as the issuer (start from an API URL to check its 401 challenge)"
+            f"{'POST' if sent else 'GET'} URL {answered}, not 401: URL taken as the issuer "
+            "(start from an API URL to check its 401 challenge)"
         )
 
     d.guarded("transport", lambda: check_transport(d))
@@ -143,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     with client:
         doctor = Doctor(Http(client), url, probe=args.probe)
         try:
-            report = examine(doctor)
+            report = examine(doctor, mcp=args.mcp)
         except Unreachable as exc:
             print(f"authmd doctor: cannot reach {url}: {exc}", file=sys.stderr)
             if args.json:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 Status = Literal["pass", "warn", "fail"]
 
-GROUPS = ("transport", "resource", "prm", "as", "agent_auth", "jwks", "auth_md", "cache", "probe", "errors")
+GROUPS = ("transport", "resource", "mcp", "prm", "as", "agent_auth", "jwks", "auth_md", "cache", "probe", "errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ def worst(statuses: Iterable[Status]) -> Status:
 LABEL: dict[Status, str] = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 MODES = {
     "api": "an API URL (followed its 401 to the resource metadata, then to the issuer)",
+    "mcp": "an MCP server URL (followed its 401 as an MCP client does: resource metadata, then the issuer)",
     "issuer": "the issuer",
     "resource-metadata": "a protected-resource metadata URL",
 }

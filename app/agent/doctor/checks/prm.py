@@ -5,15 +5,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.agent.doctor.checks.jwks import PRIVATE_MEMBERS
+from app.agent.doctor.checks.mcp import sdks_accept
 from app.agent.doctor.http import Fetched, Problem, http_url, label, parse_challenges, short, well_known
 from app.agent.doctor.references import R_401, R_PRM, R_PRM_FIELDS, R_PRM_RESOURCE
 from app.agent.doctor.session import Doctor, Document
 from app.protocol import PROTECTED_RESOURCE
 
 
-def check_api(d: Doctor, start: Fetched) -> None:
-    """The 401 of an unauthenticated GET must name the metadata; follow it (or derive it)."""
-    d.saw(label("GET", start.url), start, strict=False)
+def check_api(d: Doctor, start: Fetched, method: str = "GET") -> None:
+    """The 401 of an unauthenticated request (a GET; an MCP client's POST in "mcp" mode) must name the
+    metadata; follow it (or derive it)."""
+    d.saw(label(method, start.url), start, strict=False)
     challenges = parse_challenges(start.headers.get_list("www-authenticate"))
     bearer = [params for scheme, params in challenges if scheme == "bearer"]
     metadata_url: str | None = None
@@ -86,6 +88,14 @@ def check_prm(d: Doctor, metadata_url: str, *, started_from: str | None, expect_
             "prm.resource",
             "warn",
             f"resource is {short(resource)}; the metadata URL is not a {PROTECTED_RESOURCE} URL to compare it with",
+            R_PRM_RESOURCE,
+        )
+    elif resource != expected and d.report.mode == "mcp" and sdks_accept(expected, resource):
+        d.add(
+            "prm.resource",
+            "warn",
+            f"resource is {short(resource)}, a parent of {expected} from which the metadata URL was derived: "
+            "RFC 9728 wants them identical; MCP clients accept a parent path (mcp.resource)",
             R_PRM_RESOURCE,
         )
     elif resource != expected:

@@ -123,7 +123,7 @@ def probe_resource(d: Doctor, assertion: str) -> None:
     and the token's `aud` is the resource's own identifier. Only when started from an API URL (the
     resource its metadata names is one tokens are for; an issuer's own metadata may not be)."""
     assert d.as_meta is not None
-    if d.report.mode != "api":
+    if d.report.mode not in ("api", "mcp"):
         return
     resource = d.prm.doc.get("resource") if d.prm is not None else None
     if not isinstance(resource, str) or urlsplit(resource).query or urlsplit(resource).fragment:
