@@ -1,6 +1,7 @@
 """Attacks on the MCP clients' path (issue 17), against a real server process with two workers, on
 SQLite and on Redis: a code redeemed by many at once, a registration flood, redirect URIs that try to
-leave the registered ones, a PKCE downgrade, a cross-site consent post. The single-request checks
+leave the registered ones, a PKCE downgrade, a cross-site consent post, a code injected across
+clients, mix-up (``iss``), metadata documents at private addresses or naming another client_id. The single-request checks
 behind them are in tests/flows/test_authorize.py and tests/flows/test_dynamic_clients.py."""
 
 from __future__ import annotations
@@ -145,3 +146,60 @@ async def test_a_cross_site_consent_post_approves_nothing(start_server: StartSer
         fresh = await client.get(authorize_url(h, code_challenge=pkce()[1]))
         set_cookie = fresh.headers["set-cookie"].lower()
         assert "samesite=lax" in set_cookie and "httponly" in set_cookie
+
+
+async def test_code_injection_and_mix_up(start_server: StartServer, tmp_path: Path) -> None:
+    """A code stolen from one client's redirect and presented by another (even with the right verifier)
+    is refused; every answer to the client names this issuer (RFC 9207), success and error alike, so a
+    client that talks to two servers can tell whose answer it holds."""
+    config = tmp_path / "two.toml"
+    other = "http://127.0.0.1:6000/cb"
+    config.write_text(
+        f'[[clients]]\nclient_id = "desk-app"\nclient_name = "Desk App"\nredirect_uris = ["{REDIRECT}"]\n'
+        f'[[clients]]\nclient_id = "evil-app"\nclient_name = "Evil App"\nredirect_uris = ["{other}"]\n'
+    )
+    server = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_CONFIG": str(config)})
+    async with _client(server) as client:
+        h: Any = _Harness(client, server)
+        verifier, challenge = pkce()
+        got = await approved(h, Browser(client, server.issuer), authorize_url(h, code_challenge=challenge))
+        assert got["iss"] == server.issuer
+        stolen = {"grant_type": "authorization_code", "code": got["code"], "code_verifier": verifier}
+        for as_evil in (
+            {"client_id": "evil-app", "redirect_uri": other},
+            {"client_id": "evil-app", "redirect_uri": REDIRECT},
+        ):
+            r = await client.post("/oauth2/token", data={**stolen, **as_evil})
+            assert (r.status_code, r.json()["error"]) == (400, "invalid_grant"), r.text
+        ok = await client.post("/oauth2/token", data={**stolen, "client_id": "desk-app", "redirect_uri": REDIRECT})
+        assert ok.status_code == 200  # the injection attempts did not burn the rightful client's code
+        denied = await client.get(authorize_url(h, code_challenge=challenge, scope="nope"))
+        assert parse_qs(urlsplit(denied.headers["location"]).query)["iss"] == [server.issuer]
+
+
+async def test_metadata_documents_at_private_addresses_or_with_another_client_id(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """A client_id URL that resolves to a private address is refused before any request is sent
+    (unless the operator allows private targets); a document whose client_id is not its own URL is
+    refused; neither is ever redirected to."""
+    from tests.outbound.test_cimd import Host, running
+
+    with running(Host()) as host:
+        good, liar = host.url("/good.json"), host.url("/liar.json")
+        host.serve({"client_id": good, "client_name": "Good", "redirect_uris": [REDIRECT]}, "/good.json")
+        host.serve({"client_id": "https://trusted.example/c.json", "redirect_uris": [REDIRECT]}, "/liar.json")
+        server = start_server({"AUTHMD_POW_MODE": "off"})
+        async with _client(server) as client:
+            h: Any = _Harness(client, server)
+            r = await client.get(authorize_url(h, client_id=good, code_challenge=pkce()[1]))
+            assert r.status_code == 401 and "location" not in r.headers
+            assert host.hits == 0  # 127.0.0.1 is private: nothing was sent
+        allowed = start_server({"AUTHMD_POW_MODE": "off", "AUTHMD_CIMD_ALLOW_PRIVATE": "true"})
+        async with _client(allowed) as client:
+            h = _Harness(client, allowed)
+            r = await client.get(authorize_url(h, client_id=liar, code_challenge=pkce()[1]))
+            assert r.status_code == 401 and "location" not in r.headers
+            assert "client_id" in r.text
+            r = await client.get(authorize_url(h, client_id=good, code_challenge=pkce()[1]))
+            assert r.status_code == 303 and "/oauth2/consent" in r.headers["location"]
