@@ -1,8 +1,9 @@
 """Attacks on the MCP clients' path (issue 17), against a real server process with two workers, on
 SQLite and on Redis: a code redeemed by many at once, a registration flood, redirect URIs that try to
 leave the registered ones, a PKCE downgrade, a cross-site consent post, a code injected across
-clients, mix-up (``iss``), metadata documents at private addresses or naming another client_id. The single-request checks
-behind them are in tests/flows/test_authorize.py and tests/flows/test_dynamic_clients.py."""
+clients, mix-up (``iss``), metadata documents at private addresses or naming another client_id. The
+single-request checks behind them are in tests/flows/test_authorize.py and
+tests/flows/test_dynamic_clients.py."""
 
 from __future__ import annotations
 

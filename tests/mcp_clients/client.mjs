@@ -9,7 +9,7 @@
 //
 //   node tests/mcp_clients/client.mjs '{"server_url": "http://127.0.0.1:8000/api/mcp",
 //                                        "client_metadata_url": "https://127.0.0.1:4443/ts-client.json",
-//                                        "client_name": "…", "callback_timeout_ms": 60000}'
+//                                        "client_name": "…", "scope": "…", "callback_timeout_ms": 60000}'
 //
 // It prints {"event": "listening", "redirect_uri": …} first, then reads commands from stdin:
 //   {"cmd": "connect"}                                   connect (initialize); authorize if asked to
@@ -103,6 +103,7 @@ class MemoryProvider {
     // What dynamic registration would send; with a metadata document URL the document says it.
     return {
       client_name: config.client_name,
+      scope: config.scope, // the SDK's last resort: a 401's `scope` and the metadata's scopes_supported come first
       redirect_uris: [redirectUri],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
