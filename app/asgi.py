@@ -21,6 +21,7 @@ from app.flows.expire import run_key_watch, run_sweeper
 from app.keys import KeyRing, ensure_keys
 from app.logs import configure_logging, request_ids
 from app.outbound.cimd import ClientMetadataCache, HostPolicy
+from app.outbound.http import tls_trust
 from app.outbound.jwks import JwksCache
 from app.outbound.oidc import Discovery
 from app.outbound.verified import VerifiedCache
@@ -84,7 +85,11 @@ def create_app(
     ensure_keys(settings.data_dir, settings.signing_alg)
     # Outbound calls to providers: no redirects, bounded time; never proxied from the environment.
     http = httpx.AsyncClient(
-        follow_redirects=False, timeout=5.0, trust_env=False, headers={"User-Agent": f"authmd/{__version__}"}
+        verify=tls_trust(),
+        follow_redirects=False,
+        timeout=5.0,
+        trust_env=False,
+        headers={"User-Agent": f"authmd/{__version__}"},
     )
     keys = KeyRing.load(settings.data_dir, max_token_lifetime=max_token_lifetime(settings), now=clock.now())
     ctx = Context(

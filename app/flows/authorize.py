@@ -217,6 +217,11 @@ def denied(ctx: Context, request: PendingAuthorization) -> Redirect:
     )
 
 
+def kept_scopes(before: Registration | None) -> tuple[str, ...]:
+    """The scopes a live earlier grant of the same client keeps through a new approval."""
+    return before.scopes if before is not None and before.revoked_at is None else ()
+
+
 def grant_id(ctx: Context, account_id: str, client_id: str) -> str:
     """One grant per (account, client): approving the same client again replaces it."""
     return tokens.registration_id_for(ctx.keys.derive("registration-id"), "mcp-client", client_id, account_id)
@@ -228,12 +233,18 @@ async def approve(ctx: Context, request: PendingAuthorization, user: User, sourc
     account_id = user.account_id
     reg_id = grant_id(ctx, account_id, request.client_id)
     before = await ctx.store.get_registration(account_id, reg_id, now)
-    refresh = request.refresh
+    kept = kept_scopes(before)
+    # Incremental authorization: what the human allowed this client before stays allowed (an MCP client
+    # that steps up may ask for the missing scope alone), unless they revoked it.
+    scopes = tuple(dict.fromkeys((*kept, *request.scopes)))
+    refresh = request.refresh or (
+        before is not None and before.revoked_at is None and before.refresh_family is not None
+    )
     grant = Registration(
         id=reg_id,
         type="mcp",
         account_id=account_id,
-        scopes=request.scopes,
+        scopes=scopes,
         created_at=now,
         expires_at=None,
         generation=before.generation + 1 if before is not None else 0,
@@ -267,7 +278,7 @@ async def approve(ctx: Context, request: PendingAuthorization, user: User, sourc
         redirect_uri_sent=request.redirect_uri_sent,
         code_challenge=request.code_challenge,
         resource=request.resource,
-        scopes=request.scopes,
+        scopes=scopes,
         account_id=account_id,
         registration_id=reg_id,
         generation=grant.generation,

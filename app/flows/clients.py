@@ -91,10 +91,7 @@ def _same_but_port(uri: str, registered: str) -> bool:
         return False
     host_a, host_b = (p.netloc.rsplit(":", 1)[0] if p.port is not None else p.netloc for p in (a, b))
     return (
-        _loopback_ip(a.hostname)
-        and "@" not in a.netloc
-        and host_a == host_b
-        and (a.path, a.query) == (b.path, b.query)
+        _loopback_ip(a.hostname) and "@" not in a.netloc and host_a == host_b and (a.path, a.query) == (b.path, b.query)
     )
 
 

@@ -12,12 +12,24 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import certifi
 import httpx
 import msgspec
+
+
+def tls_trust() -> ssl.SSLContext:
+    """How outbound https is verified: certifi's CAs (httpx's own default) and OpenSSL's default verify
+    paths, which are ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when the operator sets them (a private CA) and the
+    system's store otherwise. httpx reads those variables itself only with ``trust_env=True``, which would
+    also take proxies from the environment: our clients keep it off."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.set_default_verify_paths()
+    return context
 
 
 class Unacceptable(Exception):

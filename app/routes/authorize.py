@@ -120,6 +120,7 @@ async def consent_page(request: Request[Any, Any, Any]) -> Response[str]:
         resource=held.resource,
         refresh=held.refresh,
         replaces=grant is not None and grant.revoked_at is None,
+        kept=authz.kept_scopes(grant),
     )
     page = pages.consent(_base(ctx), _brand(ctx), user.email, session.data.csrf, view)
     return _html(ctx, page, form_targets=[_origin_of(held.redirect_uri)])

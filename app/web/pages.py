@@ -416,6 +416,7 @@ class ConsentView:
     resource: str
     refresh: bool
     replaces: bool  # the human already authorized this client: this approval replaces that one
+    kept: Sequence[str] = ()  # scopes that earlier approval allowed, kept through this one
 
 
 SCOPE_WORDS = {
@@ -434,7 +435,13 @@ def consent(base: str, brand: Brand, email: str, csrf: str, v: ConsentView) -> s
         "registered": "a registered client of this service",
         "dynamic": "registered itself: unverified",
     }.get(v.client_kind) or f"described by {escape(urlsplit_host(v.client_id))}"
-    scopes = "".join(f'<li>{escape(SCOPE_WORDS.get(s, s))} <code class="id">{escape(s)}</code></li>' for s in v.scopes)
+
+    def listed(names: Sequence[str]) -> str:
+        return "".join(f'<li>{escape(SCOPE_WORDS.get(s, s))} <code class="id">{escape(s)}</code></li>' for s in names)
+
+    asked = [s for s in v.scopes if s not in v.kept]
+    scopes = listed(asked) or "<li>nothing more than before</li>"
+    kept = f"<p>It keeps what you allowed before:</p><ul>{listed(v.kept)}</ul>" if v.kept else ""
     rows = [
         ("Application", f'{name.text}{name.warning}{name.characters} <span class="tag">{where}</span>'),
         ("Client ID", f'<code class="id">{escape(v.client_id)}</code>'),
@@ -458,7 +465,7 @@ def consent(base: str, brand: Brand, email: str, csrf: str, v: ConsentView) -> s
         signed_in_header(base, email, csrf)
         + f"<h1>Connect {name.text} to your account?</h1>"
         + f"<dl>{details}</dl>"
-        + f"<p>It asks to:</p><ul>{scopes}</ul>"
+        + f"<p>It asks to:</p><ul>{scopes}</ul>{kept}"
         + (
             '<p class="muted">It keeps access until you revoke it on your account page.</p>'
             if v.refresh

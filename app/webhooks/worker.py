@@ -20,6 +20,7 @@ from app import events as ev
 from app.config import Webhook
 from app.context import Context
 from app.errors import StoreUnavailable
+from app.outbound.http import tls_trust
 from app.store.port import Delivery
 from app.webhooks import message, schedule
 
@@ -38,6 +39,7 @@ class Worker:
         # Deliveries never follow a redirect (a 3xx is a failure), never use proxies from the
         # environment, and give up on a slow endpoint quickly.
         self.http = httpx.AsyncClient(
+            verify=tls_trust(),
             follow_redirects=False,
             trust_env=False,
             timeout=s.webhook_timeout_seconds,

@@ -427,3 +427,38 @@ async def test_a_repeated_parameter_is_refused(harness_factory):
         for twice in ("&client_id=desk-app", f"&redirect_uri={REDIRECT}", "&state=other"):
             r = await h.client.get(url + twice, follow_redirects=False)
             assert r.status_code == 400 and "location" not in r.headers, twice
+
+
+async def test_a_step_up_keeps_what_was_allowed_before_unless_revoked(harness_factory):
+    """Incremental authorization: a client that asks for the missing scope alone (as the TypeScript SDK
+    does on insufficient_scope) gets it added to what the human allowed before; the page says which is
+    new. The earlier approval's tokens die (a new generation). After a revocation nothing is kept."""
+    async with served(harness_factory) as h:
+        browser = Browser(h.client, h.settings.issuer)
+        verifier, challenge = pkce()
+        got = await approved(h, browser, authorize_url(h, code_challenge=challenge, scope="notes:read"))
+        first = (await redeem(h, got["code"], verifier)).json()
+        assert first["scope"] == "notes:read"
+        verifier, challenge = pkce()
+        page = await consent(browser, h, authorize_url(h, code_challenge=challenge, scope="notes:delete"))
+        assert "It keeps what you allowed before" in page.text and "this replaces that connection" in page.text
+        location = await browser.submit("/oauth2/consent", {**page.form("/oauth2/consent"), "decision": "approve"})
+        assert isinstance(location, str)
+        second = (await redeem(h, answer(location)["code"], verifier)).json()
+        assert second["scope"] == "notes:read notes:delete"
+        old = await h.client.get(
+            f"{h.settings.issuer}/api/notes", headers={"Authorization": f"Bearer {first['access_token']}"}
+        )
+        assert old.status_code == 401  # the earlier approval's token died with its generation
+        page = await browser.go(f"{h.settings.issuer}/account")
+        assert isinstance(page, Page)
+        confirm = await browser.submit("/account/revoke", page.form("/account/revoke"))
+        assert isinstance(confirm, Page)
+        await browser.submit("/account/revoke/confirm", confirm.form("/account/revoke/confirm"))
+        verifier, challenge = pkce()
+        page = await consent(browser, h, authorize_url(h, code_challenge=challenge, scope="notes:write"))
+        assert "It keeps what you allowed before" not in page.text
+        location = await browser.submit("/oauth2/consent", {**page.form("/oauth2/consent"), "decision": "approve"})
+        assert isinstance(location, str)
+        third = (await redeem(h, answer(location)["code"], verifier)).json()
+        assert third["scope"] == "notes:write"

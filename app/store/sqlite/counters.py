@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.errors import StoreUnavailable
-from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT, count_read
+from app.store.counts import count_read
+from app.store.port import COUNT_HOURS_KEPT, COUNT_MINUTES_KEPT
 from app.store.sqlite.base import SQLiteBase
 from app.store.sqlite.commit import writes
 
