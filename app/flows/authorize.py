@@ -29,9 +29,10 @@ from app.context import Context
 from app.errors import AuthError
 from app.flows import clients
 from app.flows.exchange import names_our_resource
+from app.flows.limits import enforce, source_key
 from app.flows.params import single
 from app.flows.session import PendingAuthorization
-from app.store.port import Registration, User
+from app.store.port import Registration, User, WindowHit
 
 CODE_TTL_SECONDS = 60
 # A spent code's record is kept this much longer, so a replay is recognised and revokes the grant
@@ -41,6 +42,9 @@ OFFLINE_ACCESS = "offline_access"
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters.
 _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_STATE = 2048
+# Authorization requests per source per rate window: far above a person's needs, and a cap on the
+# metadata documents an outsider can make this server fetch (each names a URL of their choosing).
+REQUESTS_PER_SOURCE = 120
 
 
 class Redirect(msgspec.Struct, frozen=True):
@@ -96,11 +100,12 @@ def offered(ctx: Context) -> bool:
     return s.oidc_issuer is not None or (s.dev_mode and s.claim_page_url is None)
 
 
-async def check(ctx: Context, query: Mapping[str, list[str]]) -> PendingAuthorization | Redirect:
+async def check(ctx: Context, query: Mapping[str, list[str]], source: str) -> PendingAuthorization | Redirect:
     """A checked request waiting for consent, or the error redirect to the client; stage-1 failures
     raise AuthError for our own page."""
     if not offered(ctx):
         raise AuthError("not_found", "this service has no sign-in for OAuth clients")
+    await enforce(ctx, [WindowHit(f"authz:src:{source_key(source)}", REQUESTS_PER_SOURCE)])
     try:
         client_id = single(query, "client_id")
         sent_redirect = single(query, "redirect_uri")

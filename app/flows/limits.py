@@ -88,6 +88,7 @@ LIMIT_NAMES = {
     "admin:fail": "admin_failures_per_source",
     "web:src": "sessions_per_source",
     "dcr:src": "dcr_per_source",
+    "authz:src": "authorize_per_source",
     "client:client": "client_secret_per_client",
     "client:src": "client_secret_per_source",
 }

@@ -60,7 +60,7 @@ async def authorization_endpoint(request: Request[Any, Any, Any]) -> Response[st
     ctx = ctx_of(request)
     query = _query(request)
     try:
-        checked = await authz.check(ctx, query)
+        checked = await authz.check(ctx, query, source_of(request, ctx))
         if isinstance(checked, authz.Redirect):
             return _to_client(checked.location)
         session = await _session_or_new(request, ctx)

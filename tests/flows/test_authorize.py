@@ -462,3 +462,16 @@ async def test_a_step_up_keeps_what_was_allowed_before_unless_revoked(harness_fa
         assert isinstance(location, str)
         third = (await redeem(h, answer(location)["code"], verifier)).json()
         assert third["scope"] == "notes:write"
+
+
+async def test_authorization_requests_per_source_are_capped(harness_factory, monkeypatch):
+    """Each request may name a metadata document URL the server must fetch: one source gets
+    REQUESTS_PER_SOURCE per window, then our own 429 page (never a redirect), and nothing is fetched."""
+    from app.flows import authorize
+
+    monkeypatch.setattr(authorize, "REQUESTS_PER_SOURCE", 5)
+    async with served(harness_factory) as h:
+        url = authorize_url(h, code_challenge=pkce()[1])
+        answers = [await h.client.get(url, follow_redirects=False) for _ in range(7)]
+        assert [r.status_code for r in answers] == [303] * 5 + [429] * 2
+        assert "location" not in answers[-1].headers and "retry-after" in answers[-1].headers
