@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
-from mcp.server import Server, ServerRequestContext
-from mcp.shared.exceptions import MCPError
-from mcp_types import (
-    INVALID_PARAMS,
-    CallToolRequestParams,
-    CallToolResult,
-    ListToolsResult,
-    PaginatedRequestParams,
-    TextContent,
-    Tool,
-    ToolAnnotations,
-)
 
 from app import __version__
 from app.context import Context
 from app.errors import AuthError
 from app.flows import notes
 from app.flows.use import Principal, require_scopes
+
+if TYPE_CHECKING:  # the SDK is imported when the first MCP request comes (app/routes/mcp.py): ~0.5 s
+    from mcp.server import Server
+    from mcp_types import CallToolResult
 
 # What any request but a tool call needs a token for: reading the account's notes, the server's basic use
 # (the MCP authorization spec's scope selection: the least a client should ask for first).
@@ -54,7 +46,11 @@ Run = Callable[[Context, Principal, Any], Awaitable[Any]]
 
 
 class ToolSpec(NamedTuple):
-    tool: Tool
+    name: str
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    annotations: dict[str, bool]  # the SDK's ToolAnnotations, by field
     scopes: tuple[str, ...]
     arguments: type[msgspec.Struct]
     run: Run
@@ -79,44 +75,38 @@ def _schema(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 TOOLS: dict[str, ToolSpec] = {
-    spec.tool.name: spec
+    spec.name: spec
     for spec in (
         ToolSpec(
-            Tool(
-                name="list_notes",
-                title="List notes",
-                description="List the notes of the account behind your access token (needs the scope notes:read).",
-                input_schema=_schema({}),
-                annotations=ToolAnnotations(read_only_hint=True),
-            ),
+            "list_notes",
+            "List notes",
+            "List the notes of the account behind your access token (needs the scope notes:read).",
+            _schema({}),
+            {"read_only_hint": True},
             ("notes:read",),
             _NoArguments,
             _list,
             reads_notes=True,
         ),
         ToolSpec(
-            Tool(
-                name="add_note",
-                title="Add a note",
-                description="Add a note to the account, within its quotas (needs the scope notes:write).",
-                input_schema=_schema({"text": {"type": "string", "description": "The note's text."}}),
-                annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-            ),
+            "add_note",
+            "Add a note",
+            "Add a note to the account, within its quotas (needs the scope notes:write).",
+            _schema({"text": {"type": "string", "description": "The note's text."}}),
+            {"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False},
             ("notes:write",),
             _AddNote,
             _add,
         ),
         ToolSpec(
-            Tool(
-                name="delete_note",
-                title="Delete a note",
-                description=(
-                    "Delete one note of the account by its id (needs the scope notes:delete, which only an "
-                    "account a human has claimed gets)."
-                ),
-                input_schema=_schema({"note_id": {"type": "string", "description": "The note's id (note_…)."}}),
-                annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True),
+            "delete_note",
+            "Delete a note",
+            (
+                "Delete one note of the account by its id (needs the scope notes:delete, which only an "
+                "account a human has claimed gets)."
             ),
+            _schema({"note_id": {"type": "string", "description": "The note's id (note_…)."}}),
+            {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True},
             ("notes:delete",),
             _DeleteNote,
             _delete,
@@ -139,16 +129,38 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _failed(text: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(text=text)], is_error=True)
-
-
 def server(ctx: Context, principal_of: Callable[[Any], Principal]) -> Server[Any]:
     """The MCP server; ``principal_of(request)`` is the principal the endpoint authenticated for the HTTP
     request a message came in (the SDK hands handlers that request)."""
+    from mcp.server import Server, ServerRequestContext
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import (
+        INVALID_PARAMS,
+        CallToolRequestParams,
+        CallToolResult,
+        ListToolsResult,
+        PaginatedRequestParams,
+        TextContent,
+        Tool,
+        ToolAnnotations,
+    )
+
+    tools = [
+        Tool(
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            input_schema=spec.input_schema,
+            annotations=ToolAnnotations.model_validate(spec.annotations),
+        )
+        for spec in TOOLS.values()
+    ]
+
+    def _failed(text: str) -> CallToolResult:
+        return CallToolResult(content=[TextContent(text=text)], is_error=True)
 
     async def list_tools(_: ServerRequestContext[Any], __: PaginatedRequestParams | None) -> ListToolsResult:
-        return ListToolsResult(tools=[spec.tool for spec in TOOLS.values()])
+        return ListToolsResult(tools=tools)
 
     async def call_tool(request: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
         spec = TOOLS.get(params.name)
@@ -157,7 +169,7 @@ def server(ctx: Context, principal_of: Callable[[Any], Principal]) -> Server[Any
         try:
             arguments = msgspec.convert(params.arguments or {}, spec.arguments)
         except msgspec.ValidationError as exc:
-            return _failed(f"invalid arguments for {spec.tool.name}: {exc}")
+            return _failed(f"invalid arguments for {spec.name}: {exc}")
         principal = principal_of(request.request)
         try:
             require_scopes(principal, spec.scopes)  # the endpoint answered 403 already; never trust one check

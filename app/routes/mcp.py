@@ -18,17 +18,18 @@ GET (a server-sent event stream) and DELETE (ending a session) answer 405: a sta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar import Litestar, asgi
 from litestar.connection import ASGIConnection
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import HTTPRequestEvent, HTTPResponseStartEvent, Receive, ReceiveMessage, Scope, Send
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from app import endpoints as ep
 from app.context import Context
@@ -40,6 +41,9 @@ from app.routes.guard import bearer
 from app.routes.http import body_of, ctx_of
 from app.wire import nesting_within
 
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
 ALLOW = "POST, OPTIONS"
 _PRINCIPAL = "authmd.principal"  # the scope key the endpoint leaves the authenticated principal under
 _OPTIONS: HTTPResponseStartEvent = {
@@ -49,25 +53,68 @@ _OPTIONS: HTTPResponseStartEvent = {
 }
 
 
+class _Sessions:
+    """The SDK's session manager, started at the first MCP request and run until the app stops (its task
+    group serves the requests). Importing the SDK costs ~0.5 s of CPU: a worker that never serves MCP
+    never pays it, and the one that does pays it in a thread, off the event loop."""
+
+    def __init__(self) -> None:
+        self.manager: StreamableHTTPSessionManager | None = None
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, ctx: Context) -> StreamableHTTPSessionManager:
+        if self.manager is not None:
+            return self.manager
+        async with self._lock:
+            if self.manager is None:
+                self.manager = await self._start(ctx)
+        return self.manager
+
+    async def _start(self, ctx: Context) -> StreamableHTTPSessionManager:
+        module = await asyncio.to_thread(importlib.import_module, "mcp.server.streamable_http_manager")
+        sdk_log = logging.getLogger("mcp")
+        if sdk_log.level == logging.NOTSET:  # the SDK says "Terminating session: None" at INFO on every request
+            sdk_log.setLevel(logging.WARNING)
+        manager: StreamableHTTPSessionManager = module.StreamableHTTPSessionManager(
+            tools.server(ctx, _principal),
+            json_response=True,
+            stateless=True,
+            max_request_body_size=ctx.settings.max_body_bytes,
+            # No DNS-rebinding check: nothing here rides on ambient credentials (cookies, the network
+            # position); every request carries its bearer token, which a rebound page does not have.
+            security_settings=None,
+        )
+        running = asyncio.Event()
+
+        async def hold() -> None:
+            async with manager.run():
+                running.set()
+                await self._stop.wait()
+
+        self._task = asyncio.create_task(hold())
+        running_or_failed = asyncio.ensure_future(running.wait())
+        await asyncio.wait({running_or_failed, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.is_set():
+            running_or_failed.cancel()
+            self._task.result()  # the manager failed to start: its error
+        return manager
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    """The SDK's session manager runs for the app's life (its task group serves the requests)."""
-    ctx: Context = app.state.ctx
-    sdk_log = logging.getLogger("mcp")
-    if sdk_log.level == logging.NOTSET:  # the SDK says "Terminating session: None" at INFO on every request
-        sdk_log.setLevel(logging.WARNING)
-    manager = StreamableHTTPSessionManager(
-        tools.server(ctx, _principal),
-        json_response=True,
-        stateless=True,
-        max_request_body_size=ctx.settings.max_body_bytes,
-        # No DNS-rebinding check: nothing here rides on ambient credentials (cookies, the network
-        # position); every request carries its bearer token, which a rebound page does not have.
-        security_settings=None,
-    )
-    app.state.mcp_sessions = manager
-    async with manager.run():
+    sessions = _Sessions()
+    app.state.mcp_sessions = sessions
+    try:
         yield
+    finally:
+        await sessions.close()
 
 
 def _principal(request: Any) -> Principal:
@@ -125,7 +172,7 @@ async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             message = msgspec.json.decode(body)
     spec = tools.tool_called(message)
     cast("dict[str, Any]", scope)[_PRINCIPAL] = await _authenticate(connection, spec)
-    manager: StreamableHTTPSessionManager = connection.app.state.mcp_sessions
+    manager = await connection.app.state.mcp_sessions.get(ctx_of(connection))
     await manager.handle_request(cast("Any", scope), cast("Any", _replay(body, receive)), cast("Any", send))
 
 
