@@ -227,6 +227,11 @@ def kept_scopes(before: Registration | None) -> tuple[str, ...]:
     return before.scopes if before is not None and before.revoked_at is None else ()
 
 
+def kept_refresh(before: Registration | None) -> bool:
+    """A live earlier grant with refresh tokens keeps them through a new approval (a new family)."""
+    return before is not None and before.revoked_at is None and before.refresh_family is not None
+
+
 def grant_id(ctx: Context, account_id: str, client_id: str) -> str:
     """One grant per (account, client): approving the same client again replaces it."""
     return tokens.registration_id_for(ctx.keys.derive("registration-id"), "mcp-client", client_id, account_id)
@@ -242,9 +247,7 @@ async def approve(ctx: Context, request: PendingAuthorization, user: User, sourc
     # Incremental authorization: what the human allowed this client before stays allowed (an MCP client
     # that steps up may ask for the missing scope alone), unless they revoked it.
     scopes = tuple(dict.fromkeys((*kept, *request.scopes)))
-    refresh = request.refresh or (
-        before is not None and before.revoked_at is None and before.refresh_family is not None
-    )
+    refresh = request.refresh or kept_refresh(before)
     grant = Registration(
         id=reg_id,
         type="mcp",

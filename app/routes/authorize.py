@@ -118,7 +118,7 @@ async def consent_page(request: Request[Any, Any, Any]) -> Response[str]:
         local_only=held.local_only,
         scopes=held.scopes,
         resource=held.resource,
-        refresh=held.refresh,
+        refresh=held.refresh or authz.kept_refresh(grant),
         replaces=grant is not None and grant.revoked_at is None,
         kept=authz.kept_scopes(grant),
     )

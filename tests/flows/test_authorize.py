@@ -438,10 +438,12 @@ async def test_a_step_up_keeps_what_was_allowed_before_unless_revoked(harness_fa
         verifier, challenge = pkce()
         got = await approved(h, browser, authorize_url(h, code_challenge=challenge, scope="notes:read"))
         first = (await redeem(h, got["code"], verifier)).json()
+        assert first["refresh_token"]  # the registered client declares the refresh grant
         assert first["scope"] == "notes:read"
         verifier, challenge = pkce()
         page = await consent(browser, h, authorize_url(h, code_challenge=challenge, scope="notes:delete"))
         assert "It keeps what you allowed before" in page.text and "this replaces that connection" in page.text
+        assert "It keeps access until you revoke it" in page.text  # the refresh token is kept too
         location = await browser.submit("/oauth2/consent", {**page.form("/oauth2/consent"), "decision": "approve"})
         assert isinstance(location, str)
         second = (await redeem(h, answer(location)["code"], verifier)).json()

@@ -18,9 +18,10 @@
 //   {"cmd": "exit"}
 // and answers each command with events, the last one {"event": "done", "cmd": …, "ok": bool, …}. Events on
 // the way: "http" (every request the SDK made through its fetch: method, url, status, WWW-Authenticate, the
-// token request's grant_type, the JSON-RPC method), "authorize" (redirectToAuthorization's URL), "callback"
-// (what the redirect brought), "tokens" (saveTokens), "client_information", "invalidate". Diagnostics go
-// to stderr. Without client_metadata_url the SDK falls back to dynamic registration (RFC 7591).
+// token request's grant_type, the JSON-RPC method; for a JSON request that is not JSON-RPC, a dynamic client
+// registration, the body it sent and the JSON answer), "authorize" (redirectToAuthorization's URL),
+// "callback" (what the redirect brought), "tokens" (saveTokens), "client_information", "invalidate".
+// Diagnostics go to stderr. Without client_metadata_url the SDK falls back to dynamic registration (RFC 7591).
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -164,11 +165,10 @@ function formOf(body) {
   return undefined;
 }
 
-function rpcOf(body) {
+function jsonOf(body) {
   if (typeof body !== 'string' || !body.startsWith('{')) return undefined;
   try {
-    const message = JSON.parse(body);
-    return message.params?.name ? `${message.method}:${message.params.name}` : message.method;
+    return JSON.parse(body);
   } catch {
     return undefined;
   }
@@ -178,6 +178,12 @@ async function recordingFetch(input, init) {
   const url = input instanceof Request ? input.url : String(input);
   const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
   const response = await fetch(input, init);
+  const message = jsonOf(init?.body);
+  const tool = message?.params?.name;
+  const rpc = message?.jsonrpc ? (tool ? `${message.method}:${tool}` : message.method) : undefined;
+  // A JSON body that is not JSON-RPC (dynamic client registration): what the SDK sent and the JSON answer.
+  const sent = message && !message.jsonrpc ? message : undefined;
+  const json = (response.headers.get('content-type') ?? '').includes('json');
   emit({
     event: 'http',
     method,
@@ -185,7 +191,9 @@ async function recordingFetch(input, init) {
     status: response.status,
     www_authenticate: response.headers.get('www-authenticate'),
     grant_type: formOf(init?.body)?.get('grant_type') ?? undefined,
-    rpc: rpcOf(init?.body),
+    rpc,
+    sent,
+    answer: sent && json ? await response.clone().json().catch(() => undefined) : undefined,
   });
   return response;
 }
