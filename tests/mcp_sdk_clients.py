@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,17 +35,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.client.auth.utils import extract_field_from_www_auth
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
+from tests.npm import INSTALL_HINT, NPM, NPM_TIMEOUT, NpmFolder
 from tests.parts import missing
 
 NODE = shutil.which("node")
-NPM = shutil.which("npm")
-INSTALL_HINT = "apt-get install -y nodejs npm"
 
 CLIENTS_DIR = Path(__file__).resolve().parent / "mcp_clients"
 SCRIPT = CLIENTS_DIR / "client.mjs"
 NODE_MODULES = CLIENTS_DIR / "node_modules"
 SDK = "@modelcontextprotocol/sdk"
-NPM_TIMEOUT = 300.0
 
 HOST = "127.0.0.1"
 CALLBACK_PATH = "/callback"
@@ -68,13 +64,12 @@ def pinned_sdk_version() -> str:
     return version
 
 
+SDK_NPM = NpmFolder(CLIENTS_DIR, SDK)
+
+
 def sdk_installed() -> bool:
     """tests/mcp_clients/node_modules holds the SDK at the pinned version."""
-    try:
-        installed = json.loads((NODE_MODULES / SDK / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return bool(installed == pinned_sdk_version())
+    return SDK_NPM.installed() and SDK_NPM.locked_version() == pinned_sdk_version()
 
 
 def require_sdk_client(env: Mapping[str, str] | None = None) -> None:
@@ -88,28 +83,8 @@ def require_sdk_client(env: Mapping[str, str] | None = None) -> None:
 
 
 def ensure_sdk(timeout: float = NPM_TIMEOUT) -> None:
-    """``npm ci`` into tests/mcp_clients once; a file lock serialises concurrent pytest processes."""
-    if sdk_installed():
-        return
-    if NPM is None:
-        raise RuntimeError(f"npm not found; install it with: {INSTALL_HINT}")
-    with (CLIENTS_DIR / ".npm-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if sdk_installed():
-                return
-            result = subprocess.run(
-                [NPM, "ci", "--prefix", str(CLIENTS_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-            if result.returncode != 0 or not sdk_installed():
-                raise RuntimeError(f"npm ci in {CLIENTS_DIR} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """``npm ci`` into tests/mcp_clients once (tests/npm.py)."""
+    SDK_NPM.ensure(timeout)
 
 
 # --- the TypeScript client -------------------------------------------------------------------------

@@ -51,7 +51,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -71,11 +70,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 import pytest
 
+from tests.npm import INSTALL_HINT, NPM, NPM_TIMEOUT, NpmFolder
 from tests.parts import missing, shared, signal_and_wait
 
 NODE = shutil.which("node")
-NPM = shutil.which("npm")
-INSTALL_HINT = "apt-get install -y nodejs npm"
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 SCRIPT = OIDC_DIR / "provider.mjs"
@@ -84,7 +82,6 @@ NODE_MODULES = OIDC_DIR / "node_modules"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-NPM_TIMEOUT = 300.0
 SCOPE = "openid email profile"
 # The in-process harness's issuer is http://127.0.0.1:8000 (tests/conftest.py: ISSUER_HOST, ISSUER_PORT).
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/oidc/callback"
@@ -108,52 +105,17 @@ def require_node(env: Mapping[str, str] | None = None, *, need_npm: bool | None 
 # --- the npm dependency ----------------------------------------------------------------------------
 
 
-def _locked_version(package: str = "oidc-provider") -> str | None:
-    lock = OIDC_DIR / "package-lock.json"
-    try:
-        data = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-    version = data.get("packages", {}).get(f"node_modules/{package}", {}).get("version")
-    return version if isinstance(version, str) else None
+OIDC_NPM = NpmFolder(OIDC_DIR, "oidc-provider")
 
 
 def npm_deps_installed() -> bool:
     """tests/oidc/node_modules holds oidc-provider, at the version package-lock.json pins (if any)."""
-    try:
-        installed = json.loads((NODE_MODULES / "oidc-provider" / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return False
-    locked = _locked_version()
-    return locked is None or installed == locked
+    return OIDC_NPM.installed()
 
 
 def ensure_npm_deps(timeout: float = NPM_TIMEOUT) -> None:
-    """Install tests/oidc's npm dependencies once (``npm ci``, or ``npm install`` without a lock file).
-
-    A file lock serialises concurrent pytest processes; the check is repeated under the lock."""
-    if npm_deps_installed():
-        return
-    if NPM is None:
-        raise RuntimeError(f"npm not found; install it with: {INSTALL_HINT}")
-    with (OIDC_DIR / ".npm-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if npm_deps_installed():
-                return
-            verb = "ci" if (OIDC_DIR / "package-lock.json").exists() else "install"
-            result = subprocess.run(
-                [NPM, verb, "--prefix", str(OIDC_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-            if result.returncode != 0 or not npm_deps_installed():
-                raise RuntimeError(f"npm {verb} in {OIDC_DIR} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Install tests/oidc's npm dependencies once (tests/npm.py)."""
+    OIDC_NPM.ensure(timeout)
 
 
 # --- PKCE and clients ------------------------------------------------------------------------------

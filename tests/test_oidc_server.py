@@ -466,5 +466,5 @@ def test_require_node_needs_npm_only_to_install(monkeypatch: pytest.MonkeyPatch)
 
 def test_npm_dependency_is_pinned_and_installed(oidc_provider: OidcProvider) -> None:
     assert oidc_server.npm_deps_installed()
-    locked = oidc_server._locked_version()
+    locked = oidc_server.OIDC_NPM.locked_version()
     assert locked is not None and locked.startswith("8.")

@@ -22,7 +22,6 @@ Chromium the test skips with the install line (`CI=true`: it fails instead).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import secrets
 import signal
@@ -37,7 +36,8 @@ import pytest
 
 from tests.browser import GuardedContext, launch_browser, require_browser, screenshot
 from tests.e2e.conftest import HOST, ServerProcess, StartServer, free_port, wait_until
-from tests.oidc_server import NPM, OidcProvider, require_node
+from tests.npm import NpmFolder
+from tests.oidc_server import OidcProvider, require_node
 from tests.parts import signal_and_wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -46,7 +46,6 @@ SUITE_DIR = Path(__file__).resolve().parents[1] / "conformance"
 NODE_MODULES = SUITE_DIR / "node_modules"
 PACKAGE = "@modelcontextprotocol/conformance"
 CLI = NODE_MODULES / PACKAGE / "dist" / "index.js"
-NPM_TIMEOUT = 300.0
 SUITE_TIMEOUT = 60.0
 CLIENT_ID = "mcp-conformance"
 SCENARIOS = ("authorization-server-metadata-endpoint", "authorization-code-grant")
@@ -55,44 +54,15 @@ SCENARIOS = ("authorization-server-metadata-endpoint", "authorization-code-grant
 # --- the npm dependency (as tests/oidc_server.py installs oidc-provider) ----------------------------
 
 
-def _locked_version() -> str | None:
-    try:
-        data = json.loads((SUITE_DIR / "package-lock.json").read_text())
-    except (OSError, ValueError):
-        return None
-    version = data.get("packages", {}).get(f"node_modules/{PACKAGE}", {}).get("version")
-    return version if isinstance(version, str) else None
+SUITE_NPM = NpmFolder(SUITE_DIR, PACKAGE)
 
 
 def suite_installed() -> bool:
-    try:
-        installed = json.loads((NODE_MODULES / PACKAGE / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return installed == _locked_version()
+    return SUITE_NPM.installed()
 
 
 def ensure_suite() -> None:
-    if suite_installed():
-        return
-    assert NPM is not None
-    with (SUITE_DIR / ".npm-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if suite_installed():
-                return
-            result = subprocess.run(
-                [NPM, "ci", "--prefix", str(SUITE_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT,
-                check=False,
-            )
-            if result.returncode != 0 or not suite_installed():
-                raise RuntimeError(f"npm ci in {SUITE_DIR} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    SUITE_NPM.ensure()
 
 
 def node_command() -> list[str]:
