@@ -50,13 +50,12 @@ async def token(ctx: Context, req: TokenRequest) -> TokenIssued:
 
 
 async def _jwt_bearer(ctx: Context, req: TokenRequest) -> TokenIssued:
-    """Agents present no client credentials; an OAuth client that authenticates (or names itself) may
-    present an ID-JAG issued to it, and only that (app/flows/exchange.py)."""
+    """Agents present no client credentials (a ``client_id`` field alone is ignored, as ever); an OAuth
+    client that authenticates with HTTP Basic may present an ID-JAG issued to it, and only that
+    (app/flows/exchange.py)."""
     parsed = exchange.token_request(req.form)
-    client_id = None
     basic = req.authorization is not None and req.authorization.lower().startswith("basic ")
-    if basic or "client_id" in req.form:
-        client_id = (await _client(ctx, req)).client_id
+    client_id = (await _client(ctx, req)).client_id if basic else None
     return await exchange.exchange(ctx, parsed, client_id)
 
 
