@@ -32,6 +32,8 @@ from app.config_parts import (
     check_client,
     check_domain,
     check_provider,
+    check_secret_hash,
+    check_unique_ids,
     check_webhook,
     is_loopback,
     parse_bind,
@@ -371,23 +373,13 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
         self._validate_webhooks()
         if self.metrics_bind is not None:
             parse_bind(self.metrics_bind)
-        seen: set[str] = set()
         for client in self.introspection_clients:
-            if client.client_id in seen:
-                raise ConfigError(f"introspection_clients: duplicate client_id {client.client_id!r}")
-            seen.add(client.client_id)
-            if not client.client_secret.reveal().startswith(("scrypt$", "sha256$")):
-                raise ConfigError(
-                    f"introspection_clients[{client.client_id}].client_secret: expected a hash from "
-                    "`authmd keys hash-secret` (scrypt$… or sha256$…), never the secret itself"
-                )
+            check_secret_hash(f"introspection_clients[{client.client_id}]", client.client_secret)
+        check_unique_ids("introspection_clients", [c.client_id for c in self.introspection_clients])
         check_admin_keys(self.admin_keys)
-        ids: set[str] = set()
         for oauth_client in self.clients:
             check_client(oauth_client, self.dev_mode)
-            if oauth_client.client_id in ids:
-                raise ConfigError(f"clients: duplicate client_id {oauth_client.client_id!r}")
-            ids.add(oauth_client.client_id)
+        check_unique_ids("clients", [c.client_id for c in self.clients])
 
     def _validate_webhooks(self) -> None:
         names: set[str] = set()

@@ -67,6 +67,23 @@ class OAuthClient(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     client_secret: Secret | None = None
 
 
+def check_secret_hash(where: str, secret: Secret | None) -> None:
+    """A client secret in the configuration is a hash from ``authmd keys hash-secret``, never the secret."""
+    if secret is None or not secret.reveal().startswith(("scrypt$", "sha256$")):
+        raise ConfigError(
+            f"{where}.client_secret: expected a hash from `authmd keys hash-secret` (scrypt$… or sha256$…), "
+            "never the secret itself"
+        )
+
+
+def check_unique_ids(table: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for client_id in ids:
+        if client_id in seen:
+            raise ConfigError(f"{table}: duplicate client_id {client_id!r}")
+        seen.add(client_id)
+
+
 def check_client(client: OAuthClient, dev_mode: bool) -> None:
     """A registered client's entry: an id that cannot pass for a metadata document URL, redirect URIs
     OAuth 2.1 §2.3 allows (absolute, no fragment; https, or http on a loopback address for native
@@ -84,13 +101,15 @@ def check_client(client: OAuthClient, dev_mode: bool) -> None:
             raise ConfigError(f"{where}.redirect_uris: {uri!r} {problem}")
     secret = client.client_secret
     if client.token_endpoint_auth_method == "client_secret_basic":
-        if secret is None or not secret.reveal().startswith(("scrypt$", "sha256$")):
-            raise ConfigError(
-                f"{where}.client_secret: expected a hash from `authmd keys hash-secret` (scrypt$… or sha256$…), "
-                "never the secret itself"
-            )
+        check_secret_hash(where, secret)
     elif secret is not None:
         raise ConfigError(f"{where}.client_secret: a public client (token_endpoint_auth_method none) has none")
+
+
+def loopback_http(uri: str) -> bool:
+    """An http URI on this computer (a loopback address, or ``localhost``): a native app's redirect."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname is not None and is_loopback(parts.hostname)
 
 
 def redirect_uri_problem(uri: str, dev_mode: bool) -> str | None:
@@ -108,8 +127,7 @@ def redirect_uri_problem(uri: str, dev_mode: bool) -> str | None:
     if parts.scheme == "https":
         return None if parts.hostname else "has no host"
     if parts.scheme == "http":
-        loopback = parts.hostname is not None and is_loopback(parts.hostname)
-        return None if loopback or dev_mode else "must be https (http only on a loopback address)"
+        return None if loopback_http(uri) or dev_mode else "must be https (http only on a loopback address)"
     if parts.scheme in ("javascript", "data", "file", "vbscript"):
         return "uses a scheme that is never a redirect"
     return None if "." in parts.scheme else "must use https, loopback http, or a reverse-domain private-use scheme"

@@ -9,7 +9,8 @@
 
 A checked request waits in the browser's session (app/flows/session.py) while the human signs in and
 reads the consent page. Approving writes the grant (an ``mcp`` registration on the human's own account,
-replaced whole on each approval: a new generation, so what the earlier approval issued dies) and a code
+replaced on each approval by a new generation, so what the earlier approval issued dies, keeping the
+scopes a live earlier grant had: incremental authorization) and a code
 bound to the client, redirect URI, PKCE challenge, resource, scopes and grant, good once for
 ``CODE_TTL_SECONDS``. Only the code's hash is stored.
 """
@@ -238,7 +239,8 @@ def grant_id(ctx: Context, account_id: str, client_id: str) -> str:
 
 
 async def approve(ctx: Context, request: PendingAuthorization, user: User, source: str | None) -> Redirect:
-    """The human consented: their grant for this client (replaced whole), and a code for the client."""
+    """The human consented: their grant for this client (a new generation, keeping what a live earlier
+    grant allowed), and a code for the client."""
     now = int(ctx.clock.now())
     account_id = user.account_id
     reg_id = grant_id(ctx, account_id, request.client_id)
@@ -257,7 +259,7 @@ async def approve(ctx: Context, request: PendingAuthorization, user: User, sourc
         expires_at=None,
         generation=before.generation + 1 if before is not None else 0,
         agent_name=request.client_name,
-        agent_platform=urlsplit(request.redirect_uri).netloc or urlsplit(request.redirect_uri).scheme,
+        agent_platform=answered_at(request.redirect_uri),
         refresh_family=secrets.token_urlsafe(12) if refresh else None,
         refresh_expires_at=now + ctx.settings.refresh_token_ttl_seconds if refresh else None,
         source=source,
@@ -294,6 +296,12 @@ async def approve(ctx: Context, request: PendingAuthorization, user: User, sourc
     )
     await ctx.store.put_session(code_key(code), msgspec.json.encode(record), now + CODE_MEMORY_SECONDS)
     return respond(ctx, request.redirect_uri, {"code": code, "state": request.state})
+
+
+def answered_at(redirect_uri: str) -> str:
+    """Where the answer goes, for a person: the redirect URI's host, or its scheme (an app's own)."""
+    parts = urlsplit(redirect_uri)
+    return parts.netloc or f"{parts.scheme}:"
 
 
 def code_key(code: str) -> str:

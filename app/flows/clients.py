@@ -29,7 +29,7 @@ from urllib.parse import unquote_plus, urlsplit
 import msgspec
 
 from app.config import Secret
-from app.config_parts import redirect_uri_problem
+from app.config_parts import loopback_http
 from app.context import Context
 from app.errors import AuthError
 from app.flows import dynamic_clients
@@ -39,9 +39,6 @@ from app.store.port import WindowHit
 
 ClientKind = Literal["metadata_document", "registered", "dynamic"]
 AuthMethod = Literal["none", "client_secret_basic"]
-# draft-ietf-oauth-client-id-metadata-document §4 names these from RFC 7591 §2; a longer name is cut
-# for the page (the consent page also shows the redirect host, never only a name).
-MAX_NAME = 80
 
 
 class Client(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,12 +55,12 @@ class Client(msgspec.Struct, frozen=True, kw_only=True):
     def local_only(self) -> bool:
         """Every redirect goes to this computer: the app runs locally, whoever wrote it (the consent page
         warns that such a client's name proves nothing)."""
-        return all(_loopback_http(uri) for uri in self.redirect_uris)
+        return all(loopback_http(uri) for uri in self.redirect_uris)
 
     def redirect_allowed(self, uri: str) -> bool:
         if uri in self.redirect_uris:
             return True
-        return _loopback_http(uri) and any(_same_but_port(uri, known) for known in self.redirect_uris)
+        return loopback_http(uri) and any(_same_but_port(uri, known) for known in self.redirect_uris)
 
 
 def _loopback_ip(host: str | None) -> bool:
@@ -71,11 +68,6 @@ def _loopback_ip(host: str | None) -> bool:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _loopback_http(uri: str) -> bool:
-    parts = urlsplit(uri)
-    return parts.scheme == "http" and (_loopback_ip(parts.hostname) or parts.hostname == "localhost")
 
 
 def _same_but_port(uri: str, registered: str) -> bool:
@@ -137,33 +129,24 @@ async def resolve(ctx: Context, client_id: str | None) -> Client:
 
 
 def _from_document(client_id: str, document: dict[str, Any], dev_mode: bool) -> Client:
-    """The members this server uses (RFC 7591 §2 semantics, the draft's §4 rules), each checked."""
-    uris = document.get("redirect_uris")
-    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
-        raise _unknown("the client metadata document lists no redirect_uris")
-    for uri in uris:
-        if redirect_uri_problem(uri, dev_mode):
-            raise _unknown("the client metadata document lists a redirect URI this server does not accept")
+    """The document's members, checked as a registration's (RFC 7591 §2, app/flows/dynamic_clients.py),
+    and the draft's own rule on authentication (§4)."""
+    try:
+        metadata = dynamic_clients.read_metadata(document, dev_mode)
+    except AuthError as exc:
+        raise _unknown(f"the client metadata document: {exc.description}") from exc
     method = document.get("token_endpoint_auth_method", "none")
     if method != "none":
         # A private_key_jwt client (the draft's other option) is not served yet; a shared secret is
         # forbidden by the draft (§4), and app/outbound/cimd.py refuses that already.
         raise _unknown(f"token_endpoint_auth_method {str(method)[:40]!r} is not supported here; use none")
-    grants = document.get("grant_types", ["authorization_code"])  # RFC 7591 §2's default
-    if not isinstance(grants, list) or "authorization_code" not in grants:
-        raise _unknown("the client metadata document does not use the authorization_code grant")
-    responses = document.get("response_types", ["code"])
-    if not isinstance(responses, list) or "code" not in responses:
-        raise _unknown("the client metadata document does not use response_type code")
-    name = document.get("client_name")
-    shown = name.strip()[:MAX_NAME] if isinstance(name, str) and name.strip() else urlsplit(client_id).hostname
     return Client(
         client_id=client_id,
-        name=shown or client_id,
-        redirect_uris=tuple(uris),
+        name=metadata.client_name or urlsplit(client_id).hostname or client_id,
+        redirect_uris=tuple(metadata.redirect_uris),
         auth_method="none",
         kind="metadata_document",
-        grant_types=tuple(g for g in grants if isinstance(g, str)),
+        grant_types=tuple(metadata.grant_types),
     )
 
 

@@ -16,13 +16,13 @@ request it replaces and says so in the answer (RFC 7591 §3.2.1): the auth metho
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
 
 from app import text
-from app.config_parts import redirect_uri_problem
+from app.config_parts import loopback_http, redirect_uri_problem
 from app.context import Context
 from app.errors import AuthError
 from app.flows.limits import enforce, source_key
@@ -47,11 +47,8 @@ def _redirect(description: str) -> AuthError:
 
 def _native_uri(uri: str) -> bool:
     """RFC 8252 §7.1-7.3: a private-use scheme, or http on a loopback address."""
-    parts = urlsplit(uri)
-    if parts.scheme == "http":
-        host = parts.hostname or ""
-        return host in ("127.0.0.1", "::1", "localhost")
-    return parts.scheme not in ("https", "http") and "." in parts.scheme
+    scheme = urlsplit(uri).scheme
+    return loopback_http(uri) or (scheme not in ("https", "http") and "." in scheme)
 
 
 def _strings(value: Any, name: str, default: list[str]) -> list[str]:
@@ -81,11 +78,22 @@ def _redirect_uris(document: dict[str, Any], dev_mode: bool) -> tuple[list[str],
     return list(dict.fromkeys(uris)), kind
 
 
-def _checked(ctx: Context, document: Any) -> tuple[ClientRecord, list[str]]:
-    """The client to store, and its response types, from the request's metadata (RFC 7591 §2)."""
+class Metadata(NamedTuple):
+    """The RFC 7591 §2 members this server takes from a client's metadata, checked."""
+
+    redirect_uris: list[str]
+    application_type: Literal["web", "native"]
+    grant_types: list[str]
+    response_types: list[str]
+    client_name: str | None
+
+
+def read_metadata(document: Any, dev_mode: bool) -> Metadata:
+    """A client's metadata (a registration request's, or a Client ID Metadata Document's), or RFC 7591
+    §3.2.2's ``invalid_redirect_uri`` / ``invalid_client_metadata`` naming what is wrong."""
     if not isinstance(document, dict):
-        raise _metadata("the body must be a JSON object of client metadata")
-    uris, kind = _redirect_uris(document, ctx.settings.dev_mode)
+        raise _metadata("the client metadata must be a JSON object")
+    uris, kind = _redirect_uris(document, dev_mode)
     grants = _strings(document.get("grant_types"), "grant_types", ["authorization_code"])
     if "authorization_code" not in grants or not set(grants) <= set(_GRANTS):
         raise _metadata("grant_types: authorization_code, and optionally refresh_token")
@@ -99,17 +107,23 @@ def _checked(ctx: Context, document: Any) -> tuple[ClientRecord, list[str]]:
         problem = text.label_problem(name)
         if problem is not None:
             raise _metadata(f"client_name must be printable text of at most {text.MAX_LABEL} characters: {problem}")
+    return Metadata(uris, kind, list(dict.fromkeys(grants)), responses, name)
+
+
+def _checked(ctx: Context, document: Any) -> tuple[ClientRecord, list[str]]:
+    """The client to store, and its response types, from the request's metadata (RFC 7591 §2)."""
+    metadata = read_metadata(document, ctx.settings.dev_mode)
     now = int(ctx.clock.now())
     record = ClientRecord(
         client_id=PREFIX + new_id("c")[2:],
-        client_name=name,
-        redirect_uris=tuple(uris),
-        application_type=kind,
-        grant_types=tuple(dict.fromkeys(grants)),
+        client_name=metadata.client_name,
+        redirect_uris=tuple(metadata.redirect_uris),
+        application_type=metadata.application_type,
+        grant_types=tuple(metadata.grant_types),
         created_at=now,
         expires_at=now + ctx.settings.dcr_unused_days * DAY,
     )
-    return record, responses
+    return record, metadata.response_types
 
 
 async def register(ctx: Context, document: Any, source: str) -> ClientRegistered:

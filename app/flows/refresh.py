@@ -112,17 +112,20 @@ async def rotate(
                 raise invalid("the refresh token has expired")
             expires_at = int(now) + ctx.settings.refresh_token_ttl_seconds
             events: list[ev.Event] = [
-                ev.new(ev.RefreshRotated, now, account_id, registration_id, seq=seq + 1, expires_at=expires_at),
-                ev.new(
-                    ev.CredentialIssued,
-                    now,
-                    account_id,
-                    registration_id,
-                    kind="refresh",
-                    generation=reg.generation,
-                    expires_at=expires_at,
-                ),
+                ev.new(ev.RefreshRotated, now, account_id, registration_id, seq=seq + 1, expires_at=expires_at)
             ]
+            if reg.type != "mcp":  # an agent also gets an identity assertion; an MCP client only tokens
+                events.append(
+                    ev.new(
+                        ev.CredentialIssued,
+                        now,
+                        account_id,
+                        registration_id,
+                        kind="refresh",
+                        generation=reg.generation,
+                        expires_at=expires_at,
+                    )
+                )
             family = reg.refresh_family
             if await ctx.store.rotate_refresh(account_id, registration_id, family, seq, expires_at, now, events):
                 observe.emitted(ctx.tally, events)

@@ -11,12 +11,11 @@ Errors are RFC 6749 §5.2's: ``invalid_client`` is 401 (with the Basic challenge
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from app import observe
 from app.context import Context
@@ -93,10 +92,6 @@ def _bad_grant(description: str) -> AuthError:
     return AuthError("invalid_grant", description, "Send the human through the authorization endpoint again.")
 
 
-def _s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-
-
 async def _authorization_code(ctx: Context, req: TokenRequest) -> TokenIssued:
     form = req.form
     code, verifier = single(form, "code"), single(form, "code_verifier")
@@ -107,7 +102,8 @@ async def _authorization_code(ctx: Context, req: TokenRequest) -> TokenIssued:
         raise AuthError("invalid_request", "code_verifier is missing (PKCE, RFC 7636 §4.5)")
     client = await _client(ctx, req)
     now = ctx.clock.now()
-    raw = await ctx.store.get_session(authorize.code_key(code), now) if len(code) < 200 else None
+    key = authorize.code_key(code)
+    raw = await ctx.store.get_session(key, now) if len(code) < 200 else None
     if raw is None:
         raise _bad_grant("the code is not valid (unknown, or expired)")
     record = msgspec.json.decode(raw, type=authorize.CodeRecord)
@@ -117,12 +113,11 @@ async def _authorization_code(ctx: Context, req: TokenRequest) -> TokenIssued:
     if (redirect_uri is not None or record.redirect_uri_sent) and redirect_uri != record.redirect_uri:
         raise _bad_grant("redirect_uri differs from the authorization request's")
     # RFC 7636 §4.6: the verifier must hash to the challenge.
-    if not _VERIFIER.fullmatch(verifier) or _s256(verifier) != record.code_challenge:
+    if not _VERIFIER.fullmatch(verifier) or create_s256_code_challenge(verifier) != record.code_challenge:
         raise _bad_grant("code_verifier does not match the code_challenge")
     if resource is not None and not exchange.names_our_resource(resource, record.resource):
         raise AuthError("invalid_target", "the resource differs from the one the human approved")
     # Single use (RFC 6749 §4.1.2): a second redemption is refused and the grant dies with what it issued.
-    key = authorize.code_key(code)
     if not await ctx.store.consume_once("authorization-code", key, now + authorize.CODE_MEMORY_SECONDS, now):
         reg_id = record.registration_id
         await grants.revoke_grant(ctx, record.account_id, reg_id, by="agent", reason="authorization_code_reused")
@@ -134,11 +129,14 @@ async def _authorization_code(ctx: Context, req: TokenRequest) -> TokenIssued:
     if state is None or reg is None or reg.revoked_at is not None or reg.generation != record.generation:
         raise _bad_grant("the authorization behind this code was revoked or replaced")
     await dynamic_clients.used(ctx, client.client_id, client.expires_at)
-    refresh_token = None
-    if reg.refresh_family is not None:
-        refresh_token = refresh.refresh_token(ctx, reg, reg.refresh_seq)
-        observe.token_issued("refresh_token")
-    return exchange.issue(ctx, state, _token_scopes(reg.scopes), None, refresh_token)
+    refresh_token = None if reg.refresh_family is None else _refresh_token_of(ctx, reg, reg.refresh_seq)
+    return exchange.issue(ctx, state, _token_scopes(record.scopes), None, refresh_token)
+
+
+def _refresh_token_of(ctx: Context, reg: Registration, seq: int) -> str:
+    """An MCP client's refresh token (no event: the grant's own events say when its family moved)."""
+    observe.token_issued("refresh_token")
+    return refresh.refresh_token(ctx, reg, seq)
 
 
 def _token_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
@@ -164,7 +162,7 @@ async def _refresh_token(ctx: Context, req: TokenRequest) -> TokenIssued:
     reg = rotated.registration
     scopes = exchange.narrowed(_token_scopes(reg.scopes), single(req.form, "scope"), "what the human approved")
     state = AccessState(registration=reg, account=rotated.account, token_revoked=False)
-    return exchange.issue(ctx, state, scopes, None, refresh.refresh_token(ctx, reg, rotated.seq))
+    return exchange.issue(ctx, state, scopes, None, _refresh_token_of(ctx, reg, rotated.seq))
 
 
 Grant = Callable[[Context, TokenRequest], Awaitable[TokenIssued]]

@@ -108,13 +108,12 @@ async def consent_page(request: Request[Any, Any, Any]) -> Response[str]:
     grant = await ctx.store.get_registration(
         user.account_id, authz.grant_id(ctx, user.account_id, held.client_id), ctx.clock.now()
     )
-    redirect = urlsplit(held.redirect_uri)
     view = pages.ConsentView(
         request_id=held.id,
         client_name=held.client_name,
         client_id=held.client_id,
         client_kind=held.client_kind,
-        redirect_to=redirect.netloc or f"{redirect.scheme}: (an application on your device)",
+        redirect_to=authz.answered_at(held.redirect_uri),
         local_only=held.local_only,
         scopes=held.scopes,
         resource=held.resource,

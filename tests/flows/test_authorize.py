@@ -477,3 +477,53 @@ async def test_authorization_requests_per_source_are_capped(harness_factory, mon
         answers = [await h.client.get(url, follow_redirects=False) for _ in range(7)]
         assert [r.status_code for r in answers] == [303] * 5 + [429] * 2
         assert "location" not in answers[-1].headers and "retry-after" in answers[-1].headers
+
+
+@pytest.mark.parametrize(
+    ("members", "fragment"),
+    [
+        ({"client_name": "\u202eevil"}, "client_name"),
+        ({"grant_types": ["client_credentials"]}, "grant_types"),
+        ({"redirect_uris": ["javascript:alert(1)"]}, "never a redirect"),
+        ({"token_endpoint_auth_method": "private_key_jwt"}, "token_endpoint_auth_method"),
+    ],
+)
+async def test_a_metadata_document_is_checked_as_a_registration_is(harness_factory, members, fragment):
+    """The document's members pass the same RFC 7591 checks as a dynamic registration; a bad one is our
+    own page (invalid_client), never a redirect."""
+    with running(Host()) as host:
+        client_id = host.url("/c.json")
+        host.serve({"client_id": client_id, "redirect_uris": [REDIRECT], **members}, "/c.json")
+        async with served(harness_factory, cimd_allow_private=True) as h:
+            r = await h.client.get(authorize_url(h, client_id=client_id, code_challenge=pkce()[1]))
+            assert r.status_code == 401 and "location" not in r.headers
+            assert fragment in r.text
+
+
+async def test_sizes_and_caps_of_the_front_channel(harness_factory):
+    """A browser holds at most MAX_HELD_AUTHORIZATIONS requests (the oldest drops out); ``state`` has a
+    size limit (our page, never echoed); an oversized code is invalid_grant."""
+    from app.flows.authorize import MAX_STATE
+    from app.flows.session import MAX_HELD_AUTHORIZATIONS
+
+    async with served(harness_factory) as h:
+        browser = Browser(h.client, h.settings.issuer)
+        first = await consent(browser, h, authorize_url(h, code_challenge=pkce()[1]))
+        oldest = first.form("/oauth2/consent")
+        for _ in range(MAX_HELD_AUTHORIZATIONS):
+            newest = await consent(browser, h, authorize_url(h, code_challenge=pkce()[1]))
+        dropped = await browser.submit("/oauth2/consent", {**oldest, "decision": "approve"})
+        assert isinstance(dropped, Page) and dropped.status == 400
+        kept = await browser.submit("/oauth2/consent", {**newest.form("/oauth2/consent"), "decision": "approve"})
+        assert isinstance(kept, str) and "code" in answer(kept)
+
+        too_long = authorize_url(h, code_challenge=pkce()[1], state="s" * (MAX_STATE + 1))
+        r = await h.client.get(too_long, follow_redirects=False)
+        assert r.status_code == 400 and "location" not in r.headers and "s" * 100 not in r.text
+        ok = await h.client.get(
+            authorize_url(h, code_challenge=pkce()[1], state="s" * MAX_STATE), follow_redirects=False
+        )
+        assert ok.status_code == 303
+
+        huge = await redeem(h, "mac_" + "x" * 1_000, pkce()[0])
+        assert (huge.status_code, huge.json()["error"]) == (400, "invalid_grant")
